@@ -1,0 +1,3 @@
+from stafett_case.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from stafett_consent.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from stafett_log.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,4 @@
+from stafett_log.projections import metadata
+from stafett_shared.db import alembic_env
+
+alembic_env(metadata)

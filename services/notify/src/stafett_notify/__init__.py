@@ -1,0 +1,1 @@
+"""Stafett – varsler."""

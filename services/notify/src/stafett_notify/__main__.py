@@ -1,0 +1,3 @@
+from stafett_notify.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,9 @@
+"""Notices: who is told what, on which channel; never the content of a case.
+
+Pure: decide(state, command) -> events and evolve(state, event) -> state, with no I/O and no
+clock (time is passed in). It imports no I/O library; a test keeps it that way.
+"""
+
+from __future__ import annotations
+
+CONTEXT = "notify"

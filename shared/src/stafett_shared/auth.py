@@ -1,0 +1,247 @@
+"""Bearer tokens: validation against configured issuers, the development issuer, principals.
+
+A token says who is calling, never what they may do: roles come from the directory and
+every decision from the consent service. A token identifies a person (``sub``) or an agency
+client (``client_id`` with ``scope``, as in RFC 9068 access tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from stafett_shared.crypto import load_or_create_signing_key
+from stafett_shared.ids import PERSON_ID_PATTERN
+from stafett_shared.problems import Problem
+from stafett_shared.settings import IssuerSettings
+
+__all__ = [
+    "DEV_ISSUER",
+    "DevIssuer",
+    "Principal",
+    "PrincipalDep",
+    "TokenVerifier",
+    "Unauthenticated",
+    "current_principal",
+]
+
+DEV_ISSUER = "urn:stafett:dev-issuer"
+_ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"})
+_MAX_TOKEN_BYTES = 8192
+
+
+class Unauthenticated(Exception):
+    """The token is missing, malformed, expired or from an untrusted issuer."""
+
+
+class Principal(BaseModel):
+    """Who is calling: a person (staff, guardian, youth, auditor) or an agency's system."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["person", "client"]
+    id: str = Field(pattern=PERSON_ID_PATTERN.pattern)
+    issuer: str
+    scopes: frozenset[str] = frozenset()
+
+
+def _kid(public_raw: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(public_raw).digest()[:12]).decode().rstrip("=")
+
+
+class DevIssuer:
+    """The development issuer: an Ed25519 key made in the data folder at first start."""
+
+    def __init__(self, key: Ed25519PrivateKey, audience: str = "stafett") -> None:
+        self._key = key
+        self.audience = audience
+        public = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.kid = _kid(public)
+        self._jwk = {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": base64.urlsafe_b64encode(public).decode().rstrip("="),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> DevIssuer:
+        return cls(load_or_create_signing_key(data_dir / "keys" / "dev-issuer.pem"))
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [dict(self._jwk)]}
+
+    def issue(
+        self,
+        subject: str,
+        *,
+        client: bool = False,
+        scopes: Sequence[str] = (),
+        ttl_s: int = 8 * 3600,
+        now: float | None = None,
+    ) -> str:
+        """A signed token for a person id or, with ``client``, an agency client id."""
+        if not PERSON_ID_PATTERN.fullmatch(subject):
+            raise ValueError("subject may hold only letters, digits and '-'")
+        issued = int(now if now is not None else time.time())
+        claims: dict[str, Any] = {
+            "iss": DEV_ISSUER,
+            "sub": subject,
+            "aud": self.audience,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + ttl_s,
+        }
+        if client:
+            claims["client_id"] = subject
+            claims["scope"] = " ".join(scopes)
+        return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})
+
+
+class _RemoteIssuer:
+    """Keys of one configured issuer, found by OIDC discovery and refreshed on unknown kids."""
+
+    def __init__(self, config: IssuerSettings, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self._http = http
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str | None) -> jwt.PyJWK:
+        if kid in self._keys and time.monotonic() - self._fetched_at < 3600:
+            return self._keys[kid]
+        async with self._lock:
+            # Refresh at most every 30 s, so unknown kids cannot make us hammer the issuer.
+            if kid not in self._keys and time.monotonic() - self._fetched_at > 30:
+                await self._refresh()
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        if kid not in self._keys:
+            raise Unauthenticated("unknown signing key")
+        return self._keys[kid]
+
+    async def _refresh(self) -> None:
+        try:
+            jwks_uri = self.config.jwks_uri
+            if jwks_uri is None:
+                discovery = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
+                response = await self._http.get(discovery)
+                response.raise_for_status()
+                jwks_uri = str(response.json()["jwks_uri"])
+            response = await self._http.get(jwks_uri)
+            response.raise_for_status()
+            keyset = jwt.PyJWKSet.from_dict(response.json())
+        except (httpx.HTTPError, KeyError, ValueError, jwt.PyJWKSetError) as exc:
+            raise Unauthenticated("issuer keys are unavailable") from exc
+        self._keys = {k.key_id: k for k in keyset.keys if k.key_id}
+        self._fetched_at = time.monotonic()
+
+
+class TokenVerifier:
+    """Validates bearer tokens from the configured issuers (and the development issuer)."""
+
+    def __init__(
+        self,
+        issuers: Sequence[IssuerSettings] = (),
+        *,
+        dev_issuer: DevIssuer | None = None,
+        leeway_s: int = 30,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._http = http or httpx.AsyncClient(timeout=5.0)
+        self._issuers = {cfg.issuer: _RemoteIssuer(cfg, self._http) for cfg in issuers}
+        self._dev = dev_issuer
+        self._leeway = leeway_s
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def verify(self, token: str) -> Principal:
+        if len(token) > _MAX_TOKEN_BYTES:
+            raise Unauthenticated("token too large")
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("malformed token") from exc
+        algorithm = header.get("alg")
+        if algorithm not in _ALLOWED_ALGORITHMS:
+            raise Unauthenticated("signature algorithm not accepted")
+        issuer = unverified.get("iss")
+        key: Any
+        if issuer == DEV_ISSUER and self._dev is not None:
+            if header.get("kid") != self._dev.kid:
+                raise Unauthenticated("unknown signing key")
+            key, audience, algorithms = self._dev.jwks["keys"][0], self._dev.audience, ["EdDSA"]
+            key = jwt.PyJWK(key)
+        elif isinstance(issuer, str) and issuer in self._issuers:
+            remote = self._issuers[issuer]
+            key = await remote.key(header.get("kid"))
+            audience, algorithms = remote.config.audience, remote.config.algorithms
+        else:
+            raise Unauthenticated("issuer not trusted")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[a for a in algorithms if a in _ALLOWED_ALGORITHMS],
+                audience=audience,
+                issuer=issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iss", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("token rejected") from exc
+        return _principal(claims, issuer)
+
+
+def _principal(claims: dict[str, Any], issuer: str) -> Principal:
+    client_id = claims.get("client_id")
+    subject = claims.get("sub")
+    scope = claims.get("scope", "")
+    scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+    try:
+        if isinstance(client_id, str) and (subject in (None, client_id)):
+            return Principal(kind="client", id=client_id, issuer=issuer, scopes=scopes)
+        if not isinstance(subject, str):
+            raise Unauthenticated("token names nobody")
+        return Principal(kind="person", id=subject, issuer=issuer, scopes=scopes)
+    except ValueError as exc:
+        raise Unauthenticated("token subject is not a valid id") from exc
+
+
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the authenticated caller, or 401 problem+json."""
+    verifier: TokenVerifier = request.app.state.token_verifier
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="stafett"'}
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "unauthenticated", "Mangler Bearer-token.", headers=challenge)
+    try:
+        return await verifier.verify(token.strip())
+    except Unauthenticated:
+        raise Problem(
+            401, "unauthenticated", "Tokenet er ugyldig eller utløpt.", headers=challenge
+        ) from None
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]

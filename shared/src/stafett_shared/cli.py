@@ -1,0 +1,135 @@
+"""The ``stafett`` command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from stafett_shared.embedded import SERVICES, EmbeddedSystem
+from stafett_shared.settings import CommonSettings
+
+app = typer.Typer(
+    name="stafett",
+    help="Stafett: den digitale stafettloggen for BTI.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+projections = typer.Typer(help="Lesemodeller (projeksjoner).", no_args_is_help=True)
+app.add_typer(projections, name="projections")
+console = Console()
+err = Console(stderr=True)
+
+
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Datamappe (standard: STAFETT_DATA_DIR eller ./var).")
+    ] = None,
+    nats_port: Annotated[int, typer.Option(help="Port for den innebygde NATS-serveren.")] = 14222,
+) -> None:
+    """Start Stafett lokalt: NATS med JetStream og de fire tjenestene på SQLite."""
+    settings = CommonSettings()
+    if settings.production:
+        err.print("[red]`stafett up` er for utvikling; STAFETT_ENV=production er satt.[/red]")
+        raise typer.Exit(2)
+    folder = (data_dir or settings.data_dir).resolve()
+    system = EmbeddedSystem(folder, nats_port=nats_port)
+    stopping = False
+
+    def _terminate(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    console.print(f"Starter Stafett i [bold]{folder}[/bold] …")
+    try:
+        system.start()
+    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+        err.print(f"[red]Kunne ikke starte: {exc}[/red]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    try:
+        console.print(f"NATS      {system.nats.url}")
+        for service in system.running:
+            console.print(f"{service.name:<9} {service.url}  (API: {service.url}/docs)")
+        console.print(
+            "Token for utvikling: [bold]stafett token admin[/bold]  "
+            "(kjør med STAFETT_DATA_DIR=" + str(folder) + " fra en annen mappe)"
+        )
+        console.print("Avslutt med Ctrl-C.")
+        while True:
+            for service in system.running:
+                if service.process.poll() is not None:
+                    err.print(f"[red]{service.name} stoppet uventet; se {folder}/logs[/red]")
+                    raise KeyboardInterrupt
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        stopping = True
+    finally:
+        console.print("Stopper …" if stopping else "")
+        system.stop()
+        console.print("Stoppet.")
+
+
+@app.command()
+def token(
+    person: Annotated[str, typer.Argument(help="Person-id (eller klient-id med --client).")],
+    client: Annotated[bool, typer.Option(help="Lag et klienttoken for et fagsystem.")] = False,
+    scope: Annotated[list[str] | None, typer.Option(help="Scope for klienttoken.")] = None,
+    hours: Annotated[int, typer.Option(min=1, max=24)] = 8,
+) -> None:
+    """Skriv ut et utviklingstoken. Nektes i produksjon."""
+    from stafett_shared.auth import DevIssuer
+
+    settings = CommonSettings()
+    if settings.production or not settings.dev_issuer_enabled:
+        err.print("[red]Utviklingsutstederen er slått av (produksjon).[/red]")
+        raise typer.Exit(2)
+    issuer = DevIssuer.load_or_create(settings.data_dir.resolve())
+    try:
+        value = issuer.issue(person, client=client, scopes=scope or [], ttl_s=hours * 3600)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    sys.stdout.write(value + "\n")
+
+
+@projections.command("rebuild")
+def rebuild(
+    service: Annotated[str, typer.Argument(help="case, log, consent eller notify")],
+) -> None:
+    """Bygg en tjenestes lesemodeller på nytt fra sekvens 1."""
+    if service not in SERVICES:
+        err.print(f"[red]Ukjent tjeneste: {service}[/red]")
+        raise typer.Exit(2)
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", f"stafett_{service}", "rebuild"], env=dict(os.environ), check=False
+    )
+    raise typer.Exit(result.returncode)
+
+
+@app.command()
+def bench(
+    script: Annotated[str, typer.Argument(help="Skript i bench/ uten .py")] = "eventstore",
+    quick: Annotated[bool, typer.Option(help="Færre meldinger (rask kontroll).")] = False,
+) -> None:
+    """Kjør en ytelsesmåling fra bench/ (i en utsjekk av prosjektet)."""
+    path = Path.cwd() / "bench" / f"{script}.py"
+    if not path.is_file():
+        err.print(f"[red]Fant ikke {path.name} i ./bench (kjør fra prosjektmappen).[/red]")
+        raise typer.Exit(2)
+    args = [sys.executable, str(path), *(["--quick"] if quick else [])]
+    raise typer.Exit(subprocess.run(args, check=False).returncode)  # noqa: S603
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,276 @@
+"""Field encryption with a data key per child, crypto-shredding, and Ed25519 signing keys.
+
+* A child's data key (AES-256) is made at first use, wrapped with the key-encryption key
+  (KEK, AES-256-GCM) and kept in the JetStream key/value bucket ``STAFETT_KEYS``, which,
+  unlike ``EVENTS``, allows deletion.
+* A field is AES-256-GCM under the child's data key with a fresh 96-bit nonce; the associated
+  data binds the ciphertext to the child and to the field's context, so it cannot be moved to
+  another child or field unnoticed. Text form: ``enc:v1:<base64url(nonce ‖ ciphertext)>``.
+* Shredding securely erases the wrapped key from the bucket (JetStream overwrites the message
+  on delete) and leaves a tombstone, so the key is never made again. The events stay and
+  still load and verify; their personal data can no longer be read by anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats.errors
+import nats.js.errors
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from stafett_shared.ids import AGGREGATE_ID_PATTERN
+
+__all__ = [
+    "CryptoError",
+    "FieldCipher",
+    "KeyShredded",
+    "KeyStore",
+    "KeyUnavailable",
+    "generate_kek",
+    "load_or_create_kek",
+    "load_or_create_signing_key",
+    "load_signing_key",
+]
+
+KEY_BUCKET = "STAFETT_KEYS"
+_PREFIX = "enc:v1:"
+_NONCE = 12
+_TOMBSTONE = b'{"shredded":true}'
+
+
+class CryptoError(Exception):
+    """Root of the crypto errors."""
+
+
+class KeyShredded(CryptoError):
+    """The owner's data key was shredded; the data is unreadable for good."""
+
+
+class KeyUnavailable(CryptoError):
+    """The key store did not answer."""
+
+
+class DecryptionFailed(CryptoError):
+    """The ciphertext is damaged, or belongs to another owner or field."""
+
+
+def generate_kek() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def load_or_create_kek(path: Path) -> bytes:
+    """Development only: the KEK kept in the data folder, made at first start."""
+    if path.exists():
+        raw = base64.b64decode(path.read_text().strip(), validate=True)
+        if len(raw) != 32:
+            raise CryptoError("the key-encryption key file does not hold 32 bytes")
+        return raw
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = generate_kek()
+    _write_secret(path, base64.b64encode(key))
+    return key
+
+
+def _write_secret(path: Path, content: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+
+
+@dataclass(slots=True)
+class _CachedKey:
+    key: bytes
+    expires: float
+
+
+class KeyStore:
+    """Wrapped data keys in a JetStream key/value bucket, one per owner (a child's id)."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        keks: dict[str, bytes],
+        current_kek: str,
+        *,
+        bucket: str = KEY_BUCKET,
+        cache_ttl_s: float = 5.0,
+        replicas: int = 1,
+    ) -> None:
+        if current_kek not in keks:
+            raise CryptoError("the current KEK id has no key")
+        self._js = js
+        self._keks = {kid: AESGCM(key) for kid, key in keks.items()}
+        self._current = current_kek
+        self._bucket_name = bucket
+        self._bucket: KeyValue | None = None
+        self._cache: dict[str, _CachedKey] = {}
+        self._cache_ttl = cache_ttl_s
+        self._replicas = replicas
+        self._lock = asyncio.Lock()
+
+    async def ensure_bucket(self) -> None:
+        try:
+            self._bucket = await self._js.key_value(self._bucket_name)
+        except nats.js.errors.BucketNotFoundError:
+            self._bucket = await self._js.create_key_value(
+                KeyValueConfig(
+                    bucket=self._bucket_name,
+                    history=1,
+                    storage=StorageType.FILE,
+                    replicas=self._replicas,
+                    description="Stafett wrapped data keys (deletion is crypto-shredding)",
+                )
+            )
+
+    @property
+    def _kv(self) -> KeyValue:
+        if self._bucket is None:
+            raise CryptoError("call ensure_bucket() first")
+        return self._bucket
+
+    @staticmethod
+    def _name(owner: str) -> str:
+        if not AGGREGATE_ID_PATTERN.fullmatch(owner):
+            raise CryptoError("owner id may hold only letters, digits, '_' and '-'")
+        return f"owner.{owner}"
+
+    def _wrap(self, owner: str, key: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        wrapped = self._keks[self._current].encrypt(nonce, key, self._name(owner).encode())
+        return json.dumps(
+            {
+                "v": 1,
+                "kek": self._current,
+                "n": base64.b64encode(nonce).decode(),
+                "w": base64.b64encode(wrapped).decode(),
+            }
+        ).encode()
+
+    def _unwrap(self, owner: str, value: bytes) -> bytes:
+        if value == _TOMBSTONE:
+            raise KeyShredded(owner)
+        record = json.loads(value)
+        kek = self._keks.get(record["kek"])
+        if kek is None:
+            raise CryptoError(f"no key-encryption key {record['kek']!r} is configured")
+        try:
+            return kek.decrypt(
+                base64.b64decode(record["n"]),
+                base64.b64decode(record["w"]),
+                self._name(owner).encode(),
+            )
+        except InvalidTag as exc:
+            raise CryptoError("a wrapped data key failed its integrity check") from exc
+
+    async def data_key(self, owner: str, *, create: bool = False) -> bytes:
+        """The owner's data key; made when ``create`` and there is none yet."""
+        cached = self._cache.get(owner)
+        if cached is not None and cached.expires > time.monotonic():
+            return cached.key
+        name = self._name(owner)
+        try:
+            try:
+                entry = await self._kv.get(name)
+                assert entry.value is not None
+                key = self._unwrap(owner, entry.value)
+            except nats.js.errors.KeyNotFoundError:
+                if not create:
+                    raise KeyShredded(owner) from None
+                key = AESGCM.generate_key(bit_length=256)
+                try:
+                    await self._kv.create(name, self._wrap(owner, key))
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    # Made by another writer in the meantime: use theirs.
+                    entry = await self._kv.get(name)
+                    assert entry.value is not None
+                    key = self._unwrap(owner, entry.value)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            raise KeyUnavailable("the key store did not answer") from exc
+        self._cache[owner] = _CachedKey(key, time.monotonic() + self._cache_ttl)
+        return key
+
+    async def shred(self, owner: str) -> None:
+        """Erase the owner's data key for good (end of retention)."""
+        name = self._name(owner)
+        self._cache.pop(owner, None)
+        stream = f"KV_{self._bucket_name}"
+        async with self._lock:
+            try:
+                entry = await self._kv.get(name)
+                if entry.revision is not None and entry.value != _TOMBSTONE:
+                    # The stream API's delete overwrites the stored bytes (no_erase is false).
+                    await self._js.delete_msg(stream, entry.revision)
+            except nats.js.errors.KeyNotFoundError:
+                pass
+            await self._kv.put(name, _TOMBSTONE)
+
+
+class FieldCipher:
+    """Encrypts and decrypts personal-data fields of events under the owner's data key."""
+
+    def __init__(self, keys: KeyStore) -> None:
+        self._keys = keys
+
+    @staticmethod
+    def _aad(owner: str, context: str) -> bytes:
+        return f"stafett:v1:{owner}:{context}".encode()
+
+    async def encrypt(self, owner: str, plaintext: str, *, context: str = "") -> str:
+        key = await self._keys.data_key(owner, create=True)
+        nonce = os.urandom(_NONCE)
+        sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), self._aad(owner, context))
+        return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    async def decrypt(self, owner: str, token: str, *, context: str = "") -> str:
+        if not token.startswith(_PREFIX):
+            raise DecryptionFailed("not an encrypted field")
+        body = token[len(_PREFIX):]
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        key = await self._keys.data_key(owner)
+        try:
+            plain = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], self._aad(owner, context))
+        except InvalidTag as exc:
+            raise DecryptionFailed("the field does not belong here or was altered") from exc
+        return plain.decode("utf-8")
+
+    @staticmethod
+    def is_encrypted(value: str) -> bool:
+        return value.startswith(_PREFIX)
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a PEM (PKCS#8) file."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CryptoError("the signing key is not an Ed25519 key")
+    return key
+
+
+def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Development only: the signing key kept in the data folder, made at first start."""
+    if path.exists():
+        return load_signing_key(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    _write_secret(
+        path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    return key

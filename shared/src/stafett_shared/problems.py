@@ -1,0 +1,202 @@
+"""RFC 9457 problem details: the one shape of every error Stafett answers with.
+
+Titles are Norwegian (bokmål) for people; ``code`` is for machines. Validation problems list
+where and why input was refused but never echo the input, which may be personal data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stafett_shared.logging import get_logger
+
+__all__ = [
+    "PROBLEM_CONTENT_TYPE",
+    "BodySizeLimitMiddleware",
+    "Problem",
+    "install_problem_handlers",
+    "problem_response",
+]
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+_TYPE_BASE = "urn:stafett:problem:"
+_TITLES: dict[str, str] = {
+    "bad_request": "Ugyldig forespørsel",
+    "validation_error": "Ugyldige data",
+    "unauthenticated": "Mangler gyldig innlogging",
+    "forbidden": "Ingen tilgang",
+    "not_found": "Finnes ikke",
+    "method_not_allowed": "Metoden er ikke tillatt",
+    "conflict": "Konflikt",
+    "version_conflict": "Saken er endret av noen andre",
+    "payload_too_large": "Forespørselen er for stor",
+    "unsupported_media_type": "Ukjent innholdstype",
+    "rate_limited": "For mange forespørsler",
+    "unavailable": "Tjenesten er midlertidig utilgjengelig",
+    "internal_error": "Intern feil",
+}
+_STATUS_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
+_log = get_logger("stafett.problems")
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document. ``detail`` must name no personal data."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.title = title or _TITLES.get(code) or _TITLES[_STATUS_CODES.get(status, "bad_request")]
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    instance: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + code,
+        "title": title or _TITLES.get(code, _TITLES["bad_request"]),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra or {})
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for error in exc.errors()[:50]:
+        errors.append(
+            {
+                "loc": [str(part) for part in error.get("loc", ())],
+                "type": str(error.get("type", "invalid")),
+                "msg": str(error.get("msg", "invalid")),
+            }
+        )
+    return errors
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Render every error as problem+json; nothing a client sends yields a 500."""
+
+    async def _problem(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(
+            exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers, extra=exc.extra
+        )
+
+    async def _validation(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = _validation_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem_response(400, "bad_request", "Forespørselen er ikke gyldig JSON.")
+        return problem_response(
+            422,
+            "validation_error",
+            "Forespørselen har felt som mangler eller er ugyldige.",
+            extra={"errors": errors},
+        )
+
+    async def _http(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _STATUS_CODES.get(exc.status_code, "bad_request")
+        detail = exc.detail if isinstance(exc.detail, str) else _TITLES[code]
+        return problem_response(exc.status_code, code, detail, headers=exc.headers)
+
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Only a defect in Stafett reaches here; the log names the type, not the content.
+        _log.error("unhandled_error", error_type=type(exc).__name__)
+        return problem_response(500, "internal_error", "Noe gikk galt hos oss. Prøv igjen senere.")
+
+    app.add_exception_handler(Problem, _problem)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+class BodySizeLimitMiddleware:
+    """Answers 413 for a body over ``max_bytes``, before the application reads it."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_bytes:
+                    await self._reject(scope, receive, send)
+                    return
+        received = 0
+
+        async def _receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, _receive, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Any, receive: Any, send: Any) -> None:
+        response = problem_response(
+            413, "payload_too_large", f"Forespørselen kan være høyst {self.max_bytes} byte."
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

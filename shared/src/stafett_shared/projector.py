@@ -1,0 +1,257 @@
+"""Projectors: apply stored commits to SQL read models, exactly once in effect.
+
+A projection's rows and its position (the last stream sequence it applied) are written in one
+transaction, so a crash at any point either applied a commit with its position or neither:
+after a restart the projector reads from position + 1 and never applies a commit twice. No
+consumer state lives on the server. ``rebuild`` empties the projection's tables and replays
+from sequence 1, giving the rows an incremental run gives.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from stafett_shared.db import position_table, sessionmaker
+from stafett_shared.eventstore import EventStore, StoredCommit, StoreUnavailable
+from stafett_shared.logging import get_logger
+from stafett_shared.telemetry import start_consumer_span
+
+__all__ = ["Projection", "ProjectionBehind", "Projector"]
+
+_log = get_logger("stafett.projector")
+
+
+class ProjectionBehind(Exception):
+    """The read model did not reach the asked-for sequence in time (answer 503)."""
+
+    def __init__(self, wanted: int, position: int) -> None:
+        super().__init__(f"projection at {position}, wanted {wanted}")
+        self.wanted = wanted
+        self.position = position
+
+
+class Projection(abc.ABC):
+    """Read-model logic: what one commit does to the rows. Subclasses stay free of I/O
+    besides the session they are given."""
+
+    name: str
+    tables: Sequence[Table] = ()
+
+    @abc.abstractmethod
+    async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
+        """Apply one commit. Runs inside the projector's transaction; must not commit."""
+
+
+class Projector:
+    """Runs one projection against the stream and keeps its position."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        store: EventStore,
+        engine: AsyncEngine,
+        *,
+        batch: int = 256,
+        idle_poll_s: float = 1.0,
+    ) -> None:
+        self.projection = projection
+        self.store = store
+        self.engine = engine
+        self._sessions: async_sessionmaker[AsyncSession] = sessionmaker(engine)
+        self._batch = batch
+        self._idle_poll = idle_poll_s
+        self._lock = asyncio.Lock()
+        self._position = -1
+        self._advanced = asyncio.Condition()
+        self._stream_last_seq = 0
+        self._caught_up_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+    # --- position -------------------------------------------------------------------------
+
+    async def position(self) -> int:
+        async with self._sessions() as session:
+            value = await session.scalar(
+                select(position_table.c.last_seq).where(position_table.c.name == self.name)
+            )
+        self._position = int(value or 0)
+        return self._position
+
+    @property
+    def known_position(self) -> int:
+        return max(self._position, 0)
+
+    @property
+    def lag(self) -> int:
+        """Commits in the stream that the read model has not applied, as last observed."""
+        return max(self._stream_last_seq - self.known_position, 0)
+
+    def caught_up_within(self, seconds: float) -> bool:
+        if self._task is not None and self._task.done():
+            return False
+        if self._caught_up_at is None:
+            return False
+        return self.lag == 0 or time.monotonic() - self._caught_up_at <= seconds
+
+    async def _locked_position(self, session: AsyncSession) -> int:
+        stmt = select(position_table.c.last_seq).where(position_table.c.name == self.name)
+        if self.engine.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        value = await session.scalar(stmt)
+        if value is None:
+            insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+            await session.execute(
+                insert(position_table)
+                .values(name=self.name, last_seq=0, updated_at=datetime.now(UTC))
+                .on_conflict_do_nothing()
+            )
+            value = await session.scalar(stmt)
+        return int(value or 0)
+
+    # --- applying -------------------------------------------------------------------------
+
+    async def apply_commits(self, commits: Sequence[StoredCommit]) -> int:
+        """Apply commits in one transaction, skipping what is already applied.
+
+        Commits must be contiguous after the position; a gap is closed by reading the stream.
+        Returns the new position.
+        """
+        async with self._lock:
+            return await self._apply_locked(commits)
+
+    async def _apply_locked(self, commits: Sequence[StoredCommit]) -> int:
+        if not commits:
+            return self.known_position
+        async with self._sessions() as session, session.begin():
+            position = await self._locked_position(session)
+            pending = [c for c in commits if c.seq > position]
+            if pending and pending[0].seq != position + 1:
+                gap = await self.store.read(position + 1, limit=pending[0].seq - position - 1)
+                pending = [*gap, *pending]
+            applied = position
+            for commit in pending:
+                if commit.seq != applied + 1:
+                    break
+                with start_consumer_span(
+                    f"project {self.name}",
+                    commit.headers,
+                    {"stafett.seq": commit.seq, "stafett.projection": self.name},
+                ):
+                    await self.projection.apply(session, commit)
+                applied = commit.seq
+            if applied != position:
+                await session.execute(
+                    update(position_table)
+                    .where(position_table.c.name == self.name)
+                    .values(last_seq=applied, updated_at=datetime.now(UTC))
+                )
+        await self._set_position(applied)
+        return applied
+
+    async def _set_position(self, applied: int) -> None:
+        self._position = applied
+        self._stream_last_seq = max(self._stream_last_seq, applied)
+        if applied >= self._stream_last_seq:
+            self._caught_up_at = time.monotonic()
+        async with self._advanced:
+            self._advanced.notify_all()
+
+    async def catch_up(self) -> int:
+        """Apply everything the stream holds now; returns the position reached."""
+        self._stream_last_seq = max(self._stream_last_seq, await self.store.last_seq())
+        position = await self.position()
+        while True:
+            commits = await self.store.read(position + 1, limit=self._batch)
+            if not commits:
+                break
+            position = await self.apply_commits(commits)
+        self._caught_up_at = time.monotonic()
+        return position
+
+    async def rebuild(self) -> int:
+        """Empty the projection's tables and replay the stream from sequence 1."""
+        async with self._lock:
+            async with self._sessions() as session, session.begin():
+                await self._locked_position(session)
+                for table in reversed(list(self.projection.tables)):
+                    await session.execute(delete(table))
+                await session.execute(
+                    update(position_table)
+                    .where(position_table.c.name == self.name)
+                    .values(last_seq=0, updated_at=datetime.now(UTC))
+                )
+            self._position = 0
+        _log.info("projection_rebuild_started", projection=self.name)
+        position = await self.catch_up()
+        _log.info("projection_rebuilt", projection=self.name, position=position)
+        return position
+
+    async def wait_for(self, min_seq: int, timeout_s: float) -> int:
+        """Wait until the read model has applied ``min_seq``; else ``ProjectionBehind``."""
+        if self.known_position >= min_seq:
+            return self.known_position
+        deadline = time.monotonic() + timeout_s
+        async with self._advanced:
+            while self.known_position < min_seq:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._advanced.wait(), min(remaining, 0.1))
+                if self._task is None:
+                    # No background loop: read the position the database holds.
+                    await self.position()
+        if self.known_position < min_seq:
+            raise ProjectionBehind(min_seq, self.known_position)
+        return self.known_position
+
+    # --- running --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the stream for ever (until cancelled)."""
+        while True:
+            try:
+                position = await self.catch_up()
+                async for commits in self.store.subscribe_batches(
+                    position + 1, idle_poll=self._idle_poll
+                ):
+                    self._stream_last_seq = max(self._stream_last_seq, commits[-1].seq)
+                    await self.apply_commits(commits)
+            except asyncio.CancelledError:
+                raise
+            except StoreUnavailable:
+                _log.warning("projector_store_unavailable", projection=self.name)
+                await asyncio.sleep(1.0)
+            except Exception as exc:  # noqa: BLE001 - a defect or the database is down: retry, do not die
+                _log.error("projector_failed", projection=self.name, error_type=type(exc).__name__)
+                await asyncio.sleep(2.0)
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name=f"projector-{self.name}")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def refresh_stream_position(self) -> None:
+        """Observe the stream's end, so ``lag`` is current (readiness checks call this)."""
+        self._stream_last_seq = max(self._stream_last_seq, await self.store.last_seq())

@@ -1,0 +1,321 @@
+"""The composition shared by the four services: one place that wires NATS, the event store,
+keys, the database, the projector and the HTTP app, so each service's ``app.py`` only says
+what is its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from nats.aio.client import Client as NATS
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from stafett_shared.auth import DevIssuer, TokenVerifier
+from stafett_shared.crypto import FieldCipher, KeyStore, load_or_create_kek
+from stafett_shared.db import create_engine, run_migrations, sessionmaker
+from stafett_shared.envelope import registry
+from stafett_shared.eventstore import EventStore
+from stafett_shared.logging import configure_logging, get_logger
+from stafett_shared.problems import (
+    BodySizeLimitMiddleware,
+    install_problem_handlers,
+    problem_response,
+)
+from stafett_shared.projector import Projection, Projector
+from stafett_shared.settings import CommonSettings, ServiceSettings
+from stafett_shared.telemetry import TracingMiddleware, configure_tracing
+
+__all__ = ["Runtime", "ServiceSpec", "connect_nats", "create_app", "run_service"]
+
+_log = get_logger("stafett.service")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What makes one service itself."""
+
+    name: str
+    title: str
+    description: str
+    contexts: Sequence[str]
+    projection: Callable[[], Projection]
+    migrations: Path
+    routers: Sequence[APIRouter] = ()
+    settings_type: type[ServiceSettings] = ServiceSettings
+
+
+@dataclass
+class Runtime:
+    """The wired collaborators of a running service (``app.state.runtime``)."""
+
+    spec: ServiceSpec
+    settings: CommonSettings
+    service: ServiceSettings
+    nc: NATS
+    store: EventStore
+    keys: KeyStore
+    cipher: FieldCipher
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    projector: Projector
+    verifier: TokenVerifier
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+async def connect_nats(settings: CommonSettings, name: str, *, wait_s: float = 30.0) -> NATS:
+    """Connect, retrying the first connection for ``wait_s``; reconnect for ever after."""
+
+    async def _error(exc: Exception) -> None:
+        _log.warning("nats_error", error_type=type(exc).__name__)
+
+    async def _disconnected() -> None:
+        _log.warning("nats_disconnected")
+
+    async def _reconnected() -> None:
+        _log.info("nats_reconnected")
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return await nats.connect(
+                settings.nats_url,
+                name=f"stafett-{name}",
+                user=settings.nats_user,
+                password=(
+                    settings.nats_password.get_secret_value() if settings.nats_password else None
+                ),
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                error_cb=_error,
+                disconnected_cb=_disconnected,
+                reconnected_cb=_reconnected,
+            )
+        except (nats.errors.NoServersError, OSError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def database_url(settings: CommonSettings, service: ServiceSettings, name: str) -> str:
+    if service.database_url:
+        return service.database_url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(settings.data_dir / f'{name}.db').resolve()}"
+
+
+def key_store(settings: CommonSettings, nc: NATS) -> KeyStore:
+    kek = settings.kek_bytes()
+    if kek is None:
+        kek = load_or_create_kek(settings.data_dir / "keys" / "kek")
+    return KeyStore(
+        nc.jetstream(), {settings.kek_id: kek}, settings.kek_id, replicas=settings.stream_replicas
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings
+) -> AsyncIterator[Runtime]:
+    """Wire a service's collaborators; the caller decides whether to serve or to rebuild."""
+    nc = await connect_nats(settings, spec.name)
+    engine = create_engine(database_url(settings, service, spec.name))
+    verifier = TokenVerifier(
+        settings.issuers,
+        dev_issuer=DevIssuer.load_or_create(settings.data_dir)
+        if settings.dev_issuer_enabled
+        else None,
+    )
+    try:
+        store = EventStore(nc, stream=settings.stream, subject_prefix=settings.subject_prefix)
+        await store.ensure_stream(
+            create=settings.may_create_stream, replicas=settings.stream_replicas
+        )
+        keys = key_store(settings, nc)
+        await keys.ensure_bucket()
+        await run_migrations(engine, spec.migrations)
+        projector = Projector(spec.projection(), store, engine, batch=service.projector_batch)
+        yield Runtime(
+            spec=spec,
+            settings=settings,
+            service=service,
+            nc=nc,
+            store=store,
+            keys=keys,
+            cipher=FieldCipher(keys),
+            engine=engine,
+            sessions=sessionmaker(engine),
+            projector=projector,
+            verifier=verifier,
+        )
+    finally:
+        await verifier.aclose()
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        await engine.dispose()
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["drift"])
+
+    @router.get("/healthz", summary="Prosessen lever")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Klar: database, NATS, strøm og lesemodell")
+    async def readyz(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        checks: dict[str, str] = {}
+        checks["nats"] = "ok" if runtime.nc.is_connected else "disconnected"
+        try:
+            await runtime.projector.refresh_stream_position()
+            checks["stream"] = "ok"
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            checks["stream"] = "unavailable"
+        try:
+            async with runtime.sessions() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            checks["database"] = "unavailable"
+        caught_up = runtime.projector.caught_up_within(5.0)
+        checks["projection"] = "ok" if caught_up else f"behind by {runtime.projector.lag}"
+        if all(value == "ok" for value in checks.values()):
+            return Response(
+                content=f'{{"status":"ready","position":{runtime.projector.known_position}}}',
+                media_type="application/json",
+            )
+        return problem_response(
+            503,
+            "unavailable",
+            "Tjenesten er ikke klar ennå.",
+            headers={"Retry-After": "1"},
+            extra={"checks": checks},
+        )
+
+    return router
+
+
+def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
+    """AsyncAPI 3.0 description of the events this service owns."""
+    messages: dict[str, Any] = {}
+    for event_type in registry.types():
+        if event_type.split(".")[2] not in spec.contexts:
+            continue
+        model = registry.model_for(event_type)
+        messages[event_type.replace(".", "_")] = {
+            "name": event_type,
+            "contentType": "application/cloudevents-batch+json",
+            "payload": model.model_json_schema(),
+        }
+    channels = {
+        context: {
+            "address": "stafett.ev." + context + ".{aggregateId}",
+            "parameters": {"aggregateId": {"description": "ULID of the aggregate"}},
+            "messages": {key: {"$ref": f"#/components/messages/{key}"} for key in messages
+                         if messages[key]["name"].split(".")[2] == context},
+        }
+        for context in spec.contexts
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": spec.title, "version": "1"},
+        "defaultContentType": "application/cloudevents-batch+json",
+        "channels": channels,
+        "components": {"messages": messages},
+    }
+
+
+def create_app(
+    spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(spec, settings, service) as runtime:
+            app.state.runtime = runtime
+            app.state.token_verifier = runtime.verifier
+            await runtime.projector.catch_up()
+            runtime.projector.start()
+            _log.info("service_started", port=service.port)
+            try:
+                yield
+            finally:
+                await runtime.projector.stop()
+
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version="1",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    app.include_router(_health_router())
+    for router in spec.routers:
+        app.include_router(router, prefix="/api/v1")
+
+    @app.get("/asyncapi.json", tags=["drift"], summary="Hendelsene tjenesten eier (AsyncAPI 3)")
+    async def asyncapi() -> dict[str, Any]:
+        return asyncapi_document(spec)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        _log.info(
+            "http_request",
+            method=request.method,
+            route=route,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TracingMiddleware)
+    return app
+
+
+def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
+    """Entry point of a service process: ``serve`` (default) or ``rebuild``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    settings = CommonSettings()
+    service = spec.settings_type()
+    configure_logging(spec.name, settings.log_level, json=settings.log_json)
+    configure_tracing(spec.name, settings.otel_exporter)
+    command = args[0] if args else "serve"
+    if command == "rebuild":
+        return asyncio.run(_rebuild(spec, settings, service))
+    if command != "serve":
+        print(f"usage: python -m stafett_{spec.name} [serve|rebuild]", file=sys.stderr)  # noqa: T201
+        return 2
+    app = create_app(spec, settings, service)
+    uvicorn.run(
+        app, host=service.host, port=service.port, log_config=None, access_log=False,
+        server_header=False,
+    )
+    return 0
+
+
+async def _rebuild(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> int:
+    async with open_runtime(spec, settings, service) as runtime:
+        position = await runtime.projector.rebuild()
+    print(f"{spec.name}: read models rebuilt up to sequence {position}")  # noqa: T201
+    return 0
