@@ -122,15 +122,17 @@ class _RemoteIssuer:
         self.config = config
         self._http = http
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = 0.0
+        self._fetched_at = float("-inf")  # never fetched
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str | None) -> jwt.PyJWK:
         if kid in self._keys and time.monotonic() - self._fetched_at < 3600:
             return self._keys[kid]
         async with self._lock:
-            # Refresh at most every 30 s, so unknown kids cannot make us hammer the issuer.
-            if kid not in self._keys and time.monotonic() - self._fetched_at > 30:
+            # Refresh at most every 30 s, so unknown kids cannot make us hammer the issuer,
+            # and at least every hour, so a key the issuer withdrew stops being accepted.
+            age = time.monotonic() - self._fetched_at
+            if (kid not in self._keys and age > 30) or age >= 3600:
                 await self._refresh()
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))

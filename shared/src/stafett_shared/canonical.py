@@ -33,7 +33,7 @@ def _check(value: Any, depth: int) -> None:
                 raise CanonicalJSONError("object keys must be strings")
             _check(item, depth + 1)
         return
-    if isinstance(value, Sequence):
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         for item in value:
             _check(item, depth + 1)
         return
@@ -43,6 +43,10 @@ def _check(value: Any, depth: int) -> None:
 def canonical_json(value: Any) -> bytes:
     """Return the canonical UTF-8 JSON bytes of ``value``."""
     _check(value, 0)
-    return json.dumps(
+    text = json.dumps(
         value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-    ).encode("utf-8")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from json.loads('"\\ud800"')
+        raise CanonicalJSONError("text holds a lone surrogate, which UTF-8 cannot encode") from exc

@@ -23,6 +23,7 @@ __all__ = [
     "position_table",
     "run_migrations",
     "sessionmaker",
+    "writer",
 ]
 
 _positions_metadata = MetaData()
@@ -63,11 +64,20 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            # Take the write lock at BEGIN so two writers serialise instead of deadlocking.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers begin deferred; writers (see ``writer``) take the write lock at BEGIN, so
+            # two writers queue instead of failing when a read lock would need upgrading.
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for transactions that write: on SQLite they begin IMMEDIATE."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(sqlite_begin="IMMEDIATE")
+    return engine
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -87,6 +87,7 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact,  # again: a traceback's text can hold what the fields above did not
             renderer,
         ],
     )

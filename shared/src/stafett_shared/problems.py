@@ -6,6 +6,7 @@ where and why input was refused but never echo the input, which may be personal 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -176,19 +177,32 @@ class BodySizeLimitMiddleware:
                     await self._reject(scope, receive, send)
                     return
         received = 0
+        too_large = False
+        started = False
 
         async def _receive() -> Any:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, _receive, send)
-        except _TooLarge:
+        async def _send(message: Any) -> None:
+            nonlocal started
+            # FastAPI turns an error while reading the body into its own 400; once the body
+            # is known to be too large, the application's answer is replaced by the 413.
+            if too_large:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, _receive, _send)
+        if too_large and not started:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Any, receive: Any, send: Any) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from stafett_shared.db import position_table, sessionmaker
+from stafett_shared.db import position_table, sessionmaker, writer
 from stafett_shared.eventstore import EventStore, StoredCommit, StoreUnavailable
 from stafett_shared.logging import get_logger
 from stafett_shared.telemetry import start_consumer_span
@@ -67,7 +67,7 @@ class Projector:
         self.projection = projection
         self.store = store
         self.engine = engine
-        self._sessions: async_sessionmaker[AsyncSession] = sessionmaker(engine)
+        self._sessions: async_sessionmaker[AsyncSession] = sessionmaker(writer(engine))
         self._batch = batch
         self._idle_poll = idle_poll_s
         self._lock = asyncio.Lock()

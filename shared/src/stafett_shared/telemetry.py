@@ -7,6 +7,7 @@ event types, status codes and sizes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 from opentelemetry import context as otel_context
@@ -60,9 +61,9 @@ def current_traceparent() -> str | None:
 
 def start_consumer_span(
     name: str, headers: Mapping[str, str] | None, attributes: Mapping[str, Any] | None = None
-) -> trace.Span:
-    """A CONSUMER span continuing the trace carried in a NATS message's headers."""
-    return _tracer.start_span(
+) -> AbstractContextManager[trace.Span]:
+    """A current CONSUMER span continuing the trace carried in a NATS message's headers."""
+    return _tracer.start_as_current_span(
         name,
         context=extract_context(headers),
         kind=SpanKind.CONSUMER,

@@ -1,0 +1,92 @@
+"""A reference projection for tests of the projector: it counts commits and events per
+aggregate with non-idempotent increments, so applying a commit twice shows in the rows.
+
+Run as a worker process (``python -m stafett_shared.testing.counting NATS_URL DB_URL``) so a
+test can kill it at any moment and check that nothing was applied twice or skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import nats
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from stafett_shared.db import create_engine, position_table
+from stafett_shared.eventstore import EventStore, StoredCommit
+from stafett_shared.projector import Projection, Projector
+
+metadata = MetaData()
+counts = Table(
+    "aggregate_counts",
+    metadata,
+    Column("subject", String(200), primary_key=True),
+    Column("commits", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+
+class CountingProjection(Projection):
+    name = "counting"
+    tables = (counts,)
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+
+    async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        current = await session.scalar(select(counts.c.commits).where(counts.c.subject == commit.subject))
+        if current is None:
+            await session.execute(
+                counts.insert().values(
+                    subject=commit.subject, commits=1, events=len(commit.events), last_seq=commit.seq
+                )
+            )
+        else:
+            await session.execute(
+                update(counts)
+                .where(counts.c.subject == commit.subject)
+                .values(
+                    commits=counts.c.commits + 1,
+                    events=counts.c.events + len(commit.events),
+                    last_seq=commit.seq,
+                )
+            )
+
+
+async def create_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.run_sync(position_table.metadata.create_all)
+
+
+async def rows(engine: AsyncEngine) -> list[tuple[str, int, int, int]]:
+    async with engine.connect() as conn:
+        result = await conn.execute(select(counts).order_by(counts.c.subject))
+        return [(r.subject, r.commits, r.events, r.last_seq) for r in result]
+
+
+async def _work(nats_url: str, db_url: str, delay_s: float, batch: int) -> None:
+    nc = await nats.connect(nats_url)
+    engine = create_engine(db_url)
+    await create_tables(engine)
+    projector = Projector(CountingProjection(delay_s), EventStore(nc), engine, batch=batch)
+    await projector.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("nats_url")
+    parser.add_argument("db_url")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--batch", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(_work(args.nats_url, args.db_url, args.delay, args.batch))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The projector base on SQLite and PostgreSQL against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+
+import pytest
+from nats.aio.client import Client as NATS
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stafett_shared.db import create_engine, position_table
+from stafett_shared.eventstore import EventStore
+from stafett_shared.ids import new_id
+from stafett_shared.projector import ProjectionBehind, Projector
+from stafett_shared.testing.counting import CountingProjection, create_tables, rows
+from stafett_shared.testing.events import make_event
+
+
+async def _append_history(
+    store: EventStore, commits: int, aggregates: int = 7
+) -> dict[str, tuple[int, int]]:
+    """Append ``commits`` commits over a few aggregates; returns the expected counts."""
+    rng = random.Random(commits)
+    ids = [new_id() for _ in range(aggregates)]
+    expected: dict[str, tuple[int, int]] = {}
+    for i in range(commits):
+        aggregate = rng.choice(ids)
+        subject = store.subject("case", aggregate)
+        size = rng.randint(1, 3)
+        await store.append(
+            subject,
+            [make_event(aggregate, data={"n": i, "k": k}) for k in range(size)],
+            expected_version=None,
+        )
+        c, e = expected.get(subject, (0, 0))
+        expected[subject] = (c + 1, e + size)
+    return expected
+
+
+def _as_counts(table: list[tuple[str, int, int, int]]) -> dict[str, tuple[int, int]]:
+    return {subject: (c, e) for subject, c, e, _ in table}
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncEngine:
+    engine = create_engine(database_url)
+    await create_tables(engine)
+    return engine
+
+
+async def _position(engine: AsyncEngine, name: str = "counting") -> int:
+    async with engine.connect() as conn:
+        value = await conn.scalar(
+            select(position_table.c.last_seq).where(position_table.c.name == name)
+        )
+    return int(value or 0)
+
+
+async def test_rebuild_gives_the_rows_of_the_incremental_run(
+    event_store: EventStore, engine: AsyncEngine
+) -> None:
+    projector = Projector(CountingProjection(), event_store, engine, batch=16)
+    expected = await _append_history(event_store, 60)
+    assert await projector.catch_up() == 60
+    more = await _append_history(event_store, 45, aggregates=3)
+    assert await projector.catch_up() == 105
+    incremental = await rows(engine)
+    assert _as_counts(incremental) == {**expected, **more}
+
+    assert await projector.rebuild() == 105
+    assert await rows(engine) == incremental
+    assert await _position(engine) == 105
+    await engine.dispose()
+
+
+async def test_a_commit_applied_by_its_writer_is_skipped_by_the_projector(
+    event_store: EventStore, engine: AsyncEngine
+) -> None:
+    projector = Projector(CountingProjection(), event_store, engine)
+    aggregate = new_id()
+    subject = event_store.subject("case", aggregate)
+    result = await event_store.append(subject, [make_event(aggregate)], expected_version=0)
+    (commit,) = await event_store.load(subject)
+    # Read-your-writes: the handler applies its own commit before answering ...
+    assert await projector.apply_commits([commit]) == result.seq
+    # ... and the projector's catch-up must not apply it again.
+    assert await projector.catch_up() == result.seq
+    assert _as_counts(await rows(engine)) == {subject: (1, 1)}
+    await engine.dispose()
+
+
+async def test_a_commit_ahead_of_the_position_first_closes_the_gap(
+    event_store: EventStore, engine: AsyncEngine
+) -> None:
+    projector = Projector(CountingProjection(), event_store, engine)
+    expected = await _append_history(event_store, 10)
+    last = await event_store.get(10)
+    assert last is not None
+    assert await projector.apply_commits([last]) == 10
+    assert _as_counts(await rows(engine)) == expected
+    await engine.dispose()
+
+
+async def test_wait_for_a_sequence_not_yet_applied_answers_behind_in_bounded_time(
+    event_store: EventStore, engine: AsyncEngine
+) -> None:
+    projector = Projector(CountingProjection(), event_store, engine)
+    await _append_history(event_store, 3)
+    with pytest.raises(ProjectionBehind) as behind:
+        await projector.wait_for(3, timeout_s=0.2)
+    assert behind.value.wanted == 3
+    projector.start()
+    try:
+        assert await projector.wait_for(3, timeout_s=5) >= 3
+        await _append_history(event_store, 2)
+        assert await projector.wait_for(5, timeout_s=5) >= 5
+        assert projector.lag == 0
+        assert projector.caught_up_within(5.0)
+    finally:
+        await projector.stop()
+        await engine.dispose()
+
+
+@pytest.mark.slow
+async def test_a_projector_killed_mid_stream_resumes_without_applying_twice(
+    event_store: EventStore, nats_client: NATS, database_url: str
+) -> None:
+    engine = create_engine(database_url)
+    await create_tables(engine)
+    expected = await _append_history(event_store, 150)
+    nats_url = nats_client.connected_url
+    assert nats_url is not None
+    url = f"nats://{nats_url.hostname}:{nats_url.port}"
+    rng = random.Random(7)
+    positions: list[int] = []
+    for _round in range(4):
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "stafett_shared.testing.counting", url, database_url,
+            "--delay", "0.01", "--batch", str(rng.randint(1, 9)),
+            env=dict(os.environ),
+        )
+        target = await _position(engine) + rng.randint(3, 25)
+        # Kill it once it has made progress: mid-batch or between events, wherever it is.
+        for _ in range(1000):
+            await asyncio.sleep(0.005)
+            if await _position(engine) >= target:
+                break
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+        positions.append(await _position(engine))
+    killed_at = positions[-1]
+    assert 0 < killed_at < 150, f"the kills should land mid-stream: {positions}"
+
+    projector = Projector(CountingProjection(), event_store, engine)
+    assert await projector.catch_up() == 150
+    assert _as_counts(await rows(engine)) == expected
+    await engine.dispose()
+
+
+async def test_a_running_projector_survives_a_nats_restart(
+    private_nats_server: object, tmp_path: object
+) -> None:
+    import nats
+
+    from stafett_shared.testing import NatsHandle
+
+    assert isinstance(private_nats_server, NatsHandle)
+    nc = await nats.connect(
+        private_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+    )
+    engine = create_engine(f"sqlite:///{tmp_path}/restart.db")
+    await create_tables(engine)
+    store = EventStore(nc, timeout=2.0)
+    await store.ensure_stream()
+    projector = Projector(CountingProjection(), store, engine, idle_poll_s=0.2)
+    projector.start()
+    try:
+        await _append_history(store, 5)
+        await projector.wait_for(5, timeout_s=5)
+        await asyncio.to_thread(private_nats_server.restart)
+        for _ in range(100):
+            try:
+                await _append_history(store, 1)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        assert await projector.wait_for(6, timeout_s=15) == 6
+    finally:
+        await projector.stop()
+        await nc.close()
+        await engine.dispose()
