@@ -41,7 +41,7 @@ async def test_two_concurrent_appends_with_the_same_expected_version_exactly_one
 
     assert sum(isinstance(r, AppendResult) for r in results) == 1
     assert sum(isinstance(r, ConcurrencyConflict) for r in results) == 1
-    assert [c.seq for c in await event_store.load(subject)][0] == opened.seq
+    assert next(c.seq for c in await event_store.load(subject)) == opened.seq
     assert len(await event_store.load(subject)) == 2
 
 
@@ -218,7 +218,9 @@ async def test_a_subscriber_keeps_reading_across_a_nats_server_restart(
         aggregate = new_id()
         subject = store.subject("case", aggregate)
         for i in range(5):
-            await store.append(subject, [make_event(aggregate, data={"n": i})], expected_version=None)
+            await store.append(
+                subject, [make_event(aggregate, data={"n": i})], expected_version=None
+            )
         seen: list[int] = []
 
         async def follow() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import time
@@ -28,13 +29,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from stafett_shared.ids import AGGREGATE_ID_PATTERN
 
 __all__ = [
     "CryptoError",
+    "DecryptionFailed",
     "FieldCipher",
     "KeyShredded",
     "KeyStore",
@@ -112,6 +114,7 @@ class KeyStore:
         if current_kek not in keks:
             raise CryptoError("the current KEK id has no key")
         self._js = js
+        self._keks_raw = dict(keks)
         self._keks = {kid: AESGCM(key) for kid, key in keks.items()}
         self._current = current_kek
         self._bucket_name = bucket
@@ -122,18 +125,33 @@ class KeyStore:
         self._lock = asyncio.Lock()
 
     async def ensure_bucket(self) -> None:
+        """Bind to the bucket, creating its stream when missing.
+
+        The stream is made here rather than by the client library's bucket helper, because
+        that helper denies message deletion, and shredding needs the stream's secure delete.
+        """
+        stream = f"KV_{self._bucket_name}"
         try:
-            self._bucket = await self._js.key_value(self._bucket_name)
-        except nats.js.errors.BucketNotFoundError:
-            self._bucket = await self._js.create_key_value(
-                KeyValueConfig(
-                    bucket=self._bucket_name,
-                    history=1,
-                    storage=StorageType.FILE,
-                    replicas=self._replicas,
-                    description="Stafett wrapped data keys (deletion is crypto-shredding)",
+            await self._js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            with contextlib.suppress(nats.js.errors.BadRequestError):  # made concurrently
+                await self._js.add_stream(
+                    StreamConfig(
+                        name=stream,
+                        description="Stafett wrapped data keys (deleting one is crypto-shredding)",
+                        subjects=[f"$KV.{self._bucket_name}.>"],
+                        max_msgs_per_subject=1,
+                        discard=DiscardPolicy.NEW,
+                        storage=StorageType.FILE,
+                        num_replicas=self._replicas,
+                        allow_rollup_hdrs=True,
+                        deny_delete=False,
+                        deny_purge=False,
+                        allow_direct=True,
+                        duplicate_window=120.0,
+                    )
                 )
-            )
+        self._bucket = await self._js.key_value(self._bucket_name)
 
     @property
     def _kv(self) -> KeyValue:
@@ -162,7 +180,10 @@ class KeyStore:
     def _unwrap(self, owner: str, value: bytes) -> bytes:
         if value == _TOMBSTONE:
             raise KeyShredded(owner)
-        record = json.loads(value)
+        try:
+            record = json.loads(value)
+        except ValueError as exc:
+            raise CryptoError("a wrapped data key is unreadable") from exc
         kek = self._keks.get(record["kek"])
         if kek is None:
             raise CryptoError(f"no key-encryption key {record['kek']!r} is configured")
@@ -238,7 +259,12 @@ class FieldCipher:
         if not token.startswith(_PREFIX):
             raise DecryptionFailed("not an encrypted field")
         body = token[len(_PREFIX):]
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except ValueError as exc:
+            raise DecryptionFailed("the field is not valid base64") from exc
+        if len(raw) < _NONCE + 16:
+            raise DecryptionFailed("the field is too short")
         key = await self._keys.data_key(owner)
         try:
             plain = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], self._aad(owner, context))

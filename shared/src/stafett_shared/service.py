@@ -34,7 +34,7 @@ from stafett_shared.problems import (
 )
 from stafett_shared.projector import Projection, Projector
 from stafett_shared.settings import CommonSettings, ServiceSettings
-from stafett_shared.telemetry import TracingMiddleware, configure_tracing
+from stafett_shared.telemetry import FASTAPI_TELEMETRY, TracingMiddleware, configure_tracing
 
 __all__ = ["Runtime", "ServiceSpec", "connect_nats", "create_app", "run_service"]
 
@@ -262,6 +262,7 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        telemetry=FASTAPI_TELEMETRY,
     )
     install_problem_handlers(app)
     app.include_router(_health_router())

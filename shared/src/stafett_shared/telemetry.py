@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any, Literal
 
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 __all__ = [
+    "FASTAPI_TELEMETRY",
     "TracingMiddleware",
     "configure_tracing",
     "current_traceparent",
@@ -28,6 +30,17 @@ __all__ = [
 ]
 
 Exporter = Literal["none", "console"]
+
+FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+"""FastAPI's own instrumentation is off: its logs carry exception and validation messages,
+which can quote what a client sent (personal data). ``TracingMiddleware`` makes the server
+span instead, named by the route template only. See docs/decisions/0004-tracing.md."""
 _tracer = trace.get_tracer("stafett")
 
 

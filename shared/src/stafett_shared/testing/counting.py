@@ -39,11 +39,16 @@ class CountingProjection(Projection):
     async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        current = await session.scalar(select(counts.c.commits).where(counts.c.subject == commit.subject))
+        current = await session.scalar(
+            select(counts.c.commits).where(counts.c.subject == commit.subject)
+        )
         if current is None:
             await session.execute(
                 counts.insert().values(
-                    subject=commit.subject, commits=1, events=len(commit.events), last_seq=commit.seq
+                    subject=commit.subject,
+                    commits=1,
+                    events=len(commit.events),
+                    last_seq=commit.seq,
                 )
             )
         else:

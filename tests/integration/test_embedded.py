@@ -1,0 +1,79 @@
+"""``stafett up``'s machinery: NATS from the wheel and four healthy services on SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from stafett_shared.auth import DevIssuer, TokenVerifier
+from stafett_shared.cli import app
+from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port
+
+
+@pytest.mark.slow
+def test_the_embedded_system_starts_nats_and_four_ready_services(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in SERVICES}
+    system = EmbeddedSystem(tmp_path / "data", nats_port=free_port(), ports=ports)
+    system.start(ready_timeout_s=120)
+    try:
+        assert system.nats.config_text().count("sync_interval: always") == 1
+        with httpx.Client(timeout=5) as client:
+            for name, port in ports.items():
+                base = f"http://127.0.0.1:{port}"
+                assert client.get(f"{base}/healthz").json() == {"status": "ok"}
+                assert client.get(f"{base}/readyz").status_code == 200
+                openapi = client.get(f"{base}/openapi.json").json()
+                assert openapi["openapi"].startswith("3.1")
+                asyncapi = client.get(f"{base}/asyncapi.json").json()
+                assert asyncapi["asyncapi"] == "3.0.0"
+                missing = client.get(f"{base}/api/v1/no-such-thing")
+                assert missing.status_code == 404
+                assert missing.headers["content-type"] == "application/problem+json"
+                assert name in openapi["info"]["title"].lower() or openapi["info"]["title"]
+        for service in system.running:
+            assert service.process.poll() is None
+    finally:
+        system.stop()
+    assert all(p.process.poll() is not None for p in system.running) or not system.running
+    assert system.nats.process is not None and system.nats.process.poll() is not None
+
+
+def test_up_refuses_a_nats_port_it_did_not_start(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        system = EmbeddedSystem(tmp_path / "data", nats_port=port,
+                                ports={name: free_port() for name in SERVICES})
+        with pytest.raises(RuntimeError, match="never reuses"):
+            system.start()
+
+
+async def test_stafett_token_prints_a_token_the_services_accept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAFETT_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["token", "ann-kristin-allum"])
+    assert result.exit_code == 0, result.output
+    verifier = TokenVerifier(dev_issuer=DevIssuer.load_or_create(tmp_path))
+    principal = await verifier.verify(result.output.strip())
+    await verifier.aclose()
+    assert principal.kind == "person"
+    assert principal.id == "ann-kristin-allum"
+
+
+def test_stafett_token_is_refused_in_production(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAFETT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STAFETT_ENV", "production")
+    monkeypatch.setenv("STAFETT_KEK", "A" * 43 + "=")
+    monkeypatch.setenv("STAFETT_ISSUERS", '[{"issuer": "https://login.example.org"}]')
+    result = CliRunner().invoke(app, ["token", "admin"])
+    assert result.exit_code == 2
+    assert not (tmp_path / "keys" / "dev-issuer.pem").exists()
