@@ -68,6 +68,8 @@ class CommonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> CommonSettings:
+        if self.kek is not None:
+            self.kek_bytes()  # a malformed key is refused at start, not at first use
         if not self.production:
             return self
         if self.dev_issuer:
@@ -81,7 +83,10 @@ class CommonSettings(BaseSettings):
     def kek_bytes(self) -> bytes | None:
         if self.kek is None:
             return None
-        raw = base64.b64decode(self.kek.get_secret_value(), validate=True)
+        try:
+            raw = base64.b64decode(self.kek.get_secret_value(), validate=True)
+        except ValueError as exc:
+            raise SettingsError("STAFETT_KEK must be base64") from exc
         if len(raw) != 32:
             raise SettingsError("STAFETT_KEK must be base64 of exactly 32 bytes")
         return raw
