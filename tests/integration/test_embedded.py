@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 from typer.testing import CliRunner
 
 from stafett_shared.auth import DevIssuer, TokenVerifier
 from stafett_shared.cli import app
 from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port
+from stafett_shared.eventstore import EventStore
+from stafett_shared.ids import new_id
+from stafett_shared.testing import NatsHandle
+from stafett_shared.testing.events import make_event
 
 
 @pytest.mark.slow
@@ -77,3 +85,33 @@ def test_stafett_token_is_refused_in_production(
     result = CliRunner().invoke(app, ["token", "admin"])
     assert result.exit_code == 2
     assert not (tmp_path / "keys" / "dev-issuer.pem").exists()
+
+
+def test_projections_rebuild_replays_a_services_read_models_from_the_stream(
+    private_nats_server: NatsHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAFETT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STAFETT_NATS_URL", private_nats_server.url)
+
+    async def _seed() -> None:
+        nc = await nats.connect(private_nats_server.url)
+        store = EventStore(nc)
+        await store.ensure_stream()
+        aggregate = new_id()
+        for i in range(3):
+            await store.append(
+                store.subject("case", aggregate), [make_event(aggregate, data={"n": i})],
+                expected_version=None,
+            )
+        await nc.close()
+
+    asyncio.run(_seed())
+    result = subprocess.run(
+        [sys.executable, "-m", "stafett_shared.cli", "projections", "rebuild", "case"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rebuilt up to sequence 3" in result.stdout
+    assert (tmp_path / "case.db").exists()
+    unknown = CliRunner().invoke(app, ["projections", "rebuild", "billing"])
+    assert unknown.exit_code == 2
