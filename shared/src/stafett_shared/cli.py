@@ -49,6 +49,8 @@ def up(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Also when started in the background, where SIGINT arrives ignored.
+    signal.signal(signal.SIGINT, _terminate)
     console.print(f"Starter Stafett i [bold]{folder}[/bold] …")
     try:
         system.start()
