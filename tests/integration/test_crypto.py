@@ -144,3 +144,15 @@ async def test_a_wrong_key_encryption_key_cannot_unwrap_data_keys(nats_client: N
 
     with pytest.raises(CryptoError):
         await wrong.data_key(child)
+
+
+def test_a_blind_index_is_stable_per_key_and_context_and_reveals_nothing() -> None:
+    from stafett_shared.crypto import BlindIndex
+
+    kek = generate_kek()
+    index = BlindIndex(kek)
+    value = index(NATIONAL_ID, context="national_id")
+    assert value == BlindIndex(kek)(NATIONAL_ID, context="national_id")
+    assert value != index(NATIONAL_ID, context="name")
+    assert value != BlindIndex(generate_kek())(NATIONAL_ID, context="national_id")
+    assert NATIONAL_ID not in value

@@ -245,3 +245,18 @@ async def test_a_subscriber_keeps_reading_across_a_nats_server_restart(
         assert seen == list(range(10))
     finally:
         await nc.close()
+
+
+async def test_version_is_the_sequence_of_the_aggregates_last_commit(
+    event_store: EventStore,
+) -> None:
+    aggregate, other = new_id(), new_id()
+    subject = event_store.subject("case", aggregate)
+    assert await event_store.version(subject) == 0
+    first = await event_store.append(subject, [make_event(aggregate)], expected_version=0)
+    await event_store.append(
+        event_store.subject("case", other), [make_event(other)], expected_version=0
+    )
+    assert await event_store.version(subject) == first.seq
+    second = await event_store.append(subject, [make_event(aggregate)], expected_version=first.seq)
+    assert await event_store.version(subject) == second.seq

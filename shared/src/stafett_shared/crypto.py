@@ -25,9 +25,10 @@ from pathlib import Path
 import nats.errors
 import nats.js.errors
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
@@ -35,6 +36,7 @@ from nats.js.kv import KeyValue
 from stafett_shared.ids import AGGREGATE_ID_PATTERN
 
 __all__ = [
+    "BlindIndex",
     "CryptoError",
     "DecryptionFailed",
     "FieldCipher",
@@ -275,6 +277,22 @@ class FieldCipher:
     @staticmethod
     def is_encrypted(value: str) -> bool:
         return value.startswith(_PREFIX)
+
+
+class BlindIndex:
+    """A keyed hash (HMAC-SHA256) of a personal value, so that an encrypted value can still be
+    found and compared ("is this national id registered?") without decrypting anything.
+    The key is derived from the KEK; without it the index cannot be brute-forced."""
+
+    def __init__(self, kek: bytes) -> None:
+        self._key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"stafett blind index v1"
+        ).derive(kek)
+
+    def __call__(self, value: str, *, context: str) -> str:
+        mac = hmac.HMAC(self._key, hashes.SHA256())
+        mac.update(f"{context}\x00{value}".encode())
+        return base64.urlsafe_b64encode(mac.finalize()).decode().rstrip("=")
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:

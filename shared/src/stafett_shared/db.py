@@ -8,6 +8,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,6 +25,7 @@ __all__ = [
     "position_table",
     "run_migrations",
     "sessionmaker",
+    "upsert",
     "writer",
 ]
 
@@ -71,6 +74,30 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+async def upsert(
+    session: AsyncSession, table: Table, values: dict[str, Any], *, update: bool = True
+) -> None:
+    """Insert a row; when its primary key exists, update its other columns (or, with
+    ``update=False``, leave the row as it is)."""
+    keys = [column.name for column in table.primary_key.columns]
+    changes = {k: v for k, v in values.items() if k not in keys}
+    if session.get_bind().dialect.name == "postgresql":
+        pg = pg_insert(table).values(**values)
+        stmt: Any = (
+            pg.on_conflict_do_update(index_elements=keys, set_=changes)
+            if update and changes
+            else pg.on_conflict_do_nothing(index_elements=keys)
+        )
+    else:
+        lite = sqlite_insert(table).values(**values)
+        stmt = (
+            lite.on_conflict_do_update(index_elements=keys, set_=changes)
+            if update and changes
+            else lite.on_conflict_do_nothing(index_elements=keys)
+        )
+    await session.execute(stmt)
 
 
 def writer(engine: AsyncEngine) -> AsyncEngine:

@@ -344,6 +344,24 @@ class EventStore:
             )
         ]
 
+    async def version(self, subject: str) -> int:
+        """The aggregate's version: the stream sequence of its last commit (0 when new)."""
+        request = json.dumps({"last_by_subj": subject}).encode()
+        try:
+            msg = await self._nc.request(
+                f"$JS.API.DIRECT.GET.{self.stream}", request, timeout=self._timeout
+            )
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            raise StoreUnavailable("direct get did not answer") from exc
+        except nats.errors.Error as exc:
+            raise StoreUnavailable("not connected to NATS") from exc
+        headers = msg.headers or {}
+        if headers.get("Status") == "404":
+            return 0
+        if headers.get("Status") is not None:
+            raise StoreUnavailable(f"direct get answered {headers.get('Status')}")
+        return int(headers["Nats-Sequence"])
+
     async def get(self, seq: int, *, decode: bool = True) -> StoredCommit | None:
         """The commit at one stream sequence, or None."""
         commits = await self.read(seq, limit=1, decode=decode)

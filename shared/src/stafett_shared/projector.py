@@ -17,11 +17,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Table, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from stafett_shared.db import position_table, sessionmaker, writer
+from stafett_shared.db import position_table, sessionmaker, upsert, writer
 from stafett_shared.eventstore import EventStore, StoredCommit, StoreUnavailable
 from stafett_shared.logging import get_logger
 from stafett_shared.telemetry import start_consumer_span
@@ -113,11 +111,10 @@ class Projector:
             stmt = stmt.with_for_update()
         value = await session.scalar(stmt)
         if value is None:
-            insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-            await session.execute(
-                insert(position_table)
-                .values(name=self.name, last_seq=0, updated_at=datetime.now(UTC))
-                .on_conflict_do_nothing()
+            await upsert(
+                session, position_table,
+                {"name": self.name, "last_seq": 0, "updated_at": datetime.now(UTC)},
+                update=False,
             )
             value = await session.scalar(stmt)
         return int(value or 0)

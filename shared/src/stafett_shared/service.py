@@ -89,7 +89,7 @@ async def connect_nats(settings: CommonSettings, name: str, *, wait_s: float = 3
     while True:
         try:
             return await nats.connect(
-                settings.nats_url,
+                servers=[url.strip() for url in settings.nats_url.split(",") if url.strip()],
                 name=f"stafett-{name}",
                 user=settings.nats_user,
                 password=(
