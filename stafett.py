@@ -32,6 +32,7 @@ MYPY_TARGETS = [
     "shared/tests",
     "tests",
     "bench",
+    "deploy",
 ]
 
 
