@@ -79,7 +79,9 @@ def _run(*args: str) -> int:
 def run_tests(extra: list[str]) -> int:
     if _run("ruff", "check", ".") != 0:
         return 1
-    if _run("mypy", *[t for t in MYPY_TARGETS if (ROOT / t).exists()]) != 0:
+    targets = [t for t in MYPY_TARGETS if (ROOT / t).exists()]
+    targets += sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("services/*/tests"))
+    if _run("mypy", *targets) != 0:
         return 1
     code = _run("pytest", *extra)
     if code == 5:  # pytest found no test: that is a failure here, not a pass

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 __all__ = [
     "AsyncSession",
     "async_url",
+    "combined_metadata",
     "create_engine",
     "position_table",
     "run_migrations",
@@ -122,6 +123,15 @@ async def run_migrations(engine: AsyncEngine, script_location: Path) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)
+
+
+def combined_metadata(*parts: MetaData) -> MetaData:
+    """One MetaData holding the tables of several, for a service's Alembic history."""
+    combined = MetaData()
+    for part in parts:
+        for table in part.tables.values():
+            table.to_metadata(combined)
+    return combined
 
 
 def create_position_table_op() -> None:

@@ -159,22 +159,32 @@ def install_problem_handlers(app: FastAPI) -> None:
 class BodySizeLimitMiddleware:
     """Answers 413 for a body over ``max_bytes``, before the application reads it."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(
+        self, app: Any, max_bytes: int, overrides: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max = max_bytes
+        self.overrides = dict(overrides or {})
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.overrides.items():
+            if path.startswith(prefix):
+                return limit
+        return self.default_max
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(str(scope.get("path", "")))
         for key, value in scope.get("headers", []):
             if key == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared < 0 or declared > self.max_bytes:
-                    await self._reject(scope, receive, send)
+                if declared < 0 or declared > limit:
+                    await self._reject(scope, receive, send, limit)
                     return
         received = 0
         too_large = False
@@ -185,7 +195,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     too_large = True
                     raise _TooLarge
             return message
@@ -203,11 +213,11 @@ class BodySizeLimitMiddleware:
         with contextlib.suppress(_TooLarge):
             await self.app(scope, _receive, _send)
         if too_large and not started:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Any, receive: Any, send: Any) -> None:
+    async def _reject(self, scope: Any, receive: Any, send: Any, limit: int) -> None:
         response = problem_response(
-            413, "payload_too_large", f"Forespørselen kan være høyst {self.max_bytes} byte."
+            413, "payload_too_large", f"Forespørselen kan være høyst {limit} byte."
         )
         await response(scope, receive, send)
 

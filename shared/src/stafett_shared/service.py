@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ __all__ = ["Runtime", "ServiceSpec", "connect_nats", "create_app", "run_service"
 _log = get_logger("stafett.service")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServiceSpec:
     """What makes one service itself."""
 
@@ -49,10 +49,14 @@ class ServiceSpec:
     title: str
     description: str
     contexts: Sequence[str]
-    projection: Callable[[], Projection]
+    projection: Callable[[FieldCipher], Projection]
     migrations: Path
-    routers: Sequence[APIRouter] = ()
+    routers: Sequence[APIRouter] = ()  # mounted under /api/v1
+    extra_routers: Sequence[APIRouter] = ()  # mounted at the root (standard paths)
     settings_type: type[ServiceSettings] = ServiceSettings
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    body_limits: Mapping[str, int] = field(default_factory=dict)  # path prefix -> bytes
 
 
 @dataclass
@@ -146,7 +150,8 @@ async def open_runtime(
         keys = key_store(settings, nc)
         await keys.ensure_bucket()
         await run_migrations(engine, spec.migrations)
-        projector = Projector(spec.projection(), store, engine, batch=service.projector_batch)
+        cipher = FieldCipher(keys)
+        projector = Projector(spec.projection(cipher), store, engine, batch=service.projector_batch)
         yield Runtime(
             spec=spec,
             settings=settings,
@@ -154,7 +159,7 @@ async def open_runtime(
             nc=nc,
             store=store,
             keys=keys,
-            cipher=FieldCipher(keys),
+            cipher=cipher,
             engine=engine,
             sessions=sessionmaker(engine),
             projector=projector,
@@ -248,10 +253,14 @@ def create_app(
             app.state.token_verifier = runtime.verifier
             await runtime.projector.catch_up()
             runtime.projector.start()
+            if spec.on_start is not None:
+                await spec.on_start(runtime)
             _log.info("service_started", port=service.port)
             try:
                 yield
             finally:
+                if spec.on_stop is not None:
+                    await spec.on_stop(runtime)
                 await runtime.projector.stop()
 
     app = FastAPI(
@@ -268,6 +277,8 @@ def create_app(
     app.include_router(_health_router())
     for router in spec.routers:
         app.include_router(router, prefix="/api/v1")
+    for router in spec.extra_routers:
+        app.include_router(router)
 
     @app.get("/asyncapi.json", tags=["drift"], summary="Hendelsene tjenesten eier (AsyncAPI 3)")
     async def asyncapi() -> dict[str, Any]:
@@ -289,7 +300,9 @@ def create_app(
         )
         return response
 
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=spec.body_limits
+    )
     app.add_middleware(TracingMiddleware)
     return app
 

@@ -2,11 +2,172 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
+from typing import Any, Literal
 
+from stafett_consent import domain
+from stafett_consent.api import authzen, router
+from stafett_consent.decisions import DecisionPoint
+from stafett_consent.handlers import ConsentService
+from stafett_consent.policy import Action, PolicySettings
 from stafett_consent.projections import ConsentProjection
 from stafett_consent.settings import ConsentSettings
-from stafett_shared.service import ServiceSpec, run_service
+from stafett_shared.crypto import BlindIndex, FieldCipher, load_or_create_kek
+from stafett_shared.db import sessionmaker, writer
+from stafett_shared.idempotency import IdempotencyStore
+from stafett_shared.logging import get_logger
+from stafett_shared.projector import ProjectionBehind
+from stafett_shared.rpc import RpcRemoteError, serve
+from stafett_shared.service import Runtime, ServiceSpec, run_service
+
+_log = get_logger("stafett.consent")
+_settings = ConsentSettings()
+
+
+def _policy_settings(settings: ConsentSettings) -> PolicySettings:
+    return PolicySettings(self_access_age=settings.self_access_age)
+
+
+def _projection(cipher: FieldCipher) -> ConsentProjection:
+    return ConsentProjection(cipher, _policy_settings(_settings))
+
+
+def _principal(payload: dict[str, Any]) -> tuple[str, Literal["person", "client"]]:
+    raw = payload.get("principal")
+    if isinstance(raw, str):
+        return raw, "person"
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+        return raw["id"], "client" if raw.get("kind") == "client" else "person"
+    raise RpcRemoteError("bad_request", "principal is missing")
+
+
+def _action(payload: dict[str, Any]) -> Action:
+    try:
+        return Action(str(payload.get("action")))
+    except ValueError:
+        raise RpcRemoteError("bad_request", "unknown action") from None
+
+
+def _min_seq(payload: dict[str, Any]) -> int | None:
+    value = payload.get("min_seq")
+    if value is None:
+        return None
+    if not isinstance(value, int) or value < 0:
+        raise RpcRemoteError("bad_request", "min_seq must be a non-negative integer")
+    return value
+
+
+async def _start(runtime: Runtime) -> None:
+    settings = runtime.service
+    assert isinstance(settings, ConsentSettings)
+    kek = runtime.settings.kek_bytes() or load_or_create_kek(
+        runtime.settings.data_dir / "keys" / "kek"
+    )
+    decisions = DecisionPoint(
+        sessions=runtime.sessions,
+        writer_sessions=sessionmaker(writer(runtime.engine)),
+        projector=runtime.projector,
+        store=runtime.store,
+        settings=_policy_settings(settings),
+        min_seq_wait_s=runtime.settings.min_seq_wait_s,
+    )
+    service = ConsentService(
+        store=runtime.store,
+        cipher=runtime.cipher,
+        index=BlindIndex(kek),
+        sessions=runtime.sessions,
+        projector=runtime.projector,
+        decisions=decisions,
+        admins=runtime.settings.admins,
+        grantor_policy=domain.GrantorPolicy(
+            youth_age=settings.youth_consent_age,
+            health_youth_age=settings.health_youth_consent_age,
+            one_guardian_enough=settings.one_guardian_enough,
+        ),
+    )
+    runtime.extras.update(
+        decisions=decisions,
+        consent=service,
+        idempotency=IdempotencyStore(sessionmaker(writer(runtime.engine))),
+    )
+
+    async def check(payload: dict[str, Any]) -> dict[str, Any]:
+        principal_id, kind = _principal(payload)
+        resource = payload.get("resource")
+        if not isinstance(resource, dict) or not isinstance(resource.get("case_id"), str):
+            raise RpcRemoteError("bad_request", "resource.case_id is missing")
+        entry_id = resource.get("entry_id")
+        try:
+            out = await decisions.check(
+                principal_id,
+                _action(payload),
+                resource["case_id"],
+                principal_kind=kind,
+                entry_id=entry_id if isinstance(entry_id, str) else None,
+                min_seq=_min_seq(payload),
+            )
+        except ProjectionBehind:
+            raise RpcRemoteError("behind", "the read model has not reached min_seq") from None
+        return {
+            "decision": out.decision,
+            "basis": out.basis,
+            "consent_id": out.consent_id,
+            "reason": out.reason,
+            "decision_id": out.decision_id,
+            "policy_version": out.policy_version,
+        }
+
+    async def filter_(payload: dict[str, Any]) -> dict[str, Any]:
+        principal_id, kind = _principal(payload)
+        case_ids = payload.get("case_ids")
+        if (
+            not isinstance(case_ids, list)
+            or len(case_ids) > 500
+            or not all(isinstance(c, str) for c in case_ids)
+        ):
+            raise RpcRemoteError("bad_request", "case_ids must be a list of at most 500 ids")
+        try:
+            permitted = await decisions.filter(
+                principal_id,
+                _action(payload),
+                case_ids,
+                principal_kind=kind,
+                min_seq=_min_seq(payload),
+            )
+        except ProjectionBehind:
+            raise RpcRemoteError("behind", "the read model has not reached min_seq") from None
+        return {"permitted": permitted}
+
+    subscriptions = [
+        await serve(runtime.nc, "stafett.rpc.consent.check", check),
+        await serve(runtime.nc, "stafett.rpc.consent.filter", filter_),
+    ]
+
+    async def expire_loop() -> None:
+        while True:
+            await asyncio.sleep(settings.expiry_check_interval_s)
+            try:
+                expired = await service.expire_due()
+                if expired:
+                    _log.info("consents_expired", count=expired)
+            except Exception as exc:  # noqa: BLE001 - the next run tries again
+                _log.warning("expiry_check_failed", error_type=type(exc).__name__)
+
+    runtime.extras["tasks"] = [asyncio.create_task(expire_loop(), name="consent-expiry")]
+    runtime.extras["subscriptions"] = subscriptions
+
+
+async def _stop(runtime: Runtime) -> None:
+    for task in runtime.extras.get("tasks", []):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for subscription in runtime.extras.get("subscriptions", []):
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+
 
 SPEC = ServiceSpec(
     name="consent",
@@ -16,9 +177,14 @@ SPEC = ServiceSpec(
         "tilgangsbeslutninger (taushetsplikt)."
     ),
     contexts=("consent", "directory"),
-    projection=ConsentProjection,
+    projection=_projection,
     migrations=Path(__file__).parent / "alembic",
+    routers=(router,),
+    extra_routers=(authzen,),
     settings_type=ConsentSettings,
+    on_start=_start,
+    on_stop=_stop,
+    body_limits={"/api/v1/directory": _settings.region_document_max_bytes},
 )
 
 

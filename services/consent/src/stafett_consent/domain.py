@@ -1,9 +1,763 @@
-"""Consents and the directory: grantors, scopes, validity, signatures and withdrawals.
+"""Consents and the directory: the pure rules of the consent service.
 
-Pure: decide(state, command) -> events and evolve(state, event) -> state, with no I/O and no
-clock (time is passed in). It imports no I/O library; a test keeps it that way.
+Decide, then evolve: ``decide_consent(state, command, now)`` returns the events a command
+yields or raises a ``ConsentError``; ``evolve_consent(state, event)`` returns the next state.
+No I/O and no clock: time is passed in, and personal data arrives already encrypted (the
+handler encrypts before it decides), so this module never sees a name or a national id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from stafett_shared.envelope import EventData, registry
+
 CONTEXT = "consent"
+POLICY_ID_PATTERN = r"^[a-z0-9-]{1,64}$"
+PERSON_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+ORG_ID_PATTERN = r"^[A-Za-z0-9-]{1,32}$"
+ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+MAX_VALIDITY = timedelta(days=3 * 366)
+DEFAULT_VALIDITY = timedelta(days=365)
+Encrypted = str  # "enc:v1:…" produced by stafett_shared.crypto.FieldCipher
+
+
+class Sector(StrEnum):
+    KINDERGARTEN = "kindergarten"
+    SCHOOL = "school"
+    UPPER_SECONDARY = "upper_secondary"
+    HEALTH = "health"
+    PPT = "ppt"
+    CHILD_WELFARE = "child_welfare"
+    NAV = "nav"
+    FAMILY = "family"
+    FOLLOWUP = "followup"
+    OTHER = "other"
+
+
+class StaffRole(StrEnum):
+    LEADER = "leader"
+    TEACHER = "teacher"
+    SOCIAL_WORKER = "social_worker"
+    HEALTH_NURSE = "health_nurse"
+    PP_ADVISER = "pp_adviser"
+    CHILD_WELFARE_WORKER = "child_welfare_worker"
+    NAV_ADVISER = "nav_adviser"
+    COORDINATOR = "coordinator"
+    PILOT = "pilot"
+
+
+class OrgKind(StrEnum):
+    MUNICIPALITY = "municipality"
+    COUNTY = "county"
+    STATE_AGENCY = "state_agency"
+
+
+class Category(StrEnum):
+    HEALTH = "health"
+    CHILD_WELFARE = "child_welfare"
+
+
+class EvidenceMethod(StrEnum):
+    DIGITAL_SIGNATURE = "digital_signature"
+    PAPER = "paper"
+    VERBAL_DOCUMENTED = "verbal_documented"
+
+
+class ConsentStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class ConsentError(Exception):
+    """A command the rules refuse. ``code`` is for machines; the message names no person."""
+
+    code: ClassVar[str] = "consent_error"
+    status: ClassVar[int] = 409
+
+
+class NoGrantor(ConsentError):
+    code = "no_grantor"
+    status = 422
+
+
+class ValidityInPast(ConsentError):
+    code = "validity_in_past"
+    status = 422
+
+
+class ValidityTooLong(ConsentError):
+    code = "validity_too_long"
+    status = 422
+
+
+class UnknownBirthDate(ConsentError):
+    code = "unknown_birth_date"
+    status = 422
+
+
+class NotAGrantor(ConsentError):
+    code = "not_a_grantor"
+    status = 422
+
+
+class AlreadySigned(ConsentError):
+    code = "already_signed"
+
+
+class NotPending(ConsentError):
+    code = "not_pending"
+
+
+class NotInForce(ConsentError):
+    code = "not_in_force"
+
+
+class UnknownConsent(ConsentError):
+    code = "unknown_consent"
+    status = 404
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+class _Event(EventData):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConsentScope(BaseModel):
+    """To whom information may flow: services, never a named employee (fvl. § 13 a nr. 1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    org_ids: tuple[str, ...] = Field(min_length=1, max_length=50)
+    sectors: tuple[Sector, ...] = Field(min_length=1, max_length=10)
+    unit_ids: tuple[str, ...] = Field(default=(), max_length=200)
+    history_travels: bool = False
+    excluded_categories: tuple[Category, ...] = ()
+    purpose: Encrypted
+
+    @field_validator("org_ids")
+    @classmethod
+    def _org_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        for org_id in value:
+            if not re.fullmatch(ORG_ID_PATTERN, org_id):
+                raise ValueError("org id is malformed")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("unit_ids")
+    @classmethod
+    def _unit_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        for unit_id in value:
+            if not re.fullmatch(POLICY_ID_PATTERN, unit_id):
+                raise ValueError("unit id is malformed")
+        return tuple(dict.fromkeys(value))
+
+
+class Evidence(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: EvidenceMethod
+    reference: Encrypted | None = None
+
+
+class GrantorGroup(BaseModel):
+    """Persons of whom ``needed`` must sign: all of them, or any one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["guardians", "youth", "person"]
+    members: tuple[str, ...] = Field(min_length=1)
+    needed: Literal["all", "any"] = "all"
+
+    def satisfied_by(self, signed: Iterable[str]) -> bool:
+        done = set(signed) & set(self.members)
+        return bool(done) if self.needed == "any" else done == set(self.members)
+
+
+@registry.register
+class ConsentRequested(_Event):
+    event_type: ClassVar[str] = "no.stafett.consent.requested.v1"
+    consent_id: str
+    case_id: str
+    child_id: str
+    scope: ConsentScope
+    valid_from: datetime
+    valid_until: datetime
+    evidence: Evidence
+    grantors: tuple[GrantorGroup, ...]
+    rule: str
+    age_applied: int
+    threshold_age: int
+    requested_by: str
+
+
+@registry.register
+class ConsentSigned(_Event):
+    event_type: ClassVar[str] = "no.stafett.consent.signed.v1"
+    consent_id: str
+    grantor_person_id: str
+    method: EvidenceMethod
+    reference: Encrypted | None = None
+    recorded_by: str
+
+
+@registry.register
+class ConsentActivated(_Event):
+    event_type: ClassVar[str] = "no.stafett.consent.activated.v1"
+    consent_id: str
+    case_id: str
+
+
+@registry.register
+class ConsentRefused(_Event):
+    event_type: ClassVar[str] = "no.stafett.consent.refused.v1"
+    consent_id: str
+    case_id: str
+    grantor_person_id: str
+    reason: Encrypted | None = None
+    recorded_by: str
+
+
+@registry.register
+class ConsentWithdrawn(_Event):
+    event_type: ClassVar[str] = "no.stafett.consent.withdrawn.v1"
+    consent_id: str
+    case_id: str
+    grantor_person_id: str
+    reason: Encrypted | None = None
+    recorded_by: str
+
+
+@registry.register
+class ConsentExpired(_Event):
+    event_type: ClassVar[str] = "no.stafett.consent.expired.v1"
+    consent_id: str
+    case_id: str
+
+
+@registry.register
+class EmergencyAccessGranted(_Event):
+    event_type: ClassVar[str] = "no.stafett.consent.emergency_access_granted.v1"
+    grant_id: str
+    case_id: str
+    person_id: str
+    reason: Encrypted
+    valid_from: datetime
+    valid_until: datetime
+    notify_person_ids: tuple[str, ...]
+
+
+@registry.register
+class AuditScopeGranted(_Event):
+    event_type: ClassVar[str] = "no.stafett.consent.audit_scope_granted.v1"
+    scope_id: str
+    auditor_person_id: str
+    org_id: str | None = None
+    case_ids: tuple[str, ...] = ()
+    valid_until: datetime
+    reason: str
+    granted_by: str
+
+
+# --- the consent aggregate ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    consent_id: str | None = None
+    case_id: str | None = None
+    status: ConsentStatus | None = None
+    grantors: tuple[GrantorGroup, ...] = ()
+    signed: frozenset[str] = frozenset()
+    valid_until: datetime | None = None
+
+    @property
+    def all_grantors(self) -> frozenset[str]:
+        return frozenset(m for group in self.grantors for m in group.members)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestConsent:
+    consent_id: str
+    case_id: str
+    child_id: str
+    scope: ConsentScope
+    valid_until: datetime | None
+    evidence: Evidence
+    grantors: GrantorRule
+    requested_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignConsent:
+    grantor_person_id: str
+    method: EvidenceMethod
+    reference: Encrypted | None
+    recorded_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseConsent:
+    grantor_person_id: str
+    reason: Encrypted | None
+    recorded_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawConsent:
+    grantor_person_id: str
+    reason: Encrypted | None
+    recorded_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireConsent:
+    pass
+
+
+ConsentCommand = RequestConsent | SignConsent | RefuseConsent | WithdrawConsent | ExpireConsent
+
+
+def decide_consent(state: ConsentState, command: ConsentCommand, now: datetime) -> list[EventData]:
+    """The events ``command`` yields on ``state`` at ``now``; raises ``ConsentError``."""
+    if isinstance(command, RequestConsent):
+        if state.status is not None:
+            raise ConsentError("the consent exists already")
+        valid_until = command.valid_until or now + DEFAULT_VALIDITY
+        if valid_until <= now:
+            raise ValidityInPast("valid_until must lie in the future")
+        if valid_until - now > MAX_VALIDITY:
+            raise ValidityTooLong("a consent may be valid for at most three years")
+        return [
+            ConsentRequested(
+                consent_id=command.consent_id,
+                case_id=command.case_id,
+                child_id=command.child_id,
+                scope=command.scope,
+                valid_from=now,
+                valid_until=valid_until,
+                evidence=command.evidence,
+                grantors=command.grantors.groups,
+                rule=command.grantors.rule,
+                age_applied=command.grantors.age,
+                threshold_age=command.grantors.threshold,
+                requested_by=command.requested_by,
+            )
+        ]
+    if state.status is None or state.consent_id is None or state.case_id is None:
+        raise UnknownConsent("no such consent")
+    if isinstance(command, SignConsent):
+        if state.status is not ConsentStatus.PENDING:
+            raise NotPending("only a pending consent can be signed")
+        if command.grantor_person_id not in state.all_grantors:
+            raise NotAGrantor("the person is not among the required grantors")
+        if command.grantor_person_id in state.signed:
+            raise AlreadySigned("the grantor has signed already")
+        events: list[EventData] = [
+            ConsentSigned(
+                consent_id=state.consent_id,
+                grantor_person_id=command.grantor_person_id,
+                method=command.method,
+                reference=command.reference,
+                recorded_by=command.recorded_by,
+            )
+        ]
+        signed = state.signed | {command.grantor_person_id}
+        if all(group.satisfied_by(signed) for group in state.grantors):
+            events.append(ConsentActivated(consent_id=state.consent_id, case_id=state.case_id))
+        return events
+    if isinstance(command, RefuseConsent):
+        if state.status is not ConsentStatus.PENDING:
+            raise NotPending("only a pending consent can be refused; withdraw an active one")
+        if command.grantor_person_id not in state.all_grantors:
+            raise NotAGrantor("the person is not among the grantors")
+        return [
+            ConsentRefused(
+                consent_id=state.consent_id,
+                case_id=state.case_id,
+                grantor_person_id=command.grantor_person_id,
+                reason=command.reason,
+                recorded_by=command.recorded_by,
+            )
+        ]
+    if isinstance(command, WithdrawConsent):
+        if state.status not in (ConsentStatus.PENDING, ConsentStatus.ACTIVE):
+            raise NotInForce("the consent is no longer in force")
+        if command.grantor_person_id not in state.all_grantors:
+            raise NotAGrantor("the person is not among the grantors")
+        return [
+            ConsentWithdrawn(
+                consent_id=state.consent_id,
+                case_id=state.case_id,
+                grantor_person_id=command.grantor_person_id,
+                reason=command.reason,
+                recorded_by=command.recorded_by,
+            )
+        ]
+    # ExpireConsent
+    if state.status not in (ConsentStatus.PENDING, ConsentStatus.ACTIVE):
+        return []
+    if state.valid_until is None or now < state.valid_until:
+        return []
+    return [ConsentExpired(consent_id=state.consent_id, case_id=state.case_id)]
+
+
+def evolve_consent(state: ConsentState, event: EventData) -> ConsentState:
+    if isinstance(event, ConsentRequested):
+        return ConsentState(
+            consent_id=event.consent_id,
+            case_id=event.case_id,
+            status=ConsentStatus.PENDING,
+            grantors=event.grantors,
+            valid_until=event.valid_until,
+        )
+    if isinstance(event, ConsentSigned):
+        return replace(state, signed=state.signed | {event.grantor_person_id})
+    if isinstance(event, ConsentActivated):
+        return replace(state, status=ConsentStatus.ACTIVE)
+    if isinstance(event, ConsentRefused):
+        return replace(state, status=ConsentStatus.REFUSED)
+    if isinstance(event, ConsentWithdrawn):
+        return replace(state, status=ConsentStatus.WITHDRAWN)
+    if isinstance(event, ConsentExpired):
+        return replace(state, status=ConsentStatus.EXPIRED)
+    return state
+
+
+def replay_consent(events: Iterable[EventData]) -> ConsentState:
+    state = ConsentState()
+    for event in events:
+        state = evolve_consent(state, event)
+    return state
+
+
+# --- who must consent --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GrantorPolicy:
+    """Age thresholds are policy settings; every consent stores the rule and age it used."""
+
+    youth_age: int = 15  # from this age the youth consents too (some municipalities use 16)
+    health_youth_age: int = 16  # health information (pasient- og brukerrettighetsloven § 4-3)
+    adult_age: int = 18  # from this age the person consents alone
+    one_guardian_enough: bool = False  # joint responsibility: both must consent by default
+
+
+@dataclass(frozen=True, slots=True)
+class GrantorRule:
+    rule: str
+    age: int
+    threshold: int
+    groups: tuple[GrantorGroup, ...]
+
+
+def age_on(birth_date: date, day: date) -> int:
+    years = day.year - birth_date.year
+    if (day.month, day.day) < (birth_date.month, birth_date.day):
+        years -= 1
+    return years
+
+
+def required_grantors(
+    *,
+    child_id: str,
+    birth_date: date | None,
+    guardians_with_responsibility: Sequence[str],
+    covers_health: bool,
+    today: date,
+    policy: GrantorPolicy = GrantorPolicy(),
+) -> GrantorRule:
+    """Who must sign, by the child's age on ``today`` (forvaltningsloven § 13 a nr. 1)."""
+    if birth_date is None:
+        raise UnknownBirthDate("the child's birth date is not known")
+    age = age_on(birth_date, today)
+    if age >= policy.adult_age:
+        return GrantorRule(
+            "adult_alone",
+            age,
+            policy.adult_age,
+            (GrantorGroup(kind="person", members=(child_id,)),),
+        )
+    youth_threshold = policy.health_youth_age if covers_health else policy.youth_age
+    guardians = tuple(dict.fromkeys(guardians_with_responsibility))
+    if not guardians:
+        raise NoGrantor("no guardian with parental responsibility is registered")
+    guardian_group = GrantorGroup(
+        kind="guardians", members=guardians, needed="any" if policy.one_guardian_enough else "all"
+    )
+    if age >= youth_threshold:
+        return GrantorRule(
+            "guardians_and_youth_health" if covers_health else "guardians_and_youth",
+            age,
+            youth_threshold,
+            (guardian_group, GrantorGroup(kind="youth", members=(child_id,))),
+        )
+    return GrantorRule("guardians", age, youth_threshold, (guardian_group,))
+
+
+# --- the directory ------------------------------------------------------------------------
+
+
+class UnitDoc(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=POLICY_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    sector: Sector
+
+
+class OrganisationDoc(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=ORG_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    kind: OrgKind
+    units: tuple[UnitDoc, ...] = Field(default=(), max_length=2000)
+
+
+class RoleDoc(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    unit_id: str = Field(pattern=POLICY_ID_PATTERN)
+    role: StaffRole
+
+
+class StaffDoc(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=POLICY_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    roles: tuple[RoleDoc, ...] = Field(default=(), max_length=50)
+
+
+class RegionDocument(BaseModel):
+    """The region document of CONTRACT.md (YAML or JSON)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: str = Field(pattern=POLICY_ID_PATTERN)
+    organisations: tuple[OrganisationDoc, ...] = Field(max_length=500)
+    staff: tuple[StaffDoc, ...] = Field(default=(), max_length=20000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegionDocument:
+        org_ids = [org.id for org in self.organisations]
+        if len(set(org_ids)) != len(org_ids):
+            raise ValueError("organisation ids must be unique")
+        unit_ids = [unit.id for org in self.organisations for unit in org.units]
+        if len(set(unit_ids)) != len(unit_ids):
+            raise ValueError("unit ids must be unique in the region")
+        staff_ids = [person.id for person in self.staff]
+        if len(set(staff_ids)) != len(staff_ids):
+            raise ValueError("staff ids must be unique")
+        known = set(unit_ids)
+        for person in self.staff:
+            for role in person.roles:
+                if role.unit_id not in known:
+                    raise ValueError(f"a role names an unknown unit: {role.unit_id}")
+        return self
+
+    def unit_org(self) -> dict[str, str]:
+        return {unit.id: org.id for org in self.organisations for unit in org.units}
+
+
+@registry.register
+class OrganisationRegistered(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_registered.v1"
+    org_id: str
+    region: str
+    name: str
+    kind: OrgKind
+
+
+@registry.register
+class OrganisationChanged(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_changed.v1"
+    org_id: str
+    name: str
+    kind: OrgKind
+
+
+@registry.register
+class UnitRegistered(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.unit_registered.v1"
+    org_id: str
+    unit_id: str
+    name: str
+    sector: Sector
+
+
+@registry.register
+class UnitChanged(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.unit_changed.v1"
+    org_id: str
+    unit_id: str
+    name: str
+    sector: Sector
+
+
+@registry.register
+class UnitClosed(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.unit_closed.v1"
+    org_id: str
+    unit_id: str
+
+
+@registry.register
+class StaffRegistered(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.staff_registered.v1"
+    person_id: str
+    name: Encrypted
+    name_index: str
+
+
+@registry.register
+class StaffRenamed(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.staff_renamed.v1"
+    person_id: str
+    name: Encrypted
+    name_index: str
+
+
+@registry.register
+class RoleGranted(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.role_granted.v1"
+    person_id: str
+    org_id: str
+    unit_id: str
+    role: StaffRole
+
+
+@registry.register
+class RoleEnded(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.role_ended.v1"
+    person_id: str
+    org_id: str
+    unit_id: str
+    role: StaffRole
+
+
+class GuardianRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    person_id: str = Field(pattern=ULID_PATTERN)
+    national_id: Encrypted
+    national_id_index: str
+    name: Encrypted
+    parental_responsibility: bool
+
+
+@registry.register
+class ChildRegistered(_Event):
+    event_type: ClassVar[str] = "no.stafett.directory.child_registered.v1"
+    child_id: str
+    national_id: Encrypted
+    national_id_index: str
+    name: Encrypted
+    birth_date: Encrypted
+    guardians: tuple[GuardianRecord, ...] = Field(max_length=10)
+    registered_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryState:
+    """What the directory holds now, as far as a region document can change it."""
+
+    organisations: dict[str, tuple[str, OrgKind]] = field(default_factory=dict)
+    # unit id -> (org id, name, sector)
+    units: dict[str, tuple[str, str, Sector]] = field(default_factory=dict)
+    staff: dict[str, str] = field(default_factory=dict)  # person id -> name index
+    roles: frozenset[tuple[str, str, StaffRole]] = frozenset()  # person, unit, role
+
+
+@dataclass(frozen=True, slots=True)
+class StaffName:
+    """A staff member's name as the handler prepared it: encrypted, with its blind index."""
+
+    encrypted: Encrypted
+    index: str
+
+
+def diff_directory(
+    current: DirectoryState, document: RegionDocument, names: dict[str, StaffName]
+) -> dict[str, list[EventData]]:
+    """Events per aggregate (``org-<id>``, ``person-<id>``) that bring the directory to the
+    document: new and changed organisations and units, closed units, new staff, renamed
+    staff, roles granted and roles ended (a staff member dropped from a unit loses the roles
+    there at once)."""
+    out: dict[str, list[EventData]] = {}
+    unit_org = document.unit_org()
+    for org in document.organisations:
+        events = out.setdefault(f"org-{org.id}", [])
+        known = current.organisations.get(org.id)
+        if known is None:
+            events.append(
+                OrganisationRegistered(
+                    org_id=org.id, region=document.region, name=org.name, kind=org.kind
+                )
+            )
+        elif known != (org.name, org.kind):
+            events.append(OrganisationChanged(org_id=org.id, name=org.name, kind=org.kind))
+        for unit in org.units:
+            existing = current.units.get(unit.id)
+            if existing is None:
+                events.append(
+                    UnitRegistered(
+                        org_id=org.id, unit_id=unit.id, name=unit.name, sector=unit.sector
+                    )
+                )
+            elif existing != (org.id, unit.name, unit.sector):
+                events.append(
+                    UnitChanged(org_id=org.id, unit_id=unit.id, name=unit.name, sector=unit.sector)
+                )
+    for unit_id, (org_id, _name, _sector) in sorted(current.units.items()):
+        if unit_id not in unit_org:
+            out.setdefault(f"org-{org_id}", []).append(UnitClosed(org_id=org_id, unit_id=unit_id))
+    wanted_roles: set[tuple[str, str, StaffRole]] = set()
+    for person in document.staff:
+        events = out.setdefault(f"person-{person.id}", [])
+        name = names[person.id]
+        if person.id not in current.staff:
+            events.append(
+                StaffRegistered(person_id=person.id, name=name.encrypted, name_index=name.index)
+            )
+        elif current.staff[person.id] != name.index:
+            events.append(
+                StaffRenamed(person_id=person.id, name=name.encrypted, name_index=name.index)
+            )
+        for role in person.roles:
+            key = (person.id, role.unit_id, role.role)
+            wanted_roles.add(key)
+            if key not in current.roles:
+                events.append(
+                    RoleGranted(
+                        person_id=person.id,
+                        org_id=unit_org[role.unit_id],
+                        unit_id=role.unit_id,
+                        role=role.role,
+                    )
+                )
+    for person_id, unit_id, role_name in sorted(current.roles - wanted_roles):
+        org_id = current.units.get(unit_id, ("", "", Sector.OTHER))[0]
+        out.setdefault(f"person-{person_id}", []).append(
+            RoleEnded(person_id=person_id, org_id=org_id, unit_id=unit_id, role=role_name)
+        )
+    return {aggregate: events for aggregate, events in out.items() if events}

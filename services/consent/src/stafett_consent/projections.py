@@ -1,25 +1,697 @@
-"""Read models of the consent service and the projection that keeps them."""
+"""Read models of the consent service: the directory, case facts learnt from ``case.*`` and
+``log.*`` events, consents, grants, and the access index that answers list filters."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+import contextlib
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    delete,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stafett_consent.domain import Category, Sector, StaffRole
+from stafett_consent.policy import (
+    INDEXED_ACTIONS,
+    AuditScope,
+    CaseFacts,
+    ConsentFacts,
+    EmergencyGrant,
+    EntryFacts,
+    PolicySettings,
+    PrincipalFacts,
+    Role,
+    TeamMember,
+    grants,
+)
+from stafett_shared.crypto import CryptoError, FieldCipher
+from stafett_shared.db import upsert
+from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.projector import Projection
 
 metadata = MetaData()
 
+organisations = Table(
+    "organisations",
+    metadata,
+    Column("org_id", String(32), primary_key=True),
+    Column("region", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+)
+units = Table(
+    "units",
+    metadata,
+    Column("unit_id", String(64), primary_key=True),
+    Column("org_id", String(32), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("sector", String(32), nullable=False),
+    Column("closed", Boolean, nullable=False, default=False),
+)
+staff = Table(
+    "staff",
+    metadata,
+    Column("person_id", String(64), primary_key=True),
+    Column("name_index", String(64), nullable=False),
+)
+roles = Table(
+    "roles",
+    metadata,
+    Column("person_id", String(64), primary_key=True),
+    Column("unit_id", String(64), primary_key=True),
+    Column("role", String(32), primary_key=True),
+    Column("org_id", String(32), nullable=False),
+    Index("ix_roles_unit", "unit_id", "role"),
+)
+children = Table(
+    "children",
+    metadata,
+    Column("child_id", String(26), primary_key=True),
+    Column("national_id_index", String(64), nullable=False, unique=True),
+    Column("birth_date", Date, nullable=True),  # None once the child's key is shredded
+)
+guardians = Table(
+    "guardians",
+    metadata,
+    Column("child_id", String(26), primary_key=True),
+    Column("person_id", String(26), primary_key=True),
+    Column("national_id_index", String(64), nullable=False, index=True),
+    Column("parental_responsibility", Boolean, nullable=False),
+    Index("ix_guardians_person", "person_id"),
+)
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", String(26), primary_key=True),
+    Column("org_id", String(32), nullable=False, index=True),
+    Column("unit_id", String(64), nullable=False, index=True),
+    Column("holder_id", String(64), nullable=False, index=True),
+    Column("child_id", String(26), nullable=True, index=True),
+    Column("level", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+)
+team = Table(
+    "team",
+    metadata,
+    Column("case_id", String(26), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+    Column("unit_id", String(64), nullable=False, index=True),
+    Column("access", String(8), nullable=False),
+    Index("ix_team_person", "person_id"),
+)
+consents = Table(
+    "consents",
+    metadata,
+    Column("consent_id", String(26), primary_key=True),
+    Column("case_id", String(26), nullable=False, index=True),
+    Column("child_id", String(26), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("scope", JSON, nullable=False),
+    Column("grantors", JSON, nullable=False),
+    Column("signed", JSON, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("age_applied", Integer, nullable=False),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("evidence_method", String(32), nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+entries = Table(
+    "entries",
+    metadata,
+    Column("entry_id", String(26), primary_key=True),
+    Column("case_id", String(26), nullable=False, index=True),
+    Column("author_id", String(64), nullable=False),
+    Column("category", String(32), nullable=True),
+    Column("restricted_until", DateTime(timezone=True), nullable=True),
+)
+emergency_grants = Table(
+    "emergency_grants",
+    metadata,
+    Column("grant_id", String(26), primary_key=True),
+    Column("case_id", String(26), nullable=False, index=True),
+    Column("person_id", String(64), nullable=False, index=True),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+)
+audit_scopes = Table(
+    "audit_scopes",
+    metadata,
+    Column("scope_id", String(26), primary_key=True),
+    Column("auditor_id", String(64), nullable=False, index=True),
+    Column("org_id", String(32), nullable=True),
+    Column("case_ids", JSON, nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+)
+access_index = Table(
+    "access_index",
+    metadata,
+    Column("principal_id", String(64), nullable=False),
+    Column("case_id", String(26), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("basis", String(32), nullable=False),
+    Column("consent_id", String(26), nullable=True),
+    Column("valid_from", DateTime(timezone=True), nullable=True),
+    Column("valid_until", DateTime(timezone=True), nullable=True),
+    Column("seq", BigInteger, nullable=False),
+    Index("ix_access_lookup", "principal_id", "action", "case_id"),
+    Index("ix_access_case", "case_id"),
+)
+"""Who may do what with which case, on which basis, from when to when: the Leopard-style
+index that lets a list screen ask one query instead of one check per case."""
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return _utc(value)
+    return _utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+
+
+# --- loading facts ---------------------------------------------------------------------------
+
+
+async def load_case_facts(session: AsyncSession, case_id: str) -> CaseFacts | None:
+    row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+    if row is None:
+        return None
+    members = (
+        await session.execute(
+            select(team.c.person_id, team.c.unit_id, team.c.access, units.c.org_id, units.c.sector)
+            .join(units, units.c.unit_id == team.c.unit_id)
+            .where(team.c.case_id == case_id)
+        )
+    ).all()
+    active = (
+        await session.execute(
+            select(consents).where(consents.c.case_id == case_id, consents.c.status == "active")
+        )
+    ).all()
+    birth: date | None = None
+    if row.child_id is not None:
+        birth = await session.scalar(
+            select(children.c.birth_date).where(children.c.child_id == row.child_id)
+        )
+    return CaseFacts(
+        case_id=row.case_id,
+        org_id=row.org_id,
+        unit_id=row.unit_id,
+        holder_id=row.holder_id,
+        child_id=row.child_id,
+        child_birth_date=birth,
+        status="closed" if row.status == "closed" else "open",
+        team={
+            m.person_id: TeamMember(
+                m.person_id,
+                m.unit_id,
+                m.org_id,
+                Sector(m.sector),
+                "write" if m.access == "write" else "read",
+            )
+            for m in members
+        },
+        consents=tuple(
+            ConsentFacts(
+                consent_id=k.consent_id,
+                org_ids=frozenset(k.scope["org_ids"]),
+                sectors=frozenset(Sector(s) for s in k.scope["sectors"]),
+                unit_ids=frozenset(k.scope.get("unit_ids", ())),
+                excluded_categories=frozenset(
+                    Category(c) for c in k.scope.get("excluded_categories", ())
+                ),
+                valid_from=_utc(k.valid_from) or datetime.min.replace(tzinfo=UTC),
+                valid_until=_utc(k.valid_until) or datetime.max.replace(tzinfo=UTC),
+            )
+            for k in active
+        ),
+    )
+
+
+async def load_principal_facts(
+    session: AsyncSession, principal_id: str, kind: str = "person"
+) -> PrincipalFacts:
+    if kind == "client":
+        return PrincipalFacts(id=principal_id, kind="client")
+    role_rows = (
+        await session.execute(
+            select(roles.c.org_id, roles.c.unit_id, roles.c.role, units.c.sector)
+            .join(units, units.c.unit_id == roles.c.unit_id)
+            .where(roles.c.person_id == principal_id, units.c.closed.is_(False))
+        )
+    ).all()
+    guardian_rows = (
+        await session.execute(
+            select(guardians.c.child_id, guardians.c.parental_responsibility).where(
+                guardians.c.person_id == principal_id
+            )
+        )
+    ).all()
+    scope_rows = (
+        await session.execute(select(audit_scopes).where(audit_scopes.c.auditor_id == principal_id))
+    ).all()
+    grant_rows = (
+        await session.execute(
+            select(emergency_grants).where(emergency_grants.c.person_id == principal_id)
+        )
+    ).all()
+    return PrincipalFacts(
+        id=principal_id,
+        roles=tuple(
+            Role(r.org_id, r.unit_id, Sector(r.sector), StaffRole(r.role)) for r in role_rows
+        ),
+        guardian_of={g.child_id: bool(g.parental_responsibility) for g in guardian_rows},
+        audit_scopes=tuple(
+            AuditScope(
+                s.scope_id,
+                s.org_id,
+                frozenset(s.case_ids),
+                _utc(s.valid_until) or datetime.max.replace(tzinfo=UTC),
+            )
+            for s in scope_rows
+        ),
+        emergency=tuple(
+            EmergencyGrant(
+                g.grant_id,
+                g.case_id,
+                _utc(g.valid_from) or datetime.min.replace(tzinfo=UTC),
+                _utc(g.valid_until) or datetime.min.replace(tzinfo=UTC),
+            )
+            for g in grant_rows
+        ),
+    )
+
+
+async def load_entry_facts(session: AsyncSession, entry_id: str) -> EntryFacts | None:
+    row = (await session.execute(select(entries).where(entries.c.entry_id == entry_id))).first()
+    if row is None:
+        return None
+    return EntryFacts(
+        entry_id=row.entry_id,
+        case_id=row.case_id,
+        author_id=row.author_id,
+        category=Category(row.category) if row.category else None,
+        restricted_until=_utc(row.restricted_until),
+    )
+
+
+# --- the access index ------------------------------------------------------------------------
+
+
+async def _candidates(session: AsyncSession, case: CaseFacts) -> set[str]:
+    people = {case.holder_id, *case.team}
+    people.update(
+        (
+            await session.scalars(
+                select(roles.c.person_id).where(
+                    roles.c.unit_id == case.unit_id, roles.c.role == StaffRole.LEADER.value
+                )
+            )
+        ).all()
+    )
+    if case.child_id is not None:
+        people.add(case.child_id)
+        people.update(
+            (
+                await session.scalars(
+                    select(guardians.c.person_id).where(guardians.c.child_id == case.child_id)
+                )
+            ).all()
+        )
+    people.update(
+        (
+            await session.scalars(
+                select(emergency_grants.c.person_id).where(
+                    emergency_grants.c.case_id == case.case_id
+                )
+            )
+        ).all()
+    )
+    for scope in (await session.execute(select(audit_scopes))).all():
+        if scope.org_id == case.org_id or case.case_id in scope.case_ids:
+            people.add(scope.auditor_id)
+    return people
+
+
+async def reindex_case(
+    session: AsyncSession, case_id: str, seq: int, settings: PolicySettings
+) -> None:
+    """Recompute every grant on one case from the facts the read models hold now."""
+    await session.execute(delete(access_index).where(access_index.c.case_id == case_id))
+    case = await load_case_facts(session, case_id)
+    if case is None:
+        return
+    rows: list[dict[str, Any]] = []
+    for person_id in sorted(await _candidates(session, case)):
+        principal = await load_principal_facts(session, person_id)
+        for action in sorted(INDEXED_ACTIONS):
+            for grant in grants(principal, case, action, settings):
+                rows.append(
+                    {
+                        "principal_id": person_id,
+                        "case_id": case_id,
+                        "action": action.value,
+                        "basis": grant.basis,
+                        "consent_id": grant.consent_id,
+                        "valid_from": grant.valid_from,
+                        "valid_until": grant.valid_until,
+                        "seq": seq,
+                    }
+                )
+    if rows:
+        await session.execute(access_index.insert(), rows)
+
+
+async def filter_cases(
+    session: AsyncSession, principal_id: str, action: str, case_ids: Iterable[str], now: datetime
+) -> list[str]:
+    """The cases among ``case_ids`` on which some grant of ``action`` holds at ``now``."""
+    wanted = list(dict.fromkeys(case_ids))
+    if not wanted:
+        return []
+    rows = await session.scalars(
+        select(access_index.c.case_id)
+        .where(
+            access_index.c.principal_id == principal_id,
+            access_index.c.action == action,
+            access_index.c.case_id.in_(wanted),
+            or_(access_index.c.valid_from.is_(None), access_index.c.valid_from <= now),
+            or_(access_index.c.valid_until.is_(None), access_index.c.valid_until > now),
+        )
+        .distinct()
+    )
+    permitted = set(rows.all())
+    return [case_id for case_id in wanted if case_id in permitted]
+
+
+# --- the projection --------------------------------------------------------------------------
+
 
 class ConsentProjection(Projection):
-    """Applies the events this service reads to its tables."""
+    """Applies directory, consent, case, log and grant events to the read models, then
+    recomputes the access index of every case whose facts changed."""
 
     name = "consent"
     tables = tuple(metadata.sorted_tables)
 
-    async def apply(
-        self, session: AsyncSession, commit: StoredCommit  # noqa: ARG002
+    def __init__(
+        self, cipher: FieldCipher | None = None, settings: PolicySettings | None = None
     ) -> None:
-        # The read models arrive with the service's domain; until then the projection only
-        # advances its position, so readiness and rebuild already work end to end.
+        self.cipher = cipher
+        self.settings = settings or PolicySettings()
+
+    async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
+        touched: set[str] = set()
+        for event in commit.events:
+            touched |= await self._apply_event(session, event, commit.seq)
+        for case_id in sorted(touched):
+            await reindex_case(session, case_id, commit.seq, self.settings)
+
+    async def _cases_of(self, session: AsyncSession, *conditions: Any) -> set[str]:
+        return set((await session.scalars(select(cases.c.case_id).where(or_(*conditions)))).all())
+
+    async def _apply_event(  # noqa: PLR0911, PLR0912, PLR0915 - one branch per event type
+        self, session: AsyncSession, event: CloudEvent, seq: int
+    ) -> set[str]:
+        d = event.data
+        name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
+        match name:
+            case "directory.organisation_registered" | "directory.organisation_changed":
+                values = {"org_id": d["org_id"], "name": d["name"], "kind": d["kind"]}
+                if "region" in d:
+                    values["region"] = d["region"]
+                    await upsert(session, organisations, values)
+                else:
+                    await session.execute(
+                        update(organisations)
+                        .where(organisations.c.org_id == d["org_id"])
+                        .values(name=d["name"], kind=d["kind"])
+                    )
+                return set()
+            case "directory.unit_registered" | "directory.unit_changed":
+                await upsert(
+                    session,
+                    units,
+                    {
+                        "unit_id": d["unit_id"],
+                        "org_id": d["org_id"],
+                        "name": d["name"],
+                        "sector": d["sector"],
+                        "closed": False,
+                    },
+                )
+                return await self._unit_cases(session, d["unit_id"])
+            case "directory.unit_closed":
+                await session.execute(
+                    update(units).where(units.c.unit_id == d["unit_id"]).values(closed=True)
+                )
+                return await self._unit_cases(session, d["unit_id"])
+            case "directory.staff_registered" | "directory.staff_renamed":
+                await upsert(
+                    session, staff, {"person_id": d["person_id"], "name_index": d["name_index"]}
+                )
+                return set()
+            case "directory.role_granted":
+                await upsert(
+                    session,
+                    roles,
+                    {
+                        "person_id": d["person_id"],
+                        "unit_id": d["unit_id"],
+                        "role": d["role"],
+                        "org_id": d["org_id"],
+                    },
+                )
+                return await self._person_cases(session, d["person_id"], d["unit_id"])
+            case "directory.role_ended":
+                await session.execute(
+                    delete(roles).where(
+                        roles.c.person_id == d["person_id"],
+                        roles.c.unit_id == d["unit_id"],
+                        roles.c.role == d["role"],
+                    )
+                )
+                return await self._person_cases(session, d["person_id"], d["unit_id"])
+            case "directory.child_registered":
+                birth = await self._birth_date(d["child_id"], d["birth_date"])
+                await upsert(
+                    session,
+                    children,
+                    {
+                        "child_id": d["child_id"],
+                        "national_id_index": d["national_id_index"],
+                        "birth_date": birth,
+                    },
+                )
+                for guardian in d.get("guardians", ()):
+                    await upsert(
+                        session,
+                        guardians,
+                        {
+                            "child_id": d["child_id"],
+                            "person_id": guardian["person_id"],
+                            "national_id_index": guardian["national_id_index"],
+                            "parental_responsibility": bool(guardian["parental_responsibility"]),
+                        },
+                    )
+                return await self._cases_of(session, cases.c.child_id == d["child_id"])
+            case "case.opened":
+                holder = d.get("holder") or {}
+                await upsert(
+                    session,
+                    cases,
+                    {
+                        "case_id": event.subject,
+                        "org_id": d.get("org_id", event.tenant),
+                        "unit_id": d["unit_id"],
+                        "holder_id": holder["person_id"],
+                        "child_id": d.get("child_id"),
+                        "level": int(d.get("level", 0)),
+                        "status": "open",
+                    },
+                )
+                return {event.subject}
+            case "case.child_identified":
+                await self._update_case(session, event.subject, child_id=d["child_id"])
+                return {event.subject}
+            case "case.level_changed":
+                await self._update_case(session, event.subject, level=int(d["level"]))
+                return set()
+            case "case.team_member_added":
+                await upsert(
+                    session,
+                    team,
+                    {
+                        "case_id": event.subject,
+                        "person_id": d["person_id"],
+                        "unit_id": d["unit_id"],
+                        "access": d.get("access", "read"),
+                    },
+                )
+                return {event.subject}
+            case "case.team_member_removed":
+                await session.execute(
+                    delete(team).where(
+                        team.c.case_id == event.subject, team.c.person_id == d["person_id"]
+                    )
+                )
+                return {event.subject}
+            case "case.handover_accepted":
+                values = {"holder_id": d["to_person_id"], "unit_id": d["to_unit_id"]}
+                if d.get("to_org_id"):
+                    values["org_id"] = d["to_org_id"]
+                await self._update_case(session, event.subject, **values)
+                return {event.subject}
+            case "case.closed":
+                await self._update_case(session, event.subject, status="closed")
+                return {event.subject}
+            case "case.reopened":
+                await self._update_case(session, event.subject, status="open")
+                return {event.subject}
+            case "log.entry_appended" | "log.entry_corrected":
+                author = d.get("author") or {}
+                await upsert(
+                    session,
+                    entries,
+                    {
+                        "entry_id": d["entry_id"],
+                        "case_id": event.subject,
+                        "author_id": author.get("person_id", event.actor),
+                        "category": d.get("category"),
+                        "restricted_until": None,
+                    },
+                )
+                return set()
+            case "log.entry_restricted":
+                await session.execute(
+                    update(entries)
+                    .where(entries.c.entry_id == d["entry_id"])
+                    .values(restricted_until=_parse_time(d.get("until")))
+                )
+                return set()
+            case "consent.requested":
+                await upsert(
+                    session,
+                    consents,
+                    {
+                        "consent_id": d["consent_id"],
+                        "case_id": d["case_id"],
+                        "child_id": d["child_id"],
+                        "status": "pending",
+                        "scope": d["scope"],
+                        "grantors": d["grantors"],
+                        "signed": [],
+                        "rule": d["rule"],
+                        "age_applied": int(d["age_applied"]),
+                        "valid_from": _parse_time(d["valid_from"]),
+                        "valid_until": _parse_time(d["valid_until"]),
+                        "evidence_method": d["evidence"]["method"],
+                        "version": seq,
+                    },
+                )
+                return set()
+            case "consent.signed":
+                signed = await session.scalar(
+                    select(consents.c.signed).where(consents.c.consent_id == d["consent_id"])
+                )
+                await session.execute(
+                    update(consents)
+                    .where(consents.c.consent_id == d["consent_id"])
+                    .values(signed=[*(signed or []), d["grantor_person_id"]], version=seq)
+                )
+                return set()
+            case "consent.activated" | "consent.refused" | "consent.withdrawn" | "consent.expired":
+                status = {
+                    "activated": "active",
+                    "refused": "refused",
+                    "withdrawn": "withdrawn",
+                    "expired": "expired",
+                }[name.split(".")[1]]
+                await session.execute(
+                    update(consents)
+                    .where(consents.c.consent_id == d["consent_id"])
+                    .values(status=status, version=seq)
+                )
+                return {d["case_id"]}
+            case "consent.emergency_access_granted":
+                await upsert(
+                    session,
+                    emergency_grants,
+                    {
+                        "grant_id": d["grant_id"],
+                        "case_id": d["case_id"],
+                        "person_id": d["person_id"],
+                        "valid_from": _parse_time(d["valid_from"]),
+                        "valid_until": _parse_time(d["valid_until"]),
+                    },
+                )
+                return {d["case_id"]}
+            case "consent.audit_scope_granted":
+                await upsert(
+                    session,
+                    audit_scopes,
+                    {
+                        "scope_id": d["scope_id"],
+                        "auditor_id": d["auditor_person_id"],
+                        "org_id": d.get("org_id"),
+                        "case_ids": list(d.get("case_ids", ())),
+                        "valid_until": _parse_time(d["valid_until"]),
+                    },
+                )
+                conditions = [cases.c.case_id.in_(list(d.get("case_ids", ())))]
+                if d.get("org_id"):
+                    conditions.append(cases.c.org_id == d["org_id"])
+                return await self._cases_of(session, *conditions)
+        return set()
+
+    async def _update_case(self, session: AsyncSession, case_id: str, **values: Any) -> None:
+        await session.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
+
+    async def _unit_cases(self, session: AsyncSession, unit_id: str) -> set[str]:
+        in_team = select(team.c.case_id).where(team.c.unit_id == unit_id)
+        return await self._cases_of(
+            session, cases.c.unit_id == unit_id, cases.c.case_id.in_(in_team)
+        )
+
+    async def _person_cases(self, session: AsyncSession, person_id: str, unit_id: str) -> set[str]:
+        in_team = select(team.c.case_id).where(team.c.person_id == person_id)
+        return await self._cases_of(
+            session,
+            cases.c.holder_id == person_id,
+            cases.c.case_id.in_(in_team),
+            and_(cases.c.unit_id == unit_id),
+        )
+
+    async def _birth_date(self, child_id: str, token: str) -> date | None:
+        if self.cipher is None:
+            return None
+        with contextlib.suppress(CryptoError, ValueError):
+            return date.fromisoformat(
+                await self.cipher.decrypt(child_id, token, context="birth_date")
+            )
         return None

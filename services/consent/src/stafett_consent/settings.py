@@ -12,3 +12,9 @@ class ConsentSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="STAFETT_CONSENT_", extra="ignore")
 
     port: int = Field(default=8103, ge=1, le=65535)
+    self_access_age: int = Field(default=15, ge=12, le=18)
+    youth_consent_age: int = Field(default=15, ge=12, le=18)
+    health_youth_consent_age: int = Field(default=16, ge=12, le=18)
+    one_guardian_enough: bool = False
+    expiry_check_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
+    region_document_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)

@@ -1,0 +1,679 @@
+"""HTTP API of the consent service (CONTRACT.md "consent service") and OpenID AuthZEN 1.0."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import yaml
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from stafett_consent import domain
+from stafett_consent.decisions import DecisionOut, DecisionPoint
+from stafett_consent.handlers import ConsentService, GuardianInput, HandlerError, Written
+from stafett_consent.policy import Action
+from stafett_shared.auth import Principal, PrincipalDep
+from stafett_shared.idempotency import IdempotencyStore, StoredAnswer, valid_key
+from stafett_shared.problems import Problem
+from stafett_shared.projector import ProjectionBehind
+
+router = APIRouter(tags=["samtykke"])
+authzen = APIRouter(tags=["AuthZEN"])
+
+ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+PERSON = r"^[A-Za-z0-9-]{1,64}$"
+AGGREGATE = r"^[A-Za-z0-9_-]{1,64}$"
+DECISION_SCOPE = "stafett.decisions"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class GuardianIn(_In):
+    national_id: str = Field(min_length=11, max_length=11)
+    name: str = Field(min_length=1, max_length=200)
+    parental_responsibility: bool
+
+
+class ChildIn(_In):
+    national_id: str = Field(min_length=11, max_length=11)
+    name: str = Field(min_length=1, max_length=200)
+    guardians: list[GuardianIn] = Field(default_factory=list, max_length=10)
+
+
+class ScopeIn(_In):
+    org_ids: list[str] = Field(min_length=1, max_length=50)
+    sectors: list[domain.Sector] = Field(min_length=1, max_length=10)
+    unit_ids: list[Annotated[str, Field(pattern=domain.POLICY_ID_PATTERN)]] = Field(
+        default_factory=list, max_length=200
+    )
+    history_travels: bool = False
+    excluded_categories: list[domain.Category] = Field(default_factory=list, max_length=2)
+    purpose: str = Field(min_length=1, max_length=2000)
+
+
+class EvidenceIn(_In):
+    method: domain.EvidenceMethod
+    reference: str | None = Field(default=None, max_length=500)
+
+
+class ConsentIn(_In):
+    case_id: str = Field(pattern=ULID)
+    scope: ScopeIn
+    valid_until: AwareDatetime | None = None
+    evidence: EvidenceIn
+
+
+class SignatureIn(_In):
+    grantor_person_id: str = Field(pattern=PERSON)
+    method: domain.EvidenceMethod = domain.EvidenceMethod.DIGITAL_SIGNATURE
+    reference: str | None = Field(default=None, max_length=500)
+
+
+class GrantorActionIn(_In):
+    grantor_person_id: str = Field(pattern=PERSON)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class PrincipalRef(_In):
+    id: str = Field(pattern=PERSON)
+    kind: Literal["person", "client"] = "person"
+
+
+class ResourceIn(_In):
+    case_id: str = Field(pattern=AGGREGATE)
+    entry_id: str | None = Field(default=None, pattern=AGGREGATE)
+
+
+class DecisionIn(_In):
+    principal: Annotated[str, Field(pattern=PERSON)] | PrincipalRef
+    action: Action
+    resource: ResourceIn
+    min_seq: int | None = Field(default=None, ge=0)
+
+
+class FilterIn(_In):
+    principal: Annotated[str, Field(pattern=PERSON)] | PrincipalRef
+    action: Action
+    case_ids: list[Annotated[str, Field(pattern=AGGREGATE)]] = Field(max_length=500)
+    min_seq: int | None = Field(default=None, ge=0)
+
+
+class EmergencyIn(_In):
+    case_id: str = Field(pattern=ULID)
+    reason: str = Field(min_length=10, max_length=2000)
+
+
+class AuditScopeIn(_In):
+    auditor_person_id: str = Field(pattern=PERSON)
+    org_id: str | None = Field(default=None, pattern=domain.ORG_ID_PATTERN)
+    case_ids: list[Annotated[str, Field(pattern=ULID)]] = Field(
+        default_factory=list, max_length=500
+    )
+    until: AwareDatetime
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class DecisionAnswer(BaseModel):
+    decision: Literal["permit", "deny"]
+    basis: str | None
+    consent_id: str | None
+    reason: str
+    decision_id: str
+    policy_version: str
+
+
+# --- dependencies ------------------------------------------------------------------------------
+
+
+def _service(request: Request) -> ConsentService:
+    service: ConsentService = request.app.state.runtime.extras["consent"]
+    return service
+
+
+def _decisions(request: Request) -> DecisionPoint:
+    decisions: DecisionPoint = request.app.state.runtime.extras["decisions"]
+    return decisions
+
+
+def _idempotency(request: Request) -> IdempotencyStore:
+    store: IdempotencyStore = request.app.state.runtime.extras["idempotency"]
+    return store
+
+
+ServiceDep = Annotated[ConsentService, Depends(_service)]
+DecisionsDep = Annotated[DecisionPoint, Depends(_decisions)]
+IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+MinSeq = Annotated[int | None, Header(alias="Stafett-Min-Seq", ge=0)]
+
+
+def _problem(exc: HandlerError) -> Problem:
+    return Problem(exc.status, exc.code, exc.detail)
+
+
+def _written(status: int, written: Written) -> StoredAnswer:
+    return StoredAnswer(
+        status,
+        jsonable_encoder(written.body),
+        {"Stafett-Seq": str(written.seq), "ETag": f'"{written.version}"'},
+    )
+
+
+async def _once(
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    store: IdempotencyStore,
+    write: Callable[[], Awaitable[StoredAnswer]],
+) -> JSONResponse:
+    """Run ``write`` once per idempotency key; a repeat gets the first answer."""
+    key = valid_key(key)
+    route = f"{request.method} {request.url.path}"
+    digest = store.request_hash(route, await request.body())
+    if key is not None:
+        earlier = await store.find(principal.id, key, route, digest)
+        if earlier is not None:
+            return JSONResponse(earlier.body, earlier.status, headers=earlier.headers)
+    try:
+        answer = await write()
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    except ProjectionBehind:
+        raise _behind() from None
+    if key is not None:
+        await store.save(principal.id, key, route, digest, answer)
+    return JSONResponse(answer.body, answer.status, headers=answer.headers)
+
+
+def _behind() -> Problem:
+    return Problem(
+        503,
+        "unavailable",
+        "Lesemodellen har ikke nådd den etterspurte sekvensen ennå.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _principal_of(value: str | PrincipalRef) -> PrincipalRef:
+    return PrincipalRef(id=value) if isinstance(value, str) else value
+
+
+def _may_ask(caller: Principal, subject: PrincipalRef) -> None:
+    """Agency systems with the decision scope may ask about anyone; a person about themselves."""
+    if caller.kind == "client" and DECISION_SCOPE in caller.scopes:
+        return
+    if caller.kind == "person" and subject.kind == "person" and subject.id == caller.id:
+        return
+    raise Problem(403, "forbidden", "Du kan bare spørre om egne tilganger.")
+
+
+def _answer(out: DecisionOut) -> DecisionAnswer:
+    return DecisionAnswer(
+        decision=out.decision,
+        basis=out.basis,
+        consent_id=out.consent_id,
+        reason=out.reason,
+        decision_id=out.decision_id,
+        policy_version=out.policy_version,
+    )
+
+
+# --- directory -------------------------------------------------------------------------------
+
+
+@router.put(
+    "/directory",
+    summary="Last regionsdokumentet (virksomheter, enheter, ansatte med roller)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": domain.RegionDocument.model_json_schema()},
+                "application/yaml": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def put_directory(
+    *, request: Request, principal: PrincipalDep, service: ServiceDep
+) -> JSONResponse:
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    try:
+        if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+            parsed = yaml.safe_load(raw.decode("utf-8"))
+        elif content_type == "application/json":
+            parsed = json.loads(raw)
+        else:
+            raise Problem(415, "unsupported_media_type", "Send JSON eller YAML.")
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError):
+        raise Problem(400, "bad_request", "Dokumentet er ikke gyldig JSON eller YAML.") from None
+    try:
+        document = domain.RegionDocument.model_validate(parsed)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+    try:
+        result = await service.load_region(principal, document)
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    return JSONResponse(result, headers={"Stafett-Seq": str(result["seq"])})
+
+
+@router.post("/children", status_code=201, summary="Registrer et barn og dets foresatte")
+async def post_child(
+    *,
+    request: Request,
+    body: ChildIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    async def write() -> StoredAnswer:
+        written = await service.register_child(
+            principal,
+            national_id=body.national_id,
+            name=body.name,
+            guardian_inputs=[
+                GuardianInput(g.national_id, g.name, g.parental_responsibility)
+                for g in body.guardians
+            ],
+        )
+        return _written(201 if written.version else 200, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
+# --- consents --------------------------------------------------------------------------------
+
+
+@router.post("/consents", status_code=201, summary="Be om samtykke for en sak")
+async def post_consent(
+    *,
+    request: Request,
+    body: ConsentIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    min_seq: MinSeq = None,
+) -> JSONResponse:
+    async def write() -> StoredAnswer:
+        written = await service.request_consent(
+            principal,
+            case_id=body.case_id,
+            scope=body.scope.model_dump(mode="json"),
+            valid_until=body.valid_until,
+            evidence_method=body.evidence.method,
+            evidence_reference=body.evidence.reference,
+            idempotency_key=idempotency_key,
+            min_seq=min_seq,
+        )
+        return _written(201, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip().strip('"').removeprefix("W/").strip('"'))
+    except ValueError:
+        raise Problem(400, "bad_request", "If-Match må være en versjon fra ETag.") from None
+
+
+async def _consent_action(  # noqa: PLR0917 - the three consent routes share it
+    request: Request,
+    principal: Principal,
+    service: ConsentService,
+    store: IdempotencyStore,
+    consent_id: str,
+    kind: Literal["sign", "refuse", "withdraw"],
+    body: SignatureIn | GrantorActionIn,
+    idempotency_key: str | None,
+    if_match: str | None,
+) -> JSONResponse:
+    async def write() -> StoredAnswer:
+        written = await service.act_on_consent(
+            principal,
+            consent_id,
+            kind=kind,
+            grantor_person_id=body.grantor_person_id,
+            method=body.method if isinstance(body, SignatureIn) else domain.EvidenceMethod.PAPER,
+            reference=body.reference if isinstance(body, SignatureIn) else None,
+            reason=body.reason if isinstance(body, GrantorActionIn) else None,
+            if_match=_if_match(if_match),
+            idempotency_key=idempotency_key,
+        )
+        return _written(201, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+ConsentId = Annotated[str, Field(pattern=ULID)]
+
+
+@router.post("/consents/{consent_id}/signatures", status_code=201, summary="Signer et samtykke")
+async def post_signature(
+    *,
+    request: Request,
+    consent_id: str,
+    body: SignatureIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    _check_ulid(consent_id)
+    return await _consent_action(
+        request, principal, service, store, consent_id, "sign", body, idempotency_key, if_match
+    )
+
+
+@router.post("/consents/{consent_id}/refusals", status_code=201, summary="Nekt et samtykke")
+async def post_refusal(
+    *,
+    request: Request,
+    consent_id: str,
+    body: GrantorActionIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    _check_ulid(consent_id)
+    return await _consent_action(
+        request, principal, service, store, consent_id, "refuse", body, idempotency_key, if_match
+    )
+
+
+@router.post(
+    "/consents/{consent_id}/withdrawals", status_code=201, summary="Trekk tilbake et samtykke"
+)
+async def post_withdrawal(
+    *,
+    request: Request,
+    consent_id: str,
+    body: GrantorActionIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    _check_ulid(consent_id)
+    return await _consent_action(
+        request, principal, service, store, consent_id, "withdraw", body, idempotency_key, if_match
+    )
+
+
+def _check_ulid(value: str) -> None:
+    import re
+
+    if not re.fullmatch(ULID, value):
+        raise Problem(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
+
+
+@router.get("/consents", summary="Samtykker for en sak")
+async def get_consents(
+    *,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    case_id: Annotated[str, Query(pattern=ULID)],
+) -> JSONResponse:
+    try:
+        items = await service.list_consents(principal, case_id)
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    return JSONResponse(jsonable_encoder({"items": items}))
+
+
+# --- decisions -------------------------------------------------------------------------------
+
+
+@router.post("/decisions", summary="Tilgangsbeslutning for én handling på én sak")
+async def post_decision(
+    *, body: DecisionIn, principal: PrincipalDep, decisions: DecisionsDep
+) -> DecisionAnswer:
+    subject = _principal_of(body.principal)
+    _may_ask(principal, subject)
+    try:
+        out = await decisions.check(
+            subject.id,
+            body.action,
+            body.resource.case_id,
+            principal_kind=subject.kind,
+            entry_id=body.resource.entry_id,
+            min_seq=body.min_seq,
+        )
+    except ProjectionBehind:
+        raise _behind() from None
+    return _answer(out)
+
+
+@router.post("/decisions/filter", summary="Hvilke av disse sakene kan personen se")
+async def post_filter(
+    *, body: FilterIn, principal: PrincipalDep, decisions: DecisionsDep
+) -> dict[str, list[str]]:
+    subject = _principal_of(body.principal)
+    _may_ask(principal, subject)
+    try:
+        permitted = await decisions.filter(
+            subject.id,
+            body.action,
+            body.case_ids,
+            principal_kind=subject.kind,
+            min_seq=body.min_seq,
+        )
+    except ProjectionBehind:
+        raise _behind() from None
+    return {"permitted": permitted}
+
+
+@router.get("/decision-records", summary="Registrerte beslutninger (for tilsyn)")
+async def get_decision_records(
+    *,
+    principal: PrincipalDep,
+    decisions: DecisionsDep,
+    case_id: Annotated[str, Query(pattern=ULID)],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(pattern=ULID)] = None,
+) -> JSONResponse:
+    out = await decisions.check(
+        principal.id, Action.AUDIT_READ, case_id, principal_kind=principal.kind
+    )
+    if not out.permitted:
+        raise Problem(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
+    rows = await decisions.records(case_id=case_id, limit=limit, before_id=cursor)
+    next_cursor = rows[-1]["decision_id"] if len(rows) == limit else None
+    return JSONResponse(jsonable_encoder({"items": rows, "next_cursor": next_cursor}))
+
+
+# --- emergency access and audit scopes ---------------------------------------------------------
+
+
+@router.post("/emergency-access", status_code=201, summary="Nødtilgang i 24 timer")
+async def post_emergency_access(
+    *,
+    request: Request,
+    body: EmergencyIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    async def write() -> StoredAnswer:
+        written = await service.grant_emergency_access(
+            principal, case_id=body.case_id, reason=body.reason, idempotency_key=idempotency_key
+        )
+        return _written(201, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
+@router.post("/audit-scopes", status_code=201, summary="Gi en tilsynsperson tilgang")
+async def post_audit_scope(
+    *,
+    request: Request,
+    body: AuditScopeIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    async def write() -> StoredAnswer:
+        written = await service.grant_audit_scope(
+            principal,
+            auditor_person_id=body.auditor_person_id,
+            org_id=body.org_id,
+            case_ids=body.case_ids,
+            until=body.until,
+            reason=body.reason,
+            idempotency_key=idempotency_key,
+        )
+        return _written(201, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
+# --- OpenID AuthZEN 1.0 --------------------------------------------------------------------------
+
+
+class AzSubject(_In):
+    type: str = Field(default="user", max_length=64)
+    id: str = Field(pattern=PERSON)
+    properties: dict[str, Any] | None = None
+
+
+class AzAction(_In):
+    name: Action
+    properties: dict[str, Any] | None = None
+
+
+class AzResource(_In):
+    type: Literal["case", "entry"] = "case"
+    id: str = Field(pattern=AGGREGATE)
+    properties: dict[str, Any] | None = None
+
+
+class AzContext(_In):
+    min_seq: int | None = Field(default=None, ge=0)
+
+
+class AzEvaluation(_In):
+    subject: AzSubject | None = None
+    action: AzAction | None = None
+    resource: AzResource | None = None
+    context: AzContext | None = None
+
+
+class AzEvaluationRequest(_In):
+    subject: AzSubject
+    action: AzAction
+    resource: AzResource
+    context: AzContext | None = None
+
+
+class AzEvaluationsRequest(_In):
+    subject: AzSubject | None = None
+    action: AzAction | None = None
+    resource: AzResource | None = None
+    context: AzContext | None = None
+    evaluations: list[AzEvaluation] = Field(min_length=1, max_length=100)
+    options: dict[str, Any] | None = None
+
+
+async def _evaluate(  # noqa: PLR0917 - mirrors the AuthZEN request's four parts
+    caller: Principal,
+    decisions: DecisionPoint,
+    subject: AzSubject,
+    action: AzAction,
+    resource: AzResource,
+    context: AzContext | None,
+) -> dict[str, Any]:
+    kind: Literal["person", "client"] = "client" if subject.type == "client" else "person"
+    _may_ask(caller, PrincipalRef(id=subject.id, kind=kind))
+    case_id = resource.id
+    entry_id = None
+    if resource.type == "entry":
+        props = resource.properties or {}
+        case_value = props.get("case_id")
+        if not isinstance(case_value, str):
+            raise Problem(400, "bad_request", "Et entry-objekt trenger properties.case_id.")
+        case_id, entry_id = case_value, resource.id
+    try:
+        out = await decisions.check(
+            subject.id,
+            action.name,
+            case_id,
+            principal_kind=kind,
+            entry_id=entry_id,
+            min_seq=context.min_seq if context else None,
+        )
+    except ProjectionBehind:
+        raise _behind() from None
+    return {
+        "decision": out.permitted,
+        "context": {
+            "id": out.decision_id,
+            "reason": out.reason,
+            "basis": out.basis,
+            "policy_version": out.policy_version,
+        },
+    }
+
+
+@authzen.post("/access/v1/evaluation", summary="AuthZEN 1.0: én tilgangsvurdering")
+async def authzen_evaluation(
+    *, body: AzEvaluationRequest, principal: PrincipalDep, decisions: DecisionsDep
+) -> dict[str, Any]:
+    return await _evaluate(
+        principal, decisions, body.subject, body.action, body.resource, body.context
+    )
+
+
+@authzen.post("/access/v1/evaluations", summary="AuthZEN 1.0: flere tilgangsvurderinger")
+async def authzen_evaluations(
+    *, body: AzEvaluationsRequest, principal: PrincipalDep, decisions: DecisionsDep
+) -> dict[str, Any]:
+    results = []
+    for item in body.evaluations:
+        subject = item.subject or body.subject
+        action = item.action or body.action
+        resource = item.resource or body.resource
+        if subject is None or action is None or resource is None:
+            raise Problem(400, "bad_request", "Hver vurdering trenger subject, action og resource.")
+        results.append(
+            await _evaluate(
+                principal, decisions, subject, action, resource, item.context or body.context
+            )
+        )
+    return {"evaluations": results}
+
+
+@authzen.get(
+    "/.well-known/authzen-configuration", summary="AuthZEN: metadata for beslutningspunktet"
+)
+async def authzen_configuration(request: Request) -> dict[str, str]:
+    base = str(request.base_url).rstrip("/")
+    return {
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": f"{base}/access/v1/evaluation",
+        "access_evaluations_endpoint": f"{base}/access/v1/evaluations",
+    }
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,686 @@
+"""Application layer of the consent service: load, decide, publish, apply.
+
+Every handler that touches a case asks the decision point first. Personal data is encrypted
+here, before the pure domain decides, so no event ever carries it in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from stafett_consent import domain
+from stafett_consent.decisions import DecisionPoint
+from stafett_consent.nationalid import InvalidNationalId, parse_national_id
+from stafett_consent.policy import EMERGENCY_DURATION, Action
+from stafett_consent.projections import (
+    cases,
+    children,
+    consents,
+    guardians,
+    organisations,
+    roles,
+    staff,
+    units,
+)
+from stafett_shared.auth import Principal
+from stafett_shared.canonical import canonical_json
+from stafett_shared.crypto import BlindIndex, FieldCipher
+from stafett_shared.envelope import CloudEvent, EventData, registry
+from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
+from stafett_shared.ids import new_id
+from stafett_shared.projector import Projector
+from stafett_shared.telemetry import current_traceparent
+
+MAX_RETRIES = 5
+
+
+class HandlerError(Exception):
+    """Refusal by the application layer; rendered as problem+json."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def _forbidden() -> HandlerError:
+    # 404, not 403: a refusal must not reveal that the case exists (CONTRACT.md).
+    return HandlerError(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a write answers with: the resource id, the aggregate version and the stream seq."""
+
+    id: str
+    version: int
+    seq: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class GuardianInput:
+    national_id: str
+    name: str
+    parental_responsibility: bool
+
+
+class ConsentService:
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        cipher: FieldCipher,
+        index: BlindIndex,
+        sessions: async_sessionmaker[AsyncSession],
+        projector: Projector,
+        decisions: DecisionPoint,
+        admins: Sequence[str],
+        grantor_policy: domain.GrantorPolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.cipher = cipher
+        self.index = index
+        self.sessions = sessions
+        self.projector = projector
+        self.decisions = decisions
+        self.admins = frozenset(admins)
+        self.grantor_policy = grantor_policy or domain.GrantorPolicy()
+        self.clock = clock
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _envelope(
+        self, payload: EventData, *, subject: str, tenant: str, actor: Principal, now: datetime
+    ) -> CloudEvent:
+        return registry.envelope(
+            payload,
+            subject=subject,
+            source="stafett/consent",
+            tenant=tenant,
+            actor=actor.id,
+            time=now,
+            traceparent=current_traceparent(),
+        )
+
+    async def _publish(
+        self,
+        aggregate_id: str,
+        context: str,
+        events: Sequence[CloudEvent],
+        *,
+        expected: int,
+        key: str | None,
+    ) -> int:
+        """Append one commit and apply it to the read models before answering."""
+        subject = self.store.subject(context, aggregate_id)
+        try:
+            result = await self.store.append(
+                subject, events, expected_version=expected, idempotency_key=key
+            )
+            seq = result.seq
+        except DuplicateAppend as repeat:
+            seq = repeat.seq
+        await self.projector.catch_up()
+        return seq
+
+    async def _require(
+        self, principal: Principal, action: Action, case_id: str, min_seq: int | None = None
+    ) -> None:
+        decision = await self.decisions.check(
+            principal.id, action, case_id, principal_kind=principal.kind, min_seq=min_seq
+        )
+        if not decision.permitted:
+            raise _forbidden()
+
+    async def _is_staff(self, person_id: str) -> bool:
+        async with self.sessions() as session:
+            return (
+                await session.scalar(
+                    select(roles.c.person_id).where(roles.c.person_id == person_id)
+                )
+            ) is not None
+
+    # --- directory ----------------------------------------------------------------------
+
+    async def load_region(
+        self, principal: Principal, document: domain.RegionDocument
+    ) -> dict[str, Any]:
+        if principal.kind != "person" or principal.id not in self.admins:
+            raise HandlerError(403, "forbidden", "Bare administratorer kan laste katalogen.")
+        now = self.clock()
+        names: dict[str, domain.StaffName] = {}
+        async with self.sessions() as session:
+            current = await self._directory_state(session)
+        for person in document.staff:
+            index = self.index(person.name, context=f"staff-name:{person.id}")
+            if current.staff.get(person.id) == index:
+                names[person.id] = domain.StaffName("", index)
+            else:
+                encrypted = await self.cipher.encrypt(person.id, person.name, context="name")
+                names[person.id] = domain.StaffName(encrypted, index)
+        changes = domain.diff_directory(current, document, names)
+        digest = hashlib.sha256(canonical_json(document.model_dump(mode="json"))).hexdigest()
+        counts: dict[str, int] = {}
+        last_seq = 0
+        for aggregate, events in changes.items():
+            subject = self.store.subject("directory", aggregate)
+            tenant = _tenant_of(aggregate, events)
+            envelopes = [
+                self._envelope(e, subject=aggregate, tenant=tenant, actor=principal, now=now)
+                for e in events
+            ]
+            for chunk_no, start in enumerate(range(0, len(envelopes), 100)):
+                chunk = envelopes[start : start + 100]
+                version = await self.store.version(subject)
+                try:
+                    result = await self.store.append(
+                        subject,
+                        chunk,
+                        expected_version=version,
+                        idempotency_key=f"region-{digest[:32]}-{aggregate}-{chunk_no}",
+                    )
+                    last_seq = max(last_seq, result.seq)
+                except DuplicateAppend as repeat:
+                    last_seq = max(last_seq, repeat.seq)
+            for event in events:
+                kind = event.event_type.split(".")[3]
+                counts[kind] = counts.get(kind, 0) + 1
+        await self.projector.catch_up()
+        return {"region": document.region, "changes": counts, "seq": last_seq}
+
+    async def _directory_state(self, session: AsyncSession) -> domain.DirectoryState:
+        orgs = (await session.execute(select(organisations))).all()
+        unit_rows = (await session.execute(select(units).where(units.c.closed.is_(False)))).all()
+        staff_rows = (await session.execute(select(staff))).all()
+        role_rows = (await session.execute(select(roles))).all()
+        return domain.DirectoryState(
+            organisations={o.org_id: (o.name, domain.OrgKind(o.kind)) for o in orgs},
+            units={u.unit_id: (u.org_id, u.name, domain.Sector(u.sector)) for u in unit_rows},
+            staff={s.person_id: s.name_index for s in staff_rows},
+            roles=frozenset((r.person_id, r.unit_id, domain.StaffRole(r.role)) for r in role_rows),
+        )
+
+    async def register_child(
+        self,
+        principal: Principal,
+        *,
+        national_id: str,
+        name: str,
+        guardian_inputs: Sequence[GuardianInput],
+    ) -> Written:
+        if principal.kind != "person" or not (
+            principal.id in self.admins or await self._is_staff(principal.id)
+        ):
+            raise HandlerError(403, "forbidden", "Bare ansatte kan registrere barn.")
+        try:
+            child_nid = parse_national_id(national_id)
+            guardian_nids = [parse_national_id(g.national_id) for g in guardian_inputs]
+        except InvalidNationalId as exc:
+            raise HandlerError(
+                422, "invalid_national_id", f"Ugyldig fødselsnummer: {exc}"
+            ) from None
+        if len({g.value for g in guardian_nids}) != len(guardian_nids) or child_nid.value in {
+            g.value for g in guardian_nids
+        }:
+            raise HandlerError(422, "duplicate_person", "Samme person er oppgitt flere ganger.")
+        child_index = self.index(child_nid.value, context="national_id")
+        async with self.sessions() as session:
+            existing = await session.scalar(
+                select(children.c.child_id).where(children.c.national_id_index == child_index)
+            )
+            if existing is not None:
+                return Written(
+                    existing,
+                    0,
+                    self.projector.known_position,
+                    {"id": existing, "status": "registered"},
+                )
+            known_guardians = {
+                row.national_id_index: row.person_id
+                for row in (await session.execute(select(guardians))).all()
+            }
+        child_id = new_id()
+        now = self.clock()
+        records = []
+        for guardian, nid in zip(guardian_inputs, guardian_nids, strict=True):
+            index = self.index(nid.value, context="national_id")
+            records.append(
+                domain.GuardianRecord(
+                    person_id=known_guardians.get(index) or new_id(),
+                    national_id=await self.cipher.encrypt(
+                        child_id, nid.value, context="guardian_national_id"
+                    ),
+                    national_id_index=index,
+                    name=await self.cipher.encrypt(
+                        child_id, guardian.name, context="guardian_name"
+                    ),
+                    parental_responsibility=guardian.parental_responsibility,
+                )
+            )
+        event = domain.ChildRegistered(
+            child_id=child_id,
+            national_id=await self.cipher.encrypt(child_id, child_nid.value, context="national_id"),
+            national_id_index=child_index,
+            name=await self.cipher.encrypt(child_id, name, context="name"),
+            birth_date=await self.cipher.encrypt(
+                child_id, child_nid.birth_date.isoformat(), context="birth_date"
+            ),
+            guardians=tuple(records),
+            registered_by=principal.id,
+        )
+        # One subject per national id: two registrations of one child cannot both win.
+        aggregate = f"nid-{child_index[:40]}"
+        envelope = self._envelope(
+            event, subject=aggregate, tenant="region", actor=principal, now=now
+        )
+        try:
+            seq = await self._publish(aggregate, "directory", [envelope], expected=0, key=None)
+        except ConcurrencyConflict:
+            await self.projector.catch_up()
+            async with self.sessions() as session:
+                winner = await session.scalar(
+                    select(children.c.child_id).where(children.c.national_id_index == child_index)
+                )
+            if winner is None:
+                raise
+            return Written(
+                winner, 0, self.projector.known_position, {"id": winner, "status": "registered"}
+            )
+        return Written(
+            child_id,
+            seq,
+            seq,
+            {
+                "id": child_id,
+                "guardians": [
+                    {"id": r.person_id, "parental_responsibility": r.parental_responsibility}
+                    for r in records
+                ],
+            },
+        )
+
+    # --- consents -----------------------------------------------------------------------
+
+    async def request_consent(
+        self,
+        principal: Principal,
+        *,
+        case_id: str,
+        scope: dict[str, Any],
+        valid_until: datetime | None,
+        evidence_method: domain.EvidenceMethod,
+        evidence_reference: str | None,
+        idempotency_key: str | None,
+        min_seq: int | None = None,
+    ) -> Written:
+        await self._require(principal, Action.CONSENT_MANAGE, case_id, min_seq)
+        async with self.sessions() as session:
+            case = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+            if case is None:
+                raise _forbidden()
+            if case.child_id is None:
+                raise HandlerError(
+                    422,
+                    "child_not_identified",
+                    "Barnet må identifiseres før det kan gis samtykke.",
+                )
+            known_orgs = set((await session.scalars(select(organisations.c.org_id))).all())
+            unit_rows = {
+                u.unit_id: u.org_id
+                for u in (await session.execute(select(units.c.unit_id, units.c.org_id))).all()
+            }
+            birth = await session.scalar(
+                select(children.c.birth_date).where(children.c.child_id == case.child_id)
+            )
+            responsible = (
+                await session.scalars(
+                    select(guardians.c.person_id).where(
+                        guardians.c.child_id == case.child_id,
+                        guardians.c.parental_responsibility.is_(True),
+                    )
+                )
+            ).all()
+        unknown_orgs = set(scope["org_ids"]) - known_orgs
+        if unknown_orgs:
+            raise HandlerError(
+                422, "unknown_organisation", "Samtykket nevner en ukjent virksomhet."
+            )
+        for unit_id in scope.get("unit_ids", ()):
+            if unit_rows.get(unit_id) not in set(scope["org_ids"]):
+                raise HandlerError(422, "unknown_unit", "Samtykket nevner en ukjent enhet.")
+        now = self.clock()
+        if valid_until is not None and valid_until <= now:
+            raise HandlerError(422, "validity_in_past", "Gyldig til må ligge fram i tid.")
+        covers_health = domain.Sector.HEALTH.value in scope["sectors"]
+        try:
+            rule = domain.required_grantors(
+                child_id=case.child_id,
+                birth_date=birth,
+                guardians_with_responsibility=sorted(responsible),
+                covers_health=covers_health,
+                today=now.date(),
+                policy=self.grantor_policy,
+            )
+        except domain.ConsentError as exc:
+            raise HandlerError(exc.status, exc.code, _NORWEGIAN.get(exc.code, str(exc))) from None
+        consent_id = new_id()
+        purpose = await self.cipher.encrypt(case.child_id, scope["purpose"], context="purpose")
+        reference = (
+            await self.cipher.encrypt(case.child_id, evidence_reference, context="evidence")
+            if evidence_reference
+            else None
+        )
+        command = domain.RequestConsent(
+            consent_id=consent_id,
+            case_id=case_id,
+            child_id=case.child_id,
+            scope=domain.ConsentScope(**{**scope, "purpose": purpose}),
+            valid_until=valid_until,
+            evidence=domain.Evidence(method=evidence_method, reference=reference),
+            grantors=rule,
+            requested_by=principal.id,
+        )
+        events = self._decide(domain.ConsentState(), command, now)
+        envelopes = [
+            self._envelope(e, subject=consent_id, tenant=case.org_id, actor=principal, now=now)
+            for e in events
+        ]
+        seq = await self._publish(consent_id, "consent", envelopes, expected=0, key=idempotency_key)
+        return Written(
+            consent_id,
+            seq,
+            seq,
+            {
+                "id": consent_id,
+                "status": "pending",
+                "grantors": [g.model_dump() for g in rule.groups],
+                "rule": rule.rule,
+                "age_applied": rule.age,
+            },
+        )
+
+    def _decide(
+        self, state: domain.ConsentState, command: domain.ConsentCommand, now: datetime
+    ) -> list[EventData]:
+        try:
+            return domain.decide_consent(state, command, now)
+        except domain.ConsentError as exc:
+            raise HandlerError(exc.status, exc.code, _NORWEGIAN.get(exc.code, str(exc))) from None
+
+    async def _consent_case(self, consent_id: str) -> tuple[str, str, str]:
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(consents.c.case_id, consents.c.child_id, cases.c.org_id)
+                    .join(cases, cases.c.case_id == consents.c.case_id)
+                    .where(consents.c.consent_id == consent_id)
+                )
+            ).first()
+        if row is None:
+            raise _forbidden()
+        return row.case_id, row.child_id, row.org_id
+
+    async def act_on_consent(
+        self,
+        principal: Principal,
+        consent_id: str,
+        *,
+        kind: Literal["sign", "refuse", "withdraw"],
+        grantor_person_id: str,
+        method: domain.EvidenceMethod = domain.EvidenceMethod.DIGITAL_SIGNATURE,
+        reference: str | None = None,
+        reason: str | None = None,
+        if_match: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Written:
+        """A grantor signs, refuses or withdraws with their own token; staff who may manage the
+        case's consents record it on paper or as documented verbal consent."""
+        case_id, child_id, tenant = await self._consent_case(consent_id)
+        acting_for_self = principal.kind == "person" and principal.id == grantor_person_id
+        if not acting_for_self:
+            await self._require(principal, Action.CONSENT_MANAGE, case_id)
+            if kind == "sign" and method is domain.EvidenceMethod.DIGITAL_SIGNATURE:
+                raise HandlerError(
+                    422,
+                    "signature_needs_grantor",
+                    "En digital signatur gis av samtykkegiveren selv.",
+                )
+        elif kind == "sign" and method is not domain.EvidenceMethod.DIGITAL_SIGNATURE:
+            raise HandlerError(
+                422, "method_needs_staff", "Papir og muntlig samtykke registreres av ansatte."
+            )
+        if (
+            kind == "sign"
+            and method is not domain.EvidenceMethod.DIGITAL_SIGNATURE
+            and not reference
+        ):
+            raise HandlerError(422, "reference_required", "Oppgi referanse til dokumentasjonen.")
+        enc_reference = (
+            await self.cipher.encrypt(child_id, reference, context="evidence")
+            if reference
+            else None
+        )
+        enc_reason = (
+            await self.cipher.encrypt(child_id, reason, context="reason") if reason else None
+        )
+        subject = self.store.subject("consent", consent_id)
+        for _attempt in range(MAX_RETRIES):
+            commits = await self.store.load(subject)
+            version = commits[-1].seq if commits else 0
+            if if_match is not None and if_match != version:
+                raise HandlerError(409, "version_conflict", "Samtykket er endret av noen andre.")
+            state = domain.replay_consent(registry.payload(e) for c in commits for e in c.events)
+            command: domain.ConsentCommand
+            if kind == "sign":
+                command = domain.SignConsent(grantor_person_id, method, enc_reference, principal.id)
+            elif kind == "refuse":
+                command = domain.RefuseConsent(grantor_person_id, enc_reason, principal.id)
+            else:
+                command = domain.WithdrawConsent(grantor_person_id, enc_reason, principal.id)
+            now = self.clock()
+            events = self._decide(state, command, now)
+            envelopes = [
+                self._envelope(e, subject=consent_id, tenant=tenant, actor=principal, now=now)
+                for e in events
+            ]
+            try:
+                seq = await self._publish(
+                    consent_id, "consent", envelopes, expected=version, key=idempotency_key
+                )
+            except ConcurrencyConflict:
+                if if_match is not None:
+                    raise HandlerError(
+                        409, "version_conflict", "Samtykket er endret av noen andre."
+                    ) from None
+                continue
+            final = domain.replay_consent(
+                [*(registry.payload(e) for c in commits for e in c.events), *events]
+            )
+            status = final.status.value if final.status else "pending"
+            return Written(consent_id, seq, seq, {"id": consent_id, "status": status})
+        raise HandlerError(409, "conflict", "Samtykket endres av mange samtidig; prøv igjen.")
+
+    async def list_consents(self, principal: Principal, case_id: str) -> list[dict[str, Any]]:
+        await self._require(principal, Action.CASE_READ, case_id)
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(consents)
+                    .where(consents.c.case_id == case_id)
+                    .order_by(consents.c.consent_id)
+                )
+            ).all()
+        return [
+            {
+                "id": r.consent_id,
+                "case_id": r.case_id,
+                "status": r.status,
+                "scope": {k: v for k, v in r.scope.items() if k != "purpose"},
+                "grantors": r.grantors,
+                "signed": r.signed,
+                "rule": r.rule,
+                "age_applied": r.age_applied,
+                "valid_from": r.valid_from,
+                "valid_until": r.valid_until,
+                "evidence": {"method": r.evidence_method},
+                "version": r.version,
+            }
+            for r in rows
+        ]
+
+    async def expire_due(self) -> int:
+        """Emit ``consent.expired`` for every consent past its end (a scheduled check)."""
+        now = self.clock()
+        async with self.sessions() as session:
+            due = (
+                await session.scalars(
+                    select(consents.c.consent_id).where(
+                        consents.c.status.in_(("pending", "active")), consents.c.valid_until <= now
+                    )
+                )
+            ).all()
+        system = Principal(kind="client", id="stafett-consent", issuer="stafett")
+        expired = 0
+        for consent_id in due:
+            subject = self.store.subject("consent", consent_id)
+            commits = await self.store.load(subject)
+            state = domain.replay_consent(registry.payload(e) for c in commits for e in c.events)
+            events = domain.decide_consent(state, domain.ExpireConsent(), now)
+            if not events or state.case_id is None:
+                continue
+            _case_id, _child, tenant = await self._consent_case(consent_id)
+            envelopes = [
+                self._envelope(e, subject=consent_id, tenant=tenant, actor=system, now=now)
+                for e in events
+            ]
+            try:
+                await self._publish(
+                    consent_id,
+                    "consent",
+                    envelopes,
+                    expected=commits[-1].seq,
+                    key=f"expire-{consent_id}",
+                )
+                expired += 1
+            except ConcurrencyConflict:
+                continue  # changed meanwhile; the next run looks again
+        return expired
+
+    # --- emergency access and audit scopes -------------------------------------------------
+
+    async def grant_emergency_access(
+        self, principal: Principal, *, case_id: str, reason: str, idempotency_key: str | None
+    ) -> Written:
+        if principal.kind != "person" or not await self._is_staff(principal.id):
+            raise _forbidden()
+        async with self.sessions() as session:
+            case = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+            if case is None:
+                raise _forbidden()
+            leaders = (
+                await session.scalars(
+                    select(roles.c.person_id).where(
+                        roles.c.unit_id == case.unit_id,
+                        roles.c.role == domain.StaffRole.LEADER.value,
+                    )
+                )
+            ).all()
+        now = self.clock()
+        grant_id = new_id()
+        event = domain.EmergencyAccessGranted(
+            grant_id=grant_id,
+            case_id=case_id,
+            person_id=principal.id,
+            reason=await self.cipher.encrypt(case.child_id or case_id, reason, context="reason")
+            if case.child_id
+            else await self.cipher.encrypt(case_id, reason, context="reason"),
+            valid_from=now,
+            valid_until=now + EMERGENCY_DURATION,
+            notify_person_ids=tuple(sorted({*leaders, case.holder_id})),
+        )
+        envelope = self._envelope(
+            event, subject=grant_id, tenant=case.org_id, actor=principal, now=now
+        )
+        seq = await self._publish(grant_id, "consent", [envelope], expected=0, key=idempotency_key)
+        return Written(
+            grant_id,
+            seq,
+            seq,
+            {"id": grant_id, "case_id": case_id, "valid_until": event.valid_until.isoformat()},
+        )
+
+    async def grant_audit_scope(
+        self,
+        principal: Principal,
+        *,
+        auditor_person_id: str,
+        org_id: str | None,
+        case_ids: Sequence[str],
+        until: datetime,
+        reason: str,
+        idempotency_key: str | None,
+    ) -> Written:
+        if principal.kind != "person" or principal.id not in self.admins:
+            raise HandlerError(403, "forbidden", "Bare administratorer kan gi tilsynstilgang.")
+        now = self.clock()
+        if until <= now:
+            raise HandlerError(422, "validity_in_past", "Gyldig til må ligge fram i tid.")
+        if until - now > timedelta(days=366):
+            raise HandlerError(422, "validity_too_long", "Tilsynstilgang gis for høyst ett år.")
+        if org_id is None and not case_ids:
+            raise HandlerError(422, "empty_scope", "Oppgi en virksomhet eller saker.")
+        if org_id is not None:
+            async with self.sessions() as session:
+                if (
+                    await session.scalar(
+                        select(organisations.c.org_id).where(organisations.c.org_id == org_id)
+                    )
+                    is None
+                ):
+                    raise HandlerError(422, "unknown_organisation", "Ukjent virksomhet.")
+        scope_id = new_id()
+        event = domain.AuditScopeGranted(
+            scope_id=scope_id,
+            auditor_person_id=auditor_person_id,
+            org_id=org_id,
+            case_ids=tuple(dict.fromkeys(case_ids)),
+            valid_until=until,
+            reason=reason,
+            granted_by=principal.id,
+        )
+        envelope = self._envelope(
+            event, subject=scope_id, tenant=org_id or "region", actor=principal, now=now
+        )
+        seq = await self._publish(scope_id, "consent", [envelope], expected=0, key=idempotency_key)
+        return Written(scope_id, seq, seq, {"id": scope_id})
+
+
+def _tenant_of(aggregate: str, events: Sequence[EventData]) -> str:
+    for event in events:
+        org_id = getattr(event, "org_id", None)
+        if isinstance(org_id, str):
+            return org_id
+    return "region" if not aggregate.startswith("org-") else aggregate.removeprefix("org-")
+
+
+_NORWEGIAN = {
+    "no_grantor": "Ingen foresatt med foreldreansvar er registrert, så ingen kan gi samtykke.",
+    "validity_in_past": "Gyldig til må ligge fram i tid.",
+    "validity_too_long": "Et samtykke kan gjelde i høyst tre år.",
+    "unknown_birth_date": "Barnets fødselsdato er ukjent.",
+    "not_a_grantor": "Personen er ikke blant dem som skal gi samtykke.",
+    "already_signed": "Personen har allerede signert.",
+    "not_pending": "Samtykket venter ikke på signatur.",
+    "not_in_force": "Samtykket gjelder ikke lenger.",
+    "unknown_consent": "Samtykket finnes ikke.",
+}

@@ -1,0 +1,447 @@
+"""The access policy: who may do what with a case, and on which basis (taushetsplikt).
+
+The policy is a table of rules, read top to bottom. Each rule names a basis, the actions it
+gives, the relation between the principal and the case it needs, and how an entry's
+category and restrictions narrow it. A rule yields a *grant* with a validity window (a
+consent's end date, an emergency grant's 24 hours, an auditor's scope, the youth's
+birthday); a decision permits when a grant's window holds now. The access index stores the
+same grants, so a list filter and a single check can never disagree.
+
+Pure: no I/O, no clock. Facts come from the consent service's read models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from stafett_consent.domain import Category, Sector, StaffRole
+
+POLICY_VERSION = "2026-11-23.1"
+OSLO = ZoneInfo("Europe/Oslo")
+EMERGENCY_DURATION = timedelta(hours=24)
+
+
+class Action(StrEnum):
+    CASE_READ = "case:read"
+    CASE_WRITE = "case:write"
+    CASE_MANAGE = "case:manage"  # level, team, handover, close
+    CASE_REPORT = "case:report"  # report of concern to child welfare (opplysningsplikt)
+    LOG_READ = "log:read"
+    LOG_APPEND = "log:append"
+    LOG_RESTRICT = "log:restrict"
+    CONSENT_MANAGE = "consent:manage"
+    AUDIT_READ = "audit:read"
+
+
+READ = frozenset({Action.CASE_READ, Action.LOG_READ})
+WRITE = frozenset({Action.CASE_WRITE, Action.LOG_APPEND})
+ENTRY_ACTIONS = frozenset({Action.LOG_READ})
+INDEXED_ACTIONS = frozenset(Action) - {Action.CASE_REPORT}
+
+# An entry's category is readable in the sector it belongs to (helsepersonelloven § 21,
+# barnevernsloven § 13-1): a health entry by health staff, a child-welfare entry by
+# child-welfare staff, besides its author, the family (unless restricted) and auditors.
+CATEGORY_SECTOR: Mapping[Category, Sector] = {
+    Category.HEALTH: Sector.HEALTH,
+    Category.CHILD_WELFARE: Sector.CHILD_WELFARE,
+}
+
+
+# --- facts -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    org_id: str
+    unit_id: str
+    sector: Sector
+    role: StaffRole
+
+
+@dataclass(frozen=True, slots=True)
+class AuditScope:
+    scope_id: str
+    org_id: str | None
+    case_ids: frozenset[str]
+    valid_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyGrant:
+    grant_id: str
+    case_id: str
+    valid_from: datetime
+    valid_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalFacts:
+    """What the directory and the consent service know about the caller."""
+
+    id: str
+    kind: Literal["person", "client"] = "person"
+    roles: tuple[Role, ...] = ()
+    guardian_of: Mapping[str, bool] = field(default_factory=dict)  # child id -> responsibility
+    audit_scopes: tuple[AuditScope, ...] = ()
+    emergency: tuple[EmergencyGrant, ...] = ()
+
+    def has_role_at(self, unit_id: str, role: StaffRole | None = None) -> bool:
+        return any(r.unit_id == unit_id and (role is None or r.role == role) for r in self.roles)
+
+    def works_in_sector(self, sector: Sector) -> bool:
+        return any(r.sector == sector for r in self.roles)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamMember:
+    person_id: str
+    unit_id: str
+    org_id: str
+    sector: Sector
+    access: Literal["read", "write"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentFacts:
+    """An active consent on the case (pending, refused, withdrawn, expired ones are no facts)."""
+
+    consent_id: str
+    org_ids: frozenset[str]
+    sectors: frozenset[Sector]
+    unit_ids: frozenset[str]
+    excluded_categories: frozenset[Category]
+    valid_from: datetime
+    valid_until: datetime
+
+    def covers(self, member: TeamMember) -> bool:
+        return (
+            member.org_id in self.org_ids
+            and member.sector in self.sectors
+            and (not self.unit_ids or member.unit_id in self.unit_ids)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFacts:
+    case_id: str
+    org_id: str
+    unit_id: str
+    holder_id: str
+    team: Mapping[str, TeamMember] = field(default_factory=dict)
+    child_id: str | None = None
+    child_birth_date: date | None = None
+    consents: tuple[ConsentFacts, ...] = ()
+    status: Literal["open", "closed"] = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFacts:
+    entry_id: str
+    case_id: str
+    author_id: str
+    category: Category | None = None
+    restricted_until: datetime | None = None  # withheld from guardians and the youth until
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    self_access_age: int = 15
+
+
+# --- grants and decisions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    basis: str
+    action: Action
+    consent_id: str | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    gate: Literal["staff", "team", "family", "auditor"] = "staff"
+    excluded_categories: frozenset[Category] = frozenset()
+
+    def holds_at(self, now: datetime) -> bool:
+        return (self.valid_from is None or self.valid_from <= now) and (
+            self.valid_until is None or now < self.valid_until
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    permit: bool
+    basis: str | None
+    reason: str  # coarse code for callers
+    detail: str  # the full reason, for the audit record only
+    consent_id: str | None = None
+    valid_until: datetime | None = None
+    policy_version: str = POLICY_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    consent_id: str | None = None
+    excluded_categories: frozenset[Category] = frozenset()
+
+
+Relation = Callable[[PrincipalFacts, CaseFacts, PolicySettings], list[Window]]
+
+_ALWAYS = [Window()]
+
+
+def _holder(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    return _ALWAYS if p.id == c.holder_id else []
+
+
+def _own_unit(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    member = c.team.get(p.id)
+    ok = member is not None and member.unit_id == c.unit_id and p.has_role_at(c.unit_id)
+    return _ALWAYS if ok else []
+
+
+def _team(access: Literal["read", "write"]) -> Relation:
+    def relation(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+        member = c.team.get(p.id)
+        if member is None or member.unit_id == c.unit_id or not p.has_role_at(member.unit_id):
+            return []
+        if access == "write" and member.access != "write":
+            return []
+        return [
+            Window(k.valid_from, k.valid_until, k.consent_id, k.excluded_categories)
+            for k in c.consents
+            if k.covers(member)
+        ]
+
+    return relation
+
+
+def _unit_leader(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    return _ALWAYS if p.has_role_at(c.unit_id, StaffRole.LEADER) else []
+
+
+def _guardian(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    # A guardian without parental responsibility has no access to the log.
+    return _ALWAYS if c.child_id is not None and p.guardian_of.get(c.child_id) is True else []
+
+
+def _self(p: PrincipalFacts, c: CaseFacts, s: PolicySettings) -> list[Window]:
+    if c.child_id is None or p.id != c.child_id or c.child_birth_date is None:
+        return []
+    birthday = _birthday(c.child_birth_date, s.self_access_age)
+    # From midnight on the birthday, Norwegian time.
+    start = datetime.combine(birthday, time.min, tzinfo=OSLO).astimezone(UTC)
+    return [Window(valid_from=start)]
+
+
+def _emergency(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    if not p.roles:
+        return []
+    # Never longer than 24 hours, whatever a grant says.
+    return [
+        Window(g.valid_from, min(g.valid_until, g.valid_from + EMERGENCY_DURATION))
+        for g in p.emergency
+        if g.case_id == c.case_id
+    ]
+
+
+def _auditor(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    return [
+        Window(valid_until=scope.valid_until)
+        for scope in p.audit_scopes
+        if scope.org_id == c.org_id or c.case_id in scope.case_ids
+    ]
+
+
+def _staff(p: PrincipalFacts, _c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    return _ALWAYS if p.kind == "person" and p.roles else []
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    basis: str
+    actions: frozenset[Action]
+    relation: Relation
+    gate: Literal["staff", "team", "family", "auditor"]
+    why: str
+
+
+MANAGE = frozenset({Action.CASE_MANAGE, Action.CONSENT_MANAGE})
+
+RULES: tuple[Rule, ...] = (
+    # Restricting an entry from guardians is the leader's decision alone (DOMAIN.md).
+    Rule(
+        "holder",
+        READ | WRITE | MANAGE | {Action.CASE_REPORT},
+        _holder,
+        "staff",
+        "the stafettholder is responsible for the case",
+    ),
+    Rule(
+        "own_unit",
+        READ | WRITE | {Action.CASE_REPORT},
+        _own_unit,
+        "staff",
+        "staff of the owning unit assigned to the case",
+    ),
+    Rule(
+        "unit_leader",
+        READ | MANAGE | {Action.LOG_RESTRICT, Action.CASE_REPORT},
+        _unit_leader,
+        "staff",
+        "the owning unit's leader sees all its cases and decides restrictions",
+    ),
+    Rule(
+        "team",
+        READ | {Action.CASE_REPORT},
+        _team("read"),
+        "team",
+        "a team member outside the owning unit, while a consent covers them",
+    ),
+    Rule(
+        "team",
+        WRITE,
+        _team("write"),
+        "team",
+        "a team member with write access, while a consent covers them",
+    ),
+    Rule(
+        "guardian",
+        READ,
+        _guardian,
+        "family",
+        "a guardian with parental responsibility reads the child's log",
+    ),
+    Rule("self", READ, _self, "family", "the youth reads their own log from the self-access age"),
+    Rule(
+        "emergency",
+        READ,
+        _emergency,
+        "staff",
+        "emergency access for 24 hours with a written reason",
+    ),
+    Rule(
+        "auditor",
+        READ | {Action.AUDIT_READ},
+        _auditor,
+        "auditor",
+        "an auditor with an audit scope reads, every read logged",
+    ),
+    Rule(
+        "duty_to_report",
+        frozenset({Action.CASE_REPORT}),
+        _staff,
+        "staff",
+        "any staff may report a concern to child welfare without consent",
+    ),
+)
+
+
+def _birthday(born: date, years: int) -> date:
+    try:
+        return born.replace(year=born.year + years)
+    except ValueError:  # 29 February: the birthday is kept on 1 March
+        return date(born.year + years, 3, 1)
+
+
+def grants(
+    principal: PrincipalFacts,
+    case: CaseFacts,
+    action: Action,
+    settings: PolicySettings = PolicySettings(),
+) -> list[Grant]:
+    """Every grant the rules give ``principal`` for ``action`` on ``case``, in table order."""
+    out: list[Grant] = []
+    for rule in RULES:
+        if action not in rule.actions:
+            continue
+        for window in rule.relation(principal, case, settings):
+            out.append(
+                Grant(
+                    basis=rule.basis,
+                    action=action,
+                    consent_id=window.consent_id,
+                    valid_from=window.valid_from,
+                    valid_until=window.valid_until,
+                    gate=rule.gate,
+                    excluded_categories=window.excluded_categories,
+                )
+            )
+    return out
+
+
+def _entry_gate(
+    grant: Grant, principal: PrincipalFacts, entry: EntryFacts, now: datetime
+) -> str | None:
+    """Why ``entry`` is closed to ``grant``, or None when it is open."""
+    if grant.gate == "auditor":
+        return None
+    if grant.gate == "family":
+        if entry.restricted_until is not None and now < entry.restricted_until:
+            return "entry_restricted"
+        return None
+    if entry.category is None or entry.author_id == principal.id:
+        return None
+    if grant.gate == "team" and entry.category in grant.excluded_categories:
+        return "category_excluded"
+    if not principal.works_in_sector(CATEGORY_SECTOR[entry.category]):
+        return "category_restricted"
+    return None
+
+
+def decide(
+    principal: PrincipalFacts,
+    action: Action,
+    case: CaseFacts | None,
+    now: datetime,
+    *,
+    entry: EntryFacts | None = None,
+    settings: PolicySettings = PolicySettings(),
+) -> Decision:
+    """Permit on the first grant that holds now (and opens the entry), or deny."""
+    if case is None:
+        return Decision(False, None, "no_basis", "unknown case")
+    if entry is not None and entry.case_id != case.case_id:
+        return Decision(False, None, "no_basis", "the entry belongs to another case")
+    closed: list[str] = []
+    expired: list[str] = []
+    for grant in grants(principal, case, action, settings):
+        if not grant.holds_at(now):
+            expired.append(grant.basis)
+            continue
+        if entry is not None and action in ENTRY_ACTIONS:
+            why = _entry_gate(grant, principal, entry, now)
+            if why is not None:
+                closed.append(why)
+                continue
+        return Decision(
+            True,
+            grant.basis,
+            "permitted",
+            f"{grant.basis}: {next(r.why for r in RULES if r.basis == grant.basis)}",
+            consent_id=grant.consent_id,
+            valid_until=grant.valid_until,
+        )
+    if closed:
+        return Decision(False, None, closed[0], f"entry closed to the caller: {', '.join(closed)}")
+    if expired:
+        return Decision(False, None, "basis_not_in_force", f"bases not in force: {expired}")
+    member = case.team.get(principal.id)
+    if (
+        member is not None
+        and member.unit_id != case.unit_id
+        and not any(k.covers(member) and k.valid_from <= now < k.valid_until for k in case.consents)
+    ):
+        return Decision(
+            False,
+            None,
+            "consent_required",
+            "team member outside the owning unit without a consent that covers them",
+        )
+    return Decision(False, None, "no_basis", "no rule relates the principal to the case")

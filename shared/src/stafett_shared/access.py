@@ -1,0 +1,127 @@
+"""The client every service uses to ask the consent service for access decisions over NATS.
+
+Permits may be cached for at most one second (DESIGN.md): a withdrawn consent must stop
+access for every decision issued more than a second after it. Denials are never cached, and a
+request with a minimum sequence newer than a cached permit bypasses the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+from stafett_shared.auth import Principal
+from stafett_shared.rpc import RpcRemoteError, request
+
+__all__ = ["MAX_PERMIT_CACHE_S", "AccessClient", "AccessDecision", "AccessUnavailable"]
+
+MAX_PERMIT_CACHE_S = 1.0
+CHECK_SUBJECT = "stafett.rpc.consent.check"
+FILTER_SUBJECT = "stafett.rpc.consent.filter"
+
+
+class AccessUnavailable(Exception):
+    """The consent service did not answer, or its read model is behind: fail closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDecision:
+    decision: str
+    basis: str | None
+    consent_id: str | None
+    reason: str
+    decision_id: str
+    policy_version: str
+
+    @property
+    def permitted(self) -> bool:
+        return self.decision == "permit"
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> AccessDecision:
+        return cls(
+            decision=str(reply["decision"]),
+            basis=reply.get("basis"),
+            consent_id=reply.get("consent_id"),
+            reason=str(reply.get("reason", "")),
+            decision_id=str(reply["decision_id"]),
+            policy_version=str(reply.get("policy_version", "")),
+        )
+
+
+class AccessClient:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        timeout_s: float = 2.0,
+        permit_cache_s: float = MAX_PERMIT_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 <= permit_cache_s <= MAX_PERMIT_CACHE_S:
+            raise ValueError("a permit may be cached for at most one second")
+        self._nc = nc
+        self._timeout = timeout_s
+        self._ttl = permit_cache_s
+        self._clock = clock
+        self._cache: dict[tuple[str, str, str, str, str | None], tuple[float, AccessDecision]] = {}
+
+    async def check(
+        self,
+        principal: Principal,
+        action: str,
+        case_id: str,
+        *,
+        entry_id: str | None = None,
+        min_seq: int | None = None,
+    ) -> AccessDecision:
+        key = (principal.kind, principal.id, action, case_id, entry_id)
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and not min_seq and now - cached[0] < self._ttl:
+            return cached[1]
+        payload: dict[str, Any] = {
+            "principal": {"id": principal.id, "kind": principal.kind},
+            "action": action,
+            "resource": {"case_id": case_id, "entry_id": entry_id},
+        }
+        if min_seq:
+            payload["min_seq"] = min_seq
+        decision = AccessDecision.from_reply(await self._ask(CHECK_SUBJECT, payload))
+        if decision.permitted and self._ttl > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (now, decision)
+        else:
+            self._cache.pop(key, None)
+        return decision
+
+    async def filter(
+        self,
+        principal: Principal,
+        action: str,
+        case_ids: Sequence[str],
+        *,
+        min_seq: int | None = None,
+    ) -> list[str]:
+        payload: dict[str, Any] = {
+            "principal": {"id": principal.id, "kind": principal.kind},
+            "action": action,
+            "case_ids": list(case_ids),
+        }
+        if min_seq:
+            payload["min_seq"] = min_seq
+        reply = await self._ask(FILTER_SUBJECT, payload)
+        return [str(case_id) for case_id in reply.get("permitted", [])]
+
+    async def _ask(self, subject: str, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await request(self._nc, subject, payload, timeout=self._timeout)
+        except RpcRemoteError as exc:
+            raise AccessUnavailable(exc.code) from exc
+        except Exception as exc:
+            raise AccessUnavailable("the consent service did not answer") from exc
