@@ -16,7 +16,7 @@ SPEC = ServiceSpec(
         "signerte sjekkpunkter og hvem som har lest."
     ),
     contexts=("log", "access"),
-    projection=LogProjection,
+    projection=lambda _cipher: LogProjection(),
     migrations=Path(__file__).parent / "alembic",
     settings_type=LogSettings,
 )

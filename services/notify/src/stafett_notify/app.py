@@ -16,7 +16,7 @@ SPEC = ServiceSpec(
         "påminnelser og nye forsøk."
     ),
     contexts=(),
-    projection=NotifyProjection,
+    projection=lambda _cipher: NotifyProjection(),
     migrations=Path(__file__).parent / "alembic",
     settings_type=NotifySettings,
 )
