@@ -454,8 +454,11 @@ class EventStore:
                     next_seq = commits[-1].seq + 1
                     yield commits
                     continue
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the wake-up fires, and the reader never stops.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), idle_poll)
+                    async with asyncio.timeout(idle_poll):
+                        await wake.wait()
                 if wake.is_set():
                     # A core subscriber can hear a message a moment before the stream has
                     # stored it; give the store that moment.

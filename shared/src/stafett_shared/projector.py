@@ -70,10 +70,11 @@ class Projector:
         self._idle_poll = idle_poll_s
         self._lock = asyncio.Lock()
         self._position = -1
-        self._advanced = asyncio.Condition()
+        self._advanced = asyncio.Event()
         self._stream_last_seq = 0
         self._caught_up_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def name(self) -> str:
@@ -164,8 +165,9 @@ class Projector:
         self._stream_last_seq = max(self._stream_last_seq, applied)
         if applied >= self._stream_last_seq:
             self._caught_up_at = time.monotonic()
-        async with self._advanced:
-            self._advanced.notify_all()
+        # Wake every waiter, then give later waiters a fresh event.
+        advanced, self._advanced = self._advanced, asyncio.Event()
+        advanced.set()
 
     async def catch_up(self) -> int:
         """Apply everything the stream holds now; returns the position reached."""
@@ -199,33 +201,34 @@ class Projector:
 
     async def wait_for(self, min_seq: int, timeout_s: float) -> int:
         """Wait until the read model has applied ``min_seq``; else ``ProjectionBehind``."""
-        if self.known_position >= min_seq:
-            return self.known_position
         deadline = time.monotonic() + timeout_s
-        async with self._advanced:
-            while self.known_position < min_seq:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._advanced.wait(), min(remaining, 0.1))
-                if self._task is None:
-                    # No background loop: read the position the database holds.
-                    await self.position()
-        if self.known_position < min_seq:
-            raise ProjectionBehind(min_seq, self.known_position)
+        while self.known_position < min_seq:
+            if time.monotonic() >= deadline:
+                raise ProjectionBehind(min_seq, self.known_position)
+            waiter = self._advanced
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as the awaited event fires.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(deadline - time.monotonic(), 0.05)):
+                    await waiter.wait()
+            if self._task is None:
+                # No background loop: read the position the database holds.
+                await self.position()
         return self.known_position
 
     # --- running --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Follow the stream for ever (until cancelled)."""
-        while True:
+        """Follow the stream for ever (until stopped)."""
+        self._stopping = False
+        while not self.stopping():
             try:
                 position = await self.catch_up()
                 async for commits in self.store.subscribe_batches(
                     position + 1, idle_poll=self._idle_poll
                 ):
+                    if self.stopping():
+                        return
                     self._stream_last_seq = max(self._stream_last_seq, commits[-1].seq)
                     await self.apply_commits(commits)
             except asyncio.CancelledError:
@@ -237,17 +240,26 @@ class Projector:
                 _log.error("projector_failed", projection=self.name, error_type=type(exc).__name__)
                 await asyncio.sleep(2.0)
 
+    def stopping(self) -> bool:
+        return self._stopping
+
     def start(self) -> asyncio.Task[None]:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.run(), name=f"projector-{self.name}")
         return self._task
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        # Cancel until it ends: a cancellation can be swallowed by a library's wait_for
+        # (Python 3.11) when it lands as the awaited message arrives.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
 
     async def refresh_stream_position(self) -> None:
         """Observe the stream's end, so ``lag`` is current (readiness checks call this)."""

@@ -133,17 +133,17 @@ class DecisionAnswer(BaseModel):
 # --- dependencies ------------------------------------------------------------------------------
 
 
-def _service(request: Request) -> ConsentService:
+async def _service(request: Request) -> ConsentService:
     service: ConsentService = request.app.state.runtime.extras["consent"]
     return service
 
 
-def _decisions(request: Request) -> DecisionPoint:
+async def _decisions(request: Request) -> DecisionPoint:
     decisions: DecisionPoint = request.app.state.runtime.extras["decisions"]
     return decisions
 
 
-def _idempotency(request: Request) -> IdempotencyStore:
+async def _idempotency(request: Request) -> IdempotencyStore:
     store: IdempotencyStore = request.app.state.runtime.extras["idempotency"]
     return store
 
