@@ -35,6 +35,11 @@ def up(
         Path | None, typer.Option(help="Datamappe (standard: STAFETT_DATA_DIR eller ./var).")
     ] = None,
     nats_port: Annotated[int, typer.Option(help="Port for den innebygde NATS-serveren.")] = 14222,
+    demo: Annotated[
+        Path | None,
+        typer.Option(help="Regionsdokument som lastes ved start (standard: data/grenland.yaml)."),
+    ] = None,
+    no_demo: Annotated[bool, typer.Option("--no-demo", help="Ikke last demoregionen.")] = False,
 ) -> None:
     """Start Stafett lokalt: NATS med JetStream og de fire tjenestene på SQLite."""
     settings = CommonSettings()
@@ -60,6 +65,9 @@ def up(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     try:
+        document = demo or Path("data/grenland.yaml")
+        if not no_demo and document.is_file():
+            _load_region(system, settings, folder, document)
         console.print(f"NATS      {system.nats.url}")
         for service in system.running:
             console.print(f"{service.name:<9} {service.url}  (API: {service.url}/docs)")
@@ -80,6 +88,32 @@ def up(
         console.print("Stopper …" if stopping else "")
         system.stop()
         console.print("Stoppet.")
+
+
+def _load_region(
+    system: EmbeddedSystem, settings: CommonSettings, folder: Path, document: Path
+) -> None:
+    """Load a region document into the consent service as the first administrator."""
+    import httpx
+
+    from stafett_shared.auth import DevIssuer
+
+    consent = next((s for s in system.running if s.name == "consent"), None)
+    if consent is None or not settings.admins:
+        return
+    token_value = DevIssuer.load_or_create(folder).issue(settings.admins[0])
+    content_type = "application/json" if document.suffix == ".json" else "application/yaml"
+    response = httpx.put(
+        f"{consent.url}/api/v1/directory",
+        content=document.read_bytes(),
+        headers={"Authorization": f"Bearer {token_value}", "Content-Type": content_type},
+        timeout=60,
+    )
+    if response.status_code == 200:
+        changes = sum(response.json().get("changes", {}).values())
+        console.print(f"Region lastet fra {document} ({changes} endringer).")
+    else:
+        err.print(f"[yellow]Kunne ikke laste {document}: {response.status_code}[/yellow]")
 
 
 @app.command()
