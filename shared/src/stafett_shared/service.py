@@ -49,7 +49,7 @@ class ServiceSpec:
     title: str
     description: str
     contexts: Sequence[str]
-    projection: Callable[[FieldCipher], Projection]
+    projection: Callable[[FieldCipher, ServiceSettings], Projection]
     migrations: Path
     routers: Sequence[APIRouter] = ()  # mounted under /api/v1
     extra_routers: Sequence[APIRouter] = ()  # mounted at the root (standard paths)
@@ -151,7 +151,9 @@ async def open_runtime(
         await keys.ensure_bucket()
         await run_migrations(engine, spec.migrations)
         cipher = FieldCipher(keys)
-        projector = Projector(spec.projection(cipher), store, engine, batch=service.projector_batch)
+        projector = Projector(
+            spec.projection(cipher, service), store, engine, batch=service.projector_batch
+        )
         yield Runtime(
             spec=spec,
             settings=settings,

@@ -15,7 +15,7 @@ SPEC = ServiceSpec(
         "Saker, BTI-nivå, stafettholder, overføringer, team og tiltak."
     ),
     contexts=("case",),
-    projection=lambda _cipher: CaseProjection(),
+    projection=lambda _cipher, _settings: CaseProjection(),
     migrations=Path(__file__).parent / "alembic",
     settings_type=CaseSettings,
 )

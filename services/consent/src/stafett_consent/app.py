@@ -21,6 +21,7 @@ from stafett_shared.logging import get_logger
 from stafett_shared.projector import ProjectionBehind
 from stafett_shared.rpc import RpcRemoteError, serve
 from stafett_shared.service import Runtime, ServiceSpec, run_service
+from stafett_shared.settings import ServiceSettings
 
 _log = get_logger("stafett.consent")
 _settings = ConsentSettings()
@@ -30,8 +31,9 @@ def _policy_settings(settings: ConsentSettings) -> PolicySettings:
     return PolicySettings(self_access_age=settings.self_access_age)
 
 
-def _projection(cipher: FieldCipher) -> ConsentProjection:
-    return ConsentProjection(cipher, _policy_settings(_settings))
+def _projection(cipher: FieldCipher, settings: ServiceSettings) -> ConsentProjection:
+    assert isinstance(settings, ConsentSettings)
+    return ConsentProjection(cipher, _policy_settings(settings))
 
 
 def _principal(payload: dict[str, Any]) -> tuple[str, Literal["person", "client"]]:

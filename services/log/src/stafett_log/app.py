@@ -16,7 +16,7 @@ SPEC = ServiceSpec(
         "signerte sjekkpunkter og hvem som har lest."
     ),
     contexts=("log", "access"),
-    projection=lambda _cipher: LogProjection(),
+    projection=lambda _cipher, _settings: LogProjection(),
     migrations=Path(__file__).parent / "alembic",
     settings_type=LogSettings,
 )

@@ -16,7 +16,7 @@ SPEC = ServiceSpec(
         "påminnelser og nye forsøk."
     ),
     contexts=(),
-    projection=lambda _cipher: NotifyProjection(),
+    projection=lambda _cipher, _settings: NotifyProjection(),
     migrations=Path(__file__).parent / "alembic",
     settings_type=NotifySettings,
 )
