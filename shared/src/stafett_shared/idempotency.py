@@ -7,16 +7,28 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_shared.db import upsert
 from stafett_shared.problems import Problem
 
-__all__ = ["IdempotencyStore", "StoredAnswer", "idempotency_table", "valid_key"]
+__all__ = [
+    "IdempotencyStore",
+    "StoredAnswer",
+    "idempotency_table",
+    "parse_if_match",
+    "run_once",
+    "valid_key",
+    "written_answer",
+]
 
 metadata = MetaData()
 idempotency_table = Table(
@@ -104,3 +116,41 @@ class IdempotencyStore:
                 },
                 update=False,
             )
+
+
+async def run_once(
+    request: Request,
+    principal_id: str,
+    key: str | None,
+    store: IdempotencyStore,
+    write: Callable[[], Awaitable[StoredAnswer]],
+) -> JSONResponse:
+    """Run ``write`` once per idempotency key and caller; a repeat gets the first answer."""
+    key = valid_key(key)
+    route = f"{request.method} {request.url.path}"
+    digest = store.request_hash(route, await request.body())
+    if key is not None:
+        earlier = await store.find(principal_id, key, route, digest)
+        if earlier is not None:
+            return JSONResponse(earlier.body, earlier.status, headers=earlier.headers)
+    answer = await write()
+    if key is not None:
+        await store.save(principal_id, key, route, digest, answer)
+    return JSONResponse(answer.body, answer.status, headers=answer.headers)
+
+
+def written_answer(status: int, body: Any, version: int, seq: int) -> StoredAnswer:
+    """The answer of a write: the body, ``Stafett-Seq`` and the aggregate version as ETag."""
+    return StoredAnswer(
+        status, jsonable_encoder(body), {"Stafett-Seq": str(seq), "ETag": f'"{version}"'}
+    )
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version in an ``If-Match`` header (``"12"`` or ``W/"12"``)."""
+    if value is None:
+        return None
+    try:
+        return int(value.strip().removeprefix("W/").strip('"'))
+    except ValueError:
+        raise Problem(400, "bad_request", "If-Match må være en versjon fra ETag.") from None

@@ -19,7 +19,13 @@ from stafett_consent.decisions import DecisionOut, DecisionPoint
 from stafett_consent.handlers import ConsentService, GuardianInput, HandlerError, Written
 from stafett_consent.policy import Action
 from stafett_shared.auth import Principal, PrincipalDep
-from stafett_shared.idempotency import IdempotencyStore, StoredAnswer, valid_key
+from stafett_shared.idempotency import (
+    IdempotencyStore,
+    StoredAnswer,
+    parse_if_match,
+    run_once,
+    written_answer,
+)
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -160,11 +166,7 @@ def _problem(exc: HandlerError) -> Problem:
 
 
 def _written(status: int, written: Written) -> StoredAnswer:
-    return StoredAnswer(
-        status,
-        jsonable_encoder(written.body),
-        {"Stafett-Seq": str(written.seq), "ETag": f'"{written.version}"'},
-    )
+    return written_answer(status, written.body, written.version, written.seq)
 
 
 async def _once(
@@ -175,22 +177,16 @@ async def _once(
     write: Callable[[], Awaitable[StoredAnswer]],
 ) -> JSONResponse:
     """Run ``write`` once per idempotency key; a repeat gets the first answer."""
-    key = valid_key(key)
-    route = f"{request.method} {request.url.path}"
-    digest = store.request_hash(route, await request.body())
-    if key is not None:
-        earlier = await store.find(principal.id, key, route, digest)
-        if earlier is not None:
-            return JSONResponse(earlier.body, earlier.status, headers=earlier.headers)
-    try:
-        answer = await write()
-    except HandlerError as exc:
-        raise _problem(exc) from None
-    except ProjectionBehind:
-        raise _behind() from None
-    if key is not None:
-        await store.save(principal.id, key, route, digest, answer)
-    return JSONResponse(answer.body, answer.status, headers=answer.headers)
+
+    async def mapped() -> StoredAnswer:
+        try:
+            return await write()
+        except HandlerError as exc:
+            raise _problem(exc) from None
+        except ProjectionBehind:
+            raise _behind() from None
+
+    return await run_once(request, principal.id, key, store, mapped)
 
 
 def _behind() -> Problem:
@@ -322,13 +318,7 @@ async def post_consent(
     return await _once(request, principal, idempotency_key, store, write)
 
 
-def _if_match(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value.strip().strip('"').removeprefix("W/").strip('"'))
-    except ValueError:
-        raise Problem(400, "bad_request", "If-Match må være en versjon fra ETag.") from None
+_if_match = parse_if_match
 
 
 async def _consent_action(  # noqa: PLR0917 - the three consent routes share it

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_consent import domain
 from stafett_consent.decisions import DecisionPoint
-from stafett_consent.nationalid import InvalidNationalId, parse_national_id
 from stafett_consent.policy import EMERGENCY_DURATION, Action
 from stafett_consent.projections import (
     cases,
@@ -35,6 +34,7 @@ from stafett_shared.crypto import BlindIndex, FieldCipher
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
+from stafett_shared.nationalid import InvalidNationalId, parse_national_id
 from stafett_shared.projector import Projector
 from stafett_shared.telemetry import current_traceparent
 
@@ -139,6 +139,8 @@ class ConsentService:
         decision = await self.decisions.check(
             principal.id, action, case_id, principal_kind=principal.kind, min_seq=min_seq
         )
+        if decision.reason == "not_recorded":
+            raise HandlerError(503, "unavailable", "Tilgangen kunne ikke registreres; prøv igjen.")
         if not decision.permitted:
             raise _forbidden()
 

@@ -84,7 +84,7 @@ REGION: dict[str, Any] = {
 
 def synthetic_national_id(born: datetime, individual: int = 123) -> str:
     """A synthetic national id (month + 80) for a birth date, with valid control digits."""
-    from stafett_consent.nationalid import control_digits
+    from stafett_shared.nationalid import control_digits
 
     if born.year >= 2000:  # individual numbers 500-999 mark births from 2000
         individual = 500 + individual % 500

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from stafett_consent import nationalid
-from stafett_consent.nationalid import (
+from stafett_shared import nationalid
+from stafett_shared.nationalid import (
     InvalidNationalId,
     NationalId,
     NationalIdKind,
