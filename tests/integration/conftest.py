@@ -6,9 +6,10 @@ from pathlib import Path
 import nats
 import pytest
 
+from stafett_case.testing import CaseHarness, running_case
 from stafett_consent.testing import ConsentHarness, running_consent
 from stafett_shared.testing import NatsHandle
-from stafett_shared.testing.plugin import reset_jetstream
+from stafett_shared.testing.plugin import create_database, drop_database, reset_jetstream
 
 
 @pytest.fixture
@@ -23,3 +24,27 @@ async def consent(
         response = await harness.load_region()
         assert response.status_code == 200, response.text
         yield harness
+
+
+@pytest.fixture
+async def case_service(
+    request: pytest.FixtureRequest, consent: ConsentHarness, database_url: str, tmp_path: Path
+) -> AsyncIterator[CaseHarness]:
+    """The case service in-process beside the consent service, on the same NATS, with a
+    database of its own (services never share one)."""
+    nats_url = consent.runtime.settings.nats_url
+    dropped: str | None = None
+    admin: str | None = None
+    if database_url.startswith("sqlite"):
+        case_db = f"sqlite:///{tmp_path / 'case.db'}"
+    else:
+        admin = request.getfixturevalue("postgres_admin_url")
+        assert admin is not None
+        dropped, case_db = await create_database(admin)
+    try:
+        async with running_case(nats_url, case_db, tmp_path) as harness:
+            await harness.runtime.projector.catch_up()
+            yield harness
+    finally:
+        if dropped is not None and admin is not None:
+            await drop_database(admin, dropped)

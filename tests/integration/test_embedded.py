@@ -100,7 +100,8 @@ def test_projections_rebuild_replays_a_services_read_models_from_the_stream(
         aggregate = new_id()
         for i in range(3):
             await store.append(
-                store.subject("case", aggregate), [make_event(aggregate, data={"n": i})],
+                store.subject("log", aggregate),
+                [make_event(aggregate, "no.stafett.log.noted.v1", data={"n": i})],
                 expected_version=None,
             )
         await nc.close()

@@ -69,7 +69,7 @@ def postgres_admin_url() -> Iterator[str | None]:
         yield url
 
 
-async def _create_database(admin_url: str) -> tuple[str, str]:
+async def create_database(admin_url: str) -> tuple[str, str]:
     name = "t_" + new_id().lower()
     conn = await asyncpg.connect(admin_url)
     try:
@@ -80,7 +80,7 @@ async def _create_database(admin_url: str) -> tuple[str, str]:
     return name, f"{base}/{name}"
 
 
-async def _drop_database(admin_url: str, name: str) -> None:
+async def drop_database(admin_url: str, name: str) -> None:
     conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -95,11 +95,11 @@ async def postgres_url(postgres_admin_url: str | None) -> AsyncIterator[str]:
         if os.environ.get("CI"):
             pytest.fail("no PostgreSQL: no Docker, no STAFETT_TEST_DATABASE_URL, no local binaries")
         pytest.skip("no PostgreSQL available (Docker, STAFETT_TEST_DATABASE_URL or binaries)")
-    name, url = await _create_database(postgres_admin_url)
+    name, url = await create_database(postgres_admin_url)
     try:
         yield url
     finally:
-        await _drop_database(postgres_admin_url, name)
+        await drop_database(postgres_admin_url, name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -1,0 +1,633 @@
+"""HTTP API of the case service (CONTRACT.md "case service")."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stafett_case import domain
+from stafett_case.handlers import CaseService, HandlerError, Written
+from stafett_case.indicators import indicators
+from stafett_shared.auth import Principal, PrincipalDep
+from stafett_shared.idempotency import (
+    IdempotencyStore,
+    StoredAnswer,
+    parse_if_match,
+    run_once,
+    written_answer,
+)
+from stafett_shared.problems import Problem
+from stafett_shared.projector import ProjectionBehind
+
+router = APIRouter(tags=["sak"])
+
+ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+PERSON = r"^[A-Za-z0-9-]{1,64}$"
+UNIT = r"^[a-z0-9-]{1,64}$"
+TEXT = 4000
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ChildRef(_In):
+    national_id: str | None = Field(default=None, min_length=11, max_length=11)
+    pseudonym: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _one(self) -> ChildRef:
+        if (self.national_id is None) == (self.pseudonym is None):
+            raise ValueError("give either national_id or pseudonym")
+        return self
+
+
+class OpenIn(_In):
+    unit_id: str = Field(pattern=UNIT)
+    level: Literal[0, 1]
+    child: ChildRef
+    concern: str = Field(min_length=1, max_length=TEXT)
+
+
+class IdentifyIn(_In):
+    national_id: str = Field(min_length=11, max_length=11)
+
+
+class LevelIn(_In):
+    level: int = Field(ge=0, le=3)
+    reason: str = Field(min_length=1, max_length=TEXT)
+
+
+class TeamIn(_In):
+    person_id: str = Field(pattern=PERSON)
+    unit_id: str = Field(pattern=UNIT)
+    access: Literal["read", "write"] = "read"
+
+
+class HandoverIn(_In):
+    to_person_id: str = Field(pattern=PERSON)
+    to_unit_id: str = Field(pattern=UNIT)
+    note: str | None = Field(default=None, max_length=TEXT)
+
+
+class DeclineIn(_In):
+    reason: str = Field(min_length=1, max_length=TEXT)
+
+
+class MeasureIn(_In):
+    title: str = Field(min_length=1, max_length=200)
+    goal: str = Field(min_length=1, max_length=TEXT)
+    responsible_person_id: str = Field(pattern=PERSON)
+    start: date
+    evaluate_by: date
+
+
+class EvaluationIn(_In):
+    outcome: domain.Outcome
+    note: str | None = Field(default=None, max_length=TEXT)
+    next_evaluate_by: date | None = None
+
+
+class CloseIn(_In):
+    reason: domain.CloseReason
+    note: str | None = Field(default=None, max_length=TEXT)
+
+
+class ReopenIn(_In):
+    reason: str = Field(min_length=1, max_length=TEXT)
+
+
+class ReportIn(_In):
+    text: str = Field(min_length=1, max_length=TEXT)
+
+
+async def _service(request: Request) -> CaseService:
+    service: CaseService = request.app.state.runtime.extras["case"]
+    return service
+
+
+async def _idempotency(request: Request) -> IdempotencyStore:
+    store: IdempotencyStore = request.app.state.runtime.extras["idempotency"]
+    return store
+
+
+ServiceDep = Annotated[CaseService, Depends(_service)]
+IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+MinSeq = Annotated[int | None, Header(alias="Stafett-Min-Seq", ge=0)]
+CaseId = Annotated[str, Path(pattern=ULID)]
+HandoverId = Annotated[str, Path(pattern=ULID)]
+
+
+def _problem(exc: HandlerError) -> Problem:
+    return Problem(exc.status, exc.code, exc.detail, headers=exc.headers)
+
+
+async def _once(  # noqa: PLR0917 - every write route passes the same six
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    store: IdempotencyStore,
+    status: int,
+    write: Callable[[], Awaitable[Written]],
+) -> JSONResponse:
+    async def answer() -> StoredAnswer:
+        try:
+            written = await write()
+        except HandlerError as exc:
+            raise _problem(exc) from None
+        return written_answer(status, written.body, written.version, written.seq)
+
+    return await run_once(request, principal.id, key, store, answer)
+
+
+@router.post("/cases", status_code=201, summary="Opprett en sak (bekymring)")
+async def open_case(
+    *,
+    request: Request,
+    body: OpenIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        201,
+        lambda: service.open_case(
+            principal,
+            unit_id=body.unit_id,
+            level=body.level,
+            national_id=body.child.national_id,
+            pseudonym=body.child.pseudonym,
+            concern=body.concern,
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@router.get("/cases", summary="Saker du kan se")
+async def list_cases(
+    *,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    unit_id: Annotated[str | None, Query(pattern=UNIT)] = None,
+    level: Annotated[int | None, Query(ge=0, le=3)] = None,
+    status: Annotated[Literal["open", "closed"] | None, Query()] = None,
+    holder: Annotated[Literal["me"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(pattern=ULID)] = None,
+) -> JSONResponse:
+    try:
+        items, next_cursor = await service.list_cases(
+            principal,
+            unit_id=unit_id,
+            level=level,
+            status=status,
+            holder_me=holder == "me",
+            limit=limit,
+            cursor=cursor,
+        )
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
+
+
+@router.get("/cases/{case_id}", summary="En sak med team, tiltak og ventende overføring")
+async def get_case(
+    *,
+    case_id: CaseId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    min_seq: MinSeq = None,
+) -> JSONResponse:
+    try:
+        view = await service.view(principal, case_id, min_seq)
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    except ProjectionBehind:
+        raise Problem(
+            503, "unavailable", "Lesemodellen er ikke à jour ennå.", headers={"Retry-After": "1"}
+        ) from None
+    return JSONResponse(jsonable_encoder(view), headers={"ETag": f'"{view["version"]}"'})
+
+
+def _write_route(path: str, summary: str, status: int = 200) -> Callable[[Any], Any]:
+    return router.post(path, status_code=status, summary=summary)
+
+
+@_write_route("/cases/{case_id}/identify", "Identifiser barnet")
+async def identify(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: IdentifyIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        200,
+        lambda: service.identify(
+            principal,
+            case_id,
+            body.national_id,
+            if_match=parse_if_match(if_match),
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@_write_route("/cases/{case_id}/level", "Endre BTI-nivå")
+async def change_level(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: LevelIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        200,
+        lambda: service.change_level(
+            principal,
+            case_id,
+            body.level,
+            body.reason,
+            if_match=parse_if_match(if_match),
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@_write_route("/cases/{case_id}/team", "Legg til en samarbeidspartner", 201)
+async def add_team_member(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: TeamIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        201,
+        lambda: service.add_team_member(
+            principal,
+            case_id,
+            person_id=body.person_id,
+            unit_id=body.unit_id,
+            access=body.access,
+            if_match=parse_if_match(if_match),
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@router.delete("/cases/{case_id}/team/{person_id}", summary="Fjern en samarbeidspartner")
+async def remove_team_member(
+    *,
+    case_id: CaseId,
+    person_id: Annotated[str, Path(pattern=PERSON)],
+    principal: PrincipalDep,
+    service: ServiceDep,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    try:
+        written = await service.remove_team_member(
+            principal, case_id, person_id, if_match=parse_if_match(if_match)
+        )
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    answer = written_answer(200, written.body, written.version, written.seq)
+    return JSONResponse(answer.body, 200, headers=answer.headers)
+
+
+@_write_route("/cases/{case_id}/handovers", "Be om overføring av stafettholderansvaret", 201)
+async def request_handover(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: HandoverIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        201,
+        lambda: service.request_handover(
+            principal,
+            case_id,
+            to_person_id=body.to_person_id,
+            to_unit_id=body.to_unit_id,
+            note=body.note,
+            if_match=parse_if_match(if_match),
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+async def _answer(  # noqa: PLR0917 - the three handover answers share it
+    request: Request,
+    case_id: str,
+    handover_id: str,
+    answer: str,
+    reason: str | None,
+    principal: Principal,
+    service: CaseService,
+    store: IdempotencyStore,
+    idempotency_key: str | None,
+    if_match: str | None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        200,
+        lambda: service.answer_handover(
+            principal,
+            case_id,
+            handover_id,
+            answer=answer,
+            reason=reason,
+            if_match=parse_if_match(if_match),
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@_write_route("/cases/{case_id}/handovers/{handover_id}/accept", "Godta overføringen")
+async def accept_handover(
+    *,
+    request: Request,
+    case_id: CaseId,
+    handover_id: HandoverId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _answer(
+        request,
+        case_id,
+        handover_id,
+        "accept",
+        None,
+        principal,
+        service,
+        store,
+        idempotency_key,
+        if_match,
+    )
+
+
+@_write_route("/cases/{case_id}/handovers/{handover_id}/decline", "Avslå overføringen")
+async def decline_handover(
+    *,
+    request: Request,
+    case_id: CaseId,
+    handover_id: HandoverId,
+    body: DeclineIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _answer(
+        request,
+        case_id,
+        handover_id,
+        "decline",
+        body.reason,
+        principal,
+        service,
+        store,
+        idempotency_key,
+        if_match,
+    )
+
+
+@_write_route("/cases/{case_id}/handovers/{handover_id}/cancel", "Trekk tilbake overføringen")
+async def cancel_handover(
+    *,
+    request: Request,
+    case_id: CaseId,
+    handover_id: HandoverId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _answer(
+        request,
+        case_id,
+        handover_id,
+        "cancel",
+        None,
+        principal,
+        service,
+        store,
+        idempotency_key,
+        if_match,
+    )
+
+
+@_write_route("/cases/{case_id}/measures", "Legg til et tiltak", 201)
+async def add_measure(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: MeasureIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        201,
+        lambda: service.add_measure(
+            principal,
+            case_id,
+            title=body.title,
+            goal=body.goal,
+            responsible_person_id=body.responsible_person_id,
+            start=body.start,
+            evaluate_by=body.evaluate_by,
+            if_match=parse_if_match(if_match),
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@_write_route("/cases/{case_id}/measures/{measure_id}/evaluations", "Evaluer et tiltak", 201)
+async def evaluate_measure(
+    *,
+    request: Request,
+    case_id: CaseId,
+    measure_id: Annotated[str, Path(pattern=ULID)],
+    body: EvaluationIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        201,
+        lambda: service.evaluate_measure(
+            principal,
+            case_id,
+            measure_id,
+            outcome=body.outcome,
+            note=body.note,
+            next_evaluate_by=body.next_evaluate_by,
+            if_match=parse_if_match(if_match),
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@_write_route("/cases/{case_id}/close", "Avslutt saken")
+async def close_case(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: CloseIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        200,
+        lambda: service.close(
+            principal,
+            case_id,
+            body.reason,
+            body.note,
+            if_match=parse_if_match(if_match),
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@_write_route("/cases/{case_id}/reopen", "Gjenåpne saken")
+async def reopen_case(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: ReopenIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        200,
+        lambda: service.reopen(
+            principal,
+            case_id,
+            body.reason,
+            if_match=parse_if_match(if_match),
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@_write_route("/cases/{case_id}/child-welfare-reports", "Meld bekymring til barnevernet", 201)
+async def report_to_child_welfare(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: ReportIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        201,
+        lambda: service.report_to_child_welfare(
+            principal, case_id, text=body.text, idempotency_key=idempotency_key
+        ),
+    )
+
+
+@router.get("/indicators", summary="Indikatorer for 0–24-samarbeidet (små tall skjult)")
+async def get_indicators(
+    *,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    org_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9-]{1,32}$")],
+    from_: Annotated[date, Query(alias="from")],
+    to: Annotated[date, Query()],
+) -> JSONResponse:
+    if to < from_:
+        raise Problem(422, "invalid_dates", "«to» kan ikke ligge før «from».")
+    try:
+        result = await indicators(service, principal, org_id, from_, to)
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    return JSONResponse(jsonable_encoder(result))

@@ -1,0 +1,852 @@
+"""Application layer of the case service: ask, load, decide, publish, apply.
+
+Every read and write asks the consent service first; a caller without a basis gets 404,
+never a hint that the case exists. Personal data is encrypted before the domain decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from stafett_case import domain
+from stafett_case.projections import (
+    cases,
+    children,
+    consents,
+    handovers,
+    measures,
+    roles,
+    team,
+    units,
+)
+from stafett_shared.access import AccessClient, AccessUnavailable
+from stafett_shared.auth import Principal
+from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
+from stafett_shared.envelope import CloudEvent, EventData, registry
+from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
+from stafett_shared.ids import new_id
+from stafett_shared.nationalid import InvalidNationalId, parse_national_id
+from stafett_shared.projector import Projector
+from stafett_shared.telemetry import current_traceparent
+
+MAX_RETRIES = 5
+
+
+class HandlerError(Exception):
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def not_found() -> HandlerError:
+    return HandlerError(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
+
+
+def unavailable() -> HandlerError:
+    return HandlerError(
+        503, "unavailable", "Tilgangskontrollen svarer ikke; prøv igjen.", {"Retry-After": "1"}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    id: str
+    version: int
+    seq: int
+    body: dict[str, Any]
+
+
+_NORWEGIAN = {
+    "case_closed": "Saken er avsluttet; gjenåpne den først.",
+    "case_exists": "Saken finnes allerede.",
+    "invalid_level": "Ugyldig nivå.",
+    "identification_required": "Barnet må identifiseres før nivå 1.",
+    "already_identified": "Barnet er allerede identifisert.",
+    "same_level": "Saken er allerede på dette nivået.",
+    "consent_missing_for_team": (
+        "Alle tjenester utenfor enheten i teamet må være dekket av samtykke eller annet grunnlag."
+    ),
+    "already_on_team": "Personen er allerede med i teamet.",
+    "not_on_team": "Personen er ikke med i teamet.",
+    "handover_pending": "Det finnes allerede en overføring som venter på svar.",
+    "no_such_handover": "Overføringen finnes ikke eller venter ikke på svar.",
+    "not_addressee": "Bare mottakeren kan svare på overføringen.",
+    "handover_to_holder": "Mottakeren er allerede stafettholder.",
+    "consent_required_for_handover": (
+        "Overføring til en annen virksomhet krever samtykke som nevner den."
+    ),
+    "no_such_measure": "Tiltaket finnes ikke.",
+    "invalid_dates": "Datoene henger ikke sammen.",
+    "not_closed": "Bare en avsluttet sak kan gjenåpnes.",
+}
+
+
+class CaseService:
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        cipher: FieldCipher,
+        index: BlindIndex,
+        sessions: async_sessionmaker[AsyncSession],
+        projector: Projector,
+        access: AccessClient,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.cipher = cipher
+        self.index = index
+        self.sessions = sessions
+        self.projector = projector
+        self.access = access
+        self.clock = clock
+
+    # --- access ---------------------------------------------------------------------------
+
+    async def allowed(
+        self, principal: Principal, action: str, case_id: str, min_seq: int | None = None
+    ) -> bool:
+        try:
+            return (await self.access.check(principal, action, case_id, min_seq=min_seq)).permitted
+        except AccessUnavailable:
+            raise unavailable() from None
+
+    async def require(
+        self, principal: Principal, action: str, case_id: str, min_seq: int | None = None
+    ) -> None:
+        if not await self.allowed(principal, action, case_id, min_seq):
+            raise not_found()
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def _commit(
+        self,
+        principal: Principal,
+        case_id: str,
+        make: Callable[[domain.CaseState], Any],
+        *,
+        if_match: int | None = None,
+        idempotency_key: str | None = None,
+        tenant: str | None = None,
+    ) -> tuple[int, list[EventData], domain.CaseState]:
+        """Load, decide, publish with optimistic concurrency, apply; retry on a conflict
+        unless the caller sent If-Match."""
+        subject = self.store.subject("case", case_id)
+        for _attempt in range(MAX_RETRIES):
+            commits = await self.store.load(subject)
+            version = commits[-1].seq if commits else 0
+            if if_match is not None and if_match != version:
+                raise HandlerError(409, "version_conflict", "Saken er endret av noen andre.")
+            state = domain.replay(registry.payload(e) for c in commits for e in c.events)
+            command = await make(state)
+            now = self.clock()
+            try:
+                events = domain.decide(state, command, now)
+            except domain.CaseError as exc:
+                raise HandlerError(
+                    exc.status, exc.code, _NORWEGIAN.get(exc.code, str(exc))
+                ) from None
+            owner = tenant or state.org_id
+            envelopes = [self._envelope(e, case_id, owner, principal, now) for e in events]
+            try:
+                result = await self.store.append(
+                    subject, envelopes, expected_version=version, idempotency_key=idempotency_key
+                )
+                seq = result.seq
+            except DuplicateAppend as repeat:
+                seq = repeat.seq
+            except ConcurrencyConflict:
+                if if_match is not None:
+                    raise HandlerError(
+                        409, "version_conflict", "Saken er endret av noen andre."
+                    ) from None
+                continue
+            await self.projector.catch_up()
+            after = state
+            for event in events:
+                after = domain.evolve(after, event)
+            return seq, events, after
+        raise HandlerError(409, "conflict", "Saken endres av mange samtidig; prøv igjen.")
+
+    def _envelope(
+        self, payload: EventData, case_id: str, tenant: str, actor: Principal, now: datetime
+    ) -> CloudEvent:
+        return registry.envelope(
+            payload,
+            subject=case_id,
+            source="stafett/case",
+            tenant=tenant or "region",
+            actor=actor.id,
+            time=now,
+            traceparent=current_traceparent(),
+        )
+
+    async def _owner(self, state: domain.CaseState, case_id: str) -> str:
+        """Whose key protects the case's text: the child's once known, else the case's own."""
+        return state.child_id or case_id
+
+    async def _encrypt(self, owner: str, text: str | None, context: str) -> str | None:
+        if text is None:
+            return None
+        return await self.cipher.encrypt(owner, text, context=context)
+
+    # --- open and identify -------------------------------------------------------------------
+
+    async def _child_by_national_id(self, national_id: str) -> str:
+        try:
+            parsed = parse_national_id(national_id)
+        except InvalidNationalId as exc:
+            raise HandlerError(
+                422, "invalid_national_id", f"Ugyldig fødselsnummer: {exc}"
+            ) from None
+        index = self.index(parsed.value, context="national_id")
+        async with self.sessions() as session:
+            child_id = await session.scalar(
+                select(children.c.child_id).where(children.c.national_id_index == index)
+            )
+        if child_id is None:
+            raise HandlerError(
+                422, "unknown_child", "Barnet er ikke registrert; registrer det først."
+            )
+        return str(child_id)
+
+    async def open_case(
+        self,
+        principal: Principal,
+        *,
+        unit_id: str,
+        level: int,
+        national_id: str | None,
+        pseudonym: str | None,
+        concern: str,
+        idempotency_key: str | None,
+    ) -> Written:
+        async with self.sessions() as session:
+            unit = (await session.execute(select(units).where(units.c.unit_id == unit_id))).first()
+            works_there = await session.scalar(
+                select(roles.c.person_id).where(
+                    roles.c.person_id == principal.id, roles.c.unit_id == unit_id
+                )
+            )
+        if unit is None or unit.closed:
+            raise HandlerError(422, "unknown_unit", "Ukjent enhet.")
+        if principal.kind != "person" or works_there is None:
+            raise HandlerError(403, "forbidden", "Bare ansatte ved enheten kan opprette sak her.")
+        child_id = await self._child_by_national_id(national_id) if national_id else None
+        case_id = new_id()
+        owner = child_id or case_id
+        concern_enc = await self.cipher.encrypt(owner, concern, context="concern")
+        pseudonym_enc = await self._encrypt(owner, pseudonym, "pseudonym")
+
+        async def make(_state: domain.CaseState) -> domain.Command:
+            return domain.OpenCase(
+                case_id=case_id,
+                org_id=unit.org_id,
+                unit_id=unit_id,
+                level=level,
+                holder_id=principal.id,
+                concern=concern_enc,
+                child_id=child_id,
+                pseudonym=pseudonym_enc,
+            )
+
+        seq, _events, state = await self._commit(
+            principal, case_id, make, idempotency_key=idempotency_key, tenant=unit.org_id
+        )
+        return Written(
+            case_id,
+            seq,
+            seq,
+            {
+                "id": case_id,
+                "level": state.level,
+                "status": state.status,
+                "holder": {"person_id": principal.id, "unit_id": unit_id},
+                "version": seq,
+            },
+        )
+
+    async def identify(
+        self,
+        principal: Principal,
+        case_id: str,
+        national_id: str,
+        *,
+        if_match: int | None,
+        idempotency_key: str | None,
+    ) -> Written:
+        await self.require(principal, "case:write", case_id)
+        child_id = await self._child_by_national_id(national_id)
+
+        async def make(_state: domain.CaseState) -> domain.Command:
+            return domain.IdentifyChild(child_id)
+
+        return await self._written(principal, case_id, make, if_match, idempotency_key)
+
+    async def _written(  # noqa: PLR0917 - every write handler passes the same five
+        self,
+        principal: Principal,
+        case_id: str,
+        make: Callable[[domain.CaseState], Any],
+        if_match: int | None,
+        idempotency_key: str | None,
+        extra: dict[str, Any] | None = None,
+    ) -> Written:
+        seq, _events, state = await self._commit(
+            principal, case_id, make, if_match=if_match, idempotency_key=idempotency_key
+        )
+        body = {"id": case_id, "level": state.level, "status": state.status, "version": seq}
+        body.update(extra or {})
+        return Written(case_id, seq, seq, body)
+
+    # --- level and team -------------------------------------------------------------------------
+
+    async def change_level(
+        self,
+        principal: Principal,
+        case_id: str,
+        level: int,
+        reason: str,
+        *,
+        if_match: int | None,
+        idempotency_key: str | None,
+    ) -> Written:
+        await self.require(principal, "case:manage", case_id)
+
+        async def make(state: domain.CaseState) -> domain.Command:
+            uncovered = await self._uncovered_team(state) if level >= 2 else frozenset()
+            owner = await self._owner(state, case_id)
+            return domain.ChangeLevel(
+                level, await self.cipher.encrypt(owner, reason, context="reason"), uncovered
+            )
+
+        return await self._written(principal, case_id, make, if_match, idempotency_key)
+
+    async def _active_consents(self, case_id: str) -> list[Any]:
+        now = self.clock()
+        async with self.sessions() as session:
+            return list(
+                (
+                    await session.execute(
+                        select(consents).where(
+                            consents.c.case_id == case_id,
+                            consents.c.status == "active",
+                            consents.c.valid_from <= now,
+                            consents.c.valid_until > now,
+                        )
+                    )
+                ).all()
+            )
+
+    async def _uncovered_team(self, state: domain.CaseState) -> frozenset[str]:
+        """Team members outside the owning unit that no active consent covers."""
+        assert state.case_id is not None
+        active = await self._active_consents(state.case_id)
+        async with self.sessions() as session:
+            sectors = {
+                u.unit_id: u.sector
+                for u in (await session.execute(select(units.c.unit_id, units.c.sector))).all()
+            }
+        uncovered = set()
+        for person_id, entry in state.team.items():
+            if entry.unit_id == state.unit_id:
+                continue
+            covered = any(
+                entry.org_id in k.scope["org_ids"]
+                and sectors.get(entry.unit_id) in k.scope["sectors"]
+                and (not k.scope.get("unit_ids") or entry.unit_id in k.scope["unit_ids"])
+                for k in active
+            )
+            if not covered:
+                uncovered.add(person_id)
+        return frozenset(uncovered)
+
+    async def _unit(self, unit_id: str) -> Any:
+        async with self.sessions() as session:
+            unit = (await session.execute(select(units).where(units.c.unit_id == unit_id))).first()
+        if unit is None or unit.closed:
+            raise HandlerError(422, "unknown_unit", "Ukjent enhet.")
+        return unit
+
+    async def _has_role(self, person_id: str, unit_id: str) -> bool:
+        async with self.sessions() as session:
+            return (
+                await session.scalar(
+                    select(roles.c.person_id).where(
+                        roles.c.person_id == person_id, roles.c.unit_id == unit_id
+                    )
+                )
+            ) is not None
+
+    async def add_team_member(
+        self,
+        principal: Principal,
+        case_id: str,
+        *,
+        person_id: str,
+        unit_id: str,
+        access: str,
+        if_match: int | None,
+        idempotency_key: str | None,
+    ) -> Written:
+        await self.require(principal, "case:manage", case_id)
+        unit = await self._unit(unit_id)
+        if not await self._has_role(person_id, unit_id):
+            raise HandlerError(422, "not_at_unit", "Personen har ingen rolle ved enheten.")
+
+        async def make(_state: domain.CaseState) -> domain.Command:
+            return domain.AddTeamMember(
+                person_id, unit_id, unit.org_id, "write" if access == "write" else "read"
+            )
+
+        return await self._written(principal, case_id, make, if_match, idempotency_key)
+
+    async def remove_team_member(
+        self,
+        principal: Principal,
+        case_id: str,
+        person_id: str,
+        *,
+        if_match: int | None,
+    ) -> Written:
+        await self.require(principal, "case:manage", case_id)
+
+        async def make(_state: domain.CaseState) -> domain.Command:
+            return domain.RemoveTeamMember(person_id)
+
+        return await self._written(principal, case_id, make, if_match, None)
+
+    # --- handovers ------------------------------------------------------------------------------
+
+    async def _cross_org_consent(
+        self, case_id: str, to_org_id: str, owning_org: str
+    ) -> domain.CrossOrgConsent | None:
+        if to_org_id == owning_org:
+            return None
+        for consent in sorted(
+            await self._active_consents(case_id), key=lambda k: k.valid_until, reverse=True
+        ):
+            if to_org_id in consent.scope["org_ids"]:
+                return domain.CrossOrgConsent(
+                    consent.consent_id, bool(consent.scope.get("history_travels", False))
+                )
+        return None
+
+    async def request_handover(
+        self,
+        principal: Principal,
+        case_id: str,
+        *,
+        to_person_id: str,
+        to_unit_id: str,
+        note: str | None,
+        if_match: int | None,
+        idempotency_key: str | None,
+    ) -> Written:
+        await self.require(principal, "case:manage", case_id)
+        unit = await self._unit(to_unit_id)
+        if not await self._has_role(to_person_id, to_unit_id):
+            raise HandlerError(422, "not_at_unit", "Mottakeren har ingen rolle ved enheten.")
+        handover_id = new_id()
+
+        async def make(state: domain.CaseState) -> domain.Command:
+            owner = await self._owner(state, case_id)
+            return domain.RequestHandover(
+                handover_id=handover_id,
+                to_person_id=to_person_id,
+                to_unit_id=to_unit_id,
+                to_org_id=unit.org_id,
+                requested_by=principal.id,
+                note=await self._encrypt(owner, note, "handover_note"),
+                consent=await self._cross_org_consent(case_id, unit.org_id, state.org_id),
+            )
+
+        written = await self._written(
+            principal, case_id, make, if_match, idempotency_key, extra={"handover_id": handover_id}
+        )
+        return Written(
+            handover_id,
+            written.version,
+            written.seq,
+            {"id": handover_id, "status": "pending", "case_version": written.seq},
+        )
+
+    async def answer_handover(
+        self,
+        principal: Principal,
+        case_id: str,
+        handover_id: str,
+        *,
+        answer: str,
+        reason: str | None,
+        if_match: int | None,
+        idempotency_key: str | None,
+    ) -> Written:
+        async with self.sessions() as session:
+            pending = (
+                await session.execute(
+                    select(handovers).where(
+                        handovers.c.handover_id == handover_id, handovers.c.case_id == case_id
+                    )
+                )
+            ).first()
+        addressee = pending is not None and pending.to_person_id == principal.id
+        if answer == "cancel":
+            await self.require(principal, "case:manage", case_id)
+        elif not addressee and not await self.allowed(principal, "case:read", case_id):
+            raise not_found()
+
+        async def make(state: domain.CaseState) -> domain.Command:
+            if answer == "accept":
+                target = state.pending
+                consent = (
+                    await self._cross_org_consent(case_id, target.to_org_id, state.org_id)
+                    if target is not None
+                    else None
+                )
+                return domain.AcceptHandover(handover_id, principal.id, consent)
+            if answer == "decline":
+                owner = await self._owner(state, case_id)
+                text = await self.cipher.encrypt(owner, reason or "", context="reason")
+                return domain.DeclineHandover(handover_id, principal.id, text)
+            return domain.CancelHandover(handover_id, principal.id)
+
+        written = await self._written(principal, case_id, make, if_match, idempotency_key)
+        status = {"accept": "accepted", "decline": "declined", "cancel": "cancelled"}[answer]
+        return Written(
+            handover_id,
+            written.version,
+            written.seq,
+            {"id": handover_id, "status": status, "case_version": written.seq},
+        )
+
+    # --- measures, reports, close ---------------------------------------------------------
+
+    async def add_measure(
+        self,
+        principal: Principal,
+        case_id: str,
+        *,
+        title: str,
+        goal: str,
+        responsible_person_id: str,
+        start: date,
+        evaluate_by: date,
+        if_match: int | None,
+        idempotency_key: str | None,
+    ) -> Written:
+        await self.require(principal, "case:write", case_id)
+        measure_id = new_id()
+
+        async def make(state: domain.CaseState) -> domain.Command:
+            owner = await self._owner(state, case_id)
+            return domain.AddMeasure(
+                measure_id=measure_id,
+                title=await self.cipher.encrypt(owner, title, context="measure_title"),
+                goal=await self.cipher.encrypt(owner, goal, context="measure_goal"),
+                responsible_person_id=responsible_person_id,
+                start=start,
+                evaluate_by=evaluate_by,
+            )
+
+        written = await self._written(principal, case_id, make, if_match, idempotency_key)
+        return Written(
+            measure_id,
+            written.version,
+            written.seq,
+            {"id": measure_id, "case_version": written.seq},
+        )
+
+    async def evaluate_measure(
+        self,
+        principal: Principal,
+        case_id: str,
+        measure_id: str,
+        *,
+        outcome: domain.Outcome,
+        note: str | None,
+        next_evaluate_by: date | None,
+        if_match: int | None,
+        idempotency_key: str | None,
+    ) -> Written:
+        await self.require(principal, "case:write", case_id)
+
+        async def make(state: domain.CaseState) -> domain.Command:
+            owner = await self._owner(state, case_id)
+            return domain.EvaluateMeasure(
+                measure_id,
+                outcome,
+                await self._encrypt(owner, note, "evaluation_note"),
+                next_evaluate_by,
+            )
+
+        written = await self._written(principal, case_id, make, if_match, idempotency_key)
+        return Written(
+            measure_id,
+            written.version,
+            written.seq,
+            {"id": measure_id, "outcome": outcome.value, "case_version": written.seq},
+        )
+
+    async def report_to_child_welfare(
+        self,
+        principal: Principal,
+        case_id: str,
+        *,
+        text: str,
+        idempotency_key: str | None,
+    ) -> Written:
+        # Opplysningsplikt: never blocked for lack of consent; any staff may report.
+        await self.require(principal, "case:report", case_id)
+        report_id = new_id()
+
+        async def make(state: domain.CaseState) -> domain.Command:
+            owner = await self._owner(state, case_id)
+            return domain.ReportToChildWelfare(
+                report_id,
+                await self.cipher.encrypt(owner, text, context="report"),
+                principal.id,
+                None,
+            )
+
+        written = await self._written(principal, case_id, make, None, idempotency_key)
+        return Written(
+            report_id, written.version, written.seq, {"id": report_id, "case_version": written.seq}
+        )
+
+    async def close(
+        self,
+        principal: Principal,
+        case_id: str,
+        reason: domain.CloseReason,
+        note: str | None,
+        *,
+        if_match: int | None,
+        idempotency_key: str | None,
+    ) -> Written:
+        await self.require(principal, "case:manage", case_id)
+
+        async def make(state: domain.CaseState) -> domain.Command:
+            owner = await self._owner(state, case_id)
+            return domain.CloseCase(reason, await self._encrypt(owner, note, "close_note"))
+
+        return await self._written(principal, case_id, make, if_match, idempotency_key)
+
+    async def reopen(
+        self,
+        principal: Principal,
+        case_id: str,
+        reason: str,
+        *,
+        if_match: int | None,
+        idempotency_key: str | None,
+    ) -> Written:
+        await self.require(principal, "case:manage", case_id)
+
+        async def make(state: domain.CaseState) -> domain.Command:
+            owner = await self._owner(state, case_id)
+            return domain.ReopenCase(await self.cipher.encrypt(owner, reason, context="reason"))
+
+        return await self._written(principal, case_id, make, if_match, idempotency_key)
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def _decrypt(self, owner: str, token: str | None, context: str) -> str | None:
+        if token is None:
+            return None
+        try:
+            return await self.cipher.decrypt(owner, token, context=context)
+        except CryptoError:
+            return None  # shredded at the end of retention: the text is gone for good
+
+    async def _decrypt_first(
+        self, owners: Sequence[str], token: str | None, context: str
+    ) -> str | None:
+        for owner in dict.fromkeys(owners):
+            text = await self._decrypt(owner, token, context)
+            if text is not None:
+                return text
+        return None
+
+    async def view(
+        self, principal: Principal, case_id: str, min_seq: int | None = None
+    ) -> dict[str, Any]:
+        if min_seq:
+            await self.projector.wait_for(min_seq, 2.0)
+        await self.require(principal, "case:read", case_id, min_seq)
+        async with self.sessions() as session:
+            row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+            if row is None:
+                raise not_found()
+            members = (await session.execute(select(team).where(team.c.case_id == case_id))).all()
+            measure_rows = (
+                await session.execute(
+                    select(measures)
+                    .where(measures.c.case_id == case_id)
+                    .order_by(measures.c.measure_id)
+                )
+            ).all()
+            pending = (
+                await session.execute(
+                    select(handovers).where(
+                        handovers.c.case_id == case_id, handovers.c.status == "pending"
+                    )
+                )
+            ).first()
+            child = (
+                (
+                    await session.execute(
+                        select(children).where(children.c.child_id == row.child_id)
+                    )
+                ).first()
+                if row.child_id
+                else None
+            )
+        owner = row.child_id or case_id
+        history_from = row.history_from
+        visible_measures = [
+            m
+            for m in measure_rows
+            if history_from is None or _utc(m.added_at) >= _utc(history_from)
+        ]
+        return {
+            "id": row.case_id,
+            "org_id": row.org_id,
+            "unit_id": row.unit_id,
+            "level": row.level,
+            "status": row.status,
+            "holder": {"person_id": row.holder_id, "unit_id": row.holder_unit_id},
+            "child": (
+                {
+                    "id": child.child_id,
+                    "name": await self._decrypt(child.child_id, child.name, "name"),
+                    "national_id": await self._decrypt(
+                        child.child_id, child.national_id, "national_id"
+                    ),
+                }
+                if child is not None
+                else {"pseudonym": await self._decrypt(owner, row.pseudonym, "pseudonym")}
+            ),
+            # Text written before the child was identified is under the case's own key.
+            "concern": (
+                await self._decrypt_first((owner, case_id), row.concern, "concern")
+                if history_from is None
+                else None
+            ),
+            "opened_at": row.opened_at,
+            "closed_at": row.closed_at,
+            "close_reason": row.close_reason,
+            "history_from": history_from,
+            "team": [
+                {
+                    "person_id": m.person_id,
+                    "unit_id": m.unit_id,
+                    "org_id": m.org_id,
+                    "access": m.access,
+                }
+                for m in members
+            ],
+            "measures": [
+                {
+                    "id": m.measure_id,
+                    "title": await self._decrypt(owner, m.title, "measure_title"),
+                    "goal": await self._decrypt(owner, m.goal, "measure_goal"),
+                    "responsible_person_id": m.responsible_person_id,
+                    "start": m.start,
+                    "evaluate_by": m.evaluate_by,
+                    "last_outcome": m.last_outcome,
+                }
+                for m in visible_measures
+            ],
+            "pending_handover": (
+                {
+                    "id": pending.handover_id,
+                    "to_person_id": pending.to_person_id,
+                    "to_unit_id": pending.to_unit_id,
+                    "to_org_id": pending.to_org_id,
+                    "requested_at": pending.requested_at,
+                }
+                if pending is not None
+                else None
+            ),
+            "version": row.version,
+        }
+
+    async def list_cases(  # noqa: PLR0912 - one branch per filter
+        self,
+        principal: Principal,
+        *,
+        unit_id: str | None,
+        level: int | None,
+        status: str | None,
+        holder_me: bool,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        conditions: list[Any] = []
+        if unit_id:
+            conditions.append(cases.c.unit_id == unit_id)
+        if level is not None:
+            conditions.append(cases.c.level == level)
+        if status:
+            conditions.append(cases.c.status == status)
+        if holder_me:
+            conditions.append(cases.c.holder_id == principal.id)
+        visible: list[Any] = []
+        after = cursor
+        for _round in range(20):  # bounded: at most 20 × 500 candidates per page
+            stmt = select(cases).order_by(cases.c.case_id).limit(500)
+            if conditions:
+                stmt = stmt.where(and_(*conditions))
+            if after:
+                stmt = stmt.where(cases.c.case_id > after)
+            async with self.sessions() as session:
+                rows = (await session.execute(stmt)).all()
+            if not rows:
+                after = None
+                break
+            try:
+                permitted = set(
+                    await self.access.filter(principal, "case:read", [r.case_id for r in rows])
+                )
+            except AccessUnavailable:
+                raise unavailable() from None
+            for row in rows:
+                if row.case_id in permitted:
+                    visible.append(row)
+                    if len(visible) == limit:
+                        return [_summary(r) for r in visible], row.case_id
+            after = rows[-1].case_id
+            if len(rows) < 500:
+                after = None
+                break
+        return [_summary(r) for r in visible], after
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.case_id,
+        "org_id": row.org_id,
+        "unit_id": row.unit_id,
+        "level": row.level,
+        "status": row.status,
+        "holder": {"person_id": row.holder_id, "unit_id": row.holder_unit_id},
+        "opened_at": row.opened_at,
+        "version": row.version,
+    }
+
+
+__all__ = ["CaseService", "HandlerError", "Written", "not_found"]
