@@ -492,3 +492,27 @@ async def test_deadlines_are_published_once_for_notify(
     kinds = {(e.data["case_id"], e.data["kind"]) for e in due}
     assert (anonymous["id"], "level0_unresolved") in kinds
     assert all("Eleven" not in str(e.data) for e in due)
+
+
+async def test_indicators_are_for_leaders_and_hide_small_counts(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    case = case_service
+    for _ in range(6):
+        await case.open_case()
+    today = datetime.now(UTC).date()
+    query = f"/api/v1/indicators?org_id=4010&from={today - timedelta(days=1)}&to={today}"
+    teacher = await case.client.get(query, headers=case.auth("ann-kristin-allum"))
+    assert teacher.status_code == 403
+    leader = await case.client.get(query, headers=case.auth("rektor-siljan"))
+    assert leader.status_code == 200, leader.text
+    body = leader.json()
+    assert body["cases_opened"] == 6
+    assert body["cases_opened_by_level"] == {"0": 6, "1": "<5", "2": "<5", "3": "<5"}
+    assert body["share_with_child_voice"] == 0.0
+    assert body["median_days_concern_to_first_measure"] == "<5"
+    backwards = await case.client.get(
+        f"/api/v1/indicators?org_id=4010&from={today}&to={today - timedelta(days=3)}",
+        headers=case.auth("rektor-siljan"),
+    )
+    assert backwards.status_code == 422
