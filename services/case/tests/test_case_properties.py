@@ -3,9 +3,21 @@
 Commands are drawn from small pools (4 persons, 3 units in 2 organisations, 2 case ids,
 2 handover ids, 2 measure ids) so that the sequences hit each other: a handover requested
 by one step is answered by a later one, a measure added is evaluated, a closed case is
-reopened. Each command is decided on the current state at an advancing ``now``; a refused
-command (``CaseError``) leaves the state as it was, an accepted one is evolved with its
-events. The invariants are checked after every step.
+reopened. An ``AnswerPending`` step names the pending handover when it is applied, so that
+accepted and declined handovers are common. Each command is decided on the current state at
+an advancing ``now``; a refused command (``CaseError``) leaves the state as it was, an
+accepted one is evolved with its events, and ``Run`` checks the invariants after every
+event and step:
+
+- from opening on there is exactly one holder, and it changes only through
+  ``HandoverAccepted`` (to the pending handover's addressee);
+- a closed case refuses every command but ``ReopenCase`` with ``CaseClosed`` (``OpenCase``
+  is refused with ``CaseExists``, as on an open case);
+- ``replay`` of every event so far gives exactly the state reached step by step;
+- only the addressee accepts or declines; nothing crosses organisations without a consent;
+- the level stays in 0..3, above 0 only with an identified child, and 2 or 3 never with
+  ``uncovered_members``;
+- every event carries the case's id, and nothing but ``CaseOpened`` comes before opening.
 """
 
 from __future__ import annotations

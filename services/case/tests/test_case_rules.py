@@ -780,3 +780,31 @@ def test_every_case_event_survives_the_envelope_unchanged(payload: EventData) ->
     assert envelope.context == "case"
     assert registry.payload(envelope) == payload
     assert type(registry.payload(envelope)) is type(payload)
+
+
+def test_at_level_two_an_uncovered_outside_service_cannot_join_the_team() -> None:
+    from datetime import UTC, datetime
+
+    from stafett_case import domain
+
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    state = domain.CaseState(
+        case_id="01JCASE0000000000000000001",
+        status="open",
+        org_id="4010",
+        unit_id="siljan-ungdomsskole",
+        level=2,
+        child_id="01JCHILD000000000000000001",
+        holder=domain.Holder("ann", "siljan-ungdomsskole"),
+    )
+    refused = domain.AddTeamMember("hanne", "siljan-helsestasjon", "4010", "read", covered=False)
+    try:
+        domain.decide(state, refused, now)
+    except domain.ConsentMissingForTeam:
+        pass
+    else:
+        raise AssertionError("an uncovered outside service joined a level-2 case")
+    own_unit = domain.AddTeamMember("rolf", "siljan-ungdomsskole", "4010", "read", covered=False)
+    assert domain.decide(state, own_unit, now)
+    covered = domain.AddTeamMember("hanne", "siljan-helsestasjon", "4010", "read", covered=True)
+    assert domain.decide(state, covered, now)

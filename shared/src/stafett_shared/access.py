@@ -10,14 +10,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from nats.aio.client import Client as NATS
 
 from stafett_shared.auth import Principal
+from stafett_shared.envelope import EventData, registry
+from stafett_shared.eventstore import EventStore
 from stafett_shared.rpc import RpcRemoteError, request
+from stafett_shared.telemetry import current_traceparent
 
-__all__ = ["MAX_PERMIT_CACHE_S", "AccessClient", "AccessDecision", "AccessUnavailable"]
+__all__ = [
+    "MAX_PERMIT_CACHE_S",
+    "AccessClient",
+    "AccessDecision",
+    "AccessRecorded",
+    "AccessUnavailable",
+    "record_access",
+]
 
 MAX_PERMIT_CACHE_S = 1.0
 CHECK_SUBJECT = "stafett.rpc.consent.check"
@@ -125,3 +136,55 @@ class AccessClient:
             raise AccessUnavailable(exc.code) from exc
         except Exception as exc:
             raise AccessUnavailable("the consent service did not answer") from exc
+
+
+@registry.register
+class AccessRecorded(EventData):
+    """A read of case content (DOMAIN.md: guardians and youth may see who read the log)."""
+
+    event_type = "no.stafett.access.recorded.v1"
+    case_id: str
+    reader_id: str
+    reader_kind: Literal["person", "client"]
+    basis: str | None = None
+    decision_id: str | None = None
+    what: Literal["case", "entries", "consents", "access"]
+    entry_ids: tuple[str, ...] = ()
+    service: str
+
+
+async def record_access(
+    store: EventStore,
+    *,
+    case_id: str,
+    tenant: str,
+    principal: Principal,
+    basis: str | None,
+    decision_id: str | None,
+    what: Literal["case", "entries", "consents", "access"],
+    service: str,
+    entry_ids: Sequence[str] = (),
+) -> int:
+    """Publish that ``principal`` read ``what`` of a case. Reads are facts: no concurrency
+    check. A read that cannot be recorded must not be served (the caller lets this raise)."""
+    payload = AccessRecorded(
+        case_id=case_id,
+        reader_id=principal.id,
+        reader_kind=principal.kind,
+        basis=basis,
+        decision_id=decision_id,
+        what=what,
+        entry_ids=tuple(entry_ids[:500]),
+        service=service,
+    )
+    event = registry.envelope(
+        payload,
+        subject=case_id,
+        source=f"stafett/{service}",
+        tenant=tenant,
+        actor=principal.id,
+        time=datetime.now(UTC),
+        traceparent=current_traceparent(),
+    )
+    result = await store.append(store.subject("access", case_id), [event], expected_version=None)
+    return result.seq

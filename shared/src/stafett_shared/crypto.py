@@ -260,7 +260,7 @@ class FieldCipher:
     async def decrypt(self, owner: str, token: str, *, context: str = "") -> str:
         if not token.startswith(_PREFIX):
             raise DecryptionFailed("not an encrypted field")
-        body = token[len(_PREFIX):]
+        body = token[len(_PREFIX) :]
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except ValueError as exc:

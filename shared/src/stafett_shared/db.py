@@ -45,7 +45,12 @@ def async_url(url: str) -> str:
     """Give a database URL its async driver (aiosqlite or asyncpg)."""
     if url.startswith("sqlite:"):
         return "sqlite+aiosqlite:" + url.removeprefix("sqlite:")
-    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+    for prefix in (
+        "postgresql://",
+        "postgres://",
+        "postgresql+psycopg://",
+        "postgresql+psycopg2://",
+    ):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url.removeprefix(prefix)
     return url

@@ -88,7 +88,7 @@ class NatsServerProcess:
             f"listen: 127.0.0.1:{self.port}\n"
             f"server_name: stafett-embedded\n"
             f"max_payload: 1MB\n"
-            f"jetstream {{\n    store_dir: \"{store}\"{sync}\n}}\n"
+            f'jetstream {{\n    store_dir: "{store}"{sync}\n}}\n'
         )
 
     def start(self, timeout_s: float = 15.0) -> None:

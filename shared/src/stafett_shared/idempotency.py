@@ -87,7 +87,8 @@ class IdempotencyStore:
             return None
         if row.route != route or row.request_hash != request_hash:
             raise Problem(
-                422, "idempotency_key_reused",
+                422,
+                "idempotency_key_reused",
                 "Idempotency-Key er brukt før på en annen forespørsel.",
             )
         return StoredAnswer(row.status, row.body, dict(row.headers))

@@ -21,8 +21,21 @@ __all__ = ["REDACTED", "configure_logging", "get_logger", "redact"]
 REDACTED = "[fjernet]"
 _CONTENT_KEYS = frozenset(
     {
-        "name", "national_id", "nationalid", "fnr", "text", "concern", "note", "reason",
-        "email", "phone", "address", "participants", "password", "secret", "token",
+        "name",
+        "national_id",
+        "nationalid",
+        "fnr",
+        "text",
+        "concern",
+        "note",
+        "reason",
+        "email",
+        "phone",
+        "address",
+        "participants",
+        "password",
+        "secret",
+        "token",
         "authorization",
     }
 )
@@ -73,9 +86,7 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
         _add_trace,
         redact,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -113,7 +113,8 @@ class Projector:
         value = await session.scalar(stmt)
         if value is None:
             await upsert(
-                session, position_table,
+                session,
+                position_table,
                 {"name": self.name, "last_seq": 0, "updated_at": datetime.now(UTC)},
                 update=False,
             )

@@ -231,8 +231,11 @@ def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
         context: {
             "address": "stafett.ev." + context + ".{aggregateId}",
             "parameters": {"aggregateId": {"description": "ULID of the aggregate"}},
-            "messages": {key: {"$ref": f"#/components/messages/{key}"} for key in messages
-                         if messages[key]["name"].split(".")[2] == context},
+            "messages": {
+                key: {"$ref": f"#/components/messages/{key}"}
+                for key in messages
+                if messages[key]["name"].split(".")[2] == context
+            },
         }
         for context in spec.contexts
     }
@@ -245,9 +248,7 @@ def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-def create_app(
-    spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings
-) -> FastAPI:
+def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(spec, settings, service) as runtime:
@@ -324,7 +325,11 @@ def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
         return 2
     app = create_app(spec, settings, service)
     uvicorn.run(
-        app, host=service.host, port=service.port, log_config=None, access_log=False,
+        app,
+        host=service.host,
+        port=service.port,
+        log_config=None,
+        access_log=False,
         server_header=False,
     )
     return 0

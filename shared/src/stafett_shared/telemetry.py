@@ -107,7 +107,9 @@ class TracingMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         method = scope.get("method", "GET")
         span = _tracer.start_span(
-            f"{method}", context=extract(headers), kind=SpanKind.SERVER,
+            f"{method}",
+            context=extract(headers),
+            kind=SpanKind.SERVER,
             attributes={"http.request.method": method},
         )
         token = otel_context.attach(trace.set_span_in_context(span))

@@ -403,6 +403,9 @@ class AddTeamMember:
     unit_id: str
     org_id: str
     access: Access
+    # Whether a consent or another basis covers the member (the handler asks); at levels 2
+    # and 3 an outside service may join only when covered.
+    covered: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,6 +533,11 @@ def decide(state: CaseState, command: Command, now: datetime) -> list[EventData]
         case AddTeamMember():
             if command.person_id in state.team:
                 raise AlreadyOnTeam("the person is on the team already")
+            outside = command.unit_id != state.unit_id
+            if state.level >= Level.ONE_SERVICE and outside and not command.covered:
+                raise ConsentMissingForTeam(
+                    "at level 2 and 3 every outside service on the team needs a consent"
+                )
             return [
                 TeamMemberAdded(
                     case_id=case_id,
@@ -565,7 +573,9 @@ def decide(state: CaseState, command: Command, now: datetime) -> list[EventData]
                     to_org_id=pending.to_org_id,
                     history_travels=travels,
                     history_from=None if travels else now,
-                    consent_id=command.consent.consent_id if command.consent else None,
+                    consent_id=(
+                        command.consent.consent_id if cross_org and command.consent else None
+                    ),
                 )
             ]
         case DeclineHandover():

@@ -25,7 +25,7 @@ from stafett_case.projections import (
     team,
     units,
 )
-from stafett_shared.access import AccessClient, AccessUnavailable
+from stafett_shared.access import AccessClient, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.envelope import CloudEvent, EventData, registry
@@ -403,9 +403,22 @@ class CaseService:
         if not await self._has_role(person_id, unit_id):
             raise HandlerError(422, "not_at_unit", "Personen har ingen rolle ved enheten.")
 
-        async def make(_state: domain.CaseState) -> domain.Command:
+        async def make(state: domain.CaseState) -> domain.Command:
+            covered = True
+            if state.level >= domain.Level.ONE_SERVICE and unit_id != state.unit_id:
+                probe = domain.CaseState(
+                    case_id=case_id,
+                    status=state.status,
+                    unit_id=state.unit_id,
+                    team={person_id: domain.TeamEntry(unit_id, unit.org_id, "read")},
+                )
+                covered = not await self._uncovered_team(probe)
             return domain.AddTeamMember(
-                person_id, unit_id, unit.org_id, "write" if access == "write" else "read"
+                person_id,
+                unit_id,
+                unit.org_id,
+                "write" if access == "write" else "read",
+                covered,
             )
 
         return await self._written(principal, case_id, make, if_match, idempotency_key)
@@ -682,7 +695,12 @@ class CaseService:
     ) -> dict[str, Any]:
         if min_seq:
             await self.projector.wait_for(min_seq, 2.0)
-        await self.require(principal, "case:read", case_id, min_seq)
+        try:
+            decision = await self.access.check(principal, "case:read", case_id, min_seq=min_seq)
+        except AccessUnavailable:
+            raise unavailable() from None
+        if not decision.permitted:
+            raise not_found()
         async with self.sessions() as session:
             row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
             if row is None:
@@ -711,6 +729,19 @@ class CaseService:
                 if row.child_id
                 else None
             )
+        try:
+            await record_access(
+                self.store,
+                case_id=case_id,
+                tenant=row.org_id,
+                principal=principal,
+                basis=decision.basis,
+                decision_id=decision.decision_id,
+                what="case",
+                service="case",
+            )
+        except Exception:  # noqa: BLE001 - a read that is not recorded is not served
+            raise unavailable() from None
         owner = row.child_id or case_id
         history_from = row.history_from
         visible_measures = [

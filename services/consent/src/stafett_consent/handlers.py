@@ -28,6 +28,7 @@ from stafett_consent.projections import (
     staff,
     units,
 )
+from stafett_shared.access import record_access
 from stafett_shared.auth import Principal
 from stafett_shared.canonical import canonical_json
 from stafett_shared.crypto import BlindIndex, FieldCipher
@@ -513,7 +514,26 @@ class ConsentService:
         raise HandlerError(409, "conflict", "Samtykket endres av mange samtidig; prøv igjen.")
 
     async def list_consents(self, principal: Principal, case_id: str) -> list[dict[str, Any]]:
-        await self._require(principal, Action.CASE_READ, case_id)
+        decision = await self.decisions.check(
+            principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
+        )
+        if not decision.permitted:
+            raise _forbidden()
+        async with self.sessions() as session:
+            tenant = await session.scalar(select(cases.c.org_id).where(cases.c.case_id == case_id))
+        try:
+            await record_access(
+                self.store,
+                case_id=case_id,
+                tenant=tenant or "region",
+                principal=principal,
+                basis=decision.basis,
+                decision_id=decision.decision_id,
+                what="consents",
+                service="consent",
+            )
+        except Exception:  # noqa: BLE001 - a read that is not recorded is not served
+            raise HandlerError(503, "unavailable", "Lesingen kunne ikke registreres.") from None
         async with self.sessions() as session:
             rows = (
                 await session.execute(

@@ -31,9 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stafett_consent.domain import Category, Sector, StaffRole
 from stafett_consent.policy import (
     INDEXED_ACTIONS,
+    RULES,
+    Action,
     AuditScope,
     CaseFacts,
     ConsentFacts,
+    Decision,
     EmergencyGrant,
     EntryFacts,
     PolicySettings,
@@ -407,6 +410,46 @@ async def filter_cases(
     )
     permitted = set(rows.all())
     return [case_id for case_id in wanted if case_id in permitted]
+
+
+_BASIS_ORDER = {rule.basis: i for i, rule in reversed(list(enumerate(RULES)))}
+
+
+async def indexed_permit(
+    session: AsyncSession, principal_id: str, action: Action, case_id: str, now: datetime
+) -> tuple[Decision | None, str | None]:
+    """A permit from the access index (the first basis in rule order), or None."""
+    rows = (
+        await session.execute(
+            select(
+                access_index.c.basis,
+                access_index.c.consent_id,
+                access_index.c.valid_until,
+                cases.c.org_id,
+            )
+            .join(cases, cases.c.case_id == access_index.c.case_id)
+            .where(
+                access_index.c.principal_id == principal_id,
+                access_index.c.action == action.value,
+                access_index.c.case_id == case_id,
+                or_(access_index.c.valid_from.is_(None), access_index.c.valid_from <= now),
+                or_(access_index.c.valid_until.is_(None), access_index.c.valid_until > now),
+            )
+        )
+    ).all()
+    if not rows:
+        return None, None
+    best = min(rows, key=lambda r: _BASIS_ORDER.get(r.basis, len(_BASIS_ORDER)))
+    why = next(rule.why for rule in RULES if rule.basis == best.basis)
+    decision = Decision(
+        True,
+        best.basis,
+        "permitted",
+        f"{best.basis}: {why}",
+        consent_id=best.consent_id,
+        valid_until=_utc(best.valid_until),
+    )
+    return decision, best.org_id
 
 
 # --- the projection --------------------------------------------------------------------------

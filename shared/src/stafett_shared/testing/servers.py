@@ -75,8 +75,7 @@ def start_nats(*, prefer_docker: bool = True, sync_always: bool = False) -> Iter
         container = NatsContainer("nats:2.11").with_command("-js")
         container.start()
         try:
-            yield NatsHandle(url=container.nats_uri(), kind="testcontainers",
-                             _stop=container.stop)
+            yield NatsHandle(url=container.nats_uri(), kind="testcontainers", _stop=container.stop)
         finally:
             container.stop()
         return
@@ -121,8 +120,15 @@ class LocalPostgres:
     def start(self) -> None:
         data = self.folder / "data"
         self._run(
-            str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-            "--auth=trust", "-E", "UTF8", "--no-sync",
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
         )
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
@@ -130,14 +136,29 @@ class LocalPostgres:
             "-c max_connections=200"
         )
         self._run(
-            str(self.bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
-            "-l", str(self.folder / "postgres.log"), "start",
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.folder / "postgres.log"),
+            "start",
         )
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.folder / "data"),
-                      "-m", "immediate", "stop")
+            self._run(
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.folder / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            )
 
 
 def _unprivileged_user() -> str | None:
