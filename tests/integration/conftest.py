@@ -8,6 +8,7 @@ import pytest
 
 from stafett_case.testing import CaseHarness, running_case
 from stafett_consent.testing import ConsentHarness, running_consent
+from stafett_log.testing import LogHarness, running_log
 from stafett_shared.testing import NatsHandle
 from stafett_shared.testing.plugin import create_database, drop_database, reset_jetstream
 
@@ -43,6 +44,33 @@ async def case_service(
         dropped, case_db = await create_database(admin)
     try:
         async with running_case(nats_url, case_db, tmp_path) as harness:
+            await harness.runtime.projector.catch_up()
+            yield harness
+    finally:
+        if dropped is not None and admin is not None:
+            await drop_database(admin, dropped)
+
+
+@pytest.fixture
+async def log_service(
+    request: pytest.FixtureRequest,
+    consent: ConsentHarness,
+    case_service: CaseHarness,
+    database_url: str,
+    tmp_path: Path,
+) -> AsyncIterator[LogHarness]:
+    """The log service in-process beside the consent and case services."""
+    nats_url = consent.runtime.settings.nats_url
+    dropped: str | None = None
+    admin: str | None = None
+    if database_url.startswith("sqlite"):
+        log_db = f"sqlite:///{tmp_path / 'log.db'}"
+    else:
+        admin = request.getfixturevalue("postgres_admin_url")
+        assert admin is not None
+        dropped, log_db = await create_database(admin)
+    try:
+        async with running_log(nats_url, log_db, tmp_path) as harness:
             await harness.runtime.projector.catch_up()
             yield harness
     finally:

@@ -1,4 +1,7 @@
-from stafett_log.projections import metadata
-from stafett_shared.db import alembic_env
+from stafett_log.projections import checkpoint_metadata, metadata
+from stafett_shared.db import alembic_env, combined_metadata, position_table
+from stafett_shared.idempotency import metadata as idempotency_metadata
 
-alembic_env(metadata)
+alembic_env(
+    combined_metadata(metadata, checkpoint_metadata, idempotency_metadata, position_table.metadata)
+)

@@ -1,0 +1,273 @@
+"""HTTP API of the log service (CONTRACT.md "log service")."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from stafett_log import domain
+from stafett_log.handlers import Appended, HandlerError, LogService
+from stafett_shared.auth import Principal, PrincipalDep
+from stafett_shared.idempotency import IdempotencyStore, StoredAnswer, run_once
+from stafett_shared.problems import Problem
+from stafett_shared.projector import ProjectionBehind
+
+router = APIRouter(tags=["stafettlogg"])
+
+ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+PERSON = r"^[A-Za-z0-9-]{1,64}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class EntryIn(_In):
+    kind: domain.Kind
+    text: str = Field(min_length=1, max_length=domain.MAX_TEXT)
+    occurred_at: AwareDatetime
+    category: domain.Category | None = None
+    participants: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=50
+    )
+
+
+class CorrectionIn(_In):
+    text: str = Field(min_length=1, max_length=domain.MAX_TEXT)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RetractionIn(_In):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RestrictionIn(_In):
+    ground: domain.Ground
+    reason: str = Field(min_length=1, max_length=2000)
+    until: AwareDatetime
+
+
+async def _service(request: Request) -> LogService:
+    service: LogService = request.app.state.runtime.extras["log"]
+    return service
+
+
+async def _idempotency(request: Request) -> IdempotencyStore:
+    store: IdempotencyStore = request.app.state.runtime.extras["idempotency"]
+    return store
+
+
+ServiceDep = Annotated[LogService, Depends(_service)]
+IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+MinSeq = Annotated[int | None, Header(alias="Stafett-Min-Seq", ge=0)]
+CaseId = Annotated[str, Path(pattern=ULID)]
+EntryId = Annotated[str, Path(pattern=ULID)]
+
+
+def _problem(exc: HandlerError) -> Problem:
+    return Problem(exc.status, exc.code, exc.detail, headers=exc.headers)
+
+
+async def _append(
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    store: IdempotencyStore,
+    write: Callable[[], Awaitable[Appended]],
+) -> JSONResponse:
+    async def answer() -> StoredAnswer:
+        try:
+            appended = await write()
+        except HandlerError as exc:
+            raise _problem(exc) from None
+        return StoredAnswer(
+            201,
+            {"id": appended.entry_id, "seq": appended.seq, "hash": appended.hash},
+            {"Stafett-Seq": str(appended.seq), "ETag": f'"{appended.seq}"'},
+        )
+
+    return await run_once(request, principal.id, key, store, answer)
+
+
+@router.post("/logs/{case_id}/entries", status_code=201, summary="Skriv i stafettloggen")
+async def append_entry(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: EntryIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await _append(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        lambda: service.append_entry(
+            principal,
+            case_id,
+            kind=body.kind,
+            text=body.text,
+            occurred_at=body.occurred_at,
+            category=body.category,
+            participants=body.participants,
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@router.get("/logs/{case_id}/entries", summary="Innføringene du kan lese (lesingen registreres)")
+async def read_entries(
+    *,
+    case_id: CaseId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    min_seq: MinSeq = None,
+) -> JSONResponse:
+    try:
+        items = await service.read_entries(principal, case_id, min_seq)
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    except ProjectionBehind:
+        raise Problem(
+            503, "unavailable", "Lesemodellen er ikke à jour ennå.", headers={"Retry-After": "1"}
+        ) from None
+    return JSONResponse(jsonable_encoder({"items": items}))
+
+
+@router.post(
+    "/logs/{case_id}/entries/{entry_id}/corrections",
+    status_code=201,
+    summary="Rett en innføring (den gamle teksten beholdes)",
+)
+async def correct_entry(
+    *,
+    request: Request,
+    case_id: CaseId,
+    entry_id: EntryId,
+    body: CorrectionIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await _append(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        lambda: service.correct_entry(
+            principal,
+            case_id,
+            entry_id,
+            text=body.text,
+            reason=body.reason,
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@router.post(
+    "/logs/{case_id}/entries/{entry_id}/retractions",
+    status_code=201,
+    summary="Trekk tilbake en innføring",
+)
+async def retract_entry(
+    *,
+    request: Request,
+    case_id: CaseId,
+    entry_id: EntryId,
+    body: RetractionIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await _append(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        lambda: service.retract_entry(
+            principal,
+            case_id,
+            entry_id,
+            reason=body.reason,
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@router.post(
+    "/logs/{case_id}/entries/{entry_id}/restrictions",
+    status_code=201,
+    summary="Skjerm en innføring for foresatte (leder, med hjemmel)",
+)
+async def restrict_entry(
+    *,
+    request: Request,
+    case_id: CaseId,
+    entry_id: EntryId,
+    body: RestrictionIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await _append(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        lambda: service.restrict_entry(
+            principal,
+            case_id,
+            entry_id,
+            ground=body.ground,
+            reason=body.reason,
+            until=body.until,
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+@router.get("/logs/{case_id}/access", summary="Hvem har lest hva, og på hvilket grunnlag")
+async def access_view(
+    *,
+    case_id: CaseId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> JSONResponse:
+    try:
+        items = await service.access_view(principal, case_id, limit=limit, before=cursor)
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    next_cursor = items[-1]["seq"] if len(items) == limit else None
+    return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
+
+
+@router.get("/logs/{case_id}/verify", summary="Kontroller sakens hashkjede")
+async def verify(*, case_id: CaseId, principal: PrincipalDep, service: ServiceDep) -> JSONResponse:
+    try:
+        report = await service.verify(principal, case_id)
+    except HandlerError as exc:
+        raise _problem(exc) from None
+    body: dict[str, Any] = {
+        "ok": report.ok,
+        "entries": report.entries,
+        "head_hash": report.head_hash,
+    }
+    if not report.ok:
+        body["broken_at_seq"] = report.broken_seq
+        body["reason"] = report.reason
+    return JSONResponse(body)

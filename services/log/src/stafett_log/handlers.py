@@ -1,0 +1,518 @@
+"""Application layer of the log service: append under the case's hash chain, read with
+per-entry gates, record every read, verify chains."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from stafett_log import domain
+from stafett_log.chain import GENESIS, ChainReport, chain_hash, verify_chain
+from stafett_log.projections import access_records, cases, chains, entries, roles
+from stafett_shared.access import AccessClient, AccessDecision, AccessUnavailable, record_access
+from stafett_shared.auth import Principal
+from stafett_shared.crypto import CryptoError, FieldCipher
+from stafett_shared.envelope import CloudEvent, EventData, registry
+from stafett_shared.eventstore import (
+    ConcurrencyConflict,
+    DuplicateAppend,
+    EventStore,
+    commit_payloads,
+)
+from stafett_shared.ids import new_id
+from stafett_shared.projector import Projector
+from stafett_shared.telemetry import current_traceparent
+
+MAX_RETRIES = 20
+FAMILY = frozenset({"guardian", "self"})
+
+
+class HandlerError(Exception):
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def not_found() -> HandlerError:
+    return HandlerError(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
+
+
+def unavailable(detail: str = "Tilgangskontrollen svarer ikke; prøv igjen.") -> HandlerError:
+    return HandlerError(503, "unavailable", detail, {"Retry-After": "1"})
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    entry_id: str
+    seq: int
+    hash: str
+
+
+_NORWEGIAN = {
+    "case_closed": "Saken er avsluttet; gjenåpne den før du skriver i loggen.",
+    "occurred_in_future": "Tidspunktet kan ikke ligge fram i tid.",
+    "occurred_before_case": "Tidspunktet ligger for langt før saken ble opprettet.",
+    "unknown_entry": "Innføringen finnes ikke i denne sakens logg.",
+    "already_retracted": "Innføringen er allerede trukket tilbake.",
+    "invalid_restriction_end": "Skjermingen må ha en sluttdato fram i tid, innen tre år.",
+}
+
+
+class LogService:
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        cipher: FieldCipher,
+        sessions: async_sessionmaker[AsyncSession],
+        projector: Projector,
+        access: AccessClient,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.cipher = cipher
+        self.sessions = sessions
+        self.projector = projector
+        self.access = access
+        self.clock = clock
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def _decision(
+        self,
+        principal: Principal,
+        action: str,
+        case_id: str,
+        *,
+        entry_id: str | None = None,
+        min_seq: int | None = None,
+    ) -> AccessDecision:
+        try:
+            return await self.access.check(
+                principal, action, case_id, entry_id=entry_id, min_seq=min_seq
+            )
+        except AccessUnavailable:
+            raise unavailable() from None
+
+    async def _case(self, case_id: str) -> Any:
+        async with self.sessions() as session:
+            row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+        if row is None:
+            raise not_found()
+        return row
+
+    async def _author(self, principal: Principal, unit_id: str) -> domain.Author:
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(select(roles).where(roles.c.person_id == principal.id))
+            ).all()
+        at_unit = [r for r in rows if r.unit_id == unit_id]
+        candidates = at_unit or list(rows)
+        if not candidates:
+            return domain.Author(person_id=principal.id)
+        chosen = candidates[0]
+        return domain.Author(person_id=principal.id, role=chosen.role, unit_id=chosen.unit_id)
+
+    async def _state(self, case_id: str) -> tuple[domain.LogState, int, str]:
+        async with self.sessions() as session:
+            head = (
+                await session.execute(select(chains).where(chains.c.case_id == case_id))
+            ).first()
+            rows = (
+                await session.execute(
+                    select(
+                        entries.c.entry_id, entries.c.kind, entries.c.category, entries.c.retracted
+                    ).where(entries.c.case_id == case_id)
+                )
+            ).all()
+        state = domain.LogState(
+            case_id=case_id,
+            entries={
+                r.entry_id: domain.EntryState(r.kind, r.category, bool(r.retracted))
+                for r in rows
+                if r.kind not in ("retraction",)
+            },
+        )
+        if head is None:
+            return state, 0, GENESIS
+        return state, int(head.head_seq), str(head.head_hash)
+
+    async def write(
+        self,
+        principal: Principal,
+        case_id: str,
+        action: str,
+        make: Callable[[domain.Author, str], Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Appended:
+        """Decide and append one log event as the next link of the case's chain."""
+        decision = await self._decision(principal, action, case_id)
+        if not decision.permitted:
+            raise not_found()
+        case = await self._case(case_id)
+        author = await self._author(principal, case.unit_id)
+        command = await make(author, case.child_id or case_id)
+        facts = domain.CaseFacts(case_id, case.status == "open", case.opened_at)
+        subject = self.store.subject("log", case_id)
+        async with self._locks[case_id]:
+            for _attempt in range(MAX_RETRIES):
+                state, head_seq, head_hash = await self._state(case_id)
+                now = self.clock()
+                try:
+                    events = domain.decide(state, facts, command, now)
+                except domain.LogError as exc:
+                    raise HandlerError(
+                        exc.status, exc.code, _NORWEGIAN.get(exc.code, str(exc))
+                    ) from None
+                (payload,) = events
+                event = self._linked(payload, case_id, case.org_id, principal, now, head_hash)
+                try:
+                    result = await self.store.append(
+                        subject,
+                        [event],
+                        expected_version=head_seq,
+                        idempotency_key=idempotency_key,
+                    )
+                    seq = result.seq
+                except DuplicateAppend as repeat:
+                    seq = repeat.seq
+                    stored = await self.store.get(seq)
+                    event = stored.events[0] if stored else event
+                except ConcurrencyConflict:
+                    await self.projector.catch_up()  # another writer moved the chain on
+                    continue
+                await self.projector.catch_up()
+                return Appended(str(getattr(payload, "entry_id", "")), seq, event.hash or "")
+        raise HandlerError(409, "conflict", "Loggen skrives av mange samtidig; prøv igjen.")
+
+    def _linked(  # noqa: PLR0917 - the parts of one envelope
+        self,
+        payload: EventData,
+        case_id: str,
+        tenant: str,
+        principal: Principal,
+        now: datetime,
+        prevhash: str,
+    ) -> CloudEvent:
+        draft = registry.envelope(
+            payload,
+            subject=case_id,
+            source="stafett/log",
+            tenant=tenant,
+            actor=principal.id,
+            time=now,
+            traceparent=current_traceparent(),
+        )
+        unsigned = draft.model_copy(update={"prevhash": prevhash})
+        link = chain_hash(prevhash, unsigned.to_json_dict())
+        return CloudEvent.model_validate({**unsigned.to_json_dict(), "hash": link})
+
+    async def _encrypt(self, owner: str, text: str | None, context: str) -> str | None:
+        if text is None:
+            return None
+        return await self.cipher.encrypt(owner, text, context=context)
+
+    # --- commands ---------------------------------------------------------------------------
+
+    async def append_entry(
+        self,
+        principal: Principal,
+        case_id: str,
+        *,
+        kind: domain.Kind,
+        text: str,
+        occurred_at: datetime,
+        category: domain.Category | None,
+        participants: Sequence[str],
+        idempotency_key: str | None,
+    ) -> Appended:
+        entry_id = new_id()
+
+        async def make(author: domain.Author, owner: str) -> domain.Command:
+            return domain.AppendEntry(
+                entry_id=entry_id,
+                kind=kind,
+                text=await self.cipher.encrypt(owner, text, context="entry_text"),
+                occurred_at=occurred_at,
+                category=category,
+                participants=await self._encrypt(
+                    owner, json.dumps(list(participants), ensure_ascii=False), "participants"
+                )
+                if participants
+                else None,
+                author=author,
+            )
+
+        return await self.write(
+            principal, case_id, "log:append", make, idempotency_key=idempotency_key
+        )
+
+    async def _entry_in_case(self, case_id: str, entry_id: str) -> None:
+        async with self.sessions() as session:
+            owner = await session.scalar(
+                select(entries.c.case_id).where(entries.c.entry_id == entry_id)
+            )
+        if owner != case_id:
+            raise HandlerError(422, "unknown_entry", _NORWEGIAN["unknown_entry"])
+
+    async def correct_entry(
+        self,
+        principal: Principal,
+        case_id: str,
+        entry_id: str,
+        *,
+        text: str,
+        reason: str,
+        idempotency_key: str | None,
+    ) -> Appended:
+        new_entry = new_id()
+        await self._entry_in_case(case_id, entry_id)
+
+        async def make(author: domain.Author, owner: str) -> domain.Command:
+            return domain.CorrectEntry(
+                entry_id=new_entry,
+                corrects_entry_id=entry_id,
+                text=await self.cipher.encrypt(owner, text, context="entry_text"),
+                reason=await self.cipher.encrypt(owner, reason, context="reason"),
+                author=author,
+            )
+
+        return await self.write(
+            principal, case_id, "log:append", make, idempotency_key=idempotency_key
+        )
+
+    async def retract_entry(
+        self,
+        principal: Principal,
+        case_id: str,
+        entry_id: str,
+        *,
+        reason: str,
+        idempotency_key: str | None,
+    ) -> Appended:
+        new_entry = new_id()
+        await self._entry_in_case(case_id, entry_id)
+
+        async def make(author: domain.Author, owner: str) -> domain.Command:
+            return domain.RetractEntry(
+                entry_id=new_entry,
+                retracts_entry_id=entry_id,
+                reason=await self.cipher.encrypt(owner, reason, context="reason"),
+                author=author,
+            )
+
+        return await self.write(
+            principal, case_id, "log:append", make, idempotency_key=idempotency_key
+        )
+
+    async def restrict_entry(
+        self,
+        principal: Principal,
+        case_id: str,
+        entry_id: str,
+        *,
+        ground: domain.Ground,
+        reason: str,
+        until: datetime,
+        idempotency_key: str | None,
+    ) -> Appended:
+        await self._entry_in_case(case_id, entry_id)
+        restriction_id = new_id()
+
+        async def make(_author: domain.Author, owner: str) -> domain.Command:
+            return domain.RestrictEntry(
+                restriction_id=restriction_id,
+                entry_id=entry_id,
+                ground=ground,
+                reason=await self.cipher.encrypt(owner, reason, context="reason"),
+                until=until,
+                decided_by=principal.id,
+            )
+
+        appended = await self.write(
+            principal, case_id, "log:restrict", make, idempotency_key=idempotency_key
+        )
+        return Appended(restriction_id, appended.seq, appended.hash)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    async def _decrypt(self, owners: Sequence[str], token: str | None, context: str) -> str | None:
+        if token is None:
+            return None
+        for owner in dict.fromkeys(owners):
+            try:
+                return await self.cipher.decrypt(owner, token, context=context)
+            except CryptoError:
+                continue
+        return None
+
+    async def read_entries(
+        self, principal: Principal, case_id: str, min_seq: int | None = None
+    ) -> list[dict[str, Any]]:
+        if min_seq:
+            await self.projector.wait_for(min_seq, 2.0)
+        decision = await self._decision(principal, "log:read", case_id, min_seq=min_seq)
+        if not decision.permitted:
+            raise not_found()
+        case = await self._case(case_id)
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(entries).where(entries.c.case_id == case_id).order_by(entries.c.seq)
+                )
+            ).all()
+        now = self.clock()
+        hide_before = (
+            case.history_from
+            if case.history_from is not None and decision.basis not in (*FAMILY, "auditor")
+            else None
+        )
+        versions: defaultdict[str, list[Any]] = defaultdict(list)
+        retractions: dict[str, Any] = {}
+        originals = []
+        for row in rows:
+            if row.kind == "correction" and row.refers_to:
+                versions[row.refers_to].append(row)
+            elif row.kind == "retraction" and row.refers_to:
+                retractions[row.refers_to] = row
+            else:
+                originals.append(row)
+        visible: list[dict[str, Any]] = []
+        for row in originals:
+            recorded = (
+                row.recorded_at if row.recorded_at.tzinfo else row.recorded_at.replace(tzinfo=UTC)
+            )
+            if (
+                hide_before is not None
+                and recorded < _utc(hide_before)
+                and (row.kind != domain.Kind.HANDOVER_NOTE)
+            ):
+                continue
+            gated = row.category is not None or (
+                row.restricted_until is not None and _utc(row.restricted_until) > now
+            )
+            if gated:
+                per_entry = await self._decision(
+                    principal, "log:read", case_id, entry_id=row.entry_id
+                )
+                if not per_entry.permitted:
+                    continue
+            owners = (row.key_owner, case.child_id or case_id, case_id)
+            history = [
+                {
+                    "text": await self._decrypt(owners, row.text, "entry_text"),
+                    "recorded_at": row.recorded_at,
+                    "author_id": row.author_id,
+                    "reason": None,
+                }
+            ]
+            for correction in versions.get(row.entry_id, []):
+                history.append(
+                    {
+                        "text": await self._decrypt(owners, correction.text, "entry_text"),
+                        "recorded_at": correction.recorded_at,
+                        "author_id": correction.author_id,
+                        "reason": await self._decrypt(owners, correction.reason, "reason"),
+                    }
+                )
+            retraction = retractions.get(row.entry_id)
+            status = "retracted" if retraction else ("corrected" if len(history) > 1 else "active")
+            visible.append(
+                {
+                    "id": row.entry_id,
+                    "seq": row.seq,
+                    "kind": row.kind,
+                    "author": {
+                        "person_id": row.author_id,
+                        "role": row.author_role,
+                        "unit_id": row.author_unit,
+                    },
+                    "regime": row.regime,
+                    "occurred_at": row.occurred_at,
+                    "recorded_at": row.recorded_at,
+                    "category": row.category,
+                    "text": history[-1]["text"],
+                    "status": status,
+                    "retraction_reason": (
+                        await self._decrypt(owners, retraction.reason, "reason")
+                        if retraction
+                        else None
+                    ),
+                    "participants": json.loads(
+                        await self._decrypt(owners, row.participants, "participants") or "[]"
+                    ),
+                    "versions": history,
+                    "restricted": row.restricted_until is not None
+                    and _utc(row.restricted_until) > now,
+                }
+            )
+        try:
+            await record_access(
+                self.store,
+                case_id=case_id,
+                tenant=case.org_id,
+                principal=principal,
+                basis=decision.basis,
+                decision_id=decision.decision_id,
+                what="entries",
+                service="log",
+                entry_ids=[e["id"] for e in visible],
+            )
+        except Exception:  # noqa: BLE001 - a read that is not recorded is not served
+            raise unavailable("Lesingen kunne ikke registreres; prøv igjen.") from None
+        return visible
+
+    async def access_view(
+        self, principal: Principal, case_id: str, *, limit: int, before: int | None
+    ) -> list[dict[str, Any]]:
+        decision = await self._decision(principal, "case:read", case_id)
+        if not decision.permitted:
+            raise not_found()
+        stmt = (
+            select(access_records)
+            .where(access_records.c.case_id == case_id)
+            .order_by(access_records.c.seq.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            stmt = stmt.where(access_records.c.seq < before)
+        async with self.sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        return [
+            {
+                "seq": r.seq,
+                "reader_id": r.reader_id,
+                "reader_kind": r.reader_kind,
+                "basis": r.basis,
+                "what": r.what,
+                "entries": r.entries,
+                "service": r.service,
+                "read_at": r.read_at,
+            }
+            for r in rows
+        ]
+
+    async def verify(self, principal: Principal, case_id: str) -> ChainReport:
+        decision = await self._decision(principal, "log:read", case_id)
+        if not decision.permitted:
+            raise not_found()
+        commits = await self.store.load(self.store.subject("log", case_id))
+        # Verify over the stored bytes as they are, not over a re-serialisation of them.
+        return verify_chain((c.seq, event) for c in commits for event in commit_payloads(c))
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
