@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("sqlalchemy", "nats", "fastapi", "starlette", "structlog", "opentelemetry",
-             "httpx", "asyncpg", "aiosqlite", "uvicorn")
+FORBIDDEN = (
+    "sqlalchemy",
+    "nats",
+    "fastapi",
+    "starlette",
+    "structlog",
+    "opentelemetry",
+    "httpx",
+    "asyncpg",
+    "aiosqlite",
+    "uvicorn",
+)
 DOMAIN_MODULES = sorted(ROOT.glob("services/*/src/stafett_*/domain.py"))
 
 

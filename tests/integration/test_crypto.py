@@ -37,8 +37,9 @@ async def _append_child_event(
         "national_id": await cipher.encrypt(child, NATIONAL_ID, context="national_id"),
     }
     subject = store.subject("directory", child)
-    event = make_event(child, "no.stafett.directory.child_registered.v1", data,
-                       source="stafett/consent")
+    event = make_event(
+        child, "no.stafett.directory.child_registered.v1", data, source="stafett/consent"
+    )
     result = await store.append(subject, [event], expected_version=0)
     return subject, result.seq
 
@@ -74,8 +75,9 @@ async def test_shredding_a_childs_key_makes_the_data_unreadable_everywhere_but_t
     (commit,) = await event_store.load(subject)
     token = commit.events[0].data["name"]
     assert await elsewhere_cipher.decrypt(child, token, context="name") == NAME
-    revision = (await (await nats_client.jetstream().key_value("STAFETT_KEYS")).get(
-        f"owner.{child}")).revision
+    revision = (
+        await (await nats_client.jetstream().key_value("STAFETT_KEYS")).get(f"owner.{child}")
+    ).revision
 
     await keys.shred(child)
 
@@ -96,9 +98,7 @@ async def test_shredding_a_childs_key_makes_the_data_unreadable_everywhere_but_t
         await nats_client.jetstream().get_msg("KV_STAFETT_KEYS", revision)
     # Other children are untouched.
     (other,) = await event_store.load(other_subject)
-    assert await cipher.decrypt(
-        other_child, other.events[0].data["name"], context="name"
-    ) == NAME
+    assert await cipher.decrypt(other_child, other.events[0].data["name"], context="name") == NAME
 
 
 async def test_a_ciphertext_cannot_be_moved_to_another_child_or_field(keys: KeyStore) -> None:
@@ -119,8 +119,9 @@ async def test_two_writers_making_a_childs_first_key_agree_on_one_key(
     nats_client: NATS,
 ) -> None:
     kek = {"kek-1": generate_kek()}
-    first, second = KeyStore(nats_client.jetstream(), kek, "kek-1"), KeyStore(
-        nats_client.jetstream(), kek, "kek-1"
+    first, second = (
+        KeyStore(nats_client.jetstream(), kek, "kek-1"),
+        KeyStore(nats_client.jetstream(), kek, "kek-1"),
     )
     await first.ensure_bucket()
     await second.ensure_bucket()

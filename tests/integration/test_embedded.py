@@ -56,8 +56,9 @@ def test_up_refuses_a_nats_port_it_did_not_start(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        system = EmbeddedSystem(tmp_path / "data", nats_port=port,
-                                ports={name: free_port() for name in SERVICES})
+        system = EmbeddedSystem(
+            tmp_path / "data", nats_port=port, ports={name: free_port() for name in SERVICES}
+        )
         with pytest.raises(RuntimeError, match="never reuses"):
             system.start()
 
@@ -109,7 +110,10 @@ def test_projections_rebuild_replays_a_services_read_models_from_the_stream(
     asyncio.run(_seed())
     result = subprocess.run(
         [sys.executable, "-m", "stafett_shared.cli", "projections", "rebuild", "case"],
-        capture_output=True, text=True, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "rebuilt up to sequence 3" in result.stdout

@@ -32,8 +32,9 @@ async def test_two_concurrent_appends_with_the_same_expected_version_exactly_one
 
     results = await asyncio.gather(
         *(
-            event_store.append(subject, [make_event(aggregate, data={"n": i})],
-                               expected_version=opened.seq)
+            event_store.append(
+                subject, [make_event(aggregate, data={"n": i})], expected_version=opened.seq
+            )
             for i in range(2)
         ),
         return_exceptions=True,

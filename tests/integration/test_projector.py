@@ -140,8 +140,15 @@ async def test_a_projector_killed_mid_stream_resumes_without_applying_twice(
     positions: list[int] = []
     for _round in range(4):
         worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "stafett_shared.testing.counting", url, database_url,
-            "--delay", "0.01", "--batch", str(rng.randint(1, 9)),
+            sys.executable,
+            "-m",
+            "stafett_shared.testing.counting",
+            url,
+            database_url,
+            "--delay",
+            "0.01",
+            "--batch",
+            str(rng.randint(1, 9)),
             env=dict(os.environ),
         )
         target = await _position(engine) + rng.randint(3, 25)

@@ -20,9 +20,10 @@ async def test_readiness_follows_nats_and_health_does_not(
 ) -> None:
     settings = CommonSettings(nats_url=private_nats_server.url, data_dir=tmp_path)
     app = create_app(SPEC, settings, CaseSettings())
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://case"
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://case") as client,
+    ):
         ready = await client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["status"] == "ready"

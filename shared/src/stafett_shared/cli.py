@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 projections = typer.Typer(help="Lesemodeller (projeksjoner).", no_args_is_help=True)
 app.add_typer(projections, name="projections")
+audit = typer.Typer(help="Tilsyn: eksport og kontroll av historikken.", no_args_is_help=True)
+app.add_typer(audit, name="audit")
 console = Console()
 err = Console(stderr=True)
 
@@ -165,6 +167,64 @@ def bench(
         raise typer.Exit(2)
     args = [sys.executable, str(path), *(["--quick"] if quick else [])]
     raise typer.Exit(subprocess.run(args, check=False).returncode)  # noqa: S603
+
+
+async def _export(output: Path, settings: CommonSettings) -> int:
+    import base64
+    import json
+
+    import nats as nats_client
+
+    from stafett_shared.eventstore import EventStore
+
+    nc = await nats_client.connect(settings.nats_url)
+    written = 0
+    try:
+        store = EventStore(nc, stream=settings.stream, subject_prefix=settings.subject_prefix)
+        with output.open("w", encoding="utf-8") as handle:
+            seq = 1
+            while True:
+                commits = await store.read(seq, limit=1000, decode=False)
+                if not commits:
+                    break
+                for commit in commits:
+                    record = {
+                        "seq": commit.seq,
+                        "subject": commit.subject,
+                        "time": commit.headers.get("Nats-Time-Stamp", ""),
+                        "data": base64.b64encode(commit.data).decode(),
+                    }
+                    handle.write(json.dumps(record) + "\n")
+                    written += 1
+                seq = commits[-1].seq + 1
+    finally:
+        await nc.close()
+    return written
+
+
+@audit.command("export")
+def audit_export(
+    output: Annotated[Path, typer.Argument(help="Fil for eksporten (JSON Lines).")],
+) -> None:
+    """Eksporter hele hendelsesstrømmen slik den er lagret (kryptert innhold forblir kryptert)."""
+    import asyncio
+
+    count = asyncio.run(_export(output, CommonSettings()))
+    console.print(f"{count} meldinger eksportert til {output}.")
+
+
+@audit.command("verify")
+def audit_verify(
+    export: Annotated[Path, typer.Argument(help="Eksport fra `stafett audit export`.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Signert sjekkpunkt (fil).")],
+    vkey: Annotated[str, typer.Argument(help="Loggens offentlige nøkkel (vkey).")],
+) -> None:
+    """Kontroller en eksport mot et sjekkpunkt uten server og uten andre nøkler."""
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "stafett_log.verifier", str(export), str(checkpoint), vkey],
+        check=False,
+    )
+    raise typer.Exit(result.returncode)
 
 
 def main() -> None:

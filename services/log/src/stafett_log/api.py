@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from stafett_log import domain
+from stafett_log.checkpoints import Checkpointer, ProofError
 from stafett_log.handlers import Appended, HandlerError, LogService
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.idempotency import IdempotencyStore, StoredAnswer, run_once
@@ -271,3 +272,64 @@ async def verify(*, case_id: CaseId, principal: PrincipalDep, service: ServiceDe
         body["broken_at_seq"] = report.broken_seq
         body["reason"] = report.reason
     return JSONResponse(body)
+
+
+async def _checkpoints(request: Request) -> Checkpointer:
+    checkpointer: Checkpointer = request.app.state.runtime.extras["checkpoints"]
+    return checkpointer
+
+
+CheckpointsDep = Annotated[Checkpointer, Depends(_checkpoints)]
+
+
+@router.get("/checkpoints/latest", summary="Siste signerte sjekkpunkt over hele hendelsesstrømmen")
+async def latest_checkpoint(
+    *, principal: PrincipalDep, checkpoints: CheckpointsDep
+) -> JSONResponse:
+    del principal  # any authenticated caller; a checkpoint holds no case data
+    latest = await checkpoints.latest()
+    if latest is None:
+        raise Problem(404, "not_found", "Det er ikke laget noe sjekkpunkt ennå.")
+    return JSONResponse(jsonable_encoder(latest))
+
+
+@router.post("/checkpoints", status_code=201, summary="Lag et signert sjekkpunkt nå")
+async def make_checkpoint(
+    *, request: Request, principal: PrincipalDep, checkpoints: CheckpointsDep
+) -> JSONResponse:
+    if principal.kind != "person" or principal.id not in request.app.state.runtime.settings.admins:
+        raise Problem(403, "forbidden", "Bare administratorer kan be om sjekkpunkt.")
+    await request.app.state.runtime.projector.catch_up()
+    return JSONResponse(jsonable_encoder(await checkpoints.make()), status_code=201)
+
+
+@router.get("/proofs/inclusion", summary="Bevis for at en hendelse er med i treet")
+async def inclusion_proof(
+    *,
+    principal: PrincipalDep,
+    checkpoints: CheckpointsDep,
+    seq: Annotated[int, Query(ge=1)],
+    tree_size: Annotated[int, Query(ge=1)],
+) -> JSONResponse:
+    del principal
+    try:
+        return JSONResponse(await checkpoints.inclusion(seq, tree_size))
+    except ProofError as exc:
+        raise Problem(
+            422, "invalid_proof_request", "Sekvensen eller størrelsen ligger utenfor treet."
+        ) from exc
+
+
+@router.get("/proofs/consistency", summary="Bevis for at et senere tre utvider et tidligere")
+async def consistency_proof(
+    *,
+    principal: PrincipalDep,
+    checkpoints: CheckpointsDep,
+    first: Annotated[int, Query(ge=1)],
+    second: Annotated[int, Query(ge=1)],
+) -> JSONResponse:
+    del principal
+    try:
+        return JSONResponse(await checkpoints.consistency(first, second))
+    except ProofError as exc:
+        raise Problem(422, "invalid_proof_request", "Størrelsene ligger utenfor treet.") from exc

@@ -7,15 +7,19 @@ import contextlib
 from pathlib import Path
 
 from stafett_log.api import router
+from stafett_log.checkpoints import Checkpointer
 from stafett_log.handlers import LogService
 from stafett_log.projections import LogProjection
 from stafett_log.settings import LogSettings
 from stafett_shared.access import AccessClient
-from stafett_shared.crypto import FieldCipher
+from stafett_shared.crypto import FieldCipher, load_or_create_signing_key, load_signing_key
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
+from stafett_shared.logging import get_logger
 from stafett_shared.service import Runtime, ServiceSpec, run_service
-from stafett_shared.settings import ServiceSettings
+from stafett_shared.settings import ServiceSettings, SettingsError
+
+_log = get_logger("stafett.log")
 
 
 def _projection(_cipher: FieldCipher, _settings: ServiceSettings) -> LogProjection:
@@ -36,10 +40,38 @@ async def _start(runtime: Runtime) -> None:
             permit_cache_s=settings.permit_cache_s,
         ),
     )
-    runtime.extras.update(
-        log=service, idempotency=IdempotencyStore(sessionmaker(writer(runtime.engine)))
+    if settings.signing_key_file is not None:
+        key = load_signing_key(settings.signing_key_file)
+    elif runtime.settings.production:
+        raise SettingsError("production needs STAFETT_LOG_SIGNING_KEY_FILE")
+    else:
+        key = load_or_create_signing_key(runtime.settings.data_dir / "keys" / "checkpoint.pem")
+    checkpointer = Checkpointer(
+        nc=runtime.nc,
+        sessions=runtime.sessions,
+        writer=sessionmaker(writer(runtime.engine)),
+        projector=runtime.projector,
+        key=key,
+        origin=settings.origin,
+        replicas=runtime.settings.stream_replicas,
     )
-    runtime.extras.setdefault("tasks", [])
+    await checkpointer.ensure_stream()
+    runtime.extras.update(
+        log=service,
+        checkpoints=checkpointer,
+        idempotency=IdempotencyStore(sessionmaker(writer(runtime.engine))),
+    )
+
+    async def checkpoint_loop() -> None:
+        while True:
+            await asyncio.sleep(settings.checkpoint_interval_s)
+            try:
+                await runtime.projector.catch_up()
+                await checkpointer.make()
+            except Exception as exc:  # noqa: BLE001 - the next interval tries again
+                _log.warning("checkpoint_failed", error_type=type(exc).__name__)
+
+    runtime.extras["tasks"] = [asyncio.create_task(checkpoint_loop(), name="log-checkpoints")]
 
 
 async def _stop(runtime: Runtime) -> None:

@@ -1,0 +1,164 @@
+"""Signed checkpoints over the whole EVENTS stream, and inclusion and consistency proofs.
+
+The log service's projection stores every stored message's RFC 9162 leaf hash; a checkpoint
+signs the Merkle root at a tree size (the C2SP tlog-checkpoint format) and is published on
+the ``CHECKPOINTS`` stream, at a fixed interval and on demand. Anyone holding a checkpoint
+and the public key can check that an event is included and that a later checkpoint extends
+an earlier one, without trusting the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.js.errors
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nats.aio.client import Client as NATS
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from stafett_log import merkle
+from stafett_log.checkpoint import Checkpoint, key_id, sign_checkpoint, vkey
+from stafett_log.projections import checkpoints, leaves
+from stafett_shared.db import upsert
+from stafett_shared.projector import Projector
+
+STREAM = "CHECKPOINTS"
+SUBJECT = "stafett.checkpoints"
+
+
+class ProofError(ValueError):
+    """The asked-for proof does not exist (a size beyond the tree, a sequence outside it)."""
+
+
+class Checkpointer:
+    def __init__(
+        self,
+        *,
+        nc: NATS,
+        sessions: async_sessionmaker[AsyncSession],
+        writer: async_sessionmaker[AsyncSession],
+        projector: Projector,
+        key: Ed25519PrivateKey,
+        origin: str,
+        replicas: int = 1,
+    ) -> None:
+        self._js = nc.jetstream()
+        self._sessions = sessions
+        self._writer = writer
+        self._projector = projector
+        self._key = key
+        self.origin = origin
+        self._replicas = replicas
+        public = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public_key = public
+        self.key_id = key_id(origin, public)
+        self.vkey = vkey(origin, public)
+
+    async def ensure_stream(self) -> None:
+        try:
+            await self._js.stream_info(STREAM)
+        except nats.js.errors.NotFoundError:
+            # Made by another instance at the same moment is fine too.
+            with contextlib.suppress(nats.js.errors.BadRequestError):
+                await self._js.add_stream(
+                    StreamConfig(
+                        name=STREAM,
+                        description="Stafett signed checkpoints (append-only)",
+                        subjects=[f"{SUBJECT}.>"],
+                        storage=StorageType.FILE,
+                        discard=DiscardPolicy.NEW,
+                        deny_delete=True,
+                        deny_purge=True,
+                        allow_rollup_hdrs=False,
+                        allow_direct=True,
+                        num_replicas=self._replicas,
+                        duplicate_window=120.0,
+                    )
+                )
+
+    async def _leaves(self, size: int | None = None) -> list[bytes]:
+        stmt = select(leaves.c.leaf_hash).order_by(leaves.c.seq)
+        if size is not None:
+            stmt = stmt.where(leaves.c.seq <= size)
+        async with self._sessions() as session:
+            return [bytes(h) for h in (await session.scalars(stmt)).all()]
+
+    async def make(self) -> dict[str, Any]:
+        """Sign and publish a checkpoint at the read model's current tree size."""
+        hashes = await self._leaves()
+        size = len(hashes)
+        root = merkle.root(hashes)
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), self.origin, self._key)
+        now = datetime.now(UTC)
+        async with self._writer() as session, session.begin():
+            await upsert(
+                session,
+                checkpoints,
+                {"tree_size": size, "root_hash": root, "note": note, "created_at": now},
+                update=False,
+            )
+        await self._js.publish(
+            f"{SUBJECT}.tree",
+            note.encode(),
+            headers={"Nats-Msg-Id": f"checkpoint-{size}-{root.hex()}"},
+        )
+        return self._describe(size, root, note, now)
+
+    def _describe(self, size: int, root: bytes, note: str, when: datetime) -> dict[str, Any]:
+        signature_line = note.rstrip("\n").rsplit("\n", 1)[-1]
+        return {
+            "tree_size": size,
+            "root_hash": base64.b64encode(root).decode(),
+            "time": when,
+            "key_id": self.key_id,
+            "signature": signature_line.rsplit(" ", 1)[-1],
+            "note": note,
+            "origin": self.origin,
+            "vkey": self.vkey,
+        }
+
+    async def latest(self) -> dict[str, Any] | None:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
+                )
+            ).first()
+        if row is None:
+            return None
+        return self._describe(row.tree_size, bytes(row.root_hash), row.note, row.created_at)
+
+    async def inclusion(self, seq: int, tree_size: int) -> dict[str, Any]:
+        hashes = await self._leaves(tree_size)
+        if not 1 <= seq <= tree_size or len(hashes) < tree_size:
+            raise ProofError("the sequence or tree size lies outside the tree")
+        path = merkle.inclusion_proof(seq - 1, hashes)
+        return {
+            "seq": seq,
+            "leaf_index": seq - 1,
+            "tree_size": tree_size,
+            "leaf_hash": base64.b64encode(hashes[seq - 1]).decode(),
+            "root_hash": base64.b64encode(merkle.root(hashes)).decode(),
+            "audit_path": [base64.b64encode(h).decode() for h in path],
+        }
+
+    async def consistency(self, first: int, second: int) -> dict[str, Any]:
+        hashes = await self._leaves(second)
+        if not 1 <= first <= second or len(hashes) < second:
+            raise ProofError("the sizes lie outside the tree")
+        proof = merkle.consistency_proof(first, hashes)
+        return {
+            "first": first,
+            "second": second,
+            "first_root": base64.b64encode(merkle.root(hashes[:first])).decode(),
+            "second_root": base64.b64encode(merkle.root(hashes)).decode(),
+            "proof": [base64.b64encode(h).decode() for h in proof],
+        }

@@ -1,0 +1,168 @@
+"""Tamper evidence end to end: signed checkpoints, proofs, an export an auditor verifies
+offline, and a flipped byte that the verifier names."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from stafett_case.testing import CaseHarness
+from stafett_consent.testing import ConsentHarness
+from stafett_log import merkle
+from stafett_log.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    parse_signed_note,
+    parse_vkey,
+    sign_checkpoint,
+    verify_checkpoint,
+)
+from stafett_log.testing import LogHarness
+
+
+async def _checkpoint(log: LogHarness) -> dict[str, object]:
+    response = await log.client.post("/api/v1/checkpoints", headers=log.auth("admin"))
+    assert response.status_code == 201, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+async def test_checkpoints_proofs_and_an_offline_verifier_catch_a_flipped_byte(
+    consent: ConsentHarness,
+    case_service: CaseHarness,
+    log_service: LogHarness,
+    tmp_path: Path,
+) -> None:
+    log = log_service
+    child_id, _g, body = await consent.register_child(12, [("Mor", True)])
+    await case_service.settle(await consent.store.last_seq())
+    opened = await case_service.open_case(national_id=body["national_id"])
+    await log.runtime.projector.wait_for(opened["seq"], 10)
+    await consent.runtime.projector.wait_for(opened["seq"], 10)
+    for i in range(3):
+        assert (await log.append(opened["id"], text=f"Første runde {i}.")).status_code == 201
+    before = await _checkpoint(log)
+    for i in range(3):
+        assert (await log.append(opened["id"], text=f"Andre runde {i}.")).status_code == 201
+    after = await _checkpoint(log)
+    latest = await log.client.get("/api/v1/checkpoints/latest", headers=log.auth("vgs-vidar"))
+    assert latest.json()["tree_size"] == after["tree_size"]
+
+    vkey = str(after["vkey"])
+    key_name, public_key = parse_vkey(vkey)
+    first = verify_checkpoint(str(before["note"]), key_name, public_key)
+    second = verify_checkpoint(str(after["note"]), key_name, public_key)
+    assert first.tree_size < second.tree_size
+
+    consistency = await log.client.get(
+        f"/api/v1/proofs/consistency?first={first.tree_size}&second={second.tree_size}",
+        headers=log.auth("vgs-vidar"),
+    )
+    proof = [base64.b64decode(h) for h in consistency.json()["proof"]]
+    assert merkle.verify_consistency(
+        first.tree_size, second.tree_size, first.root_hash, second.root_hash, proof
+    )
+    inclusion = await log.client.get(
+        f"/api/v1/proofs/inclusion?seq={opened['seq']}&tree_size={second.tree_size}",
+        headers=log.auth("vgs-vidar"),
+    )
+    body_json = inclusion.json()
+    assert merkle.verify_inclusion(
+        base64.b64decode(body_json["leaf_hash"]),
+        opened["seq"] - 1,
+        second.tree_size,
+        [base64.b64decode(h) for h in body_json["audit_path"]],
+        second.root_hash,
+    )
+    beyond = await log.client.get(
+        f"/api/v1/proofs/inclusion?seq={second.tree_size + 5}&tree_size={second.tree_size}",
+        headers=log.auth("vgs-vidar"),
+    )
+    assert beyond.status_code == 422
+
+    # The auditor exports the stream and verifies it offline against the checkpoint.
+    export = tmp_path / "events.jsonl"
+    note_file = tmp_path / "checkpoint.txt"
+    note_file.write_text(str(after["note"]), encoding="utf-8")
+    env = {
+        **os.environ,
+        "STAFETT_NATS_URL": consent.runtime.settings.nats_url,
+        "STAFETT_DATA_DIR": str(tmp_path),
+    }
+    exported = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "stafett_shared.cli", "audit", "export", str(export)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    good = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "stafett_log.verifier", str(export), str(note_file), vkey],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
+
+    # Flip one byte of a stored log event in a copy of the export.
+    lines = export.read_text(encoding="utf-8").splitlines()
+    target = next(
+        i
+        for i, line in enumerate(lines)
+        if json.loads(line)["subject"].startswith("stafett.ev.log.")
+        and json.loads(line)["seq"] <= second.tree_size
+    )
+    record = json.loads(lines[target])
+    data = bytearray(base64.b64decode(record["data"]))
+    position = data.index(b'"hash":"') + 10
+    data[position] = ord("0") if data[position] != ord("0") else ord("1")
+    record["data"] = base64.b64encode(bytes(data)).decode()
+    lines[target] = json.dumps(record)
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "stafett_log.verifier", str(tampered), str(note_file), vkey],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert bad.returncode == 1
+    assert str(record["seq"]) in bad.stdout + bad.stderr
+    del child_id
+
+
+def test_a_forged_checkpoint_fails_its_signature() -> None:
+    real = Ed25519PrivateKey.generate()
+    forger = Ed25519PrivateKey.generate()
+    note = sign_checkpoint(
+        Checkpoint("stafett.test/log", 10, b"\x01" * 32), "stafett.test/log", real
+    )
+    forged = sign_checkpoint(
+        Checkpoint("stafett.test/log", 10, b"\x02" * 32), "stafett.test/log", forger
+    )
+    public = real.public_key().public_bytes_raw()
+    assert verify_checkpoint(note, "stafett.test/log", public).tree_size == 10
+    with pytest.raises(CheckpointError):
+        verify_checkpoint(forged, "stafett.test/log", public)
+    checkpoint, signatures = parse_signed_note(note)
+    altered = note.replace(
+        base64.b64encode(checkpoint.root_hash).decode(), base64.b64encode(b"\x03" * 32).decode()
+    )
+    with pytest.raises(CheckpointError):
+        verify_checkpoint(altered, "stafett.test/log", public)
+    assert signatures
