@@ -61,6 +61,7 @@ class Checkpointer:
         self.public_key = public
         self.key_id = key_id(origin, public)
         self.vkey = vkey(origin, public)
+        self._range = merkle.CompactRange()
 
     async def ensure_stream(self) -> None:
         try:
@@ -92,10 +93,25 @@ class Checkpointer:
             return [bytes(h) for h in (await session.scalars(stmt)).all()]
 
     async def make(self) -> dict[str, Any]:
-        """Sign and publish a checkpoint at the read model's current tree size."""
-        hashes = await self._leaves()
-        size = len(hashes)
-        root = merkle.root(hashes)
+        """Sign and publish a checkpoint at the read model's current tree size.
+
+        The tree is followed incrementally (a compact range of perfect subtree roots), so a
+        checkpoint reads only the leaves added since the last one.
+        """
+        async with self._sessions() as session:
+            fresh = [
+                bytes(h)
+                for h in (
+                    await session.scalars(
+                        select(leaves.c.leaf_hash)
+                        .where(leaves.c.seq > self._range.size)
+                        .order_by(leaves.c.seq)
+                    )
+                ).all()
+            ]
+        self._range.extend(fresh)
+        size = self._range.size
+        root = self._range.root()
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self.origin, self._key)
         now = datetime.now(UTC)
         async with self._writer() as session, session.begin():
