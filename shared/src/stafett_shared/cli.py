@@ -27,6 +27,17 @@ projections = typer.Typer(help="Lesemodeller (projeksjoner).", no_args_is_help=T
 app.add_typer(projections, name="projections")
 audit = typer.Typer(help="Tilsyn: eksport og kontroll av historikken.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
+notify = typer.Typer(help="Varsler.", no_args_is_help=True)
+app.add_typer(notify, name="notify")
+
+
+@notify.command("redrive")
+def notify_redrive() -> None:
+    """Legg leveranser som har havnet i feilkøen (DLQ) tilbake i arbeidskøen."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stafett_notify", "redrive"], env=dict(os.environ), check=False
+    )
+    raise typer.Exit(result.returncode)
 console = Console()
 err = Console(stderr=True)
 

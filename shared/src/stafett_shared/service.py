@@ -57,6 +57,8 @@ class ServiceSpec:
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
     body_limits: Mapping[str, int] = field(default_factory=dict)  # path prefix -> bytes
+    # Extra process commands (`python -m stafett_<name> <command>`), run on a wired runtime.
+    commands: Mapping[str, Callable[[Runtime], Awaitable[int]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -320,8 +322,11 @@ def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     command = args[0] if args else "serve"
     if command == "rebuild":
         return asyncio.run(_rebuild(spec, settings, service))
+    if command in spec.commands:
+        return asyncio.run(_command(spec, settings, service, command))
     if command != "serve":
-        print(f"usage: python -m stafett_{spec.name} [serve|rebuild]", file=sys.stderr)  # noqa: T201
+        usage = "|".join(["serve", "rebuild", *spec.commands])
+        print(f"usage: python -m stafett_{spec.name} [{usage}]", file=sys.stderr)  # noqa: T201
         return 2
     app = create_app(spec, settings, service)
     uvicorn.run(
@@ -333,6 +338,13 @@ def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
         server_header=False,
     )
     return 0
+
+
+async def _command(
+    spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings, command: str
+) -> int:
+    async with open_runtime(spec, settings, service) as runtime:
+        return await spec.commands[command](runtime)
 
 
 async def _rebuild(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> int:

@@ -1,9 +1,174 @@
-"""Notices: who is told what, on which channel; never the content of a case.
+"""Notices: who is told what, on which channel — never the content of a case.
 
-Pure: decide(state, command) -> events and evolve(state, event) -> state, with no I/O and no
-clock (time is passed in). It imports no I/O library; a test keeps it that way.
+A notice carries the kind of event, a case reference (the case's random id, which identifies
+no child) and a link; never entry text, a name or a national id (DOMAIN.md). Recipients
+follow the rules below; the handler asks the consent service whether each recipient may read
+the case at that moment, and drops those who may not.
+
+Pure: no I/O. Texts are Norwegian (bokmål).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
 CONTEXT = "notify"
+Channel = Literal["inbox", "email", "webhook"]
+CHANNELS: tuple[Channel, ...] = ("inbox", "email", "webhook")
+
+TITLES: Mapping[str, str] = {
+    "handover_requested": "Du er bedt om å overta som stafettholder",
+    "handover_accepted": "Overføringen er godtatt",
+    "handover_declined": "Overføringen er avslått",
+    "entry_appended": "Ny innføring i stafettloggen",
+    "level_raised_to_3": "Saken er løftet til nivå 3",
+    "consent_withdrawn": "Et samtykke er trukket tilbake",
+    "consent_expiring": "Et samtykke utløper om mindre enn 30 dager",
+    "emergency_access": "Noen har tatt nødtilgang til en sak",
+    "deadline_level0_unresolved": "En bekymring på nivå 0 er ikke avklart innen fristen",
+    "deadline_measure_evaluation_soon": "Et tiltak skal evalueres snart",
+    "deadline_measure_evaluation_due": "Et tiltak skulle vært evaluert",
+    "deadline_handover_unanswered": "En overføring har ikke fått svar",
+    "deadline_inactive": "Det er lenge siden noe ble skrevet i saken",
+    "deadline_holder_left_unit": "Stafettholderen har sluttet ved enheten",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFacts:
+    case_id: str
+    holder_id: str
+    unit_id: str
+    level: int
+    team: frozenset[str] = frozenset()
+    unit_leaders: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A notice before the access check: kind, case and who should get it."""
+
+    kind: str
+    case_id: str
+    recipients: frozenset[str]
+    ref_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """The parts of an event the rules look at (type name without prefix and version)."""
+
+    name: str
+    event_id: str
+    subject: str
+    actor: str
+    data: Mapping[str, object] = field(default_factory=dict)
+
+
+def _str(data: Mapping[str, object], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def drafts(event: EventView, case: CaseFacts | None) -> list[Draft]:
+    """The notices one event calls for (before the access check)."""
+    d = event.data
+    case_id = _str(d, "case_id") or event.subject
+    match event.name:
+        case "case.handover_requested":
+            to = _str(d, "to_person_id")
+            return [Draft("handover_requested", case_id, frozenset({to} if to else ()))]
+        case "case.handover_accepted" | "case.handover_declined":
+            sender = _str(d, "from_person_id") or (case.holder_id if case else None)
+            kind = "handover_accepted" if event.name.endswith("accepted") else "handover_declined"
+            return [Draft(kind, case_id, frozenset({sender} if sender else ()))]
+        case "log.entry_appended" | "log.entry_corrected":
+            if case is None:
+                return []
+            readers = frozenset({case.holder_id}) | case.team
+            entry = _str(d, "entry_id")
+            return [Draft("entry_appended", event.subject, readers - {event.actor}, entry)]
+        case "case.level_changed":
+            if case is None or d.get("level") != 3:
+                return []
+            return [Draft("level_raised_to_3", event.subject, case.unit_leaders)]
+        case "consent.withdrawn":
+            if case is None:
+                return []
+            return [
+                Draft(
+                    "consent_withdrawn", case_id, frozenset({case.holder_id}), _str(d, "consent_id")
+                )
+            ]
+        case "consent.emergency_access_granted":
+            return [Draft("emergency_access", case_id, _people(d), _str(d, "grant_id"))]
+        case "case.deadline_due":
+            kind = _str(d, "kind") or "unknown"
+            people = _people(d)
+            if not people and case is not None:
+                people = frozenset({case.holder_id})
+            return [Draft(f"deadline_{kind}", case_id, people, _str(d, "due_on"))]
+    return []
+
+
+def _people(data: Mapping[str, object]) -> frozenset[str]:
+    named = data.get("notify_person_ids")
+    if not isinstance(named, list | tuple):
+        return frozenset()
+    return frozenset(p for p in named if isinstance(p, str))
+
+
+def notice_id(event_id: str, recipient: str, channel: Channel) -> str:
+    """Derived from (event, recipient, channel): a redelivered event yields the same id."""
+    digest = hashlib.sha256(f"{event_id}\x00{recipient}\x00{channel}".encode()).hexdigest()
+    return f"n-{digest[:40]}"
+
+
+def title(kind: str) -> str:
+    return TITLES.get(kind, "Noe har skjedd i en sak du følger")
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What a recipient is told, on any channel: no content, only the kind and a link."""
+
+    notice_id: str
+    recipient: str
+    channel: Channel
+    kind: str
+    case_id: str
+    title: str
+    link: str
+
+    def body_text(self) -> str:
+        return (
+            f"{self.title}.\n\n"
+            f"Saksreferanse: {self.case_id}\n"
+            f"Åpne saken i Stafett: {self.link}\n\n"
+            "Denne meldingen inneholder ingen opplysninger fra saken. "
+            "Logg inn for å lese mer.\n"
+        )
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "id": self.notice_id,
+            "kind": self.kind,
+            "case_id": self.case_id,
+            "title": self.title,
+            "link": self.link,
+        }
+
+
+def channels_for(
+    preferences: Mapping[str, bool], has_email: bool, has_webhook: bool
+) -> Sequence[Channel]:
+    """The inbox always; e-mail and webhooks when the person asked for them."""
+    chosen: list[Channel] = ["inbox"]
+    if preferences.get("email") and has_email:
+        chosen.append("email")
+    if preferences.get("webhook") and has_webhook:
+        chosen.append("webhook")
+    return chosen

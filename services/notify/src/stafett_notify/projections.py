@@ -1,25 +1,328 @@
-"""Read models of the notify service and the projection that keeps them."""
+"""Read models of the notify service and the projection that turns events into deliveries.
+
+The projection keeps the facts the recipient rules need (holder, team, unit leaders,
+consents) and, for every notice, writes one outbox row per channel. The outbox, inbox,
+deliveries, preferences and webhooks are not projection tables: a rebuild recomputes the
+facts and leaves what was sent alone, and an outbox row's id is derived from (event,
+recipient, channel), so replaying an event never queues a delivery twice.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stafett_notify import domain
+from stafett_shared.access import AccessClient, AccessUnavailable
+from stafett_shared.auth import Principal
+from stafett_shared.db import upsert
+from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.projector import Projection
 
 metadata = MetaData()
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", String(26), primary_key=True),
+    Column("holder_id", String(64), nullable=False),
+    Column("unit_id", String(64), nullable=False),
+    Column("level", Integer, nullable=False),
+)
+team = Table(
+    "team",
+    metadata,
+    Column("case_id", String(26), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+)
+roles = Table(
+    "roles",
+    metadata,
+    Column("person_id", String(64), primary_key=True),
+    Column("unit_id", String(64), primary_key=True),
+    Column("role", String(32), primary_key=True),
+)
+consents = Table(
+    "consents",
+    metadata,
+    Column("consent_id", String(26), primary_key=True),
+    Column("case_id", String(26), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+)
+
+state_metadata = MetaData()
+outbox = Table(
+    "outbox",
+    state_metadata,
+    Column("delivery_id", String(48), primary_key=True),
+    Column("notice_id", String(48), nullable=False),
+    Column("recipient", String(64), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("webhook_id", String(26), nullable=True),
+    Column("kind", String(64), nullable=False),
+    Column("case_id", String(26), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("queued", Boolean, nullable=False, default=False),
+    Index("ix_outbox_queued", "queued"),
+)
+inbox = Table(
+    "inbox",
+    state_metadata,
+    Column("notice_id", String(48), primary_key=True),
+    Column("recipient", String(64), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("case_id", String(26), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("link", String(300), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("read_at", DateTime(timezone=True), nullable=True),
+    Index("ix_inbox_recipient", "recipient", "created_at"),
+)
+deliveries = Table(
+    "deliveries",
+    state_metadata,
+    Column("delivery_id", String(48), primary_key=True),
+    Column("channel", String(8), nullable=False),
+    Column("recipient", String(64), nullable=False),
+    Column("webhook_id", String(26), nullable=True, index=True),
+    Column("status", String(16), nullable=False),  # delivered | retrying | dead | digest
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", String(200), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+preferences = Table(
+    "preferences",
+    state_metadata,
+    Column("person_id", String(64), primary_key=True),
+    Column("email", Boolean, nullable=False),
+    Column("webhook", Boolean, nullable=False),
+    Column("daily_digest", Boolean, nullable=False),
+    Column("email_address", Text, nullable=True),  # encrypted with the person's key
+)
+webhooks = Table(
+    "webhooks",
+    state_metadata,
+    Column("webhook_id", String(26), primary_key=True),
+    Column("owner_id", String(64), nullable=False, index=True),
+    Column("url", String(500), nullable=False),
+    Column("secret", Text, nullable=False),  # encrypted with the owner's key
+    Column("event_types", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+digest_queue = Table(
+    "digest_queue",
+    state_metadata,
+    Column("delivery_id", String(48), primary_key=True),
+    Column("recipient", String(64), nullable=False, index=True),
+    Column("title", String(200), nullable=False),
+    Column("link", String(300), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+)
+
+
+def webhook_delivery_id(notice_id: str, webhook_id: str) -> str:
+    return "w-" + hashlib.sha256(f"{notice_id}\x00{webhook_id}".encode()).hexdigest()[:40]
 
 
 class NotifyProjection(Projection):
-    """Applies the events this service reads to its tables."""
+    """Keeps recipient facts and writes the outbox for every notice an event calls for."""
 
     name = "notify"
     tables = tuple(metadata.sorted_tables)
 
-    async def apply(
-        self, session: AsyncSession, commit: StoredCommit  # noqa: ARG002
+    def __init__(self, access: AccessClient | None = None, link_base: str = "") -> None:
+        self.access = access
+        self.link_base = link_base.rstrip("/")
+
+    async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
+        for event in commit.events:
+            await self._facts(session, event)
+            if self.access is not None:
+                await self._notices(session, event, commit.seq)
+
+    async def _facts(self, session: AsyncSession, event: CloudEvent) -> None:
+        d = event.data
+        name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
+        case_id = event.subject
+        match name:
+            case "case.opened":
+                await upsert(
+                    session,
+                    cases,
+                    {
+                        "case_id": case_id,
+                        "holder_id": d["holder"]["person_id"],
+                        "unit_id": d["unit_id"],
+                        "level": d["level"],
+                    },
+                )
+            case "case.level_changed":
+                await session.execute(
+                    update(cases).where(cases.c.case_id == case_id).values(level=d["level"])
+                )
+            case "case.team_member_added":
+                await upsert(session, team, {"case_id": case_id, "person_id": d["person_id"]})
+            case "case.team_member_removed":
+                await session.execute(
+                    delete(team).where(
+                        team.c.case_id == case_id, team.c.person_id == d["person_id"]
+                    )
+                )
+            case "case.handover_accepted":
+                await session.execute(
+                    update(cases)
+                    .where(cases.c.case_id == case_id)
+                    .values(holder_id=d["to_person_id"], unit_id=d["to_unit_id"])
+                )
+            case "directory.role_granted":
+                await upsert(
+                    session,
+                    roles,
+                    {"person_id": d["person_id"], "unit_id": d["unit_id"], "role": d["role"]},
+                )
+            case "directory.role_ended":
+                await session.execute(
+                    delete(roles).where(
+                        roles.c.person_id == d["person_id"],
+                        roles.c.unit_id == d["unit_id"],
+                        roles.c.role == d["role"],
+                    )
+                )
+            case "consent.requested":
+                await upsert(
+                    session,
+                    consents,
+                    {
+                        "consent_id": d["consent_id"],
+                        "case_id": d["case_id"],
+                        "status": "pending",
+                        "valid_until": datetime.fromisoformat(
+                            str(d["valid_until"]).replace("Z", "+00:00")
+                        ),
+                    },
+                )
+            case "consent.activated" | "consent.withdrawn" | "consent.expired" | "consent.refused":
+                await session.execute(
+                    update(consents)
+                    .where(consents.c.consent_id == d["consent_id"])
+                    .values(
+                        status={"activated": "active"}.get(name.split(".")[1], name.split(".")[1])
+                    )
+                )
+
+    async def case_facts(self, session: AsyncSession, case_id: str) -> domain.CaseFacts | None:
+        row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+        if row is None:
+            return None
+        members = (
+            await session.scalars(select(team.c.person_id).where(team.c.case_id == case_id))
+        ).all()
+        leaders = (
+            await session.scalars(
+                select(roles.c.person_id).where(
+                    roles.c.unit_id == row.unit_id, roles.c.role == "leader"
+                )
+            )
+        ).all()
+        return domain.CaseFacts(
+            row.case_id,
+            row.holder_id,
+            row.unit_id,
+            row.level,
+            frozenset(members),
+            frozenset(leaders),
+        )
+
+    async def _notices(self, session: AsyncSession, event: CloudEvent, seq: int) -> None:
+        name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
+        view = domain.EventView(name, event.id, event.subject, event.actor, event.data)
+        case_id = str(event.data.get("case_id") or event.subject).removesuffix("-deadlines")
+        facts = await self.case_facts(session, case_id)
+        for draft in domain.drafts(view, facts):
+            for recipient in sorted(draft.recipients):
+                await self._queue(session, draft, case_id, recipient, event, seq)
+
+    async def _queue(  # noqa: PLR0917 - one notice's parts
+        self,
+        session: AsyncSession,
+        draft: domain.Draft,
+        case_id: str,
+        recipient: str,
+        event: CloudEvent,
+        seq: int,
     ) -> None:
-        # The read models arrive with the service's domain; until then the projection only
-        # advances its position, so readiness and rebuild already work end to end.
-        return None
+        assert self.access is not None
+        person = Principal(kind="person", id=recipient, issuer="stafett")
+        try:
+            decision = await self.access.check(person, "case:read", case_id, min_seq=seq)
+        except AccessUnavailable:
+            raise  # the projector retries the commit: no notice is decided without an answer
+        if not decision.permitted:
+            return  # no basis to read the case, no notice about it
+        prefs = (
+            await session.execute(select(preferences).where(preferences.c.person_id == recipient))
+        ).first()
+        hooks = (
+            await session.execute(select(webhooks).where(webhooks.c.owner_id == recipient))
+        ).all()
+        wanted = domain.channels_for(
+            {"email": bool(prefs and prefs.email), "webhook": bool(prefs and prefs.webhook)},
+            has_email=bool(prefs and prefs.email_address),
+            has_webhook=bool(hooks),
+        )
+        now = datetime.now(UTC)
+        for channel in wanted:
+            notice = domain.notice_id(event.id, recipient, channel)
+            targets: list[tuple[str, str | None]] = [(notice, None)]
+            if channel == "webhook":
+                targets = [
+                    (webhook_delivery_id(notice, h.webhook_id), h.webhook_id)
+                    for h in hooks
+                    if not h.event_types or draft.kind in h.event_types
+                ]
+            for delivery_id, webhook_id in targets:
+                await upsert(
+                    session,
+                    outbox,
+                    {
+                        "delivery_id": delivery_id,
+                        "notice_id": notice,
+                        "recipient": recipient,
+                        "channel": channel,
+                        "webhook_id": webhook_id,
+                        "kind": draft.kind,
+                        "case_id": case_id,
+                        "event_id": event.id,
+                        "created_at": now,
+                        "queued": False,
+                    },
+                    update=False,
+                )
+
+    def link(self, case_id: str) -> str:
+        return f"{self.link_base}/saker/{case_id}"
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)
