@@ -49,6 +49,7 @@ def deliverer(runtime: Runtime) -> Deliverer:
         retry=RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_cap_s),
         link_base=settings.link_base,
         replicas=runtime.settings.stream_replicas,
+        ack_wait_s=settings.ack_wait_s,
     )
 
 

@@ -111,6 +111,7 @@ class Deliverer:
         link_base: str,
         http: httpx.AsyncClient | None = None,
         replicas: int = 1,
+        ack_wait_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._nc = nc
@@ -123,6 +124,7 @@ class Deliverer:
         self._link_base = link_base.rstrip("/")
         self._http = http or httpx.AsyncClient(timeout=10.0)
         self._replicas = replicas
+        self._ack_wait = ack_wait_s
         self._clock = clock
         self._wake = asyncio.Event()
 
@@ -157,7 +159,8 @@ class Deliverer:
                     ConsumerConfig(
                         durable_name=CONSUMER,
                         ack_policy=AckPolicy.EXPLICIT,
-                        ack_wait=60,
+                        # A message a crashed worker held comes back after this long.
+                        ack_wait=self._ack_wait,
                         max_deliver=self._retry.max_attempts + 1,
                     ),
                 )

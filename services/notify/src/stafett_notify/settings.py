@@ -26,3 +26,4 @@ class NotifySettings(ServiceSettings):
     expiry_warning_days: int = Field(default=30, ge=1, le=120)
     expiry_check_interval_s: float = Field(default=3600.0, ge=1.0)
     permit_cache_s: float = Field(default=1.0, ge=0.0, le=1.0)
+    ack_wait_s: float = Field(default=30.0, ge=1.0, le=3600.0)
