@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -68,6 +69,12 @@ def _verify_signature(headers: dict[str, str], body: bytes) -> bool:
     parts = dict(p.split("=", 1) for p in headers["Stafett-Signature"].split(","))
     expected = hmac.new(SECRET.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256)
     return hmac.compare_digest(parts["v1"], expected.hexdigest())
+
+
+def _text(message: Message) -> str:
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode("utf-8")
 
 
 async def _wait(condition: Any, timeout: float = 20.0) -> None:
@@ -240,7 +247,8 @@ async def test_a_realistic_mix_of_events_notifies_the_right_people_and_leaks_not
         "Eleven virker sliten",
     ]
     delivered: list[str] = [json.dumps([tuple(str(v) for v in r) for r in rows])]
-    delivered += [m.as_string() for m in mailbox[1].messages]
+    # Decode the transfer encoding, or quoted-printable would hide a leaked "ø".
+    delivered += [str(dict(m.items())) + _text(m) for m in mailbox[1].messages]
     delivered += [body.decode() for _h, body in receiver.calls]
     for text in delivered:
         for secret in secrets:
@@ -415,3 +423,59 @@ async def test_inbox_lists_and_marks_read_for_the_owner_only(
     )
     assert item["id"] not in [i["id"] for i in unread.json()["items"]]
     assert datetime.now(UTC)
+
+
+async def test_a_daily_digest_gathers_the_days_notices_in_one_mail(
+    consent: ConsentHarness,
+    case_service: CaseHarness,
+    log_service: LogHarness,
+    notify_service: NotifyHarness,
+    mailbox: tuple[int, Mailbox],
+    receiver: Receiver,
+) -> None:
+    notify = notify_service
+    world = await _world(consent, case_service, log_service, notify, receiver)
+    rektor = notify.auth("rektor-siljan")
+    prefs = await notify.client.put(
+        "/api/v1/preferences",
+        json={
+            "channels": {"inbox": True, "email": True},
+            "email_address": "rektor@siljan.kommune.no",
+            "daily_digest": True,
+        },
+        headers=rektor,
+    )
+    assert prefs.status_code == 200
+    assert (await notify.client.get("/api/v1/preferences", headers=rektor)).json()[
+        "daily_digest"
+    ] is True
+    await case_service.client.post(
+        f"/api/v1/cases/{world['case_id']}/team",
+        json={"person_id": "rektor-siljan", "unit_id": "siljan-ungdomsskole"},
+        headers=case_service.auth("ann-kristin-allum"),
+    )
+    await _settled(consent, case_service, log_service)
+    for i in range(2):
+        assert (await log_service.append(world["case_id"], text=f"Notat {i}.")).status_code == 201
+    await notify.settle(await consent.store.last_seq())
+
+    async def queued() -> bool:
+        async with notify.runtime.sessions() as session:
+            statuses = (
+                await session.scalars(
+                    select(deliveries.c.status).where(
+                        deliveries.c.recipient == "rektor-siljan", deliveries.c.channel == "email"
+                    )
+                )
+            ).all()
+        return list(statuses) == ["digest", "digest"]
+
+    await _wait(queued)
+    before = len(mailbox[1].messages)
+    assert await notify.runtime.extras["delivery"].send_digests() == 1
+    assert await notify.runtime.extras["delivery"].send_digests() == 0
+    (digest,) = mailbox[1].messages[before:]
+    assert digest["To"] == "rektor@siljan.kommune.no"
+    text = _text(digest)
+    assert text.count("Ny innføring i stafettloggen") == 2
+    assert "Notat" not in text
