@@ -38,6 +38,8 @@ def notify_redrive() -> None:
         [sys.executable, "-m", "stafett_notify", "redrive"], env=dict(os.environ), check=False
     )
     raise typer.Exit(result.returncode)
+
+
 console = Console()
 err = Console(stderr=True)
 

@@ -20,6 +20,7 @@ from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from stafett_shared.db import position_table, sessionmaker, upsert, writer
+from stafett_shared.envelope import CloudEvent, encode_commit
 from stafett_shared.eventstore import EventStore, StoredCommit, StoreUnavailable
 from stafett_shared.logging import get_logger
 from stafett_shared.telemetry import start_consumer_span
@@ -66,6 +67,7 @@ class Projector:
         self.store = store
         self.engine = engine
         self._sessions: async_sessionmaker[AsyncSession] = sessionmaker(writer(engine))
+        self._readers: async_sessionmaker[AsyncSession] = sessionmaker(engine)
         self._batch = batch
         self._idle_poll = idle_poll_s
         self._lock = asyncio.Lock()
@@ -83,7 +85,7 @@ class Projector:
     # --- position -------------------------------------------------------------------------
 
     async def position(self) -> int:
-        async with self._sessions() as session:
+        async with self._readers() as session:
             value = await session.scalar(
                 select(position_table.c.last_seq).where(position_table.c.name == self.name)
             )
@@ -170,6 +172,19 @@ class Projector:
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
 
+    async def apply_own(self, subject: str, seq: int, events: Sequence[CloudEvent]) -> int:
+        """Read-your-writes: apply a commit this process just appended, from what it sent
+        (the stored bytes are the canonical encoding of the same events)."""
+        commit = StoredCommit(
+            seq=seq,
+            subject=subject,
+            data=encode_commit(events),
+            headers={},
+            time=None,
+            events=tuple(events),
+        )
+        return await self.apply_commits([commit])
+
     async def catch_up(self) -> int:
         """Apply everything the stream holds now; returns the position reached."""
         self._stream_last_seq = max(self._stream_last_seq, await self.store.last_seq())
@@ -231,6 +246,8 @@ class Projector:
                     if self.stopping():
                         return
                     self._stream_last_seq = max(self._stream_last_seq, commits[-1].seq)
+                    if commits[-1].seq <= self.known_position:
+                        continue  # a writer applied these already (read-your-writes)
                     await self.apply_commits(commits)
             except asyncio.CancelledError:
                 raise

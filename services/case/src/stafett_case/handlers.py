@@ -162,15 +162,16 @@ class CaseService:
                     subject, envelopes, expected_version=version, idempotency_key=idempotency_key
                 )
                 seq = result.seq
+                await self.projector.apply_own(subject, seq, envelopes)
             except DuplicateAppend as repeat:
                 seq = repeat.seq
+                await self.projector.catch_up()
             except ConcurrencyConflict:
                 if if_match is not None:
                     raise HandlerError(
                         409, "version_conflict", "Saken er endret av noen andre."
                     ) from None
                 continue
-            await self.projector.catch_up()
             after = state
             for event in events:
                 after = domain.evolve(after, event)

@@ -129,9 +129,10 @@ class ConsentService:
                 subject, events, expected_version=expected, idempotency_key=key
             )
             seq = result.seq
+            await self.projector.apply_own(subject, seq, events)
         except DuplicateAppend as repeat:
             seq = repeat.seq
-        await self.projector.catch_up()
+            await self.projector.catch_up()
         return seq
 
     async def _require(

@@ -125,18 +125,26 @@ class LogService:
         chosen = candidates[0]
         return domain.Author(person_id=principal.id, role=chosen.role, unit_id=chosen.unit_id)
 
-    async def _state(self, case_id: str) -> tuple[domain.LogState, int, str]:
+    async def _state(self, case_id: str, refers_to: str | None) -> tuple[domain.LogState, int, str]:
+        """The chain head, and the one entry a command refers to (the rules need no more)."""
         async with self.sessions() as session:
             head = (
                 await session.execute(select(chains).where(chains.c.case_id == case_id))
             ).first()
             rows = (
-                await session.execute(
-                    select(
-                        entries.c.entry_id, entries.c.kind, entries.c.category, entries.c.retracted
-                    ).where(entries.c.case_id == case_id)
-                )
-            ).all()
+                (
+                    await session.execute(
+                        select(
+                            entries.c.entry_id,
+                            entries.c.kind,
+                            entries.c.category,
+                            entries.c.retracted,
+                        ).where(entries.c.case_id == case_id, entries.c.entry_id == refers_to)
+                    )
+                ).all()
+                if refers_to
+                else []
+            )
         state = domain.LogState(
             case_id=case_id,
             entries={
@@ -169,7 +177,12 @@ class LogService:
         subject = self.store.subject("log", case_id)
         async with self._locks[case_id]:
             for _attempt in range(MAX_RETRIES):
-                state, head_seq, head_hash = await self._state(case_id)
+                refers_to = (
+                    getattr(command, "corrects_entry_id", None)
+                    or getattr(command, "retracts_entry_id", None)
+                    or (command.entry_id if isinstance(command, domain.RestrictEntry) else None)
+                )
+                state, head_seq, head_hash = await self._state(case_id, refers_to)
                 now = self.clock()
                 try:
                     events = domain.decide(state, facts, command, now)
@@ -194,7 +207,7 @@ class LogService:
                 except ConcurrencyConflict:
                     await self.projector.catch_up()  # another writer moved the chain on
                     continue
-                await self.projector.catch_up()
+                await self.projector.apply_own(subject, seq, [event])
                 return Appended(str(getattr(payload, "entry_id", "")), seq, event.hash or "")
         raise HandlerError(409, "conflict", "Loggen skrives av mange samtidig; prøv igjen.")
 
