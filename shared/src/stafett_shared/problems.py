@@ -22,7 +22,9 @@ __all__ = [
     "BodySizeLimitMiddleware",
     "Problem",
     "install_problem_handlers",
+    "not_visible",
     "problem_response",
+    "unavailable",
 ]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -78,6 +80,17 @@ class Problem(Exception):
         self.title = title or _TITLES.get(code) or _TITLES[_STATUS_CODES.get(status, "bad_request")]
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+
+
+def not_visible() -> Problem:
+    """404 for a resource that does not exist *or* that the caller has no basis to see: the
+    answer never reveals that a case exists (CONTRACT.md)."""
+    return Problem(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
+
+
+def unavailable(detail: str = "En tjeneste Stafett trenger svarer ikke; prøv igjen.") -> Problem:
+    """503 with ``Retry-After``: a dependency is down or a read model is behind."""
+    return Problem(503, "unavailable", detail, headers={"Retry-After": "1"})
 
 
 def problem_response(

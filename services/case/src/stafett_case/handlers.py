@@ -32,29 +32,24 @@ from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.nationalid import InvalidNationalId, parse_national_id
+from stafett_shared.problems import Problem, not_visible
+from stafett_shared.problems import unavailable as unavailable_problem
 from stafett_shared.projector import Projector
 from stafett_shared.telemetry import current_traceparent
 
 MAX_RETRIES = 5
 
 
-class HandlerError(Exception):
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None):
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.headers = headers or {}
+# Refusals are problem documents; the API renders them as they are.
+HandlerError = Problem
 
 
-def not_found() -> HandlerError:
-    return HandlerError(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
+def not_found() -> Problem:
+    return not_visible()
 
 
-def unavailable() -> HandlerError:
-    return HandlerError(
-        503, "unavailable", "Tilgangskontrollen svarer ikke; prøv igjen.", {"Retry-After": "1"}
-    )
+def unavailable() -> Problem:
+    return unavailable_problem("Tilgangskontrollen svarer ikke; prøv igjen.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,25 +36,20 @@ from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.nationalid import InvalidNationalId, parse_national_id
+from stafett_shared.problems import Problem, not_visible
 from stafett_shared.projector import Projector
 from stafett_shared.telemetry import current_traceparent
 
 MAX_RETRIES = 5
 
 
-class HandlerError(Exception):
-    """Refusal by the application layer; rendered as problem+json."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
+# Refusals are problem documents; the API renders them as they are.
+HandlerError = Problem
 
 
-def _forbidden() -> HandlerError:
+def _forbidden() -> Problem:
     # 404, not 403: a refusal must not reveal that the case exists (CONTRACT.md).
-    return HandlerError(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
+    return not_visible()
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,8 @@ from stafett_shared.eventstore import (
     commit_payloads,
 )
 from stafett_shared.ids import new_id
+from stafett_shared.problems import Problem, not_visible
+from stafett_shared.problems import unavailable as unavailable_problem
 from stafett_shared.projector import Projector
 from stafett_shared.telemetry import current_traceparent
 
@@ -35,23 +37,16 @@ MAX_RETRIES = 20
 FAMILY = frozenset({"guardian", "self"})
 
 
-class HandlerError(Exception):
-    def __init__(
-        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.headers = headers or {}
+# Refusals are problem documents; the API renders them as they are.
+HandlerError = Problem
 
 
-def not_found() -> HandlerError:
-    return HandlerError(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
+def not_found() -> Problem:
+    return not_visible()
 
 
-def unavailable(detail: str = "Tilgangskontrollen svarer ikke; prøv igjen.") -> HandlerError:
-    return HandlerError(503, "unavailable", detail, {"Retry-After": "1"})
+def unavailable(detail: str = "Tilgangskontrollen svarer ikke; prøv igjen.") -> Problem:
+    return unavailable_problem(detail)
 
 
 @dataclass(frozen=True, slots=True)
