@@ -443,3 +443,20 @@ def test_the_verifier_runs_as_a_module_without_the_service_stack(
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: ")
     assert "loaded: []" in result.stdout
+
+
+def test_the_services_chain_check_names_the_first_broken_link() -> None:
+    from stafett_log.chain import GENESIS, chain_hash, verify_chain
+
+    head = GENESIS
+    links = []
+    for i in range(5):
+        event = {"id": f"e{i}", "subject": "case", "data": {"n": i}, "prevhash": head}
+        event["hash"] = chain_hash(head, event)
+        head = str(event["hash"])
+        links.append((10 + i, event))
+    assert verify_chain(links).ok
+    tampered = [(seq, dict(event)) for seq, event in links]
+    tampered[2][1]["data"] = {"n": 99}
+    report = verify_chain(tampered)
+    assert (report.ok, report.broken_seq, report.entries) == (False, 12, 2)

@@ -24,12 +24,11 @@ def chain_hash(prevhash: str, event: Mapping[str, Any]) -> str:
     return hashlib.sha256(bytes.fromhex(prevhash) + canonical_json(body)).hexdigest()
 
 
-def _fast_canonical(value: Any) -> bytes:
-    # The same bytes as canonical_json for values read back from a stored message (which
-    # were checked when written); verifying skips the check, not the form.
-    return json.dumps(
-        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-    ).encode("utf-8")
+# The same bytes as canonical_json for values read back from a stored message (which were
+# checked when written): verifying skips the check, not the form.
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +44,14 @@ def verify_chain(links: Iterable[tuple[int, Mapping[str, Any]]]) -> ChainReport:
     """Check ``(stream seq, event dict)`` pairs of one case in order; name the first break."""
     head = GENESIS
     count = 0
+    encode = _ENCODER.encode
+    sha256 = hashlib.sha256
     for seq, event in links:
         if event.get("prevhash") != head:
             return ChainReport(False, count, head, seq, "prevhash does not match the previous hash")
-        body = {k: v for k, v in event.items() if k != "hash"}
-        link = hashlib.sha256(bytes.fromhex(head) + _fast_canonical(body)).hexdigest()
+        body = dict(event)
+        body.pop("hash", None)
+        link = sha256(bytes.fromhex(head) + encode(body).encode("utf-8")).hexdigest()
         if event.get("hash") != link:
             return ChainReport(False, count, head, seq, "hash does not match the event")
         head = str(event["hash"])

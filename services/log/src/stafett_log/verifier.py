@@ -157,14 +157,31 @@ def _read_record(line: str) -> tuple[int, str, bytes]:
     return seq, subject, body
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def _canonical(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def event_hash(prevhash: str, event: dict[str, Any]) -> str:
     """hex SHA-256(bytes.fromhex(prevhash) ‖ canonical JSON of ``event`` without ``hash``)."""
-    unhashed = {key: value for key, value in event.items() if key != "hash"}
+    unhashed = dict(event)
+    unhashed.pop("hash", None)
     return hashlib.sha256(bytes.fromhex(prevhash) + _canonical(unhashed)).hexdigest()
+
+
+class _Where:
+    """Names an event in a problem's detail; formatted only when a problem is noted."""
+
+    __slots__ = ("event", "position")
+
+    def __init__(self, position: int, event: dict[str, Any]) -> None:
+        self.position = position
+        self.event = event
+
+    def __format__(self, spec: str) -> str:
+        return f"event {self.position} ({self.event.get('id', 'no id')})"
 
 
 class _Chains:
@@ -190,7 +207,7 @@ class _Chains:
 
         for position, event in enumerate(events, start=1):
             self.events += 1
-            where = f"event {position} ({event.get('id', 'no id')})"
+            where = _Where(position, event)
             prevhash, stored = event.get("prevhash"), event.get("hash")
             head = self.heads.get(subject, GENESIS)
             if not isinstance(prevhash, str) or not isinstance(stored, str):
