@@ -100,6 +100,9 @@ def up(
     except KeyboardInterrupt:
         stopping = True
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the shutdown short and orphan the services.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         console.print("Stopper …" if stopping else "")
         system.stop()
         console.print("Stoppet.")

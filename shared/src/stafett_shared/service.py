@@ -36,7 +36,7 @@ from stafett_shared.projector import Projection, Projector
 from stafett_shared.settings import CommonSettings, ServiceSettings
 from stafett_shared.telemetry import FASTAPI_TELEMETRY, TracingMiddleware, configure_tracing
 
-__all__ = ["Runtime", "ServiceSpec", "connect_nats", "create_app", "run_service"]
+__all__ = ["Runtime", "ServiceSpec", "connect_nats", "create_app", "run_service", "stop_tasks"]
 
 _log = get_logger("stafett.service")
 
@@ -77,6 +77,17 @@ class Runtime:
     projector: Projector
     verifier: TokenVerifier
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+async def stop_tasks(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel background tasks until they end: a library's ``wait_for`` can swallow one
+    cancellation (Python 3.11) when it lands as the awaited message arrives."""
+    for task in tasks:
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
 
 
 async def connect_nats(settings: CommonSettings, name: str, *, wait_s: float = 30.0) -> NATS:
@@ -171,8 +182,12 @@ async def open_runtime(
         )
     finally:
         await verifier.aclose()
+        # Drain briefly, then close: a shutdown must not wait on a subscriber that hangs.
         with contextlib.suppress(Exception):
-            await nc.drain()
+            async with asyncio.timeout(3):
+                await nc.drain()
+        with contextlib.suppress(Exception):
+            await nc.close()
         await engine.dispose()
 
 

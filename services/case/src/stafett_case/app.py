@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 from stafett_case.api import router
@@ -16,7 +15,7 @@ from stafett_shared.crypto import BlindIndex, FieldCipher, load_or_create_kek
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
-from stafett_shared.service import Runtime, ServiceSpec, run_service
+from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings
 
 _log = get_logger("stafett.case")
@@ -72,10 +71,7 @@ async def _start(runtime: Runtime) -> None:
 
 
 async def _stop(runtime: Runtime) -> None:
-    for task in runtime.extras.get("tasks", []):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(runtime.extras.get("tasks", []))
 
 
 SPEC = ServiceSpec(

@@ -20,7 +20,7 @@ from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
 from stafett_shared.projector import ProjectionBehind
 from stafett_shared.rpc import RpcRemoteError, serve
-from stafett_shared.service import Runtime, ServiceSpec, run_service
+from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings
 
 _log = get_logger("stafett.consent")
@@ -162,10 +162,7 @@ async def _start(runtime: Runtime) -> None:
 
 
 async def _stop(runtime: Runtime) -> None:
-    for task in runtime.extras.get("tasks", []):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(runtime.extras.get("tasks", []))
     for subscription in runtime.extras.get("subscriptions", []):
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 from stafett_log.api import router
@@ -16,7 +15,7 @@ from stafett_shared.crypto import FieldCipher, load_or_create_signing_key, load_
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
-from stafett_shared.service import Runtime, ServiceSpec, run_service
+from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings, SettingsError
 
 _log = get_logger("stafett.log")
@@ -75,10 +74,7 @@ async def _start(runtime: Runtime) -> None:
 
 
 async def _stop(runtime: Runtime) -> None:
-    for task in runtime.extras.get("tasks", []):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(runtime.extras.get("tasks", []))
 
 
 SPEC = ServiceSpec(

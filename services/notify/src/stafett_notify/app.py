@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from stafett_shared.crypto import FieldCipher
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.logging import get_logger
-from stafett_shared.service import Runtime, ServiceSpec, run_service
+from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings
 
 _log = get_logger("stafett.notify")
@@ -138,10 +137,7 @@ async def _start(runtime: Runtime) -> None:
 
 
 async def _stop(runtime: Runtime) -> None:
-    for task in runtime.extras.get("tasks", []):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(runtime.extras.get("tasks", []))
 
 
 async def _redrive(runtime: Runtime) -> int:

@@ -225,13 +225,17 @@ class Deliverer:
         while True:
             try:
                 sub = await self._js.pull_subscribe_bind(CONSUMER, stream=WORK_STREAM)
-                while True:
-                    try:
-                        messages = await sub.fetch(batch, timeout=1.0)
-                    except nats.errors.TimeoutError:
-                        continue
-                    for msg in messages:
-                        await self.handle(msg)
+                try:
+                    while True:
+                        try:
+                            messages = await sub.fetch(batch, timeout=1.0)
+                        except nats.errors.TimeoutError:
+                            continue
+                        for msg in messages:
+                            await self.handle(msg)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - reconnect and go on
