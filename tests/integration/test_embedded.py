@@ -22,7 +22,9 @@ from stafett_shared.testing.events import make_event
 
 
 @pytest.mark.slow
-def test_the_embedded_system_starts_nats_and_four_ready_services(tmp_path: Path) -> None:
+def test_the_embedded_system_starts_nats_and_four_ready_services(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ports = {name: free_port() for name in SERVICES}
     system = EmbeddedSystem(tmp_path / "data", nats_port=free_port(), ports=ports)
     system.start(ready_timeout_s=120)
@@ -43,6 +45,23 @@ def test_the_embedded_system_starts_nats_and_four_ready_services(tmp_path: Path)
                 assert name in openapi["info"]["title"].lower() or openapi["info"]["title"]
         for service in system.running:
             assert service.process.poll() is None
+        # stafett demo writes a region and a few cases through the public API.
+        monkeypatch.setenv("STAFETT_DATA_DIR", str(tmp_path / "data"))
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        demo = CliRunner().invoke(
+            app,
+            [
+                "demo",
+                "--case-url",
+                urls["case"],
+                "--log-url",
+                urls["log"],
+                "--consent-url",
+                urls["consent"],
+            ],
+        )
+        assert demo.exit_code == 0, demo.output
+        assert "Sak på nivå 1" in demo.output
     finally:
         system.stop()
     assert all(p.process.poll() is not None for p in system.running) or not system.running

@@ -135,6 +135,33 @@ def _load_region(
 
 
 @app.command()
+def demo(
+    region: Annotated[Path, typer.Option(help="Regionsdokument.")] = Path("data/grenland.yaml"),
+    case_url: Annotated[str, typer.Option(help="Sakstjenesten.")] = "http://127.0.0.1:8101",
+    log_url: Annotated[str, typer.Option(help="Loggtjenesten.")] = "http://127.0.0.1:8102",
+    consent_url: Annotated[str, typer.Option(help="Samtykketjenesten.")] = (
+        "http://127.0.0.1:8103"
+    ),
+) -> None:
+    """Last demoregionen og noen saker inn i en kjørende Stafett (utvikling)."""
+    from stafett_shared.demo import DemoError, load_demo
+
+    settings = CommonSettings()
+    if settings.production or not settings.dev_issuer_enabled:
+        err.print("[red]Demo er for utvikling; utviklingsutstederen er slått av.[/red]")
+        raise typer.Exit(2)
+    try:
+        created = load_demo(
+            settings, region, case_url=case_url, log_url=log_url, consent_url=consent_url
+        )
+    except DemoError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    for line in created:
+        console.print(line)
+
+
+@app.command()
 def token(
     person: Annotated[str, typer.Argument(help="Person-id (eller klient-id med --client).")],
     client: Annotated[bool, typer.Option(help="Lag et klienttoken for et fagsystem.")] = False,
