@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from alembic import command
 from alembic.config import Config
@@ -20,9 +21,11 @@ from sqlalchemy.ext.asyncio import (
 
 __all__ = [
     "AsyncSession",
+    "as_utc",
     "async_url",
     "combined_metadata",
     "create_engine",
+    "parse_time",
     "position_table",
     "run_migrations",
     "sessionmaker",
@@ -39,6 +42,27 @@ position_table = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 """The last stream sequence each projection applied, written in the same transaction as its rows."""
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+def as_utc(value: datetime | None) -> datetime | None:
+    """A time read back from a database in UTC: SQLite returns naive datetimes, which
+    Stafett always wrote in UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time from event data (``…Z`` or an offset), in UTC; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
 
 
 def async_url(url: str) -> str:

@@ -28,6 +28,7 @@ from stafett_case.projections import (
 from stafett_shared.access import AccessClient, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
+from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
@@ -743,7 +744,7 @@ class CaseService:
         visible_measures = [
             m
             for m in measure_rows
-            if history_from is None or _utc(m.added_at) >= _utc(history_from)
+            if history_from is None or as_utc(m.added_at) >= as_utc(history_from)
         ]
         return {
             "id": row.case_id,
@@ -857,10 +858,6 @@ class CaseService:
                 after = None
                 break
         return [_summary(r) for r in visible], after
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _summary(row: Any) -> dict[str, Any]:

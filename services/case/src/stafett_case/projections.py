@@ -4,7 +4,7 @@ The read model also serves as the snapshot for lists, deadlines and indicators."
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import (
@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stafett_shared.db import upsert
+from stafett_shared.db import parse_time, upsert
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.projector import Projection
@@ -169,16 +169,6 @@ deadlines_sent = Table(
 )
 
 
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 def _date(value: Any) -> date | None:
     if value is None:
         return None
@@ -289,7 +279,7 @@ class CaseProjection(Projection):
                         "org_id": d["to_org_id"],
                     }
                     if not d.get("history_travels", True):
-                        values["history_from"] = _time(d.get("history_from")) or at
+                        values["history_from"] = parse_time(d.get("history_from")) or at
                     await touch(**values)
                 else:
                     await touch()
@@ -412,8 +402,8 @@ class CaseProjection(Projection):
                         "case_id": d["case_id"],
                         "status": "pending",
                         "scope": d["scope"],
-                        "valid_from": _time(d["valid_from"]),
-                        "valid_until": _time(d["valid_until"]),
+                        "valid_from": parse_time(d["valid_from"]),
+                        "valid_until": parse_time(d["valid_until"]),
                     },
                 )
             case "consent.activated" | "consent.refused" | "consent.withdrawn" | "consent.expired":

@@ -46,7 +46,7 @@ from stafett_consent.policy import (
     grants,
 )
 from stafett_shared.crypto import CryptoError, FieldCipher
-from stafett_shared.db import upsert
+from stafett_shared.db import as_utc, parse_time, upsert
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.projector import Projection
@@ -183,20 +183,6 @@ access_index = Table(
 index that lets a list screen ask one query instead of one check per case."""
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return _utc(value)
-    return _utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
-
-
 # --- loading facts ---------------------------------------------------------------------------
 
 
@@ -248,8 +234,8 @@ async def load_case_facts(session: AsyncSession, case_id: str) -> CaseFacts | No
                 excluded_categories=frozenset(
                     Category(c) for c in k.scope.get("excluded_categories", ())
                 ),
-                valid_from=_utc(k.valid_from) or datetime.min.replace(tzinfo=UTC),
-                valid_until=_utc(k.valid_until) or datetime.max.replace(tzinfo=UTC),
+                valid_from=as_utc(k.valid_from) or datetime.min.replace(tzinfo=UTC),
+                valid_until=as_utc(k.valid_until) or datetime.max.replace(tzinfo=UTC),
             )
             for k in active
         ),
@@ -294,7 +280,7 @@ async def load_principal_facts(
                 s.scope_id,
                 s.org_id,
                 frozenset(s.case_ids),
-                _utc(s.valid_until) or datetime.max.replace(tzinfo=UTC),
+                as_utc(s.valid_until) or datetime.max.replace(tzinfo=UTC),
             )
             for s in scope_rows
         ),
@@ -302,8 +288,8 @@ async def load_principal_facts(
             EmergencyGrant(
                 g.grant_id,
                 g.case_id,
-                _utc(g.valid_from) or datetime.min.replace(tzinfo=UTC),
-                _utc(g.valid_until) or datetime.min.replace(tzinfo=UTC),
+                as_utc(g.valid_from) or datetime.min.replace(tzinfo=UTC),
+                as_utc(g.valid_until) or datetime.min.replace(tzinfo=UTC),
             )
             for g in grant_rows
         ),
@@ -319,7 +305,7 @@ async def load_entry_facts(session: AsyncSession, entry_id: str) -> EntryFacts |
         case_id=row.case_id,
         author_id=row.author_id,
         category=Category(row.category) if row.category else None,
-        restricted_until=_utc(row.restricted_until),
+        restricted_until=as_utc(row.restricted_until),
     )
 
 
@@ -447,7 +433,7 @@ async def indexed_permit(
         "permitted",
         f"{best.basis}: {why}",
         consent_id=best.consent_id,
-        valid_until=_utc(best.valid_until),
+        valid_until=as_utc(best.valid_until),
     )
     return decision, best.org_id
 
@@ -634,7 +620,7 @@ class ConsentProjection(Projection):
                 await session.execute(
                     update(entries)
                     .where(entries.c.entry_id == d["entry_id"])
-                    .values(restricted_until=_parse_time(d.get("until")))
+                    .values(restricted_until=parse_time(d.get("until")))
                 )
                 return set()
             case "consent.requested":
@@ -651,8 +637,8 @@ class ConsentProjection(Projection):
                         "signed": [],
                         "rule": d["rule"],
                         "age_applied": int(d["age_applied"]),
-                        "valid_from": _parse_time(d["valid_from"]),
-                        "valid_until": _parse_time(d["valid_until"]),
+                        "valid_from": parse_time(d["valid_from"]),
+                        "valid_until": parse_time(d["valid_until"]),
                         "evidence_method": d["evidence"]["method"],
                         "version": seq,
                     },
@@ -689,8 +675,8 @@ class ConsentProjection(Projection):
                         "grant_id": d["grant_id"],
                         "case_id": d["case_id"],
                         "person_id": d["person_id"],
-                        "valid_from": _parse_time(d["valid_from"]),
-                        "valid_until": _parse_time(d["valid_until"]),
+                        "valid_from": parse_time(d["valid_from"]),
+                        "valid_until": parse_time(d["valid_until"]),
                     },
                 )
                 return {d["case_id"]}
@@ -703,7 +689,7 @@ class ConsentProjection(Projection):
                         "auditor_id": d["auditor_person_id"],
                         "org_id": d.get("org_id"),
                         "case_ids": list(d.get("case_ids", ())),
-                        "valid_until": _parse_time(d["valid_until"]),
+                        "valid_until": parse_time(d["valid_until"]),
                     },
                 )
                 conditions = [cases.c.case_id.in_(list(d.get("case_ids", ())))]

@@ -20,6 +20,7 @@ from stafett_log.projections import access_records, cases, chains, entries, role
 from stafett_shared.access import AccessClient, AccessDecision, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
 from stafett_shared.crypto import CryptoError, FieldCipher
+from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import (
     ConcurrencyConflict,
@@ -400,17 +401,15 @@ class LogService:
                 originals.append(row)
         visible: list[dict[str, Any]] = []
         for row in originals:
-            recorded = (
-                row.recorded_at if row.recorded_at.tzinfo else row.recorded_at.replace(tzinfo=UTC)
-            )
+            recorded = as_utc(row.recorded_at)
             if (
                 hide_before is not None
-                and recorded < _utc(hide_before)
+                and recorded < as_utc(hide_before)
                 and (row.kind != domain.Kind.HANDOVER_NOTE)
             ):
                 continue
             gated = row.category is not None or (
-                row.restricted_until is not None and _utc(row.restricted_until) > now
+                row.restricted_until is not None and as_utc(row.restricted_until) > now
             )
             if gated:
                 per_entry = await self._decision(
@@ -464,7 +463,7 @@ class LogService:
                     ),
                     "versions": history,
                     "restricted": row.restricted_until is not None
-                    and _utc(row.restricted_until) > now,
+                    and as_utc(row.restricted_until) > now,
                 }
             )
         try:
@@ -520,7 +519,3 @@ class LogService:
         commits = await self.store.load(self.store.subject("log", case_id))
         # Verify over the stored bytes as they are, not over a re-serialisation of them.
         return verify_chain((c.seq, event) for c in commits for event in commit_payloads(c))
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -4,7 +4,6 @@ case, who read what, the Merkle tree's leaves, and the case and directory facts 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -24,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stafett_shared.db import upsert
+from stafett_shared.db import parse_time, upsert
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.projector import Projection
@@ -119,17 +118,6 @@ def leaf_hash(data: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + data).digest()
 
 
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    parsed = (
-        value
-        if isinstance(value, datetime)
-        else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    )
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 class LogProjection(Projection):
     """Every commit adds a Merkle leaf; log, access, case and directory events fill the rest."""
 
@@ -169,7 +157,7 @@ class LogProjection(Projection):
             case "case.handover_accepted":
                 values: dict[str, Any] = {"org_id": d["to_org_id"], "unit_id": d["to_unit_id"]}
                 if not d.get("history_travels", True):
-                    values["history_from"] = _time(d.get("history_from")) or event.time
+                    values["history_from"] = parse_time(d.get("history_from")) or event.time
                 await session.execute(
                     update(cases).where(cases.c.case_id == case_id).values(**values)
                 )
@@ -199,7 +187,7 @@ class LogProjection(Projection):
                 await session.execute(
                     update(entries)
                     .where(entries.c.entry_id == d["entry_id"])
-                    .values(restricted_until=_time(d["until"]), restriction_ground=d["ground"])
+                    .values(restricted_until=parse_time(d["until"]), restriction_ground=d["ground"])
                 )
                 await self._link(session, case_id, seq, event)
             case "access.recorded":
@@ -242,7 +230,7 @@ class LogProjection(Projection):
                 "author_unit": author.get("unit_id"),
                 "regime": d.get("regime"),
                 "recorded_at": event.time,
-                "occurred_at": _time(d.get("occurred_at")),
+                "occurred_at": parse_time(d.get("occurred_at")),
                 "category": d.get("category"),
                 "text": d.get("text"),
                 "reason": d.get("reason"),

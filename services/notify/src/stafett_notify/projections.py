@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stafett_notify import domain
 from stafett_shared.access import AccessClient, AccessUnavailable
 from stafett_shared.auth import Principal
-from stafett_shared.db import upsert
+from stafett_shared.db import parse_time, upsert
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.projector import Projection
@@ -217,9 +217,7 @@ class NotifyProjection(Projection):
                         "consent_id": d["consent_id"],
                         "case_id": d["case_id"],
                         "status": "pending",
-                        "valid_until": datetime.fromisoformat(
-                            str(d["valid_until"]).replace("Z", "+00:00")
-                        ),
+                        "valid_until": parse_time(d["valid_until"]),
                     },
                 )
             case "consent.activated" | "consent.withdrawn" | "consent.expired" | "consent.refused":
