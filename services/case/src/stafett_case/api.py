@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stafett_case import domain
-from stafett_case.handlers import CaseService, HandlerError, Written
+from stafett_case.handlers import CaseService, Written
 from stafett_case.indicators import indicators
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.idempotency import (
@@ -126,10 +126,6 @@ CaseId = Annotated[str, Path(pattern=ULID)]
 HandoverId = Annotated[str, Path(pattern=ULID)]
 
 
-def _problem(exc: HandlerError) -> Problem:
-    return Problem(exc.status, exc.code, exc.detail, headers=exc.headers)
-
-
 async def _once(  # noqa: PLR0917 - every write route passes the same six
     request: Request,
     principal: Principal,
@@ -139,10 +135,7 @@ async def _once(  # noqa: PLR0917 - every write route passes the same six
     write: Callable[[], Awaitable[Written]],
 ) -> JSONResponse:
     async def answer() -> StoredAnswer:
-        try:
-            written = await write()
-        except HandlerError as exc:
-            raise _problem(exc) from None
+        written = await write()
         return written_answer(status, written.body, written.version, written.seq)
 
     return await run_once(request, principal.id, key, store, answer)
@@ -188,18 +181,15 @@ async def list_cases(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=ULID)] = None,
 ) -> JSONResponse:
-    try:
-        items, next_cursor = await service.list_cases(
-            principal,
-            unit_id=unit_id,
-            level=level,
-            status=status,
-            holder_me=holder == "me",
-            limit=limit,
-            cursor=cursor,
-        )
-    except HandlerError as exc:
-        raise _problem(exc) from None
+    items, next_cursor = await service.list_cases(
+        principal,
+        unit_id=unit_id,
+        level=level,
+        status=status,
+        holder_me=holder == "me",
+        limit=limit,
+        cursor=cursor,
+    )
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
@@ -213,8 +203,6 @@ async def get_case(
 ) -> JSONResponse:
     try:
         view = await service.view(principal, case_id, min_seq)
-    except HandlerError as exc:
-        raise _problem(exc) from None
     except ProjectionBehind:
         raise Problem(
             503, "unavailable", "Lesemodellen er ikke à jour ennå.", headers={"Retry-After": "1"}
@@ -322,12 +310,9 @@ async def remove_team_member(
     service: ServiceDep,
     if_match: IfMatch = None,
 ) -> JSONResponse:
-    try:
-        written = await service.remove_team_member(
-            principal, case_id, person_id, if_match=parse_if_match(if_match)
-        )
-    except HandlerError as exc:
-        raise _problem(exc) from None
+    written = await service.remove_team_member(
+        principal, case_id, person_id, if_match=parse_if_match(if_match)
+    )
     answer = written_answer(200, written.body, written.version, written.seq)
     return JSONResponse(answer.body, 200, headers=answer.headers)
 
@@ -626,8 +611,5 @@ async def get_indicators(
 ) -> JSONResponse:
     if to < from_:
         raise Problem(422, "invalid_dates", "«to» kan ikke ligge før «from».")
-    try:
-        result = await indicators(service, principal, org_id, from_, to)
-    except HandlerError as exc:
-        raise _problem(exc) from None
+    result = await indicators(service, principal, org_id, from_, to)
     return JSONResponse(jsonable_encoder(result))

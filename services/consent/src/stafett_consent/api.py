@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from stafett_consent import domain
 from stafett_consent.decisions import DecisionOut, DecisionPoint
-from stafett_consent.handlers import ConsentService, GuardianInput, HandlerError, Written
+from stafett_consent.handlers import ConsentService, GuardianInput, Written
 from stafett_consent.policy import Action
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.idempotency import (
@@ -161,10 +161,6 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 MinSeq = Annotated[int | None, Header(alias="Stafett-Min-Seq", ge=0)]
 
 
-def _problem(exc: HandlerError) -> Problem:
-    return Problem(exc.status, exc.code, exc.detail)
-
-
 def _written(status: int, written: Written) -> StoredAnswer:
     return written_answer(status, written.body, written.version, written.seq)
 
@@ -181,8 +177,6 @@ async def _once(
     async def mapped() -> StoredAnswer:
         try:
             return await write()
-        except HandlerError as exc:
-            raise _problem(exc) from None
         except ProjectionBehind:
             raise _behind() from None
 
@@ -256,10 +250,7 @@ async def put_directory(
         document = domain.RegionDocument.model_validate(parsed)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_input=False)) from None
-    try:
-        result = await service.load_region(principal, document)
-    except HandlerError as exc:
-        raise _problem(exc) from None
+    result = await service.load_region(principal, document)
     return JSONResponse(result, headers={"Stafett-Seq": str(result["seq"])})
 
 
@@ -423,10 +414,7 @@ async def get_consents(
     service: ServiceDep,
     case_id: Annotated[str, Query(pattern=ULID)],
 ) -> JSONResponse:
-    try:
-        items = await service.list_consents(principal, case_id)
-    except HandlerError as exc:
-        raise _problem(exc) from None
+    items = await service.list_consents(principal, case_id)
     return JSONResponse(jsonable_encoder({"items": items}))
 
 

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from stafett_log import domain
 from stafett_log.checkpoints import Checkpointer, ProofError
-from stafett_log.handlers import Appended, HandlerError, LogService
+from stafett_log.handlers import Appended, LogService
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.idempotency import IdempotencyStore, StoredAnswer, run_once
 from stafett_shared.problems import Problem
@@ -71,10 +71,6 @@ CaseId = Annotated[str, Path(pattern=ULID)]
 EntryId = Annotated[str, Path(pattern=ULID)]
 
 
-def _problem(exc: HandlerError) -> Problem:
-    return Problem(exc.status, exc.code, exc.detail, headers=exc.headers)
-
-
 async def _append(
     request: Request,
     principal: Principal,
@@ -83,10 +79,7 @@ async def _append(
     write: Callable[[], Awaitable[Appended]],
 ) -> JSONResponse:
     async def answer() -> StoredAnswer:
-        try:
-            appended = await write()
-        except HandlerError as exc:
-            raise _problem(exc) from None
+        appended = await write()
         return StoredAnswer(
             201,
             {"id": appended.entry_id, "seq": appended.seq, "hash": appended.hash},
@@ -135,8 +128,6 @@ async def read_entries(
 ) -> JSONResponse:
     try:
         items = await service.read_entries(principal, case_id, min_seq)
-    except HandlerError as exc:
-        raise _problem(exc) from None
     except ProjectionBehind:
         raise Problem(
             503, "unavailable", "Lesemodellen er ikke à jour ennå.", headers={"Retry-After": "1"}
@@ -249,20 +240,14 @@ async def access_view(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[int | None, Query(ge=1)] = None,
 ) -> JSONResponse:
-    try:
-        items = await service.access_view(principal, case_id, limit=limit, before=cursor)
-    except HandlerError as exc:
-        raise _problem(exc) from None
+    items = await service.access_view(principal, case_id, limit=limit, before=cursor)
     next_cursor = items[-1]["seq"] if len(items) == limit else None
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
 @router.get("/logs/{case_id}/verify", summary="Kontroller sakens hashkjede")
 async def verify(*, case_id: CaseId, principal: PrincipalDep, service: ServiceDep) -> JSONResponse:
-    try:
-        report = await service.verify(principal, case_id)
-    except HandlerError as exc:
-        raise _problem(exc) from None
+    report = await service.verify(principal, case_id)
     body: dict[str, Any] = {
         "ok": report.ok,
         "entries": report.entries,
