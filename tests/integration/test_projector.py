@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from nats.aio.client import Client as NATS
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stafett_shared.db import create_engine, position_table
@@ -103,6 +103,48 @@ async def test_a_commit_ahead_of_the_position_first_closes_the_gap(
     assert last is not None
     assert await projector.apply_commits([last]) == 10
     assert _as_counts(await rows(engine)) == expected
+    await engine.dispose()
+
+
+class _CaseOnly(CountingProjection):
+    contexts = frozenset({"case"})
+
+
+async def test_commits_a_projection_does_not_read_cost_no_transaction_and_are_never_lost(
+    event_store: EventStore, engine: AsyncEngine
+) -> None:
+    transactions = 0
+
+    def count(*_args: object) -> None:
+        nonlocal transactions
+        transactions += 1
+
+    event.listen(engine.sync_engine, "commit", count)
+    projector = Projector(_CaseOnly(), event_store, engine, batch=8)
+    expected = await _append_history(event_store, 5)
+    assert await projector.catch_up() == 5
+    # 20 commits of another context: read, skipped, no transaction.
+    for _ in range(20):
+        aggregate = new_id()
+        await event_store.append(
+            event_store.subject("log", aggregate),
+            [make_event(aggregate, "no.stafett.log.entry_appended.v1")],
+            expected_version=None,
+        )
+    before = transactions
+    assert await projector.catch_up() == 25
+    assert transactions == before
+    assert await _position(engine) == 5  # on disk, the last commit that mattered
+    await projector.wait_for(25, 1)  # and waiting for them answers at once
+    # The next commit that matters writes its rows and the whole position at once.
+    more = await _append_history(event_store, 3, aggregates=2)
+    assert await projector.catch_up() == 28
+    assert await _position(engine) == 28
+    assert _as_counts(await rows(engine)) == {**expected, **more}
+    # A new process starting from the stored position ends in the same state.
+    fresh = Projector(_CaseOnly(), event_store, engine)
+    assert await fresh.catch_up() == 28
+    assert _as_counts(await rows(engine)) == {**expected, **more}
     await engine.dispose()
 
 

@@ -39,12 +39,25 @@ class ProjectionBehind(Exception):
         self.position = position
 
 
+def _context(event_type: str) -> str:
+    parts = event_type.split(".", 3)
+    return parts[2] if len(parts) > 2 else ""
+
+
 class Projection(abc.ABC):
     """Read-model logic: what one commit does to the rows. Subclasses stay free of I/O
     besides the session they are given."""
 
     name: str
     tables: Sequence[Table] = ()
+    contexts: frozenset[str] | None = None
+    """The contexts of the event types it reads (``no.stafett.<context>.<name>.v1``), or None
+    for all. A batch of commits with none of them costs the read model no transaction."""
+
+    def wants(self, commit: StoredCommit) -> bool:
+        if self.contexts is None:
+            return True
+        return any(_context(event.type) in self.contexts for event in commit.events)
 
     @abc.abstractmethod
     async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
@@ -89,7 +102,9 @@ class Projector:
             value = await session.scalar(
                 select(position_table.c.last_seq).where(position_table.c.name == self.name)
             )
-        self._position = int(value or 0)
+        # Never behind what this process knows: it may have skipped irrelevant commits
+        # without writing the position.
+        self._position = max(self._position, int(value or 0))
         return self._position
 
     @property
@@ -137,8 +152,16 @@ class Projector:
     async def _apply_locked(self, commits: Sequence[StoredCommit]) -> int:
         if not commits:
             return self.known_position
+        if self._position >= 0 and self._skippable(commits):
+            # Nothing here for this read model: move on without a transaction. The position
+            # on disk follows with the next commit that matters; after a restart these few
+            # commits are read again and skipped again.
+            await self._set_position(commits[-1].seq)
+            return commits[-1].seq
         async with self._sessions() as session, session.begin():
-            position = await self._locked_position(session)
+            stored = await self._locked_position(session)
+            # Ahead of the stored position in memory only by commits skipped as irrelevant.
+            position = max(stored, self._position)
             pending = [c for c in commits if c.seq > position]
             if pending and pending[0].seq != position + 1:
                 gap = await self.store.read(position + 1, limit=pending[0].seq - position - 1)
@@ -147,14 +170,15 @@ class Projector:
             for commit in pending:
                 if commit.seq != applied + 1:
                     break
-                with start_consumer_span(
-                    f"project {self.name}",
-                    commit.headers,
-                    {"stafett.seq": commit.seq, "stafett.projection": self.name},
-                ):
-                    await self.projection.apply(session, commit)
+                if self.projection.wants(commit):
+                    with start_consumer_span(
+                        f"project {self.name}",
+                        commit.headers,
+                        {"stafett.seq": commit.seq, "stafett.projection": self.name},
+                    ):
+                        await self.projection.apply(session, commit)
                 applied = commit.seq
-            if applied != position:
+            if applied != stored:
                 await session.execute(
                     update(position_table)
                     .where(position_table.c.name == self.name)
@@ -162,6 +186,14 @@ class Projector:
                 )
         await self._set_position(applied)
         return applied
+
+    def _skippable(self, commits: Sequence[StoredCommit]) -> bool:
+        expected = self._position + 1
+        for commit in commits:
+            if commit.seq != expected or self.projection.wants(commit):
+                return False
+            expected += 1
+        return True
 
     async def _set_position(self, applied: int) -> None:
         self._position = applied

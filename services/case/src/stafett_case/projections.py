@@ -179,6 +179,7 @@ class CaseProjection(Projection):
     """Applies case, directory, consent and log events to the case service's tables."""
 
     name = "case"
+    contexts = frozenset({"case", "consent", "directory", "log"})
     tables = tuple(metadata.sorted_tables)
 
     async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
