@@ -48,15 +48,15 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stafett_consent.decisions import DecisionPoint, decision_records
+from stafett_consent.decisions import DecisionPoint, _Question, decision_records
 from stafett_consent.policy import POLICY_VERSION, Action, decide
 from stafett_consent.projections import access_index, cases
 from stafett_consent.testing import REGION, ConsentHarness, running_consent, synthetic_national_id
 from stafett_shared.access import AccessClient
 from stafett_shared.auth import Principal
-from stafett_shared.db import sessionmaker, writer
 from stafett_shared.embedded import NatsServerProcess, free_port
 from stafett_shared.ids import new_id
 from stafett_shared.logging import configure_logging
@@ -217,9 +217,10 @@ def make_row(
 
 
 class StatementCounter:
-    """Counts the SQL statements an engine sends (both the read and the writer sessions)."""
+    """Counts the SQL statements the service sends: its async engine (projector, reads) and
+    the decision point's blocking engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *more: Engine) -> None:
         self.count = 0
         self.texts: Counter[str] = Counter()
         self.keep_texts = False
@@ -227,11 +228,11 @@ class StatementCounter:
         # PostgreSQL, where the engine has pool_pre_ping), commits and rollbacks.
         self.other: Counter[str] = Counter()
         self.pre_ping = bool(engine.sync_engine.pool._pre_ping)
-        sync = engine.sync_engine
-        event.listen(sync, "before_cursor_execute", self._seen)
-        event.listen(sync, "checkout", lambda *_: self._other("pool checkout"))
-        event.listen(sync, "commit", lambda *_: self._other("COMMIT"))
-        event.listen(sync, "rollback", lambda *_: self._other("ROLLBACK"))
+        for sync in (engine.sync_engine, *more):
+            event.listen(sync, "before_cursor_execute", self._seen)
+            event.listen(sync, "checkout", lambda *_: self._other("pool checkout"))
+            event.listen(sync, "commit", lambda *_: self._other("COMMIT"))
+            event.listen(sync, "rollback", lambda *_: self._other("ROLLBACK"))
 
     def _other(self, what: str) -> None:
         if self.keep_texts:
@@ -424,9 +425,7 @@ async def build_world(harness: ConsentHarness, plan: Plan) -> World:
     def child_job(n: int, case: Case) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
             case.child_age = 6 + n % 12
-            case.child_id, case.guardians = await register_child(
-                harness, ids, case.child_age, n
-            )
+            case.child_id, case.guardians = await register_child(harness, ids, case.child_age, n)
 
         return job
 
@@ -574,9 +573,7 @@ class Measurement:
     sample: Sample = field(default_factory=Sample)
 
 
-async def run_sequential(
-    m: Measurement, start: int, stop: int, counter: StatementCounter
-) -> None:
+async def run_sequential(m: Measurement, start: int, stop: int, counter: StatementCounter) -> None:
     before = counter.count
     began = time.perf_counter()
     for i in range(start, stop):
@@ -623,7 +620,7 @@ async def measure_rounds(
         for i in range(min(plan.warmup, m.count)):
             await m.op(m.count + i)  # past the measured range: its own inputs
     for r in range(plan.rounds):
-        order = measurements[r % len(measurements):] + measurements[: r % len(measurements)]
+        order = measurements[r % len(measurements) :] + measurements[: r % len(measurements)]
         for m in order:
             start, stop = m.count * r // plan.rounds, m.count * (r + 1) // plan.rounds
             if m.name in workers:
@@ -680,7 +677,6 @@ async def measure(
     principals = {p: Principal(kind="person", id=p, issuer="bench") for p in _people(world)}
     case_ids = [c.case_id for c in world.cases]
     subscriptions = await start_echo_responders(harness.runtime.nc)
-    writer_sessions = sessionmaker(writer(harness.runtime.engine))
     sessions = harness.runtime.sessions
     check_payload_bytes = len(
         json.dumps(
@@ -734,10 +730,12 @@ async def measure(
         if row is None:
             raise RuntimeError("the case is missing")
 
-    async def insert_row(_i: int) -> None:
-        # The same INSERT a decision makes, into the same table, in its own transaction.
-        async with writer_sessions() as session, session.begin():
-            await session.execute(
+    def insert_blocking() -> None:
+        # The same INSERT a decision makes, into the same table, on the decision point's own
+        # blocking connection, in its own transaction.
+        with decisions.records_engine.connect() as conn:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            conn.execute(
                 decision_records.insert().values(
                     decision_id=new_id(),
                     decided_at=datetime.now(UTC),
@@ -754,6 +752,13 @@ async def measure(
                     policy_version="bench",
                 )
             )
+            conn.commit()
+
+    async def insert_row(_i: int) -> None:
+        await decisions.in_thread(insert_blocking)
+
+    async def hop(_i: int) -> None:
+        await decisions.in_thread(int)
 
     single = [
         Measurement("check_local", check_local, plan.checks),
@@ -762,13 +767,14 @@ async def measure(
         Measurement("echo_rpc", echo_rpc, plan.baselines),
         Measurement("select_pk", select_pk, plan.baselines),
         Measurement("insert_row", insert_row, plan.baselines),
+        Measurement("hop", hop, plan.baselines),
     ]
-    concurrent = Measurement("check_nats_concurrent", check_nats_concurrent,
-                             plan.concurrent_checks)
+    concurrent = Measurement("check_nats_concurrent", check_nats_concurrent, plan.concurrent_checks)
     try:
         await measure_rounds(single, plan, counter)
-        await measure_rounds([concurrent], plan, counter,
-                             concurrency={concurrent.name: plan.concurrency})
+        await measure_rounds(
+            [concurrent], plan, counter, concurrency={concurrent.name: plan.concurrency}
+        )
         filter_rows = await measure_filters(decisions, access, nc, world, plan, counter, principals)
     finally:
         for sub in subscriptions:
@@ -779,25 +785,31 @@ async def measure(
     deny_pct = f"{plan.deny_share:.0%} denials"
     nats_note = "client and service in this one process"
     return [
-        by["check_local"].row(f"DecisionPoint.check, mix ({deny_pct})",
-                              target=TARGET_CHECK_LOCAL_MS),
+        by["check_local"].row(
+            f"DecisionPoint.check, mix ({deny_pct})", target=TARGET_CHECK_LOCAL_MS
+        ),
         by["check_local"].split("permit", "  of which permits", target=TARGET_CHECK_LOCAL_MS),
-        by["check_local"].split("deny", "  of which denials (+ event append)",
-                                target=TARGET_CHECK_LOCAL_MS),
-        by["check_nats"].row(f"AccessClient.check over NATS, mix ({deny_pct})",
-                             target=TARGET_CHECK_NATS_MS, note=nats_note),
+        by["check_local"].split(
+            "deny", "  of which denials (+ event append)", target=TARGET_CHECK_LOCAL_MS
+        ),
+        by["check_nats"].row(
+            f"AccessClient.check over NATS, mix ({deny_pct})",
+            target=TARGET_CHECK_NATS_MS,
+            note=nats_note,
+        ),
         by["check_nats"].split("permit", "  of which permits", target=TARGET_CHECK_NATS_MS),
-        by["check_nats"].split("deny", "  of which denials (+ event append)",
-                               target=TARGET_CHECK_NATS_MS),
+        by["check_nats"].split(
+            "deny", "  of which denials (+ event append)", target=TARGET_CHECK_NATS_MS
+        ),
         by["check_nats_concurrent"].row(
             f"AccessClient.check, {plan.concurrency} concurrent callers",
             note="throughput under load",
         ),
         *filter_rows,
-        by["echo_raw"].row(f"baseline: raw nats-py request/reply, {len(raw_body)} B",
-                           sql=False),
+        by["echo_raw"].row(f"baseline: raw nats-py request/reply, {len(raw_body)} B", sql=False),
         by["echo_rpc"].row("baseline: rpc.request/serve echo, check-sized", sql=False),
         by["select_pk"].row("baseline: SELECT one case by primary key"),
+        by["hop"].row("baseline: one hop to the decision thread"),
         by["insert_row"].row("baseline: INSERT one decision record + commit"),
     ]
 
@@ -844,11 +856,14 @@ async def measure_filters(
     known = min(FILTER_IDS, len(world.cases))
     ids_note = f"{known} cases + {FILTER_IDS - known} unknown ids" if known < FILTER_IDS else ""
     return [
-        by["filter_local"].row(f"DecisionPoint.filter, {FILTER_IDS} ids",
-                               target=TARGET_FILTER_MS,
-                               note=ids_note or f"{kept:.0f} permitted on average"),
-        by["filter_nats"].row(f"AccessClient.filter over NATS, {FILTER_IDS} ids",
-                              target=TARGET_FILTER_MS),
+        by["filter_local"].row(
+            f"DecisionPoint.filter, {FILTER_IDS} ids",
+            target=TARGET_FILTER_MS,
+            note=ids_note or f"{kept:.0f} permitted on average",
+        ),
+        by["filter_nats"].row(
+            f"AccessClient.filter over NATS, {FILTER_IDS} ids", target=TARGET_FILTER_MS
+        ),
         by["echo_filter"].row(f"baseline: rpc echo of {FILTER_IDS} ids", sql=False),
     ]
 
@@ -870,11 +885,13 @@ def _people(world: World) -> set[str]:
 
 
 PHASES = (
-    "load_case_facts",
-    "load_principal_facts",
-    "decide (policy)",
-    "_record (all of it)",
-    "  of which EventStore.append",
+    "the worker thread, all of it",
+    "  indexed_permit (access index)",
+    "  load_case_facts",
+    "  load_principal_facts",
+    "  decide (policy)",
+    "  INSERT + COMMIT of the record",
+    "_publish (the denial's event)",
 )
 
 
@@ -894,19 +911,18 @@ class PhaseClock:
                 return await fn(*args, **kwargs)
             finally:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-                self.statements[name] = (
-                    self.statements.get(name, 0) + self.counter.count - s0
-                )
+                self.statements[name] = self.statements.get(name, 0) + self.counter.count - s0
 
         return timed
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
+            t0, s0 = time.perf_counter(), self.counter.count
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+                self.statements[name] = self.statements.get(name, 0) + self.counter.count - s0
 
         return timed
 
@@ -919,7 +935,6 @@ async def profile_checks(
     import stafett_consent.decisions as decisions_module
 
     decisions: DecisionPoint = harness.runtime.extras["decisions"]
-    store = harness.runtime.store
     mix = queries(world, replace_warmup(plan, 0), 4 * plan.checks, seed=6)
     out = io.StringIO()
     for label, chosen in (
@@ -935,24 +950,28 @@ async def profile_checks(
         counter.other.clear()
         counter.keep_texts = True
         with contextlib.ExitStack() as patches:
-            for name in ("load_case_facts", "load_principal_facts"):
+            for name in ("indexed_permit", "load_case_facts", "load_principal_facts"):
                 original = getattr(decisions_module, name)
                 patches.enter_context(
-                    mock.patch.object(decisions_module, name, clock.wrap_async(name, original))
+                    mock.patch.object(decisions_module, name, clock.wrap("  " + name, original))
                 )
             patches.enter_context(
-                mock.patch.object(decisions_module, "decide", clock.wrap("decide (policy)", decide))
-            )
-            patches.enter_context(
                 mock.patch.object(
-                    DecisionPoint,
-                    "_record",
-                    clock.wrap_async("_record (all of it)", DecisionPoint._record),
+                    decisions_module, "decide", clock.wrap("  decide (policy)", decide)
                 )
             )
             patches.enter_context(
                 mock.patch.object(
-                    store, "append", clock.wrap_async("  of which EventStore.append", store.append)
+                    decisions,
+                    "_decide_and_record",
+                    clock.wrap("the worker thread, all of it", decisions._decide_and_record),
+                )
+            )
+            patches.enter_context(
+                mock.patch.object(
+                    decisions,
+                    "_publish",
+                    clock.wrap_async("_publish (the denial's event)", decisions._publish),
                 )
             )
             before = counter.count
@@ -967,6 +986,9 @@ async def profile_checks(
             f"{statements / n:.1f} SQL statements each\n"
         )
         out.write(f"  {'phase':<36} {'ms/check':>8} {'SQL/check':>9}\n")
+        thread = clock.seconds.get("the worker thread, all of it", 0.0)
+        inner = sum(v for k, v in clock.seconds.items() if k.startswith(" "))
+        clock.seconds["  INSERT + COMMIT of the record"] = thread - inner
         accounted = sum(v for k, v in clock.seconds.items() if not k.startswith(" "))
         for name in PHASES:
             if name not in clock.seconds:
@@ -974,25 +996,34 @@ async def profile_checks(
             sql = f"{clock.statements[name] / n:9.1f}" if name in clock.statements else ""
             out.write(f"  {name:<36} {clock.seconds[name] / n * 1000:8.2f} {sql:>9}\n")
         out.write(
-            f"  {'rest (sessions, the check itself)':<36} "
+            f"  {'rest (the hop to the thread and back)':<36} "
             f"{(elapsed - accounted) / n * 1000:8.2f}\n"
         )
         out.write("  statements sent (per check; includes the projector's, if it ran meanwhile):\n")
         for text, times in counter.texts.most_common(14):
             out.write(f"  {times / n:5.2f}  {text}\n")
         for what, times in sorted(counter.other.items()):
-            ping = " (each pings the server: pool_pre_ping)" if (
-                what == "pool checkout" and counter.pre_ping
-            ) else ""
+            ping = (
+                " (each pings the server: pool_pre_ping)"
+                if (what == "pool checkout" and counter.pre_ping)
+                else ""
+            )
             out.write(f"  {times / n:5.2f}  {what}{ping}\n")
-        # 2. The Python, under cProfile (self time: async frames make cumulative time murky).
+        # 2. The worker thread's Python, under cProfile: called directly, without the hop
+        # (cProfile sees one thread only).
         if label == "permits":
+            questions = [
+                _Question(
+                    new_id(), datetime.now(UTC), q.principal, "person", q.action, q.case_id, None
+                )
+                for q in chosen
+            ]
             profiler = cProfile.Profile()
             profiler.enable()
-            for q in chosen:
-                await decisions.check(q.principal, q.action, q.case_id)
+            for question in questions:
+                decisions._decide_and_record(question)
             profiler.disable()
-            out.write(f"\n--- cProfile of the same {n} checks, by self time\n")
+            out.write(f"\n--- cProfile of the same {n} checks' thread work, by self time\n")
             stats = pstats.Stats(profiler, stream=out)
             stats.sort_stats("tottime").print_stats(25)
     return out.getvalue()
@@ -1061,7 +1092,16 @@ async def run(plan: Plan, kind: str, *, profile: bool) -> Result:
                 database(kind, folder) as url,
                 running_consent(server.url, url, folder / "data") as harness,
             ):
-                counter = StatementCounter(harness.runtime.engine)
+                decision_point = harness.runtime.extras["decisions"]
+                counter = StatementCounter(
+                    harness.runtime.engine,
+                    decision_point.engine,
+                    *(
+                        [decision_point.records_engine]
+                        if decision_point.records_engine is not decision_point.engine
+                        else []
+                    ),
+                )
                 world = await build_world(harness, plan)
                 version = await database_version(harness.runtime.engine)
                 surprise = Surprises()
@@ -1124,11 +1164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="less work, a few seconds")
     parser.add_argument("--json", action="store_true", help="also write bench/results/*.json")
     parser.add_argument(
-        "--database", choices=("sqlite", "postgresql"), default="sqlite",
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
         help="the read-model database (default: a temporary SQLite file)",
     )
     parser.add_argument(
-        "--profile", action="store_true",
+        "--profile",
+        action="store_true",
         help="also print a cProfile of in-process checks and the SQL each one sends",
     )
     args = parser.parse_args(argv)

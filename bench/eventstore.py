@@ -333,22 +333,30 @@ async def measure_writes(
             store_append(store, events, workers, per_round, k, stafett),
         ]
         # Rotate the order each round so that no variant always runs first.
-        for step in steps[r % 3:] + steps[: r % 3]:
+        for step in steps[r % 3 :] + steps[: r % 3]:
             await step
     how = "sequential" if workers == 1 else f"{workers} concurrent"
     base = f"raw js.publish, {how}"
     return [
         row(base, raw.count, raw.seconds, raw.latencies),
-        row(f"raw js.publish + append headers, {how}", checked.count, checked.seconds,
-            checked.latencies, baseline=base),
-        row(f"EventStore.append, {how}", stafett.count, stafett.seconds, stafett.latencies,
-            baseline=base),
+        row(
+            f"raw js.publish + append headers, {how}",
+            checked.count,
+            checked.seconds,
+            checked.latencies,
+            baseline=base,
+        ),
+        row(
+            f"EventStore.append, {how}",
+            stafett.count,
+            stafett.seconds,
+            stafett.latencies,
+            baseline=base,
+        ),
     ]
 
 
-async def populate(
-    js: JetStreamContext, events: Events, plan: Plan
-) -> tuple[list[str], float]:
+async def populate(js: JetStreamContext, events: Events, plan: Plan) -> tuple[list[str], float]:
     """Fill EVENTS with ``plan.filler`` commits of other aggregates, with the commits of
     ``plan.targets`` aggregates spread evenly among them. Returns the targets' subjects."""
     targets = [f"{PREFIX}.case.{new_id()}" for _ in range(plan.targets)]
@@ -457,10 +465,22 @@ async def measure_loads(
     base = "raw ordered consumer, load one aggregate"
     return [
         row(base, len(raw), sum(raw), raw),
-        row("EventStore.load (decode=False)", len(plain), sum(plain), plain,
-            baseline=base, compare="p50"),
-        row("EventStore.load (decoded)", len(decoded), sum(decoded), decoded,
-            baseline=base, compare="p50"),
+        row(
+            "EventStore.load (decode=False)",
+            len(plain),
+            sum(plain),
+            plain,
+            baseline=base,
+            compare="p50",
+        ),
+        row(
+            "EventStore.load (decoded)",
+            len(decoded),
+            sum(decoded),
+            decoded,
+            baseline=base,
+            compare="p50",
+        ),
     ]
 
 
@@ -471,7 +491,9 @@ async def warm_up(js: JetStreamContext, store: EventStore, events: Events, n: in
     for _ in range(n):
         agg = new_id()
         await store.append(
-            store.subject("case", agg), [events.event(agg)], expected_version=0,
+            store.subject("case", agg),
+            [events.event(agg)],
+            expected_version=0,
             idempotency_key=new_id(),
         )
 
@@ -522,10 +544,7 @@ async def run_server(sync_always: bool, plan: Plan) -> tuple[list[Row], dict[str
 
 
 def render(title: str, rows: list[Row], extra: dict[str, float]) -> str:
-    header = (
-        f"{'operation':<48} {'n':>7} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}  "
-        f"{'vs raw':>14}"
-    )
+    header = f"{'operation':<48} {'n':>7} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}  {'vs raw':>14}"
     lines = [
         title,
         f"commits of {int(extra['commit_bytes'])} bytes; the stream holds "
@@ -547,8 +566,11 @@ def render(title: str, rows: list[Row], extra: dict[str, float]) -> str:
 def server_version() -> str:
     try:
         out = subprocess.run(
-            [str(find_nats_server()), "--version"], capture_output=True, text=True,
-            check=False, timeout=10,
+            [str(find_nats_server()), "--version"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -575,8 +597,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     began = time.perf_counter()
     version = server_version()
-    print(f"Stafett event store benchmark ({'quick' if args.quick else 'full'}), {version}, "
-          f"Python {platform.python_version()}, {platform.machine()}")
+    print(
+        f"Stafett event store benchmark ({'quick' if args.quick else 'full'}), {version}, "
+        f"Python {platform.python_version()}, {platform.machine()}"
+    )
     report: dict[str, Any] = {
         "benchmark": "eventstore",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -600,8 +624,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     elapsed = time.perf_counter() - began
     report["seconds"] = elapsed
-    print(f"\n{elapsed:.1f} s in all. 'vs raw' is Stafett / raw nats-py from this run: "
-          "for ops/s above 1 is faster, for p50 below 1 is faster.")
+    print(
+        f"\n{elapsed:.1f} s in all. 'vs raw' is Stafett / raw nats-py from this run: "
+        "for ops/s above 1 is faster, for p50 below 1 is faster."
+    )
     if args.json:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

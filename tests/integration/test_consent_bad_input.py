@@ -8,17 +8,17 @@ import asyncio
 import copy
 from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from sqlalchemy import event
 
 from stafett_consent.app import SPEC
-from stafett_consent.decisions import DecisionPoint
+from stafett_consent.decisions import DecisionPoint, records_url
 from stafett_consent.handlers import ConsentService
 from stafett_consent.testing import REGION, ConsentHarness, synthetic_national_id
-from stafett_shared.db import create_engine, sessionmaker, writer
+from stafett_shared.db import create_sync_engine
 from stafett_shared.ids import new_id
 from stafett_shared.nationalid import control_digits
 
@@ -872,23 +872,28 @@ async def test_a_consent_expires_at_valid_until_and_the_covered_team_member_is_d
     assert (withdraw.status_code, withdraw.json()["code"]) == (409, "not_in_force")
 
 
-async def test_a_decision_that_cannot_be_recorded_is_a_denial(
-    consent: ConsentHarness, tmp_path: Path
-) -> None:
+async def test_a_decision_that_cannot_be_recorded_is_a_denial(consent: ConsentHarness) -> None:
     case_id, _guardians = await _case_with_child(consent)
     recorded = await consent.decide(STAFF, "case:read", case_id)
     assert (recorded["decision"], recorded["basis"]) == ("permit", "holder")
 
-    # A writer whose database has no decision_records table: every insert fails.
-    broken_engine = create_engine(f"sqlite:///{tmp_path / 'no-tables.db'}")
+    # A decision point whose database refuses every INSERT of a decision record.
     runtime = consent.runtime
+    read_models = runtime.engine.url.render_as_string(hide_password=False)
+    broken_engine = create_sync_engine(records_url(read_models))
+
+    def refuse_records(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO DECISION_RECORDS"):
+            raise OSError("disk full")
+
+    event.listen(broken_engine, "before_cursor_execute", refuse_records)
     working = runtime.extras["decisions"]
     service = runtime.extras["consent"]
     assert isinstance(working, DecisionPoint)
     assert isinstance(service, ConsentService)
     broken = DecisionPoint(
-        sessions=runtime.sessions,
-        writer_sessions=sessionmaker(writer(broken_engine)),
+        engine=create_sync_engine(read_models),
+        records=broken_engine,
         projector=runtime.projector,
         store=runtime.store,
     )
@@ -912,6 +917,6 @@ async def test_a_decision_that_cannot_be_recorded_is_a_denial(
     finally:
         runtime.extras["decisions"] = working
         service.decisions = working
-        await broken_engine.dispose()
+        await broken.aclose()
     again = await consent.decide(STAFF, "case:read", case_id)
     assert again["decision"] == "permit"

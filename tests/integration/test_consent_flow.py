@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from stafett_consent.decisions import DecisionPoint
 from stafett_consent.testing import REGION, ConsentHarness
 from stafett_shared.access import AccessClient
 from stafett_shared.auth import Principal
+from stafett_shared.service import stop_tasks
 
 
 def _consent_body(case_id: str, **scope: Any) -> dict[str, Any]:
@@ -342,6 +344,40 @@ async def test_auditors_read_in_scope_and_their_reads_and_every_denial_are_event
         f"/api/v1/decision-records?case_id={case_id}", headers=consent.auth("vgs-vidar")
     )
     assert hidden.status_code == 404
+
+
+async def test_a_denial_is_answered_at_once_and_published_once_even_across_a_restart(
+    consent: ConsentHarness,
+) -> None:
+    decisions = consent.runtime.extras["decisions"]
+    assert isinstance(decisions, DecisionPoint)
+    case_id, seq = await consent.open_case()
+    await consent.runtime.projector.wait_for(seq, 5)
+    # The relay is stopped, as if the service had crashed right after answering.
+    await stop_tasks([decisions._relay] if decisions._relay else [])
+    decisions._relay = None
+    before = await consent.store.last_seq()
+    denied = await consent.decide("vgs-vidar", "case:read", case_id)
+    assert denied["decision"] == "deny"
+    # Recorded in the database with the answer, not yet in the stream.
+    records = await decisions.records(case_id=case_id)
+    assert denied["decision_id"] in {r["decision_id"] for r in records}
+    assert await consent.store.last_seq() == before
+    # The next start publishes what the outbox holds, once.
+    decisions.start()
+    for _ in range(100):
+        if await consent.store.last_seq() > before:
+            break
+        await asyncio.sleep(0.05)
+    assert await decisions.publish_pending() == 0
+    published = [
+        e
+        for e in await consent.events_since(before)
+        if e.type == "no.stafett.access.decision_recorded.v1"
+    ]
+    assert [(e.id, e.data["decision"], e.data["reason"]) for e in published] == [
+        (denied["decision_id"], "deny", denied["reason"])
+    ]
 
 
 async def test_a_person_may_ask_only_about_themselves_and_a_client_needs_the_scope(

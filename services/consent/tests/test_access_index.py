@@ -11,6 +11,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.engine import Connection
 
 from stafett_consent.policy import Action, decide
 from stafett_consent.projections import (
@@ -318,17 +319,21 @@ async def _check_history(history: list[list[CloudEvent]], folder: Path) -> None:
             async with sessions() as session, session.begin():
                 await projection.apply(session, commit)
     principals = [*STAFF, *GUARDIANS, *CHILDREN, *AUDITORS]
-    async with sessions() as session:
+
+    def compare(conn: Connection) -> None:
         for person in principals:
-            facts = await load_principal_facts(session, person)
+            facts = load_principal_facts(conn, person)
             for action in ACTIONS:
-                listed = await filter_cases(session, person, action.value, CASES, NOW)
+                listed = filter_cases(conn, person, action.value, CASES, NOW)
                 checked = [
                     case_id
                     for case_id in CASES
-                    if decide(facts, action, await load_case_facts(session, case_id), NOW).permit
+                    if decide(facts, action, load_case_facts(conn, case_id), NOW).permit
                 ]
                 assert listed == checked, (person, action, listed, checked)
+
+    async with engine.connect() as conn:
+        await conn.run_sync(compare)
     await engine.dispose()
 
 

@@ -9,9 +9,10 @@ from typing import Any, overload
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,10 +26,12 @@ __all__ = [
     "async_url",
     "combined_metadata",
     "create_engine",
+    "create_sync_engine",
     "parse_time",
     "position_table",
     "run_migrations",
     "sessionmaker",
+    "sync_url",
     "upsert",
     "writer",
 ]
@@ -80,30 +83,57 @@ def async_url(url: str) -> str:
     return url
 
 
+def sync_url(url: str) -> str:
+    """Give a database URL its blocking driver (the standard sqlite3 module or psycopg)."""
+    url = async_url(url)
+    if url.startswith("sqlite+aiosqlite:"):
+        return "sqlite+pysqlite:" + url.removeprefix("sqlite+aiosqlite:")
+    if url.startswith("postgresql+asyncpg://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql+asyncpg://")
+    return url
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction begins.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn: Connection) -> None:
+        # Readers begin deferred; writers (see ``writer``) take the write lock at BEGIN, so
+        # two writers queue instead of failing when a read lock would need upgrading.
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite+aiosqlite:"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            # Let SQLAlchemy, not the driver, decide when a transaction begins.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _sqlite_begin(conn: Connection) -> None:
-            # Readers begin deferred; writers (see ``writer``) take the write lock at BEGIN, so
-            # two writers queue instead of failing when a read lock would need upgrading.
-            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
-
+        _sqlite_setup(engine.sync_engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def create_sync_engine(url: str, **kwargs: Any) -> Engine:
+    """A blocking engine on the same database, for work that runs whole in a worker thread
+    (one thread hop for a unit of work instead of one per statement). Same pragmas and
+    transaction rules as :func:`create_engine`; use :func:`writer` for transactions that
+    write."""
+    url = sync_url(url)
+    if url.startswith("sqlite+pysqlite:"):
+        engine = sa_create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
+        )
+        _sqlite_setup(engine)
+        return engine
+    return sa_create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 async def upsert(
@@ -130,7 +160,11 @@ async def upsert(
     await session.execute(stmt)
 
 
-def writer(engine: AsyncEngine) -> AsyncEngine:
+@overload
+def writer(engine: AsyncEngine) -> AsyncEngine: ...
+@overload
+def writer(engine: Engine) -> Engine: ...
+def writer(engine: AsyncEngine | Engine) -> AsyncEngine | Engine:
     """The engine for transactions that write: on SQLite they begin IMMEDIATE."""
     if engine.dialect.name == "sqlite":
         return engine.execution_options(sqlite_begin="IMMEDIATE")

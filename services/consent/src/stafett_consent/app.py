@@ -9,13 +9,13 @@ from typing import Any, Literal
 
 from stafett_consent import domain
 from stafett_consent.api import authzen, router
-from stafett_consent.decisions import DecisionPoint
+from stafett_consent.decisions import DecisionPoint, create_records_schema, records_url
 from stafett_consent.handlers import ConsentService
 from stafett_consent.policy import Action, PolicySettings
 from stafett_consent.projections import ConsentProjection
 from stafett_consent.settings import ConsentSettings
 from stafett_shared.crypto import BlindIndex, FieldCipher, load_or_create_kek
-from stafett_shared.db import sessionmaker, writer
+from stafett_shared.db import create_sync_engine, sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
 from stafett_shared.projector import ProjectionBehind
@@ -67,14 +67,19 @@ async def _start(runtime: Runtime) -> None:
     kek = runtime.settings.kek_bytes() or load_or_create_kek(
         runtime.settings.data_dir / "keys" / "kek"
     )
+    read_models = runtime.engine.url.render_as_string(hide_password=False)
+    records = create_sync_engine(records_url(read_models))
+    if records_url(read_models) != read_models:
+        await asyncio.to_thread(create_records_schema, records)
     decisions = DecisionPoint(
-        sessions=runtime.sessions,
-        writer_sessions=sessionmaker(writer(runtime.engine)),
+        engine=create_sync_engine(read_models),
+        records=records,
         projector=runtime.projector,
         store=runtime.store,
         settings=_policy_settings(settings),
         min_seq_wait_s=runtime.settings.min_seq_wait_s,
     )
+    decisions.start()
     service = ConsentService(
         store=runtime.store,
         cipher=runtime.cipher,
@@ -166,6 +171,9 @@ async def _stop(runtime: Runtime) -> None:
     for subscription in runtime.extras.get("subscriptions", []):
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
+    decisions = runtime.extras.get("decisions")
+    if isinstance(decisions, DecisionPoint):
+        await decisions.aclose()
 
 
 SPEC = ServiceSpec(

@@ -1,17 +1,34 @@
 """The policy decision point: answers ``(principal, action, resource, min_seq)`` and records
-every answer. Permits are kept in the service's database; denials and auditors' permits are
-also published as ``access.decision_recorded`` events. A decision that cannot be recorded is
-a denial (fail closed)."""
+every answer. Every decision is kept in the service's database before it is answered; a
+decision that cannot be recorded is a denial (fail closed). Denials and auditors' permits
+are also published as ``access.decision_recorded`` events: an auditor's permit before the
+answer, a denial through an outbox written in the same transaction as its record, by a relay
+that publishes it moments later and again after a restart until the stream has it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, Text, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Text,
+    bindparam,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine, Row, make_url
 
 from stafett_consent.policy import (
     INDEXED_ACTIONS,
@@ -28,11 +45,13 @@ from stafett_consent.projections import (
     load_entry_facts,
     load_principal_facts,
 )
+from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
-from stafett_shared.eventstore import EventStore
+from stafett_shared.eventstore import DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
 from stafett_shared.projector import Projector
+from stafett_shared.service import stop_tasks
 
 audit_metadata = MetaData()
 decision_records = Table(
@@ -56,7 +75,48 @@ decision_records = Table(
 )
 """Not a projection: decisions are recorded as they are made, and a rebuild keeps them."""
 
+decision_outbox = Table(
+    "decision_outbox",
+    audit_metadata,
+    Column("decision_id", String(26), primary_key=True),
+    Column("tenant", String(32), nullable=False),
+)
+"""Denials recorded but not yet published as events (the relay empties it)."""
+
+_RECORD = decision_records.insert()
+_QUEUE = decision_outbox.insert()
+_PENDING = (
+    select(decision_records, decision_outbox.c.tenant)
+    .join(decision_outbox, decision_outbox.c.decision_id == decision_records.c.decision_id)
+    .order_by(decision_outbox.c.decision_id)
+    .limit(bindparam("limit"))
+)
+_SENT = decision_outbox.delete().where(
+    decision_outbox.c.decision_id.in_(bindparam("ids", expanding=True))
+)
+RELAY_BATCH = 100
+RELAY_POLL_S = 5.0
+RELAY_GATHER_S = 0.05
 _log = get_logger("stafett.consent.decisions")
+_T = TypeVar("_T")
+
+
+def records_url(read_models_url: str) -> str:
+    """Where decision records are kept: on PostgreSQL in the read models' database; on
+    SQLite in a file of their own beside it (``consent.db`` → ``consent-decisions.db``), so a
+    decision's INSERT never waits for the projector's write lock."""
+    url = make_url(read_models_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return read_models_url
+    path = Path(str(url.database))
+    separate = path.with_name(f"{path.stem}-decisions{path.suffix or '.db'}")
+    return url.set(database=str(separate)).render_as_string(hide_password=False)
+
+
+def create_records_schema(engine: Engine) -> None:
+    """The records' tables in a database of their own (on SQLite). In the read models'
+    database the Alembic history creates them."""
+    audit_metadata.create_all(engine, checkfirst=True)
 
 
 @registry.register
@@ -77,6 +137,17 @@ class DecisionRecorded(EventData):
 
 
 @dataclass(frozen=True, slots=True)
+class _Question:
+    decision_id: str
+    now: datetime
+    principal_id: str
+    principal_kind: Literal["person", "client"]
+    action: Action
+    case_id: str
+    entry_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionOut:
     decision: Literal["permit", "deny"]
     basis: str | None
@@ -91,26 +162,70 @@ class DecisionOut:
 
 
 class DecisionPoint:
-    """Decides and records. Callers may cache a permit for at most one second."""
+    """Decides and records. Callers may cache a permit for at most one second.
+
+    A decision's database work (reading the facts, the policy, the INSERT of its record and
+    the commit) runs whole on a blocking connection in a worker thread of the decision point's
+    own: one thread hop per decision, where an async driver would hop once per statement
+    (docs/decisions/0014-decisions-in-one-hop.md). On SQLite the thread is one and the
+    records have a database file of their own, so recording a decision never waits for a
+    write lock: not for another decision's, nor for the projector's."""
 
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
-        writer_sessions: async_sessionmaker[AsyncSession],
+        engine: Engine,
+        records: Engine | None = None,
         projector: Projector,
         store: EventStore,
         settings: PolicySettings | None = None,
         min_seq_wait_s: float = 2.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._sessions = sessions
-        self._writer = writer_sessions
+        self._engine = engine
+        self._records = records or engine
         self._projector = projector
         self._store = store
         self._settings = settings or PolicySettings()
         self._wait = min_seq_wait_s
         self._clock = clock
+        workers = 1 if engine.dialect.name == "sqlite" else 4
+        self._thread = ThreadPoolExecutor(workers, thread_name_prefix="stafett-decisions")
+        self._queued = asyncio.Event()
+        self._relaying = asyncio.Lock()
+        self._relay: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the relay that publishes recorded denials (and any left from before)."""
+        if self._relay is None:
+            self._relay = asyncio.create_task(self._relay_loop(), name="decision-relay")
+
+    async def aclose(self) -> None:
+        """Stop the relay and the worker threads; close the decision point's connections.
+        Denials not yet published stay in the outbox for the next start."""
+        if self._relay is not None:
+            await stop_tasks([self._relay])
+            self._relay = None
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self._thread.shutdown(wait=True, cancel_futures=True)
+        self._engine.dispose()
+        self._records.dispose()
+
+    @property
+    def engine(self) -> Engine:
+        """The blocking engine on the read models (used in the worker thread)."""
+        return self._engine
+
+    @property
+    def records_engine(self) -> Engine:
+        """The blocking engine on the decision records (used in the worker thread)."""
+        return self._records
+
+    async def in_thread(self, fn: Callable[..., _T], *args: object) -> _T:
+        """Run ``fn(*args)`` in the decision point's worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def check(
         self,
@@ -125,43 +240,37 @@ class DecisionPoint:
         if min_seq:
             await self._projector.wait_for(min_seq, self._wait)
         now = self._clock()
-        decision: Decision | None = None
-        case_org: str | None = None
-        async with self._sessions() as session:
-            if entry_id is None and action in INDEXED_ACTIONS and principal_kind == "person":
-                # Fast path: the access index holds exactly the grants the rules give (the
-                # property test keeps the two equal), so a permit is one indexed query.
-                decision, case_org = await indexed_permit(
-                    session, principal_id, action, case_id, now
-                )
-            if decision is None:
-                case = await load_case_facts(session, case_id)
-                principal = await load_principal_facts(session, principal_id, principal_kind)
-                entry = await load_entry_facts(session, entry_id) if entry_id else None
-                case_org = case.org_id if case else None
-                if entry_id and entry is None:
-                    decision = Decision(False, None, "no_basis", "unknown entry")
-                else:
-                    decision = decide(
-                        principal, action, case, now, entry=entry, settings=self._settings
-                    )
         decision_id = new_id()
-        try:
-            await self._record(
-                decision_id=decision_id,
-                now=now,
-                principal_id=principal_id,
-                principal_kind=principal_kind,
-                action=action,
-                case_id=case_id,
-                entry_id=entry_id,
-                decision=decision,
-                publish=case_org is not None,
-                tenant=case_org,
-            )
-        except Exception as exc:  # noqa: BLE001 - an unrecorded decision is a denial
-            _log.error("decision_not_recorded", error_type=type(exc).__name__)
+        decision, case_org, recorded = await self.in_thread(
+            self._decide_and_record,
+            _Question(decision_id, now, principal_id, principal_kind, action, case_id, entry_id),
+        )
+        if recorded and case_org is not None and decision.permit and decision.basis == "auditor":
+            # An auditor's read is in the audited history before the auditor sees anything.
+            try:
+                await self._publish(
+                    decision_id=decision_id,
+                    now=now,
+                    principal_id=principal_id,
+                    principal_kind=principal_kind,
+                    action=action.value,
+                    case_id=case_id,
+                    entry_id=entry_id,
+                    decision=decision.permit,
+                    basis=decision.basis,
+                    consent_id=decision.consent_id,
+                    reason=decision.reason,
+                    detail=decision.detail,
+                    policy_version=decision.policy_version,
+                    tenant=case_org,
+                )
+            except Exception as exc:  # noqa: BLE001 - an unrecorded decision is a denial
+                _log.error("decision_not_recorded", error_type=type(exc).__name__)
+                recorded = False
+        if not recorded:
             return DecisionOut("deny", None, None, "not_recorded", decision_id, POLICY_VERSION)
+        if case_org is not None and not decision.permit:
+            self._queued.set()
         return DecisionOut(
             "permit" if decision.permit else "deny",
             decision.basis,
@@ -169,6 +278,60 @@ class DecisionPoint:
             decision.reason,
             decision_id,
             decision.policy_version,
+        )
+
+    def _decide_and_record(self, q: _Question) -> tuple[Decision, str | None, bool]:
+        """In the worker thread: the decision from the read models, then its record."""
+        with self._engine.connect() as conn:
+            decision, case_org = self._decide(conn, q)
+        with self._records.connect() as conn:
+            try:
+                conn.execution_options(sqlite_begin="IMMEDIATE")
+                conn.execute(
+                    _RECORD,
+                    {
+                        "decision_id": q.decision_id,
+                        "decided_at": q.now,
+                        "principal_id": q.principal_id,
+                        "principal_kind": q.principal_kind,
+                        "action": q.action.value,
+                        "case_id": q.case_id,
+                        "entry_id": q.entry_id,
+                        "decision": "permit" if decision.permit else "deny",
+                        "basis": decision.basis,
+                        "consent_id": decision.consent_id,
+                        "reason": decision.reason,
+                        "detail": decision.detail,
+                        "policy_version": decision.policy_version,
+                    },
+                )
+                if case_org is not None and not decision.permit:
+                    # Denials on a case become events; the relay publishes them.
+                    conn.execute(_QUEUE, {"decision_id": q.decision_id, "tenant": case_org})
+                conn.commit()
+            except Exception as exc:  # noqa: BLE001 - an unrecorded decision is a denial
+                _log.error("decision_not_recorded", error_type=type(exc).__name__)
+                return decision, case_org, False
+        return decision, case_org, True
+
+    def _decide(self, conn: Connection, q: _Question) -> tuple[Decision, str | None]:
+        if q.entry_id is None and q.action in INDEXED_ACTIONS and q.principal_kind == "person":
+            # Fast path: the access index holds exactly the grants the rules give (the
+            # property test keeps the two equal), so a permit is one indexed query.
+            decision, case_org = indexed_permit(conn, q.principal_id, q.action, q.case_id, q.now)
+            if decision is not None:
+                return decision, case_org
+        case = load_case_facts(conn, q.case_id)
+        principal = load_principal_facts(conn, q.principal_id, q.principal_kind)
+        case_org = case.org_id if case else None
+        if q.entry_id is None:
+            return decide(principal, q.action, case, q.now, settings=self._settings), case_org
+        entry = load_entry_facts(conn, q.entry_id)
+        if entry is None:
+            return Decision(False, None, "no_basis", "unknown entry"), case_org
+        return (
+            decide(principal, q.action, case, q.now, entry=entry, settings=self._settings),
+            case_org,
         )
 
     async def filter(
@@ -183,83 +346,128 @@ class DecisionPoint:
         """Which of ``case_ids`` the principal may ``action``: one query on the access index."""
         if min_seq:
             await self._projector.wait_for(min_seq, self._wait)
-        now = self._clock()
         if principal_kind == "client":
             return []
-        async with self._sessions() as session:
-            if action in INDEXED_ACTIONS:
-                return await filter_cases(session, principal_id, action.value, case_ids, now)
-            principal = await load_principal_facts(session, principal_id)
-            permitted = []
-            for case_id in dict.fromkeys(case_ids):
-                case = await load_case_facts(session, case_id)
-                if decide(principal, action, case, now, settings=self._settings).permit:
-                    permitted.append(case_id)
-            return permitted
+        return await self.in_thread(
+            self._filter, principal_id, action, list(case_ids), self._clock()
+        )
 
-    async def _record(
+    def _filter(
+        self, principal_id: str, action: Action, case_ids: list[str], now: datetime
+    ) -> list[str]:
+        with self._engine.connect() as conn:
+            if action in INDEXED_ACTIONS:
+                return filter_cases(conn, principal_id, action.value, case_ids, now)
+            principal = load_principal_facts(conn, principal_id)
+            return [
+                case_id
+                for case_id in dict.fromkeys(case_ids)
+                if decide(
+                    principal, action, load_case_facts(conn, case_id), now, settings=self._settings
+                ).permit
+            ]
+
+    async def _publish(
         self,
         *,
         decision_id: str,
         now: datetime,
         principal_id: str,
         principal_kind: Literal["person", "client"],
-        action: Action,
+        action: str,
         case_id: str,
         entry_id: str | None,
-        decision: Decision,
-        publish: bool,
-        tenant: str | None,
+        decision: bool,
+        basis: str | None,
+        consent_id: str | None,
+        reason: str,
+        detail: str,
+        policy_version: str,
+        tenant: str,
     ) -> None:
-        async with self._writer() as session, session.begin():
-            await session.execute(
-                decision_records.insert().values(
-                    decision_id=decision_id,
-                    decided_at=now,
-                    principal_id=principal_id,
-                    principal_kind=principal_kind,
-                    action=action.value,
-                    case_id=case_id,
-                    entry_id=entry_id,
-                    decision="permit" if decision.permit else "deny",
-                    basis=decision.basis,
-                    consent_id=decision.consent_id,
-                    reason=decision.reason,
-                    detail=decision.detail,
-                    policy_version=decision.policy_version,
-                )
-            )
-        # Denials and auditors' reads become part of the audited history.
-        if publish and tenant and (not decision.permit or decision.basis == "auditor"):
-            payload = DecisionRecorded(
-                decision_id=decision_id,
-                principal_id=principal_id,
-                principal_kind=principal_kind,
-                action=action.value,
-                case_id=case_id,
-                entry_id=entry_id,
-                decision="permit" if decision.permit else "deny",
-                basis=decision.basis,
-                consent_id=decision.consent_id,
-                reason=decision.reason,
-                detail=decision.detail,
-                policy_version=decision.policy_version,
-            )
-            event: CloudEvent = registry.envelope(
-                payload,
-                subject=case_id,
-                source="stafett/consent",
-                tenant=tenant,
-                actor=principal_id,
-                time=now,
-                event_id=decision_id,
-            )
-            await self._store.append(
-                self._store.subject("access", case_id),
-                [event],
-                expected_version=None,
-                idempotency_key=f"decision-{decision_id}",
-            )
+        payload = DecisionRecorded(
+            decision_id=decision_id,
+            principal_id=principal_id,
+            principal_kind=principal_kind,
+            action=action,
+            case_id=case_id,
+            entry_id=entry_id,
+            decision="permit" if decision else "deny",
+            basis=basis,
+            consent_id=consent_id,
+            reason=reason,
+            detail=detail,
+            policy_version=policy_version,
+        )
+        event: CloudEvent = registry.envelope(
+            payload,
+            subject=case_id,
+            source="stafett/consent",
+            tenant=tenant,
+            actor=principal_id,
+            time=now,
+            event_id=decision_id,
+        )
+        await self._store.append(
+            self._store.subject("access", case_id),
+            [event],
+            expected_version=None,
+            idempotency_key=f"decision-{decision_id}",
+        )
+
+    # --- the relay ------------------------------------------------------------------------
+
+    async def _relay_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RELAY_POLL_S):
+                    await self._queued.wait()
+            self._queued.clear()
+            # Gather the denials of a burst into one batch: fewer writes beside the checks.
+            await asyncio.sleep(RELAY_GATHER_S)
+            try:
+                await self.publish_pending()
+            except Exception as exc:  # noqa: BLE001 - NATS or the database is away: retry later
+                _log.warning("decision_relay_failed", error_type=type(exc).__name__)
+
+    async def publish_pending(self) -> int:
+        """Publish every recorded denial not yet in the stream; returns how many. The relay
+        calls this; tests call it to see the stream as it will be a moment later."""
+        published = 0
+        async with self._relaying:
+            while rows := await self.in_thread(self._pending, RELAY_BATCH):
+                for row in rows:
+                    # Published before a crash, not yet marked as sent: already in the stream.
+                    with contextlib.suppress(DuplicateAppend):
+                        await self._publish(
+                            decision_id=row.decision_id,
+                            now=as_utc(row.decided_at),
+                            principal_id=row.principal_id,
+                            principal_kind="client" if row.principal_kind == "client" else "person",
+                            action=row.action,
+                            case_id=row.case_id,
+                            entry_id=row.entry_id,
+                            decision=row.decision == "permit",
+                            basis=row.basis,
+                            consent_id=row.consent_id,
+                            reason=row.reason,
+                            detail=row.detail,
+                            policy_version=row.policy_version,
+                            tenant=row.tenant,
+                        )
+                await self.in_thread(self._sent, [row.decision_id for row in rows])
+                published += len(rows)
+        return published
+
+    def _pending(self, limit: int) -> Sequence[Row[Any]]:
+        with self._records.connect() as conn:
+            return conn.execute(_PENDING, {"limit": limit}).all()
+
+    def _sent(self, ids: list[str]) -> None:
+        with self._records.connect() as conn:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            conn.execute(_SENT, {"ids": ids})
+            conn.commit()
 
     async def records(
         self,
@@ -280,6 +488,8 @@ class DecisionPoint:
             stmt = stmt.where(decision_records.c.decided_at >= since)
         if before_id:
             stmt = stmt.where(decision_records.c.decision_id < before_id)
-        async with self._sessions() as session:
-            rows = (await session.execute(stmt.limit(limit))).mappings().all()
-        return [dict(row) for row in rows]
+        return await self.in_thread(self._select_records, stmt.limit(limit))
+
+    def _select_records(self, stmt: Select[Any]) -> list[dict[str, object]]:
+        with self._records.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]

@@ -21,12 +21,15 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     delete,
     or_,
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from stafett_consent.domain import Category, Sector, StaffRole
 from stafett_consent.policy import (
@@ -185,28 +188,41 @@ index that lets a list screen ask one query instead of one check per case."""
 
 # --- loading facts ---------------------------------------------------------------------------
 
+# Statements built once: building one anew for every decision costs more than running it.
+_CASE = select(cases).where(cases.c.case_id == bindparam("case_id"))
+_TEAM = (
+    select(team.c.person_id, team.c.unit_id, team.c.access, units.c.org_id, units.c.sector)
+    .join(units, units.c.unit_id == team.c.unit_id)
+    .where(team.c.case_id == bindparam("case_id"))
+)
+_ACTIVE_CONSENTS = select(consents).where(
+    consents.c.case_id == bindparam("case_id"), consents.c.status == "active"
+)
+_BIRTH_DATE = select(children.c.birth_date).where(children.c.child_id == bindparam("child_id"))
+_ROLES = (
+    select(roles.c.org_id, roles.c.unit_id, roles.c.role, units.c.sector)
+    .join(units, units.c.unit_id == roles.c.unit_id)
+    .where(roles.c.person_id == bindparam("principal_id"), units.c.closed.is_(False))
+)
+_GUARDIAN_OF = select(guardians.c.child_id, guardians.c.parental_responsibility).where(
+    guardians.c.person_id == bindparam("principal_id")
+)
+_AUDIT_SCOPES = select(audit_scopes).where(audit_scopes.c.auditor_id == bindparam("principal_id"))
+_ENTRY = select(entries).where(entries.c.entry_id == bindparam("entry_id"))
+_EMERGENCY = select(emergency_grants).where(
+    emergency_grants.c.person_id == bindparam("principal_id")
+)
 
-async def load_case_facts(session: AsyncSession, case_id: str) -> CaseFacts | None:
-    row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+
+def load_case_facts(conn: Connection, case_id: str) -> CaseFacts | None:
+    row = conn.execute(_CASE, {"case_id": case_id}).first()
     if row is None:
         return None
-    members = (
-        await session.execute(
-            select(team.c.person_id, team.c.unit_id, team.c.access, units.c.org_id, units.c.sector)
-            .join(units, units.c.unit_id == team.c.unit_id)
-            .where(team.c.case_id == case_id)
-        )
-    ).all()
-    active = (
-        await session.execute(
-            select(consents).where(consents.c.case_id == case_id, consents.c.status == "active")
-        )
-    ).all()
+    members = conn.execute(_TEAM, {"case_id": case_id}).all()
+    active = conn.execute(_ACTIVE_CONSENTS, {"case_id": case_id}).all()
     birth: date | None = None
     if row.child_id is not None:
-        birth = await session.scalar(
-            select(children.c.birth_date).where(children.c.child_id == row.child_id)
-        )
+        birth = conn.scalar(_BIRTH_DATE, {"child_id": row.child_id})
     return CaseFacts(
         case_id=row.case_id,
         org_id=row.org_id,
@@ -242,33 +258,16 @@ async def load_case_facts(session: AsyncSession, case_id: str) -> CaseFacts | No
     )
 
 
-async def load_principal_facts(
-    session: AsyncSession, principal_id: str, kind: str = "person"
+def load_principal_facts(
+    conn: Connection, principal_id: str, kind: str = "person"
 ) -> PrincipalFacts:
     if kind == "client":
         return PrincipalFacts(id=principal_id, kind="client")
-    role_rows = (
-        await session.execute(
-            select(roles.c.org_id, roles.c.unit_id, roles.c.role, units.c.sector)
-            .join(units, units.c.unit_id == roles.c.unit_id)
-            .where(roles.c.person_id == principal_id, units.c.closed.is_(False))
-        )
-    ).all()
-    guardian_rows = (
-        await session.execute(
-            select(guardians.c.child_id, guardians.c.parental_responsibility).where(
-                guardians.c.person_id == principal_id
-            )
-        )
-    ).all()
-    scope_rows = (
-        await session.execute(select(audit_scopes).where(audit_scopes.c.auditor_id == principal_id))
-    ).all()
-    grant_rows = (
-        await session.execute(
-            select(emergency_grants).where(emergency_grants.c.person_id == principal_id)
-        )
-    ).all()
+    who = {"principal_id": principal_id}
+    role_rows = conn.execute(_ROLES, who).all()
+    guardian_rows = conn.execute(_GUARDIAN_OF, who).all()
+    scope_rows = conn.execute(_AUDIT_SCOPES, who).all()
+    grant_rows = conn.execute(_EMERGENCY, who).all()
     return PrincipalFacts(
         id=principal_id,
         roles=tuple(
@@ -296,8 +295,8 @@ async def load_principal_facts(
     )
 
 
-async def load_entry_facts(session: AsyncSession, entry_id: str) -> EntryFacts | None:
-    row = (await session.execute(select(entries).where(entries.c.entry_id == entry_id))).first()
+def load_entry_facts(conn: Connection, entry_id: str) -> EntryFacts | None:
+    row = conn.execute(_ENTRY, {"entry_id": entry_id}).first()
     if row is None:
         return None
     return EntryFacts(
@@ -312,11 +311,11 @@ async def load_entry_facts(session: AsyncSession, entry_id: str) -> EntryFacts |
 # --- the access index ------------------------------------------------------------------------
 
 
-async def _candidates(session: AsyncSession, case: CaseFacts) -> set[str]:
+def _candidates(conn: Connection, case: CaseFacts) -> set[str]:
     people = {case.holder_id, *case.team}
     people.update(
         (
-            await session.scalars(
+            conn.scalars(
                 select(roles.c.person_id).where(
                     roles.c.unit_id == case.unit_id, roles.c.role == StaffRole.LEADER.value
                 )
@@ -327,37 +326,35 @@ async def _candidates(session: AsyncSession, case: CaseFacts) -> set[str]:
         people.add(case.child_id)
         people.update(
             (
-                await session.scalars(
+                conn.scalars(
                     select(guardians.c.person_id).where(guardians.c.child_id == case.child_id)
                 )
             ).all()
         )
     people.update(
         (
-            await session.scalars(
+            conn.scalars(
                 select(emergency_grants.c.person_id).where(
                     emergency_grants.c.case_id == case.case_id
                 )
             )
         ).all()
     )
-    for scope in (await session.execute(select(audit_scopes))).all():
+    for scope in (conn.execute(select(audit_scopes))).all():
         if scope.org_id == case.org_id or case.case_id in scope.case_ids:
             people.add(scope.auditor_id)
     return people
 
 
-async def reindex_case(
-    session: AsyncSession, case_id: str, seq: int, settings: PolicySettings
-) -> None:
+def reindex_case(conn: Connection, case_id: str, seq: int, settings: PolicySettings) -> None:
     """Recompute every grant on one case from the facts the read models hold now."""
-    await session.execute(delete(access_index).where(access_index.c.case_id == case_id))
-    case = await load_case_facts(session, case_id)
+    conn.execute(delete(access_index).where(access_index.c.case_id == case_id))
+    case = load_case_facts(conn, case_id)
     if case is None:
         return
     rows: list[dict[str, Any]] = []
-    for person_id in sorted(await _candidates(session, case)):
-        principal = await load_principal_facts(session, person_id)
+    for person_id in sorted(_candidates(conn, case)):
+        principal = load_principal_facts(conn, person_id)
         for action in sorted(INDEXED_ACTIONS):
             for grant in grants(principal, case, action, settings):
                 rows.append(
@@ -373,17 +370,17 @@ async def reindex_case(
                     }
                 )
     if rows:
-        await session.execute(access_index.insert(), rows)
+        conn.execute(access_index.insert(), rows)
 
 
-async def filter_cases(
-    session: AsyncSession, principal_id: str, action: str, case_ids: Iterable[str], now: datetime
+def filter_cases(
+    conn: Connection, principal_id: str, action: str, case_ids: Iterable[str], now: datetime
 ) -> list[str]:
     """The cases among ``case_ids`` on which some grant of ``action`` holds at ``now``."""
     wanted = list(dict.fromkeys(case_ids))
     if not wanted:
         return []
-    rows = await session.scalars(
+    rows = conn.scalars(
         select(access_index.c.case_id)
         .where(
             access_index.c.principal_id == principal_id,
@@ -401,27 +398,32 @@ async def filter_cases(
 _BASIS_ORDER = {rule.basis: i for i, rule in reversed(list(enumerate(RULES)))}
 
 
-async def indexed_permit(
-    session: AsyncSession, principal_id: str, action: Action, case_id: str, now: datetime
+# Built once: a statement made anew for every check costs more than running it.
+_PERMIT_QUERY = (
+    select(
+        access_index.c.basis,
+        access_index.c.consent_id,
+        access_index.c.valid_until,
+        cases.c.org_id,
+    )
+    .join(cases, cases.c.case_id == access_index.c.case_id)
+    .where(
+        access_index.c.principal_id == bindparam("principal_id"),
+        access_index.c.action == bindparam("action"),
+        access_index.c.case_id == bindparam("case_id"),
+        or_(access_index.c.valid_from.is_(None), access_index.c.valid_from <= bindparam("now")),
+        or_(access_index.c.valid_until.is_(None), access_index.c.valid_until > bindparam("now")),
+    )
+)
+
+
+def indexed_permit(
+    conn: Connection, principal_id: str, action: Action, case_id: str, now: datetime
 ) -> tuple[Decision | None, str | None]:
     """A permit from the access index (the first basis in rule order), or None."""
-    rows = (
-        await session.execute(
-            select(
-                access_index.c.basis,
-                access_index.c.consent_id,
-                access_index.c.valid_until,
-                cases.c.org_id,
-            )
-            .join(cases, cases.c.case_id == access_index.c.case_id)
-            .where(
-                access_index.c.principal_id == principal_id,
-                access_index.c.action == action.value,
-                access_index.c.case_id == case_id,
-                or_(access_index.c.valid_from.is_(None), access_index.c.valid_from <= now),
-                or_(access_index.c.valid_until.is_(None), access_index.c.valid_until > now),
-            )
-        )
+    rows = conn.execute(
+        _PERMIT_QUERY,
+        {"principal_id": principal_id, "action": action.value, "case_id": case_id, "now": now},
     ).all()
     if not rows:
         return None, None
@@ -446,6 +448,7 @@ class ConsentProjection(Projection):
     recomputes the access index of every case whose facts changed."""
 
     name = "consent"
+    contexts = frozenset({"case", "consent", "directory", "log"})
     tables = tuple(metadata.sorted_tables)
 
     def __init__(
@@ -458,8 +461,13 @@ class ConsentProjection(Projection):
         touched: set[str] = set()
         for event in commit.events:
             touched |= await self._apply_event(session, event, commit.seq)
-        for case_id in sorted(touched):
-            await reindex_case(session, case_id, commit.seq, self.settings)
+        if touched:
+            await session.run_sync(self._reindex, sorted(touched), commit.seq)
+
+    def _reindex(self, session: Session, case_ids: list[str], seq: int) -> None:
+        conn = session.connection()
+        for case_id in case_ids:
+            reindex_case(conn, case_id, seq, self.settings)
 
     async def _cases_of(self, session: AsyncSession, *conditions: Any) -> set[str]:
         return set((await session.scalars(select(cases.c.case_id).where(or_(*conditions)))).all())

@@ -220,6 +220,9 @@ class ConsentHarness:
         return result
 
     async def events_since(self, seq: int) -> list[CloudEvent]:
+        """The events after ``seq``, with every recorded denial published first (the relay
+        would publish them a moment later)."""
+        await self.runtime.extras["decisions"].publish_pending()
         return [e for c in await self.store.read(seq + 1, limit=10_000) for e in c.events]
 
 
