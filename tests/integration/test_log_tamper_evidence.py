@@ -26,6 +26,8 @@ from stafett_log.checkpoint import (
     verify_checkpoint,
 )
 from stafett_log.testing import LogHarness
+from stafett_shared.ids import new_id
+from stafett_shared.testing.events import make_event
 
 
 async def _checkpoint(log: LogHarness) -> dict[str, object]:
@@ -166,3 +168,39 @@ def test_a_forged_checkpoint_fails_its_signature() -> None:
     with pytest.raises(CheckpointError):
         verify_checkpoint(altered, "stafett.test/log", public)
     assert signatures
+
+
+async def test_every_commit_of_the_stream_is_a_leaf_whatever_its_context(
+    log_service: LogHarness,
+) -> None:
+    log = log_service
+    store = log.runtime.store
+    aggregate = new_id()
+    # A context the log service reads nothing from: still a leaf of the tree.
+    result = await store.append(
+        store.subject("consent", aggregate),
+        [make_event(aggregate, "no.stafett.consent.reminder_sent.v1", source="stafett/consent")],
+        expected_version=None,
+    )
+    await log.runtime.projector.wait_for(result.seq, 10)
+    signed = await _checkpoint(log)
+    tree_size = int(str(signed["tree_size"]))
+    assert tree_size >= result.seq
+    inclusion = await log.client.get(
+        f"/api/v1/proofs/inclusion?seq={result.seq}&tree_size={tree_size}",
+        headers=log.auth("vgs-vidar"),
+    )
+    assert inclusion.status_code == 200, inclusion.text
+    body = inclusion.json()
+    stored = await store.get(result.seq)
+    assert stored is not None
+    assert base64.b64decode(body["leaf_hash"]) == merkle.leaf_hash(stored.data)
+    key_name, public_key = parse_vkey(str(signed["vkey"]))
+    checkpoint = verify_checkpoint(str(signed["note"]), key_name, public_key)
+    assert merkle.verify_inclusion(
+        merkle.leaf_hash(stored.data),
+        result.seq - 1,
+        tree_size,
+        [base64.b64decode(h) for h in body["audit_path"]],
+        checkpoint.root_hash,
+    )

@@ -122,7 +122,7 @@ class LogProjection(Projection):
     """Every commit adds a Merkle leaf; log, access, case and directory events fill the rest."""
 
     name = "log"
-    contexts = frozenset({"access", "case", "directory", "log"})
+    # No ``contexts``: every commit of the stream, whatever its context, is a Merkle leaf.
     tables = tuple(metadata.sorted_tables)
 
     async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
