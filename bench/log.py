@@ -854,7 +854,7 @@ class PhaseClock:
     @contextlib.contextmanager
     def around(self, service: LogService) -> Iterator[None]:
         with contextlib.ExitStack() as patches:
-            for attr in ("write", "_decision", "_case", "_author", "_state"):
+            for attr in ("write", "_decision", "_case_and_author", "_state", "_applied"):
                 patches.enter_context(
                     mock.patch.object(service, attr, self.wrap(attr, getattr(service, attr)))
                 )
@@ -872,12 +872,12 @@ class PhaseClock:
 PHASES: tuple[tuple[str, str], ...] = (
     ("write", "LogService.write, all of it"),
     ("_decision", "  access decision (AccessClient, NATS)"),
-    ("_case", "  read the case (SQL)"),
-    ("_author", "  read the author's roles (SQL)"),
+    ("_case_and_author", "  read the case and the author's roles (SQL)"),
     ("encrypt", "  encrypt the text (FieldCipher)"),
     ("_state", "  read chain head + case's entries (SQL)"),
     ("append", "  EventStore.append (JetStream, fsync)"),
-    ("catch_up", "  projector.catch_up (own read model)"),
+    ("_applied", "  wait for the own read model (read-your-writes)"),
+    ("catch_up", "  projector.catch_up (after a conflict)"),
 )
 
 

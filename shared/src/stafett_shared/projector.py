@@ -116,6 +116,11 @@ class Projector:
         """Commits in the stream that the read model has not applied, as last observed."""
         return max(self._stream_last_seq - self.known_position, 0)
 
+    @property
+    def running(self) -> bool:
+        """Whether the background loop follows the stream (see ``start``)."""
+        return self._task is not None and not self._task.done()
+
     def caught_up_within(self, seconds: float) -> bool:
         if self._task is not None and self._task.done():
             return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,12 +29,14 @@ from stafett_shared.eventstore import (
     commit_payloads,
 )
 from stafett_shared.ids import new_id
+from stafett_shared.logging import get_logger
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.problems import unavailable as unavailable_problem
-from stafett_shared.projector import Projector
+from stafett_shared.projector import ProjectionBehind, Projector
 from stafett_shared.telemetry import current_traceparent
 
 MAX_RETRIES = 20
+_log = get_logger("stafett.log")
 FAMILY = frozenset({"guardian", "self"})
 
 
@@ -67,6 +69,13 @@ _NORWEGIAN = {
 }
 
 
+async def _case_row(session: AsyncSession, case_id: str) -> Any:
+    case = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+    if case is None:
+        raise not_found()
+    return case
+
+
 class LogService:
     def __init__(
         self,
@@ -77,6 +86,8 @@ class LogService:
         projector: Projector,
         access: AccessClient,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        heads_kept: int = 10_000,
+        apply_wait_s: float = 2.0,
     ) -> None:
         self.store = store
         self.cipher = cipher
@@ -85,6 +96,11 @@ class LogService:
         self.access = access
         self.clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Each case's chain head as this process last appended it (seq, hash), most recent
+        # last; a hint only: the append's expected version is what keeps chains unforked.
+        self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self._heads_kept = heads_kept
+        self._apply_wait_s = apply_wait_s
 
     async def _decision(
         self,
@@ -102,24 +118,39 @@ class LogService:
         except AccessUnavailable:
             raise unavailable() from None
 
-    async def _case(self, case_id: str) -> Any:
+    async def _case_and_author(
+        self, case_id: str, principal: Principal
+    ) -> tuple[Any, domain.Author]:
+        """The case's row and the author as at the case's unit, in one read."""
         async with self.sessions() as session:
-            row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
-        if row is None:
-            raise not_found()
-        return row
-
-    async def _author(self, principal: Principal, unit_id: str) -> domain.Author:
-        async with self.sessions() as session:
+            case = await _case_row(session, case_id)
             rows = (
                 await session.execute(select(roles).where(roles.c.person_id == principal.id))
             ).all()
-        at_unit = [r for r in rows if r.unit_id == unit_id]
+        at_unit = [r for r in rows if r.unit_id == case.unit_id]
         candidates = at_unit or list(rows)
         if not candidates:
-            return domain.Author(person_id=principal.id)
+            return case, domain.Author(person_id=principal.id)
         chosen = candidates[0]
-        return domain.Author(person_id=principal.id, role=chosen.role, unit_id=chosen.unit_id)
+        return case, domain.Author(person_id=principal.id, role=chosen.role, unit_id=chosen.unit_id)
+
+    def _remember(self, case_id: str, seq: int, link: str) -> None:
+        self._heads[case_id] = (seq, link)
+        self._heads.move_to_end(case_id)
+        while len(self._heads) > self._heads_kept:
+            self._heads.popitem(last=False)
+
+    async def _applied(self, seq: int) -> None:
+        """Read-your-writes: wait until the read model holds ``seq``. The background
+        projector applies what arrives in batches, one transaction for many appends."""
+        if not self.projector.running:
+            await self.projector.catch_up()
+            return
+        try:
+            await self.projector.wait_for(seq, self._apply_wait_s)
+        except ProjectionBehind:
+            # The append is stored; a reader who must see it passes min_seq.
+            _log.warning("log_read_model_behind", seq=seq)
 
     async def _state(self, case_id: str, refers_to: str | None) -> tuple[domain.LogState, int, str]:
         """The chain head, and the one entry a command refers to (the rules need no more)."""
@@ -166,19 +197,29 @@ class LogService:
         decision = await self._decision(principal, action, case_id)
         if not decision.permitted:
             raise not_found()
-        case = await self._case(case_id)
-        author = await self._author(principal, case.unit_id)
+        case, author = await self._case_and_author(case_id, principal)
         command = await make(author, case.child_id or case_id)
         facts = domain.CaseFacts(case_id, case.status == "open", case.opened_at)
         subject = self.store.subject("log", case_id)
+        refers_to = (
+            getattr(command, "corrects_entry_id", None)
+            or getattr(command, "retracts_entry_id", None)
+            or (command.entry_id if isinstance(command, domain.RestrictEntry) else None)
+        )
         async with self._locks[case_id]:
             for _attempt in range(MAX_RETRIES):
-                refers_to = (
-                    getattr(command, "corrects_entry_id", None)
-                    or getattr(command, "retracts_entry_id", None)
-                    or (command.entry_id if isinstance(command, domain.RestrictEntry) else None)
-                )
-                state, head_seq, head_hash = await self._state(case_id, refers_to)
+                head = self._heads.get(case_id)
+                if refers_to is None and head is not None:
+                    # The chain's head as this process last wrote it. If another process
+                    # wrote since, the append's expected version fails and we read again.
+                    state = domain.LogState(case_id=case_id, entries={})
+                    head_seq, head_hash = head
+                else:
+                    if head is not None:
+                        await self._applied(head[0])
+                    state, head_seq, head_hash = await self._state(case_id, refers_to)
+                    if head is not None and head[0] > head_seq:
+                        head_seq, head_hash = head
                 now = self.clock()
                 try:
                     events = domain.decide(state, facts, command, now)
@@ -195,17 +236,25 @@ class LogService:
                         expected_version=head_seq,
                         idempotency_key=idempotency_key,
                     )
-                    seq = result.seq
                 except DuplicateAppend as repeat:
-                    seq = repeat.seq
-                    stored = await self.store.get(seq)
+                    # The same request again: answer as the first time. The chain's head
+                    # may have moved since; read it from the read model next time.
+                    self._heads.pop(case_id, None)
+                    stored = await self.store.get(repeat.seq)
                     event = stored.events[0] if stored else event
+                    seq = repeat.seq
+                    break
                 except ConcurrencyConflict:
+                    self._heads.pop(case_id, None)
                     await self.projector.catch_up()  # another writer moved the chain on
                     continue
-                await self.projector.apply_own(subject, seq, [event])
-                return Appended(str(getattr(payload, "entry_id", "")), seq, event.hash or "")
-        raise HandlerError(409, "conflict", "Loggen skrives av mange samtidig; prøv igjen.")
+                seq = result.seq
+                self._remember(case_id, seq, event.hash or "")
+                break
+            else:
+                raise HandlerError(409, "conflict", "Loggen skrives av mange samtidig; prøv igjen.")
+        await self._applied(seq)
+        return Appended(str(getattr(payload, "entry_id", "")), seq, event.hash or "")
 
     def _linked(  # noqa: PLR0917 - the parts of one envelope
         self,
@@ -376,8 +425,8 @@ class LogService:
         decision = await self._decision(principal, "log:read", case_id, min_seq=min_seq)
         if not decision.permitted:
             raise not_found()
-        case = await self._case(case_id)
         async with self.sessions() as session:
+            case = await _case_row(session, case_id)
             rows = (
                 await session.execute(
                     select(entries).where(entries.c.case_id == case_id).order_by(entries.c.seq)
