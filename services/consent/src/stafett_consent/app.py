@@ -68,8 +68,9 @@ async def _start(runtime: Runtime) -> None:
         runtime.settings.data_dir / "keys" / "kek"
     )
     read_models = runtime.engine.url.render_as_string(hide_password=False)
-    records = create_sync_engine(records_url(read_models))
-    if records_url(read_models) != read_models:
+    records_at = records_url(read_models)
+    records = create_sync_engine(records_at)
+    if records_at != read_models:
         await asyncio.to_thread(create_records_schema, records)
     decisions = DecisionPoint(
         engine=create_sync_engine(read_models),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +28,7 @@ from sqlalchemy import (
     bindparam,
     select,
 )
-from sqlalchemy.engine import Connection, Engine, Row, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from stafett_consent.policy import (
     INDEXED_ACTIONS,
@@ -136,6 +136,9 @@ class DecisionRecorded(EventData):
     policy_version: str
 
 
+_EVENT_FIELDS = tuple(DecisionRecorded.model_fields)
+
+
 @dataclass(frozen=True, slots=True)
 class _Question:
     decision_id: str
@@ -145,6 +148,25 @@ class _Question:
     action: Action
     case_id: str
     entry_id: str | None
+
+
+def _record_row(q: _Question, decision: Decision) -> dict[str, Any]:
+    """One row of ``decision_records``; its columns but ``decided_at`` are the event's data."""
+    return {
+        "decision_id": q.decision_id,
+        "decided_at": q.now,
+        "principal_id": q.principal_id,
+        "principal_kind": q.principal_kind,
+        "action": q.action.value,
+        "case_id": q.case_id,
+        "entry_id": q.entry_id,
+        "decision": "permit" if decision.permit else "deny",
+        "basis": decision.basis,
+        "consent_id": decision.consent_id,
+        "reason": decision.reason,
+        "detail": decision.detail,
+        "policy_version": decision.policy_version,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,29 +263,14 @@ class DecisionPoint:
             await self._projector.wait_for(min_seq, self._wait)
         now = self._clock()
         decision_id = new_id()
-        decision, case_org, recorded = await self.in_thread(
-            self._decide_and_record,
-            _Question(decision_id, now, principal_id, principal_kind, action, case_id, entry_id),
+        question = _Question(
+            decision_id, now, principal_id, principal_kind, action, case_id, entry_id
         )
+        decision, case_org, recorded = await self.in_thread(self._decide_and_record, question)
         if recorded and case_org is not None and decision.permit and decision.basis == "auditor":
             # An auditor's read is in the audited history before the auditor sees anything.
             try:
-                await self._publish(
-                    decision_id=decision_id,
-                    now=now,
-                    principal_id=principal_id,
-                    principal_kind=principal_kind,
-                    action=action.value,
-                    case_id=case_id,
-                    entry_id=entry_id,
-                    decision=decision.permit,
-                    basis=decision.basis,
-                    consent_id=decision.consent_id,
-                    reason=decision.reason,
-                    detail=decision.detail,
-                    policy_version=decision.policy_version,
-                    tenant=case_org,
-                )
+                await self._publish(_record_row(question, decision), case_org)
             except Exception as exc:  # noqa: BLE001 - an unrecorded decision is a denial
                 _log.error("decision_not_recorded", error_type=type(exc).__name__)
                 recorded = False
@@ -287,24 +294,7 @@ class DecisionPoint:
         with self._records.connect() as conn:
             try:
                 conn.execution_options(sqlite_begin="IMMEDIATE")
-                conn.execute(
-                    _RECORD,
-                    {
-                        "decision_id": q.decision_id,
-                        "decided_at": q.now,
-                        "principal_id": q.principal_id,
-                        "principal_kind": q.principal_kind,
-                        "action": q.action.value,
-                        "case_id": q.case_id,
-                        "entry_id": q.entry_id,
-                        "decision": "permit" if decision.permit else "deny",
-                        "basis": decision.basis,
-                        "consent_id": decision.consent_id,
-                        "reason": decision.reason,
-                        "detail": decision.detail,
-                        "policy_version": decision.policy_version,
-                    },
-                )
+                conn.execute(_RECORD, _record_row(q, decision))
                 if case_org is not None and not decision.permit:
                     # Denials on a case become events; the relay publishes them.
                     conn.execute(_QUEUE, {"decision_id": q.decision_id, "tenant": case_org})
@@ -367,52 +357,23 @@ class DecisionPoint:
                 ).permit
             ]
 
-    async def _publish(
-        self,
-        *,
-        decision_id: str,
-        now: datetime,
-        principal_id: str,
-        principal_kind: Literal["person", "client"],
-        action: str,
-        case_id: str,
-        entry_id: str | None,
-        decision: bool,
-        basis: str | None,
-        consent_id: str | None,
-        reason: str,
-        detail: str,
-        policy_version: str,
-        tenant: str,
-    ) -> None:
-        payload = DecisionRecorded(
-            decision_id=decision_id,
-            principal_id=principal_id,
-            principal_kind=principal_kind,
-            action=action,
-            case_id=case_id,
-            entry_id=entry_id,
-            decision="permit" if decision else "deny",
-            basis=basis,
-            consent_id=consent_id,
-            reason=reason,
-            detail=detail,
-            policy_version=policy_version,
-        )
+    async def _publish(self, record: Mapping[str, Any], tenant: str) -> None:
+        """Publish one recorded decision (a row of ``decision_records``) as an event."""
+        payload = DecisionRecorded.model_validate({k: record[k] for k in _EVENT_FIELDS})
         event: CloudEvent = registry.envelope(
             payload,
-            subject=case_id,
+            subject=payload.case_id,
             source="stafett/consent",
             tenant=tenant,
-            actor=principal_id,
-            time=now,
-            event_id=decision_id,
+            actor=payload.principal_id,
+            time=as_utc(record["decided_at"]),
+            event_id=payload.decision_id,
         )
         await self._store.append(
-            self._store.subject("access", case_id),
+            self._store.subject("access", payload.case_id),
             [event],
             expected_version=None,
-            idempotency_key=f"decision-{decision_id}",
+            idempotency_key=f"decision-{payload.decision_id}",
         )
 
     # --- the relay ------------------------------------------------------------------------
@@ -439,29 +400,14 @@ class DecisionPoint:
                 for row in rows:
                     # Published before a crash, not yet marked as sent: already in the stream.
                     with contextlib.suppress(DuplicateAppend):
-                        await self._publish(
-                            decision_id=row.decision_id,
-                            now=as_utc(row.decided_at),
-                            principal_id=row.principal_id,
-                            principal_kind="client" if row.principal_kind == "client" else "person",
-                            action=row.action,
-                            case_id=row.case_id,
-                            entry_id=row.entry_id,
-                            decision=row.decision == "permit",
-                            basis=row.basis,
-                            consent_id=row.consent_id,
-                            reason=row.reason,
-                            detail=row.detail,
-                            policy_version=row.policy_version,
-                            tenant=row.tenant,
-                        )
-                await self.in_thread(self._sent, [row.decision_id for row in rows])
+                        await self._publish(row, row["tenant"])
+                await self.in_thread(self._sent, [row["decision_id"] for row in rows])
                 published += len(rows)
         return published
 
-    def _pending(self, limit: int) -> Sequence[Row[Any]]:
+    def _pending(self, limit: int) -> list[dict[str, Any]]:
         with self._records.connect() as conn:
-            return conn.execute(_PENDING, {"limit": limit}).all()
+            return [dict(row) for row in conn.execute(_PENDING, {"limit": limit}).mappings()]
 
     def _sent(self, ids: list[str]) -> None:
         with self._records.connect() as conn:
