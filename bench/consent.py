@@ -730,10 +730,10 @@ async def measure(
         if row is None:
             raise RuntimeError("the case is missing")
 
-    def insert_blocking() -> None:
+    def insert_blocking(*, on_loop: bool) -> None:
         # The same INSERT a decision makes, into the same table, on the decision point's own
-        # blocking connection, in its own transaction.
-        with decisions.records_engine.connect() as conn:
+        # blocking connection, in its own transaction, where a decision makes it.
+        with decisions.engines(on_loop)[1].connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             conn.execute(
                 decision_records.insert().values(
@@ -755,7 +755,7 @@ async def measure(
             conn.commit()
 
     async def insert_row(_i: int) -> None:
-        await decisions.in_thread(insert_blocking)
+        await decisions.run(insert_blocking)
 
     async def hop(_i: int) -> None:
         await decisions.in_thread(int)
@@ -885,7 +885,7 @@ def _people(world: World) -> set[str]:
 
 
 PHASES = (
-    "the worker thread, all of it",
+    "the database work, all of it",
     "  indexed_permit (access index)",
     "  load_case_facts",
     "  load_principal_facts",
@@ -964,7 +964,7 @@ async def profile_checks(
                 mock.patch.object(
                     decisions,
                     "_decide_and_record",
-                    clock.wrap("the worker thread, all of it", decisions._decide_and_record),
+                    clock.wrap("the database work, all of it", decisions._decide_and_record),
                 )
             )
             patches.enter_context(
@@ -986,9 +986,9 @@ async def profile_checks(
             f"{statements / n:.1f} SQL statements each\n"
         )
         out.write(f"  {'phase':<36} {'ms/check':>8} {'SQL/check':>9}\n")
-        thread = clock.seconds.get("the worker thread, all of it", 0.0)
+        work = clock.seconds.get("the database work, all of it", 0.0)
         inner = sum(v for k, v in clock.seconds.items() if k.startswith(" "))
-        clock.seconds["  INSERT + COMMIT of the record"] = thread - inner
+        clock.seconds["  INSERT + COMMIT of the record"] = work - inner
         accounted = sum(v for k, v in clock.seconds.items() if not k.startswith(" "))
         for name in PHASES:
             if name not in clock.seconds:
@@ -996,8 +996,7 @@ async def profile_checks(
             sql = f"{clock.statements[name] / n:9.1f}" if name in clock.statements else ""
             out.write(f"  {name:<36} {clock.seconds[name] / n * 1000:8.2f} {sql:>9}\n")
         out.write(
-            f"  {'rest (the hop to the thread and back)':<36} "
-            f"{(elapsed - accounted) / n * 1000:8.2f}\n"
+            f"  {'rest (outside the database work)':<36} {(elapsed - accounted) / n * 1000:8.2f}\n"
         )
         out.write("  statements sent (per check; includes the projector's, if it ran meanwhile):\n")
         for text, times in counter.texts.most_common(14):
@@ -1009,8 +1008,8 @@ async def profile_checks(
                 else ""
             )
             out.write(f"  {times / n:5.2f}  {what}{ping}\n")
-        # 2. The worker thread's Python, under cProfile: called directly, without the hop
-        # (cProfile sees one thread only).
+        # 2. The database work's Python, under cProfile: called directly, where the decision
+        # point makes it (cProfile sees one thread only).
         if label == "permits":
             questions = [
                 _Question(
@@ -1021,9 +1020,9 @@ async def profile_checks(
             profiler = cProfile.Profile()
             profiler.enable()
             for question in questions:
-                decisions._decide_and_record(question)
+                decisions._decide_and_record(question, on_loop=decisions.on_loop)
             profiler.disable()
-            out.write(f"\n--- cProfile of the same {n} checks' thread work, by self time\n")
+            out.write(f"\n--- cProfile of the same {n} checks' database work, by self time\n")
             stats = pstats.Stats(profiler, stream=out)
             stats.sort_stats("tottime").print_stats(25)
     return out.getvalue()
@@ -1093,15 +1092,12 @@ async def run(plan: Plan, kind: str, *, profile: bool) -> Result:
                 running_consent(server.url, url, folder / "data") as harness,
             ):
                 decision_point = harness.runtime.extras["decisions"]
-                counter = StatementCounter(
-                    harness.runtime.engine,
-                    decision_point.engine,
-                    *(
-                        [decision_point.records_engine]
-                        if decision_point.records_engine is not decision_point.engine
-                        else []
-                    ),
-                )
+                blocking = {
+                    id(e): e
+                    for on_loop in {False, decision_point.on_loop}
+                    for e in decision_point.engines(on_loop)
+                }
+                counter = StatementCounter(harness.runtime.engine, *blocking.values())
                 world = await build_world(harness, plan)
                 version = await database_version(harness.runtime.engine)
                 surprise = Surprises()

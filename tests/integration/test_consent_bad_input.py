@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy import event
 
 from stafett_consent.app import SPEC
-from stafett_consent.decisions import DecisionPoint, records_url
+from stafett_consent.decisions import DecisionPoint, loop_engines, records_url
 from stafett_consent.handlers import ConsentService
 from stafett_consent.testing import REGION, ConsentHarness, synthetic_national_id
 from stafett_shared.db import create_sync_engine
@@ -877,16 +877,19 @@ async def test_a_decision_that_cannot_be_recorded_is_a_denial(consent: ConsentHa
     recorded = await consent.decide(STAFF, "case:read", case_id)
     assert (recorded["decision"], recorded["basis"]) == ("permit", "holder")
 
-    # A decision point whose database refuses every INSERT of a decision record.
+    # A decision point whose database refuses every INSERT of a decision record, on the
+    # event loop (SQLite) and in the thread alike.
     runtime = consent.runtime
     read_models = runtime.engine.url.render_as_string(hide_password=False)
     broken_engine = create_sync_engine(records_url(read_models))
+    loop = loop_engines(read_models)
 
     def refuse_records(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO DECISION_RECORDS"):
             raise OSError("disk full")
 
-    event.listen(broken_engine, "before_cursor_execute", refuse_records)
+    for records in (broken_engine, *(loop[1:] if loop else ())):
+        event.listen(records, "before_cursor_execute", refuse_records)
     working = runtime.extras["decisions"]
     service = runtime.extras["consent"]
     assert isinstance(working, DecisionPoint)
@@ -894,9 +897,11 @@ async def test_a_decision_that_cannot_be_recorded_is_a_denial(consent: ConsentHa
     broken = DecisionPoint(
         engine=create_sync_engine(read_models),
         records=broken_engine,
+        loop=loop,
         projector=runtime.projector,
         store=runtime.store,
     )
+    assert broken.on_loop == (runtime.engine.dialect.name == "sqlite")
     runtime.extras["decisions"] = broken
     service.decisions = broken
     try:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from stafett_consent import decisions as decisions_module
 from stafett_consent.decisions import DecisionPoint
+from stafett_consent.policy import Action
 from stafett_consent.testing import REGION, ConsentHarness
 from stafett_shared.access import AccessClient
 from stafett_shared.auth import Principal
@@ -378,6 +382,67 @@ async def test_a_denial_is_answered_at_once_and_published_once_even_across_a_res
     assert [(e.id, e.data["decision"], e.data["reason"]) for e in published] == [
         (denied["decision_id"], "deny", denied["reason"])
     ]
+
+
+async def test_on_sqlite_a_decision_waits_in_the_thread_when_its_records_are_locked(
+    consent: ConsentHarness,
+) -> None:
+    decisions = consent.runtime.extras["decisions"]
+    assert isinstance(decisions, DecisionPoint)
+    if not decisions.on_loop:
+        pytest.skip("decisions are made on the event loop only on SQLite")
+    case_id, seq = await consent.open_case()
+    await consent.runtime.projector.wait_for(seq, 5)
+    # Another program holds the records' write lock: the decision cannot be made on the
+    # loop, which never waits; it is made in the thread, which waits for the lock.
+    path = decisions.records_engine.url.database
+    assert path
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        pending = asyncio.create_task(consent.decide("ann-kristin-allum", "case:read", case_id))
+        await asyncio.sleep(0.3)
+        assert not pending.done()
+        # The loop is free meanwhile.
+        assert (await consent.client.get("/healthz")).status_code == 200
+        other.execute("COMMIT")
+        decided = await asyncio.wait_for(pending, 10)
+    finally:
+        other.close()
+    assert (decided["decision"], decided["basis"]) == ("permit", "holder")
+    records = await decisions.records(case_id=case_id)
+    assert [r["decision_id"] for r in records].count(decided["decision_id"]) == 1
+
+
+async def test_on_sqlite_the_records_log_is_checkpointed_off_the_loop(
+    consent: ConsentHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decisions = consent.runtime.extras["decisions"]
+    assert isinstance(decisions, DecisionPoint)
+    if not decisions.on_loop:
+        pytest.skip("decisions are made on the event loop only on SQLite")
+    monkeypatch.setattr(decisions_module, "CHECKPOINT_EVERY", 5)
+    threads: list[int] = []
+    checkpoint = decisions._checkpoint_blocking
+
+    def spy() -> None:
+        threads.append(threading.get_ident())
+        checkpoint()
+
+    monkeypatch.setattr(decisions, "_checkpoint_blocking", spy)
+    case_id, seq = await consent.open_case()
+    await consent.runtime.projector.wait_for(seq, 5)
+    for _ in range(12):
+        await decisions.check("ann-kristin-allum", Action.CASE_READ, case_id)
+    if decisions._checkpointing is not None:
+        await decisions._checkpointing
+    assert threads
+    assert threading.get_ident() not in threads
+    # The loop's own connections never checkpoint on a commit.
+    loop_records = decisions.engines(True)[1]
+    with loop_records.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 0
 
 
 async def test_a_person_may_ask_only_about_themselves_and_a_client_needs_the_scope(

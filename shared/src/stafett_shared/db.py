@@ -93,7 +93,7 @@ def sync_url(url: str) -> str:
     return url
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, *, wal_autocheckpoint: int | None = None) -> None:
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when a transaction begins.
@@ -102,6 +102,8 @@ def _sqlite_setup(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if wal_autocheckpoint is not None:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -121,17 +123,30 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def create_sync_engine(url: str, **kwargs: Any) -> Engine:
+def create_sync_engine(
+    url: str,
+    *,
+    busy_timeout_s: float = 30.0,
+    wal_autocheckpoint: int | None = None,
+    **kwargs: Any,
+) -> Engine:
     """A blocking engine on the same database, for work that runs whole in a worker thread
     (one thread hop for a unit of work instead of one per statement). Same pragmas and
     transaction rules as :func:`create_engine`; use :func:`writer` for transactions that
-    write."""
+    write.
+
+    On SQLite, ``busy_timeout_s`` is how long a statement waits for another connection's
+    lock before it fails (0: at once), and ``wal_autocheckpoint`` (pages; 0 turns it off)
+    sets when a commit on these connections also checkpoints the write-ahead log. Neither
+    applies to PostgreSQL."""
     url = sync_url(url)
     if url.startswith("sqlite+pysqlite:"):
         engine = sa_create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
+            url,
+            connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+            **kwargs,
         )
-        _sqlite_setup(engine)
+        _sqlite_setup(engine, wal_autocheckpoint=wal_autocheckpoint)
         return engine
     return sa_create_engine(url, pool_pre_ping=True, **kwargs)
 

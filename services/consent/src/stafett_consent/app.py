@@ -9,7 +9,12 @@ from typing import Any, Literal
 
 from stafett_consent import domain
 from stafett_consent.api import authzen, router
-from stafett_consent.decisions import DecisionPoint, create_records_schema, records_url
+from stafett_consent.decisions import (
+    DecisionPoint,
+    create_records_schema,
+    loop_engines,
+    records_url,
+)
 from stafett_consent.handlers import ConsentService
 from stafett_consent.policy import Action, PolicySettings
 from stafett_consent.projections import ConsentProjection
@@ -75,6 +80,7 @@ async def _start(runtime: Runtime) -> None:
     decisions = DecisionPoint(
         engine=create_sync_engine(read_models),
         records=records,
+        loop=loop_engines(read_models),
         projector=runtime.projector,
         store=runtime.store,
         settings=_policy_settings(settings),

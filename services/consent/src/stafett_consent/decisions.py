@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from stafett_consent.policy import (
     INDEXED_ACTIONS,
@@ -45,7 +48,7 @@ from stafett_consent.projections import (
     load_entry_facts,
     load_principal_facts,
 )
-from stafett_shared.db import as_utc
+from stafett_shared.db import as_utc, create_sync_engine
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
@@ -97,6 +100,8 @@ _SENT = decision_outbox.delete().where(
 RELAY_BATCH = 100
 RELAY_POLL_S = 5.0
 RELAY_GATHER_S = 0.05
+CHECKPOINT_EVERY = 256
+"""Records written on the event loop between two checkpoints of their write-ahead log."""
 _log = get_logger("stafett.consent.decisions")
 _T = TypeVar("_T")
 
@@ -111,6 +116,35 @@ def records_url(read_models_url: str) -> str:
     path = Path(str(url.database))
     separate = path.with_name(f"{path.stem}-decisions{path.suffix or '.db'}")
     return url.set(database=str(separate)).render_as_string(hide_password=False)
+
+
+def _file_sqlite(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+
+
+def loop_engines(read_models_url: str) -> tuple[Engine, Engine] | None:
+    """On SQLite files: engines for a decision point to use on the event loop (read models,
+    records). Their connections never wait for a lock (the work moves to the thread
+    instead), and a commit on them never checkpoints (the thread does that). None on
+    PostgreSQL, where decisions are made in the thread."""
+    records_at = records_url(read_models_url)
+    if not (_file_sqlite(read_models_url) and _file_sqlite(records_at)):
+        return None
+    return (
+        create_sync_engine(read_models_url, busy_timeout_s=0),
+        create_sync_engine(records_at, busy_timeout_s=0, wal_autocheckpoint=0),
+    )
+
+
+class _Busy(Exception):
+    """Another connection holds a lock this work would wait for: do it in the thread."""
+
+
+def _busy(exc: BaseException) -> bool:
+    orig = exc.orig if isinstance(exc, OperationalError) else exc
+    code = getattr(orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def create_records_schema(engine: Engine) -> None:
@@ -187,17 +221,25 @@ class DecisionPoint:
     """Decides and records. Callers may cache a permit for at most one second.
 
     A decision's database work (reading the facts, the policy, the INSERT of its record and
-    the commit) runs whole on a blocking connection in a worker thread of the decision point's
-    own: one thread hop per decision, where an async driver would hop once per statement
-    (docs/decisions/0014-decisions-in-one-hop.md). On SQLite the thread is one and the
-    records have a database file of their own, so recording a decision never waits for a
-    write lock: not for another decision's, nor for the projector's."""
+    the commit) runs whole on blocking connections, never one awaited statement at a time
+    (docs/decisions/0014-decisions-in-one-hop.md):
+
+    - On PostgreSQL, in a worker thread of the decision point's own (four of them): one
+      thread hop per decision, where an async driver would hop once per statement.
+    - On SQLite, on the event loop itself (docs/decisions/0015-sqlite-decisions-on-the-loop.md):
+      a handful of indexed statements on local files, which cost less than the hop. The
+      records have a database file of their own, written by no one else, so a decision never
+      waits for a lock there: if one is held all the same (an operator's tool, say), the
+      decision fails fast on the loop and is made again in the thread, which may wait.
+      Checkpoints of the records' write-ahead log run in the thread, never on the loop.
+    """
 
     def __init__(
         self,
         *,
         engine: Engine,
         records: Engine | None = None,
+        loop: tuple[Engine, Engine] | None = None,
         projector: Projector,
         store: EventStore,
         settings: PolicySettings | None = None,
@@ -216,6 +258,11 @@ class DecisionPoint:
         self._queued = asyncio.Event()
         self._relaying = asyncio.Lock()
         self._relay: asyncio.Task[None] | None = None
+        # On SQLite: engines for the event loop's own use (see ``loop_engines``).
+        self._loop_engine: Engine | None = loop[0] if loop else None
+        self._loop_records: Engine | None = loop[1] if loop else None
+        self._written_on_loop = 0
+        self._checkpointing: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start the relay that publishes recorded denials (and any left from before)."""
@@ -228,10 +275,20 @@ class DecisionPoint:
         if self._relay is not None:
             await stop_tasks([self._relay])
             self._relay = None
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
+            self._checkpointing = None
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
         self._thread.shutdown(wait=True, cancel_futures=True)
+        for engine in (self._loop_engine, self._loop_records):
+            if engine is not None:
+                engine.dispose()
+        if self._loop_records is not None:
+            # What the loop wrote since the last checkpoint, into the database file.
+            with contextlib.suppress(Exception):
+                self._checkpoint_blocking()
         self._engine.dispose()
         self._records.dispose()
 
@@ -245,9 +302,66 @@ class DecisionPoint:
         """The blocking engine on the decision records (used in the worker thread)."""
         return self._records
 
+    @property
+    def on_loop(self) -> bool:
+        """Whether decisions are made on the event loop (SQLite) or in the thread."""
+        return self._loop_engine is not None
+
     async def in_thread(self, fn: Callable[..., _T], *args: object) -> _T:
         """Run ``fn(*args)`` in the decision point's worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def run(self, fn: Callable[..., _T], *args: object) -> _T:
+        """Run ``fn(*args, on_loop=...)``, a unit of blocking database work: on the event
+        loop where decisions are made there (``on_loop=True``: it must use the loop's
+        engines, which fail at once on a held lock), else, or when a lock was held, in the
+        worker thread (``on_loop=False``)."""
+        if self._loop_engine is not None:
+            try:
+                return fn(*args, on_loop=True)
+            except _Busy:
+                pass
+            except OperationalError as exc:
+                if not _busy(exc):
+                    raise
+        return await self.in_thread(functools.partial(fn, *args, on_loop=False))
+
+    def engines(self, on_loop: bool) -> tuple[Engine, Engine]:
+        """The blocking engines (read models, records) for work on the loop or in the
+        thread (see :meth:`run`)."""
+        if on_loop:
+            if self._loop_engine is None or self._loop_records is None:
+                raise RuntimeError("decisions are not made on the loop here")
+            return self._loop_engine, self._loop_records
+        return self._engine, self._records
+
+    def _wrote(self, on_loop: bool) -> None:
+        """After a commit to the records: on the loop, count towards the next checkpoint."""
+        if not on_loop:
+            return
+        self._written_on_loop += 1
+        if self._written_on_loop >= CHECKPOINT_EVERY and (
+            self._checkpointing is None or self._checkpointing.done()
+        ):
+            self._written_on_loop = 0
+            self._checkpointing = asyncio.get_running_loop().create_task(
+                self._checkpoint(), name="decision-records-checkpoint"
+            )
+
+    async def _checkpoint(self) -> None:
+        try:
+            await self.in_thread(self._checkpoint_blocking)
+        except Exception as exc:  # noqa: BLE001 - the next one will try again
+            _log.warning("decision_checkpoint_failed", error_type=type(exc).__name__)
+
+    def _checkpoint_blocking(self) -> None:
+        """Copy the records' write-ahead log into the database file (without waiting for
+        readers or the writer: PASSIVE)."""
+        raw = self._records.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]
+        finally:
+            raw.close()
 
     async def check(
         self,
@@ -266,7 +380,7 @@ class DecisionPoint:
         question = _Question(
             decision_id, now, principal_id, principal_kind, action, case_id, entry_id
         )
-        decision, case_org, recorded = await self.in_thread(self._decide_and_record, question)
+        decision, case_org, recorded = await self.run(self._decide_and_record, question)
         if recorded and case_org is not None and decision.permit and decision.basis == "auditor":
             # An auditor's read is in the audited history before the auditor sees anything.
             try:
@@ -287,11 +401,14 @@ class DecisionPoint:
             decision.policy_version,
         )
 
-    def _decide_and_record(self, q: _Question) -> tuple[Decision, str | None, bool]:
-        """In the worker thread: the decision from the read models, then its record."""
-        with self._engine.connect() as conn:
+    def _decide_and_record(
+        self, q: _Question, *, on_loop: bool = False
+    ) -> tuple[Decision, str | None, bool]:
+        """The decision from the read models, then its record (see :meth:`run`)."""
+        engine, records = self.engines(on_loop)
+        with engine.connect() as conn:
             decision, case_org = self._decide(conn, q)
-        with self._records.connect() as conn:
+        with records.connect() as conn:
             try:
                 conn.execution_options(sqlite_begin="IMMEDIATE")
                 conn.execute(_RECORD, _record_row(q, decision))
@@ -299,9 +416,13 @@ class DecisionPoint:
                     # Denials on a case become events; the relay publishes them.
                     conn.execute(_QUEUE, {"decision_id": q.decision_id, "tenant": case_org})
                 conn.commit()
-            except Exception as exc:  # noqa: BLE001 - an unrecorded decision is a denial
+            except Exception as exc:  # an unrecorded decision is a denial
+                if on_loop and _busy(exc):
+                    # Nothing was committed: the thread makes the decision again and waits.
+                    raise _Busy from exc
                 _log.error("decision_not_recorded", error_type=type(exc).__name__)
                 return decision, case_org, False
+        self._wrote(on_loop)
         return decision, case_org, True
 
     def _decide(self, conn: Connection, q: _Question) -> tuple[Decision, str | None]:
@@ -338,14 +459,23 @@ class DecisionPoint:
             await self._projector.wait_for(min_seq, self._wait)
         if principal_kind == "client":
             return []
-        return await self.in_thread(
-            self._filter, principal_id, action, list(case_ids), self._clock()
-        )
+        args = (principal_id, action, list(case_ids), self._clock())
+        if action in INDEXED_ACTIONS:
+            # One indexed query, on the loop where decisions are made there.
+            return await self.run(self._filter, *args)
+        # A check for each case: too much for the loop.
+        return await self.in_thread(self._filter, *args)
 
     def _filter(
-        self, principal_id: str, action: Action, case_ids: list[str], now: datetime
+        self,
+        principal_id: str,
+        action: Action,
+        case_ids: list[str],
+        now: datetime,
+        *,
+        on_loop: bool = False,
     ) -> list[str]:
-        with self._engine.connect() as conn:
+        with self.engines(on_loop)[0].connect() as conn:
             if action in INDEXED_ACTIONS:
                 return filter_cases(conn, principal_id, action.value, case_ids, now)
             principal = load_principal_facts(conn, principal_id)
@@ -396,24 +526,25 @@ class DecisionPoint:
         calls this; tests call it to see the stream as it will be a moment later."""
         published = 0
         async with self._relaying:
-            while rows := await self.in_thread(self._pending, RELAY_BATCH):
+            while rows := await self.run(self._pending, RELAY_BATCH):
                 for row in rows:
                     # Published before a crash, not yet marked as sent: already in the stream.
                     with contextlib.suppress(DuplicateAppend):
                         await self._publish(row, row["tenant"])
-                await self.in_thread(self._sent, [row["decision_id"] for row in rows])
+                await self.run(self._sent, [row["decision_id"] for row in rows])
                 published += len(rows)
         return published
 
-    def _pending(self, limit: int) -> list[dict[str, Any]]:
-        with self._records.connect() as conn:
+    def _pending(self, limit: int, *, on_loop: bool = False) -> list[dict[str, Any]]:
+        with self.engines(on_loop)[1].connect() as conn:
             return [dict(row) for row in conn.execute(_PENDING, {"limit": limit}).mappings()]
 
-    def _sent(self, ids: list[str]) -> None:
-        with self._records.connect() as conn:
+    def _sent(self, ids: list[str], *, on_loop: bool = False) -> None:
+        with self.engines(on_loop)[1].connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             conn.execute(_SENT, {"ids": ids})
             conn.commit()
+        self._wrote(on_loop)
 
     async def records(
         self,
