@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import binascii
 import contextlib
 import cProfile
 import gc
@@ -60,8 +61,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stafett_case.testing import CaseHarness, running_case
 from stafett_consent.testing import ConsentHarness, running_consent
+from stafett_log import fastjson
 from stafett_log import verifier as verifier_module
-from stafett_log.chain import GENESIS, chain_hash, verify_chain
+from stafett_log.chain import GENESIS, chain_hash, verify_chain, verify_stored
 from stafett_log.checkpoint import Checkpoint, parse_vkey, sign_checkpoint
 from stafett_log.handlers import LogService
 from stafett_log.merkle import EMPTY_ROOT, CompactRange, leaf_hash
@@ -591,22 +593,48 @@ async def read_stream(store: EventStore) -> list[StoredCommit]:
 
 
 Chains = dict[str, list[tuple[int, dict[str, Any]]]]
+Stored = dict[str, list[tuple[int, bytes]]]
 
 
-def chains_of(commits: Sequence[StoredCommit]) -> Chains:
-    """Each log subject's ``(seq, event)`` pairs in stream order, parsed from the bytes."""
-    chains: Chains = {}
+def stored_of(commits: Sequence[StoredCommit]) -> Stored:
+    """Each log subject's ``(seq, stored bytes)`` in stream order."""
+    stored: Stored = {}
     for commit in commits:
         if commit.subject.startswith(LOG_SUBJECTS):
-            links = chains.setdefault(commit.subject, [])
-            links.extend((commit.seq, payload) for payload in commit_payloads(commit))
+            stored.setdefault(commit.subject, []).append((commit.seq, commit.data))
+    return stored
+
+
+def parsed_of(stored: Stored) -> Chains:
+    """The ``(seq, event)`` pairs of each chain, read as ``verify_stored`` reads them (with
+    orjson where ``stafett_log.fastjson`` may)."""
+    chains: Chains = {}
+    for subject, messages in stored.items():
+        links = chains.setdefault(subject, [])
+        for seq, data in messages:
+            fast, value = fastjson.parse_canonical(data)
+            if not fast:
+                raise RuntimeError("a stored message is not in canonical form")
+            links.extend((seq, event) for event in value)
     return chains
 
 
 def verify_all(chains: Chains) -> int:
+    """``verify_chain`` over events already parsed, re-serialised as ``verify_stored`` does."""
     events = 0
     for subject, links in chains.items():
-        report = verify_chain(links)
+        report = verify_chain(links, encode=fastjson.dumps_parsed)
+        if not report.ok:
+            raise RuntimeError(f"the chain of {subject} does not verify: {report.reason}")
+        events += report.entries
+    return events
+
+
+def verify_all_stored(stored: Stored) -> int:
+    """What ``GET /logs/{case}/verify`` does for each case: ``verify_stored``."""
+    events = 0
+    for subject, messages in stored.items():
+        report = verify_stored(messages)
         if not report.ok:
             raise RuntimeError(f"the chain of {subject} does not verify: {report.reason}")
         events += report.entries
@@ -626,11 +654,12 @@ class StreamVerification:
 async def verify_stream(svc: Services, plan: Plan, folder: Path) -> StreamVerification:
     await settle(svc)
     commits = await read_stream(svc.log.runtime.store)
-    chains = chains_of(commits)
+    stored = stored_of(commits)
+    chains = parsed_of(stored)
     events = sum(len(links) for links in chains.values())
     pure_s, counted = timed(lambda: verify_all(chains), plan.repeats)
-    parse_s, _ = timed(lambda: verify_all(chains_of(commits)), plan.repeats)
-    if counted != events:
+    stored_s, counted_stored = timed(lambda: verify_all_stored(stored), plan.repeats)
+    if counted != events or counted_stored != events:
         raise RuntimeError(f"verify_chain checked {counted} of {events} events")
 
     # The export, the way `stafett audit export` makes it, and a checkpoint the service signs.
@@ -653,7 +682,7 @@ async def verify_stream(svc: Services, plan: Plan, folder: Path) -> StreamVerifi
         raise RuntimeError(f"the export does not verify: {report.reason}")
     rows = [
         VerifyRow(f"verify_chain, this run's {len(chains)} chains (parsed)", events, 0, pure_s),
-        VerifyRow("json.loads + verify_chain, this run's chains", events, 0, parse_s),
+        VerifyRow("verify_stored (parse + verify_chain), this run's", events, 0, stored_s),
         VerifyRow(
             f"verify_export, this run's export ({report.messages} msgs)",
             report.events,
@@ -686,6 +715,7 @@ class Synthetic:
     """A history of log events only, one event per message as the service writes them."""
 
     chains: Chains
+    stored: Stored
     lines: list[str]  # the export, as `stafett audit export` writes it
     messages: list[bytes]  # the stored bytes of each message
     hashed: list[bytes]  # what each event's hash is taken over: prevhash bytes ‖ canonical
@@ -717,6 +747,7 @@ def _build(template: Mapping[str, Any], events: int, cases: int) -> Synthetic:
     case_ids = [new_id() for _ in range(cases)]
     heads = dict.fromkeys(case_ids, GENESIS)
     chains: Chains = {c: [] for c in case_ids}
+    stored: Stored = {c: [] for c in case_ids}
     lines: list[str] = []
     messages: list[bytes] = []
     hashed: list[bytes] = []
@@ -748,6 +779,7 @@ def _build(template: Mapping[str, Any], events: int, cases: int) -> Synthetic:
         chains[case_id].append((seq, body))
         message = _canonical([body])
         messages.append(message)
+        stored[case_id].append((seq, message))
         tree.append(leaf_hash(message))
         lines.append(
             json.dumps(
@@ -756,7 +788,9 @@ def _build(template: Mapping[str, Any], events: int, cases: int) -> Synthetic:
                     "subject": f"{LOG_SUBJECTS}{case_id}",
                     "time": when,
                     "data": base64.b64encode(message).decode(),
-                }
+                },
+                sort_keys=True,
+                separators=(",", ":"),
             )
             + "\n"
         )
@@ -765,7 +799,8 @@ def _build(template: Mapping[str, Any], events: int, cases: int) -> Synthetic:
     key = Ed25519PrivateKey.generate()
     note = sign_checkpoint(Checkpoint(ORIGIN, tree.size, tree.root()), ORIGIN, key)
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return Synthetic(chains, lines, messages, hashed, note, public, math.nan)
+    # The parsed events as verify_stored reads them (with orjson where it may).
+    return Synthetic(parsed_of(stored), stored, lines, messages, hashed, note, public, math.nan)
 
 
 def sha256_chain_floor(synthetic: Synthetic) -> float:
@@ -793,7 +828,8 @@ def verify_synthetic(synthetic: Synthetic) -> list[VerifyRow]:
         chain_floor = sha256_chain_floor(synthetic)
         export_floor = sha256_export_floor(synthetic)
     chain_s, counted = timed(lambda: verify_all(synthetic.chains), 1)
-    if counted != n:
+    stored_s, counted_stored = timed(lambda: verify_all_stored(synthetic.stored), 1)
+    if counted != n or counted_stored != n:
         raise RuntimeError(f"verify_chain checked {counted} of {n} synthetic events")
     export_s, report = timed(
         lambda: verify_export(synthetic.lines, synthetic.note, ORIGIN, synthetic.public_key), 1
@@ -808,6 +844,13 @@ def verify_synthetic(synthetic: Synthetic) -> list[VerifyRow]:
             n,
             0,
             chain_s,
+            floor=chain_floor_name,
+        ),
+        VerifyRow(
+            "verify_stored (parse + verify_chain), synthetic",
+            n,
+            0,
+            stored_s,
             floor=chain_floor_name,
             targets=True,
         ),
@@ -1058,9 +1101,17 @@ def profile_verifier(synthetic: Synthetic, plan: Plan) -> str:
         for line in lines:
             json.loads(line)
 
+    def parse_lines() -> None:
+        for line in lines:
+            fastjson.loads_plain(line)
+
     def b64() -> None:
         for r in records:
             base64.b64decode(r["data"], validate=True)
+
+    def b64_strict() -> None:
+        for r in records:
+            binascii.a2b_base64(r["data"], strict_mode=True)
 
     def tree() -> None:
         CompactRange().extend(leaf_hash(d) for d in datas)
@@ -1068,6 +1119,10 @@ def profile_verifier(synthetic: Synthetic, plan: Plan) -> str:
     def loads_messages() -> None:
         for d in datas:
             json.loads(d.decode("utf-8"))
+
+    def parse_messages() -> None:
+        for d in datas:
+            fastjson.parse_canonical(d)
 
     def regexes() -> None:
         for p in prevs:
@@ -1078,9 +1133,13 @@ def profile_verifier(synthetic: Synthetic, plan: Plan) -> str:
         for e in events:
             _canonical({k: v for k, v in e.items() if k != "hash"})
 
+    def dumps_fast() -> None:
+        for e in events:
+            fastjson.dumps_parsed({k: v for k, v in e.items() if k != "hash"})
+
     def event_hashes() -> None:
         for p, e in zip(prevs, events, strict=True):
-            verifier_module.event_hash(p, e)
+            verifier_module.event_hash(p, e, fastjson.dumps_parsed)
 
     def chain_hashes() -> None:
         for p, e in zip(prevs, events, strict=True):
@@ -1095,14 +1154,19 @@ def profile_verifier(synthetic: Synthetic, plan: Plan) -> str:
             hashlib.sha256(h).hexdigest()
 
     out.write(f"--- the steps one at a time over the same {n} messages, µs per event\n")
-    out.write("  verify_export, per message:\n")
-    each("json.loads of the export line", loads_lines)
-    each("base64.b64decode(validate=True) of data", b64)
+    fast = "orjson" if fastjson.ACCELERATED else "no orjson: the standard library"
+    out.write(f"  verify_export, per message (fastjson: {fast}):\n")
+    each("fastjson.loads_plain of the export line", parse_lines)
+    each("  (json.loads of the line instead)", loads_lines)
+    each("binascii.a2b_base64(strict_mode=True) of data", b64_strict)
+    each("  (base64.b64decode(validate=True) instead)", b64)
     each("leaf_hash + CompactRange.append", tree)
-    each("json.loads of the message bytes", loads_messages)
+    each("fastjson.parse_canonical of the message bytes", parse_messages)
+    each("  (json.loads of the message instead)", loads_messages)
     each("two 64-hex regex fullmatches", regexes)
-    each("dict copy without hash + canonical json.dumps", dumps)
-    each("verifier.event_hash (the above + fromhex + sha256)", event_hashes)
+    each("dict copy without hash + fastjson.dumps_parsed", dumps_fast)
+    each("  (canonical json.dumps instead)", dumps)
+    each("verifier.event_hash (dumps_parsed + fromhex + sha256)", event_hashes)
     out.write("  verify_chain, per event:\n")
     each("chain.chain_hash (canonical_json + sha256)", chain_hashes)
     each("  of which canonical_json's type check (_check)", checks)
@@ -1189,6 +1253,12 @@ def render(result: Result, plan: Plan) -> str:
         f"{s.tree_size}; median of {plan.repeats} passes.",
         f"Synthetic: {plan.synthetic_events} log events over {plan.synthetic_cases} chains, "
         f"built with chain_hash in {result.synthetic_build_s:.1f} s; one pass.",
+        "Parsing and re-serialising for verification: "
+        + (
+            f"orjson {fastjson.orjson.__version__} where stafett_log.fastjson may."
+            if fastjson.ACCELERATED
+            else "the standard library (orjson is not installed)."
+        ),
         "",
         vheader,
         "-" * len(vheader),

@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from stafett_log import fastjson
 from stafett_log.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint, vkey
 from stafett_log.merkle import consistency_proof, leaf_hash, root, verify_consistency
 from stafett_log.verifier import Report, main, verify_export
@@ -80,7 +81,10 @@ def history(count: int = 30) -> list[Message]:
     return messages
 
 
-def export(messages: Sequence[Message]) -> list[str]:
+def export(messages: Sequence[Message], *, spaced: bool = False) -> list[str]:
+    """Export lines as ``stafett audit export`` writes them (sorted keys, no spaces), or
+    ``spaced`` as it wrote them before (still valid)."""
+    separators = (", ", ": ") if spaced else (",", ":")
     return [
         json.dumps(
             {
@@ -88,7 +92,9 @@ def export(messages: Sequence[Message]) -> list[str]:
                 "subject": subject,
                 "time": f"2025-03-01T10:00:{seq % 60:02d}.000000Z",
                 "data": base64.b64encode(data).decode(),
-            }
+            },
+            sort_keys=not spaced,
+            separators=separators,
         )
         + "\n"
         for seq, (subject, data) in enumerate(messages, start=1)
@@ -118,6 +124,16 @@ def replace_data(messages: list[Message], seq: int, data: bytes) -> list[Message
 
 def codes(report: Report) -> list[str]:
     return [problem.code for problem in report.problems]
+
+
+@pytest.fixture(autouse=True, params=["orjson", "standard library"])
+def json_library(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with orjson (the accelerated path) and without it: same results."""
+    if request.param == "standard library":
+        monkeypatch.setattr(fastjson, "orjson", None)
+    else:
+        assert fastjson.orjson is not None
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -460,3 +476,43 @@ def test_the_services_chain_check_names_the_first_broken_link() -> None:
     tampered[2][1]["data"] = {"n": 99}
     report = verify_chain(tampered)
     assert (report.ok, report.broken_seq, report.entries) == (False, 12, 2)
+
+
+def test_an_export_in_the_earlier_spaced_form_verifies_and_names_a_flipped_byte(
+    key: Ed25519PrivateKey, messages: list[Message]
+) -> None:
+    note = checkpoint_note(messages, 30, key)
+    assert verify_export(export(messages, spaced=True), note, KEY_NAME, public(key)).ok
+    seq = 6
+    changed = replace_data(messages, seq, flip(messages[seq - 1][1], 40))
+    report = verify_export(export(changed, spaced=True), note, KEY_NAME, public(key))
+    assert report.seq == seq
+
+
+def test_the_services_check_of_stored_messages_names_the_first_broken_link() -> None:
+    from stafett_log.chain import verify_stored
+
+    case = CASES[0]
+    stored = [(seq, data) for seq, (subject, data) in enumerate(history(30), start=1)]
+    own = [
+        (seq, data)
+        for seq, data in stored
+        if any(e.get("subject") == case and "hash" in e for e in json.loads(data))
+    ]
+    report = verify_stored(own)
+    assert report.ok
+    assert report.entries == sum(len(json.loads(data)) for _seq, data in own)
+    # A float where an integer was: no canonical form; orjson would write it otherwise.
+    seq, data = own[3]
+    events = json.loads(data)
+    events[0]["data"]["seq"] = 1e16
+    tampered = [*own[:3], (seq, canonical(events)), *own[4:]]
+    report = verify_stored(tampered)
+    assert (report.ok, report.broken_seq) == (False, seq)
+    # A message that is not a batch of events.
+    report = verify_stored([*own[:2], (own[2][0], b"[1,2]"), *own[3:]])
+    assert (report.ok, report.broken_seq, report.reason) == (
+        False,
+        own[2][0],
+        "the message is not a batch of events",
+    )

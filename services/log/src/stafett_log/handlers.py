@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_log import domain
-from stafett_log.chain import GENESIS, ChainReport, chain_hash, verify_chain
+from stafett_log.chain import GENESIS, ChainReport, chain_hash, verify_stored
 from stafett_log.projections import access_records, cases, chains, entries, roles
 from stafett_shared.access import AccessClient, AccessDecision, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
@@ -26,7 +26,6 @@ from stafett_shared.eventstore import (
     ConcurrencyConflict,
     DuplicateAppend,
     EventStore,
-    commit_payloads,
 )
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
@@ -566,5 +565,4 @@ class LogService:
         if not decision.permitted:
             raise not_found()
         commits = await self.store.load(self.store.subject("log", case_id))
-        # Verify over the stored bytes as they are, not over a re-serialisation of them.
-        return verify_chain((c.seq, event) for c in commits for event in commit_payloads(c))
+        return verify_stored((c.seq, c.data) for c in commits)

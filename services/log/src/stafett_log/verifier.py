@@ -1,14 +1,18 @@
 """The offline auditor's verifier: an export of ``EVENTS``, a signed checkpoint, a public key.
 
-Nothing else is trusted and nothing else is needed: this module, :mod:`stafett_log.merkle`
-and :mod:`stafett_log.checkpoint` use only the standard library and ``cryptography``, so an
-auditor can run them on any machine::
+Nothing else is trusted and nothing else is needed: this module, :mod:`stafett_log.merkle`,
+:mod:`stafett_log.checkpoint` and :mod:`stafett_log.fastjson` use only the standard library
+and ``cryptography``, so an auditor can run them on any machine. With orjson installed they
+verify several times faster, with the same result (see :mod:`stafett_log.fastjson`)::
 
     python -m stafett_log.verifier events.jsonl checkpoint.txt 'stafett.example/log+…'
 
 The export is JSON Lines, one stored message per line, in stream order::
 
-    {"seq": 1, "subject": "stafett.ev.log.<case>", "time": "…", "data": "<base64 of the bytes>"}
+    {"data":"<base64 of the bytes>","seq":1,"subject":"stafett.ev.log.<case>","time":"…"}
+
+(``stafett audit export`` writes the keys sorted and without spaces; any JSON object with
+these four members is read.)
 
 What is checked:
 
@@ -37,7 +41,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +53,7 @@ from stafett_log.checkpoint import (
     parse_vkey,
     verify_checkpoint,
 )
+from stafett_log.fastjson import dumps_parsed, loads_plain, parse_canonical
 from stafett_log.merkle import EMPTY_ROOT, CompactRange, leaf_hash
 
 __all__ = [
@@ -138,11 +143,29 @@ class _ExportError(ValueError):
     pass
 
 
+def _well_formed(record: Any) -> bool:
+    if not isinstance(record, dict):
+        return False
+    seq, subject, time, data = (record.get(k) for k in ("seq", "subject", "time", "data"))
+    return (
+        isinstance(seq, int)
+        and not isinstance(seq, bool)
+        and isinstance(subject, str)
+        and isinstance(time, str)
+        and isinstance(data, str)
+    )
+
+
 def _read_record(line: str) -> tuple[int, str, bytes]:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        raise _ExportError("the line is not JSON") from None
+    # orjson reads a well-formed line faster; any other value below takes the old path.
+    fast, record = loads_plain(line)
+    if fast and not _well_formed(record):
+        fast = False
+    if not fast:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise _ExportError("the line is not JSON") from None
     if not isinstance(record, dict):
         raise _ExportError("the line is not a JSON object")
     seq, subject, time, data = (record.get(k) for k in ("seq", "subject", "time", "data"))
@@ -151,9 +174,14 @@ def _read_record(line: str) -> tuple[int, str, bytes]:
     if not isinstance(subject, str) or not isinstance(time, str) or not isinstance(data, str):
         raise _ExportError("the record lacks a subject, time or data string")
     try:
-        body = base64.b64decode(data, validate=True)
+        # Strict mode accepts a subset of what validate=True does, with the same bytes; the
+        # rest is judged as it always was.
+        body = binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError):
-        raise _ExportError("the record's data is not base64") from None
+        try:
+            body = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise _ExportError("the record's data is not base64") from None
     return seq, subject, body
 
 
@@ -164,11 +192,15 @@ def _canonical(value: Any) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
-def event_hash(prevhash: str, event: dict[str, Any]) -> str:
-    """hex SHA-256(bytes.fromhex(prevhash) ‖ canonical JSON of ``event`` without ``hash``)."""
+def event_hash(
+    prevhash: str, event: dict[str, Any], encode: Callable[[Any], bytes] = _canonical
+) -> str:
+    """hex SHA-256(bytes.fromhex(prevhash) ‖ canonical JSON of ``event`` without ``hash``).
+    ``encode`` may be :func:`~stafett_log.fastjson.dumps_parsed` for an event that
+    :func:`~stafett_log.fastjson.parse_canonical` read."""
     unhashed = dict(event)
     unhashed.pop("hash", None)
-    return hashlib.sha256(bytes.fromhex(prevhash) + _canonical(unhashed)).hexdigest()
+    return hashlib.sha256(bytes.fromhex(prevhash) + encode(unhashed)).hexdigest()
 
 
 class _Where:
@@ -196,7 +228,13 @@ class _Chains:
     def lose(self, subject: str) -> None:
         self.heads[subject] = self._UNKNOWN
 
-    def follow(self, seq: int, subject: str, events: list[dict[str, Any]]) -> Problem | None:
+    def follow(
+        self,
+        seq: int,
+        subject: str,
+        events: list[dict[str, Any]],
+        encode: Callable[[Any], bytes] = _canonical,
+    ) -> Problem | None:
         """Check the message's events against the chain; the first problem, if any."""
         problem: Problem | None = None
 
@@ -230,7 +268,7 @@ class _Chains:
                         f"{where}: prevhash is not the hash of the previous event of {subject}",
                     )
             try:
-                computed = event_hash(prevhash, event)
+                computed = event_hash(prevhash, event, encode)
             except (ValueError, UnicodeEncodeError):
                 computed = None
             if computed != stored:
@@ -241,12 +279,16 @@ class _Chains:
 
 def _check_message(seq: int, subject: str, data: bytes, chains: _Chains) -> Problem | None:
     is_log = subject.startswith(LOG_SUBJECT_PREFIX)
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        if is_log:
-            chains.lose(subject)
-        return Problem("not_json", "the message's bytes are not UTF-8 JSON", seq)
+    fast, value = parse_canonical(data)
+    encode = dumps_parsed
+    if not fast:
+        encode = _canonical
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            if is_log:
+                chains.lose(subject)
+            return Problem("not_json", "the message's bytes are not UTF-8 JSON", seq)
     # A single structured event is read as a batch of one, as decode_commit does.
     events = value if isinstance(value, list) else [value]
     if not events or not all(isinstance(event, dict) for event in events):
@@ -255,7 +297,7 @@ def _check_message(seq: int, subject: str, data: bytes, chains: _Chains) -> Prob
         return Problem("not_batch", "the message is not a batch of CloudEvents objects", seq)
     if not is_log:
         return None
-    return chains.follow(seq, subject, events)
+    return chains.follow(seq, subject, events, encode)
 
 
 def _read_checkpoint(
