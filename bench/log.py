@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from nats.js.client import JetStreamContext
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Engine
 
 from stafett_case.testing import CaseHarness, running_case
 from stafett_consent.testing import ConsentHarness, running_consent
@@ -295,16 +295,25 @@ class VerifyRow:
 SERVICE_NAMES = ("consent", "case", "log")
 
 
+def service_engines(harness: ConsentHarness | CaseHarness | LogHarness) -> list[Engine]:
+    """A service's engines: its async one's and its projector's blocking one."""
+    blocking = harness.runtime.projector.blocking_engine
+    return [harness.runtime.engine.sync_engine, *([blocking] if blocking is not None else [])]
+
+
 class StatementCounter:
     """Counts the SQL statements the services send, per service, and on request their text."""
 
-    def __init__(self, engines: Sequence[AsyncEngine]) -> None:
+    def __init__(self, engines: Sequence[Sequence[Engine]]) -> None:
+        """``engines``: each service's engines (its async engine's ``sync_engine`` and any
+        blocking ones), in the order of ``SERVICE_NAMES``."""
         self.count = 0
         self.by_service: Counter[str] = Counter()
         self.texts: Counter[str] = Counter()
         self.keep_texts_of: str | None = None
-        for name, engine in zip(SERVICE_NAMES, engines, strict=True):
-            event.listen(engine.sync_engine, "before_cursor_execute", self._seen(name))
+        for name, own in zip(SERVICE_NAMES, engines, strict=True):
+            for engine in {id(e): e for e in own}.values():
+                event.listen(engine, "before_cursor_execute", self._seen(name))
 
     def _seen(self, name: str) -> Callable[..., None]:
         def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -379,8 +388,17 @@ async def services(folder: Path) -> AsyncIterator[Services]:
                 await case.runtime.projector.catch_up()
                 async with running_log(server.url, f"sqlite:///{folder / 'log.db'}", data) as log:
                     await log.runtime.projector.catch_up()
+                    decisions = consent.runtime.extras["decisions"]
                     counter = StatementCounter(
-                        [consent.runtime.engine, case.runtime.engine, log.runtime.engine]
+                        [
+                            [
+                                *service_engines(consent),
+                                *decisions.engines(False),
+                                *(decisions.engines(True) if decisions.on_loop else ()),
+                            ],
+                            service_engines(case),
+                            service_engines(log),
+                        ]
                     )
                     yield Services(
                         server, data, consent, case, log, counter, Meters(server, counter)

@@ -13,11 +13,17 @@ from nats.aio.client import Client as NATS
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stafett_shared.db import create_engine, position_table
+from stafett_shared.db import create_engine, create_sync_engine, position_table
 from stafett_shared.eventstore import EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.projector import ProjectionBehind, Projector
-from stafett_shared.testing.counting import CountingProjection, create_tables, rows
+from stafett_shared.testing.counting import (
+    BlockingCountingProjection,
+    CountingProjection,
+    counting_projector,
+    create_tables,
+    rows,
+)
 from stafett_shared.testing.events import make_event
 
 
@@ -46,6 +52,13 @@ def _as_counts(table: list[tuple[str, int, int, int]]) -> dict[str, tuple[int, i
     return {subject: (c, e) for subject, c, e, _ in table}
 
 
+@pytest.fixture(params=["async", "blocking"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Every projector test runs for a projection that awaits each statement and for one
+    written against a blocking connection (a batch in one call in the projector's thread)."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def engine(database_url: str) -> AsyncEngine:
     engine = create_engine(database_url)
@@ -62,9 +75,9 @@ async def _position(engine: AsyncEngine, name: str = "counting") -> int:
 
 
 async def test_rebuild_gives_the_rows_of_the_incremental_run(
-    event_store: EventStore, engine: AsyncEngine
+    event_store: EventStore, engine: AsyncEngine, kind: str
 ) -> None:
-    projector = Projector(CountingProjection(), event_store, engine, batch=16)
+    projector = counting_projector(kind, event_store, engine, batch=16)
     expected = await _append_history(event_store, 60)
     assert await projector.catch_up() == 60
     more = await _append_history(event_store, 45, aggregates=3)
@@ -75,13 +88,14 @@ async def test_rebuild_gives_the_rows_of_the_incremental_run(
     assert await projector.rebuild() == 105
     assert await rows(engine) == incremental
     assert await _position(engine) == 105
+    await projector.aclose()
     await engine.dispose()
 
 
 async def test_a_commit_applied_by_its_writer_is_skipped_by_the_projector(
-    event_store: EventStore, engine: AsyncEngine
+    event_store: EventStore, engine: AsyncEngine, kind: str
 ) -> None:
-    projector = Projector(CountingProjection(), event_store, engine)
+    projector = counting_projector(kind, event_store, engine)
     aggregate = new_id()
     subject = event_store.subject("case", aggregate)
     result = await event_store.append(subject, [make_event(aggregate)], expected_version=0)
@@ -91,18 +105,20 @@ async def test_a_commit_applied_by_its_writer_is_skipped_by_the_projector(
     # ... and the projector's catch-up must not apply it again.
     assert await projector.catch_up() == result.seq
     assert _as_counts(await rows(engine)) == {subject: (1, 1)}
+    await projector.aclose()
     await engine.dispose()
 
 
 async def test_a_commit_ahead_of_the_position_first_closes_the_gap(
-    event_store: EventStore, engine: AsyncEngine
+    event_store: EventStore, engine: AsyncEngine, kind: str
 ) -> None:
-    projector = Projector(CountingProjection(), event_store, engine)
+    projector = counting_projector(kind, event_store, engine)
     expected = await _append_history(event_store, 10)
     last = await event_store.get(10)
     assert last is not None
     assert await projector.apply_commits([last]) == 10
     assert _as_counts(await rows(engine)) == expected
+    await projector.aclose()
     await engine.dispose()
 
 
@@ -110,8 +126,12 @@ class _CaseOnly(CountingProjection):
     contexts = frozenset({"case"})
 
 
+class _BlockingCaseOnly(BlockingCountingProjection):
+    contexts = frozenset({"case"})
+
+
 async def test_commits_a_projection_does_not_read_cost_no_transaction_and_are_never_lost(
-    event_store: EventStore, engine: AsyncEngine
+    event_store: EventStore, engine: AsyncEngine, kind: str
 ) -> None:
     transactions = 0
 
@@ -120,7 +140,17 @@ async def test_commits_a_projection_does_not_read_cost_no_transaction_and_are_ne
         transactions += 1
 
     event.listen(engine.sync_engine, "commit", count)
-    projector = Projector(_CaseOnly(), event_store, engine, batch=8)
+    blocking = create_sync_engine(engine.url.render_as_string(hide_password=False))
+    event.listen(blocking, "commit", count)
+
+    def case_only() -> Projector:
+        if kind == "blocking":
+            return Projector(
+                _BlockingCaseOnly(), event_store, engine, batch=8, blocking_engine=blocking
+            )
+        return Projector(_CaseOnly(), event_store, engine, batch=8)
+
+    projector = case_only()
     expected = await _append_history(event_store, 5)
     assert await projector.catch_up() == 5
     # 20 commits of another context: read, skipped, no transaction.
@@ -142,16 +172,17 @@ async def test_commits_a_projection_does_not_read_cost_no_transaction_and_are_ne
     assert await _position(engine) == 28
     assert _as_counts(await rows(engine)) == {**expected, **more}
     # A new process starting from the stored position ends in the same state.
-    fresh = Projector(_CaseOnly(), event_store, engine)
+    fresh = case_only()
     assert await fresh.catch_up() == 28
     assert _as_counts(await rows(engine)) == {**expected, **more}
+    await asyncio.to_thread(blocking.dispose)
     await engine.dispose()
 
 
 async def test_wait_for_a_sequence_not_yet_applied_answers_behind_in_bounded_time(
-    event_store: EventStore, engine: AsyncEngine
+    event_store: EventStore, engine: AsyncEngine, kind: str
 ) -> None:
-    projector = Projector(CountingProjection(), event_store, engine)
+    projector = counting_projector(kind, event_store, engine)
     await _append_history(event_store, 3)
     with pytest.raises(ProjectionBehind) as behind:
         await projector.wait_for(3, timeout_s=0.2)
@@ -164,13 +195,13 @@ async def test_wait_for_a_sequence_not_yet_applied_answers_behind_in_bounded_tim
         assert projector.lag == 0
         assert projector.caught_up_within(5.0)
     finally:
-        await projector.stop()
+        await projector.aclose()
         await engine.dispose()
 
 
 @pytest.mark.slow
 async def test_a_projector_killed_mid_stream_resumes_without_applying_twice(
-    event_store: EventStore, nats_client: NATS, database_url: str
+    event_store: EventStore, nats_client: NATS, database_url: str, kind: str
 ) -> None:
     engine = create_engine(database_url)
     await create_tables(engine)
@@ -191,6 +222,8 @@ async def test_a_projector_killed_mid_stream_resumes_without_applying_twice(
             "0.01",
             "--batch",
             str(rng.randint(1, 9)),
+            "--kind",
+            kind,
             env=dict(os.environ),
         )
         target = await _position(engine) + rng.randint(3, 25)
@@ -205,14 +238,15 @@ async def test_a_projector_killed_mid_stream_resumes_without_applying_twice(
     killed_at = positions[-1]
     assert 0 < killed_at < 150, f"the kills should land mid-stream: {positions}"
 
-    projector = Projector(CountingProjection(), event_store, engine)
+    projector = counting_projector(kind, event_store, engine)
     assert await projector.catch_up() == 150
     assert _as_counts(await rows(engine)) == expected
+    await projector.aclose()
     await engine.dispose()
 
 
 async def test_a_running_projector_survives_a_nats_restart(
-    private_nats_server: object, tmp_path: object
+    private_nats_server: object, tmp_path: object, kind: str
 ) -> None:
     import nats
 
@@ -226,7 +260,7 @@ async def test_a_running_projector_survives_a_nats_restart(
     await create_tables(engine)
     store = EventStore(nc, timeout=2.0)
     await store.ensure_stream()
-    projector = Projector(CountingProjection(), store, engine, idle_poll_s=0.2)
+    projector = counting_projector(kind, store, engine, idle_poll_s=0.2)
     projector.start()
     try:
         await _append_history(store, 5)
@@ -240,6 +274,6 @@ async def test_a_running_projector_survives_a_nats_restart(
                 await asyncio.sleep(0.1)
         assert await projector.wait_for(6, timeout_s=15) == 6
     finally:
-        await projector.stop()
+        await projector.aclose()
         await nc.close()
         await engine.dispose()

@@ -151,28 +151,42 @@ def create_sync_engine(
     return sa_create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+def upsert_statement(
+    dialect: str, table: Table, values: dict[str, Any], *, update: bool = True
+) -> Any:
+    """INSERT of a row that, when its primary key exists, updates its other columns (or,
+    with ``update=False``, leaves the row as it is); for PostgreSQL or SQLite."""
+    keys = [column.name for column in table.primary_key.columns]
+    changes = {k: v for k, v in values.items() if k not in keys}
+    if dialect == "postgresql":
+        pg = pg_insert(table).values(**values)
+        return (
+            pg.on_conflict_do_update(index_elements=keys, set_=changes)
+            if update and changes
+            else pg.on_conflict_do_nothing(index_elements=keys)
+        )
+    lite = sqlite_insert(table).values(**values)
+    return (
+        lite.on_conflict_do_update(index_elements=keys, set_=changes)
+        if update and changes
+        else lite.on_conflict_do_nothing(index_elements=keys)
+    )
+
+
 async def upsert(
     session: AsyncSession, table: Table, values: dict[str, Any], *, update: bool = True
 ) -> None:
     """Insert a row; when its primary key exists, update its other columns (or, with
     ``update=False``, leave the row as it is)."""
-    keys = [column.name for column in table.primary_key.columns]
-    changes = {k: v for k, v in values.items() if k not in keys}
-    if session.get_bind().dialect.name == "postgresql":
-        pg = pg_insert(table).values(**values)
-        stmt: Any = (
-            pg.on_conflict_do_update(index_elements=keys, set_=changes)
-            if update and changes
-            else pg.on_conflict_do_nothing(index_elements=keys)
-        )
-    else:
-        lite = sqlite_insert(table).values(**values)
-        stmt = (
-            lite.on_conflict_do_update(index_elements=keys, set_=changes)
-            if update and changes
-            else lite.on_conflict_do_nothing(index_elements=keys)
-        )
-    await session.execute(stmt)
+    dialect = session.get_bind().dialect.name
+    await session.execute(upsert_statement(dialect, table, values, update=update))
+
+
+def upsert_sync(
+    conn: Connection, table: Table, values: dict[str, Any], *, update: bool = True
+) -> None:
+    """:func:`upsert` on a blocking connection."""
+    conn.execute(upsert_statement(conn.dialect.name, table, values, update=update))
 
 
 @overload

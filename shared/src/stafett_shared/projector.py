@@ -12,20 +12,25 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Select, Table, delete, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from stafett_shared.db import position_table, sessionmaker, upsert, writer
+from stafett_shared.db import position_table, sessionmaker, upsert, upsert_sync, writer
 from stafett_shared.envelope import CloudEvent, encode_commit
 from stafett_shared.eventstore import EventStore, StoredCommit, StoreUnavailable
 from stafett_shared.logging import get_logger
 from stafett_shared.telemetry import start_consumer_span
 
-__all__ = ["Projection", "ProjectionBehind", "Projector"]
+__all__ = ["BlockingProjection", "Projection", "ProjectionBehind", "Projector"]
 
 _log = get_logger("stafett.projector")
 
@@ -64,6 +69,28 @@ class Projection(abc.ABC):
         """Apply one commit. Runs inside the projector's transaction; must not commit."""
 
 
+class BlockingProjection(Projection):
+    """A projection written against a blocking connection. Given a blocking engine, the
+    projector applies a whole batch of commits in one call in a thread of its own, instead
+    of awaiting every statement (docs/decisions/0016-blocking-projections.md); without one,
+    ``apply`` runs the same code through the async session."""
+
+    @abc.abstractmethod
+    def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
+        """Apply one commit. Runs inside the projector's transaction; must not commit."""
+
+    async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
+        await session.run_sync(lambda sync: self.apply_sync(sync.connection(), commit))
+
+
+@dataclass(frozen=True, slots=True)
+class _Gap:
+    """The batch does not follow the position: read ``after + 1 … before - 1`` first."""
+
+    after: int
+    before: int
+
+
 class Projector:
     """Runs one projection against the stream and keeps its position."""
 
@@ -75,10 +102,17 @@ class Projector:
         *,
         batch: int = 256,
         idle_poll_s: float = 1.0,
+        blocking_engine: Engine | None = None,
     ) -> None:
         self.projection = projection
         self.store = store
         self.engine = engine
+        # A blocking projection with a blocking engine: batches in a thread of their own.
+        self._blocking: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if blocking_engine is not None and isinstance(projection, BlockingProjection):
+            self._blocking = writer(blocking_engine)
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"projector-{projection.name}")
         self._sessions: async_sessionmaker[AsyncSession] = sessionmaker(writer(engine))
         self._readers: async_sessionmaker[AsyncSession] = sessionmaker(engine)
         self._batch = batch
@@ -94,6 +128,11 @@ class Projector:
     @property
     def name(self) -> str:
         return self.projection.name
+
+    @property
+    def blocking_engine(self) -> Engine | None:
+        """The blocking engine batches are applied on, when the projection is blocking."""
+        return self._blocking
 
     # --- position -------------------------------------------------------------------------
 
@@ -128,19 +167,29 @@ class Projector:
             return False
         return self.lag == 0 or time.monotonic() - self._caught_up_at <= seconds
 
-    async def _locked_position(self, session: AsyncSession) -> int:
+    def _position_query(self) -> Select[Any]:
         stmt = select(position_table.c.last_seq).where(position_table.c.name == self.name)
         if self.engine.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
+        return stmt
+
+    def _first_position(self) -> dict[str, Any]:
+        return {"name": self.name, "last_seq": 0, "updated_at": datetime.now(UTC)}
+
+    async def _locked_position(self, session: AsyncSession) -> int:
+        stmt = self._position_query()
         value = await session.scalar(stmt)
         if value is None:
-            await upsert(
-                session,
-                position_table,
-                {"name": self.name, "last_seq": 0, "updated_at": datetime.now(UTC)},
-                update=False,
-            )
+            await upsert(session, position_table, self._first_position(), update=False)
             value = await session.scalar(stmt)
+        return int(value or 0)
+
+    def _locked_position_sync(self, conn: Connection) -> int:
+        stmt = self._position_query()
+        value = conn.scalar(stmt)
+        if value is None:
+            upsert_sync(conn, position_table, self._first_position(), update=False)
+            value = conn.scalar(stmt)
         return int(value or 0)
 
     # --- applying -------------------------------------------------------------------------
@@ -157,12 +206,19 @@ class Projector:
     async def _apply_locked(self, commits: Sequence[StoredCommit]) -> int:
         if not commits:
             return self.known_position
+        if self._position >= 0 and commits[-1].seq <= self._position:
+            # Applied meanwhile (a writer's own commit, while this batch waited for the lock).
+            return self._position
         if self._position >= 0 and self._skippable(commits):
             # Nothing here for this read model: move on without a transaction. The position
             # on disk follows with the next commit that matters; after a restart these few
             # commits are read again and skipped again.
             await self._set_position(commits[-1].seq)
             return commits[-1].seq
+        if self._blocking is not None:
+            applied = await self._apply_blocking(commits)
+            await self._set_position(applied)
+            return applied
         async with self._sessions() as session, session.begin():
             stored = await self._locked_position(session)
             # Ahead of the stored position in memory only by commits skipped as irrelevant.
@@ -190,6 +246,53 @@ class Projector:
                     .values(last_seq=applied, updated_at=datetime.now(UTC))
                 )
         await self._set_position(applied)
+        return applied
+
+    async def _apply_blocking(self, commits: Sequence[StoredCommit]) -> int:
+        """The batch in one call in the projector's thread; a gap before it is read here."""
+        loop = asyncio.get_running_loop()
+        batch, gap_read = list(commits), False
+        while True:
+            context = contextvars.copy_context()  # the caller's trace, into the thread
+            outcome = await loop.run_in_executor(
+                self._thread, context.run, self._apply_batch, batch, self._position, gap_read
+            )
+            if not isinstance(outcome, _Gap):
+                return outcome
+            gap = await self.store.read(outcome.after + 1, limit=outcome.before - outcome.after - 1)
+            batch, gap_read = [*gap, *batch], True
+
+    def _apply_batch(
+        self, commits: Sequence[StoredCommit], known: int, gap_read: bool
+    ) -> int | _Gap:
+        """In the projector's thread: what ``_apply_locked`` does, on a blocking connection."""
+        if self._blocking is None or not isinstance(self.projection, BlockingProjection):
+            raise RuntimeError("not a blocking projector")
+        projection = self.projection
+        with self._blocking.connect() as conn, conn.begin():
+            stored = self._locked_position_sync(conn)
+            position = max(stored, known)
+            pending = [c for c in commits if c.seq > position]
+            if pending and pending[0].seq != position + 1 and not gap_read:
+                return _Gap(position, pending[0].seq)
+            applied = position
+            for commit in pending:
+                if commit.seq != applied + 1:
+                    break
+                if projection.wants(commit):
+                    with start_consumer_span(
+                        f"project {self.name}",
+                        commit.headers,
+                        {"stafett.seq": commit.seq, "stafett.projection": self.name},
+                    ):
+                        projection.apply_sync(conn, commit)
+                applied = commit.seq
+            if applied != stored:
+                conn.execute(
+                    update(position_table)
+                    .where(position_table.c.name == self.name)
+                    .values(last_seq=applied, updated_at=datetime.now(UTC))
+                )
         return applied
 
     def _skippable(self, commits: Sequence[StoredCommit]) -> bool:
@@ -302,6 +405,16 @@ class Projector:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.run(), name=f"projector-{self.name}")
         return self._task
+
+    async def aclose(self) -> None:
+        """Stop, end the projector's thread and close the blocking engine (if it has them:
+        the projector owns the blocking engine it was given)."""
+        await self.stop()
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            await asyncio.to_thread(thread.shutdown, wait=True)
+        if self._blocking is not None:
+            await asyncio.to_thread(self._blocking.dispose)
 
     async def stop(self) -> None:
         task, self._task = self._task, None

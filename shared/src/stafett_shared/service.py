@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from stafett_shared.auth import DevIssuer, TokenVerifier
 from stafett_shared.crypto import FieldCipher, KeyStore, load_or_create_kek
-from stafett_shared.db import create_engine, run_migrations, sessionmaker
+from stafett_shared.db import create_engine, create_sync_engine, run_migrations, sessionmaker
 from stafett_shared.envelope import registry
 from stafett_shared.eventstore import EventStore
 from stafett_shared.logging import configure_logging, get_logger
@@ -148,7 +148,11 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Wire a service's collaborators; the caller decides whether to serve or to rebuild."""
     nc = await connect_nats(settings, spec.name)
-    engine = create_engine(database_url(settings, service, spec.name))
+    url = database_url(settings, service, spec.name)
+    engine = create_engine(url)
+    # For projections written against a blocking connection (a batch in one call).
+    blocking = create_sync_engine(url)
+    projector: Projector | None = None
     verifier = TokenVerifier(
         settings.issuers,
         dev_issuer=DevIssuer.load_or_create(settings.data_dir)
@@ -165,7 +169,11 @@ async def open_runtime(
         await run_migrations(engine, spec.migrations)
         cipher = FieldCipher(keys)
         projector = Projector(
-            spec.projection(cipher, service), store, engine, batch=service.projector_batch
+            spec.projection(cipher, service),
+            store,
+            engine,
+            batch=service.projector_batch,
+            blocking_engine=blocking,
         )
         yield Runtime(
             spec=spec,
@@ -188,6 +196,10 @@ async def open_runtime(
                 await nc.drain()
         with contextlib.suppress(Exception):
             await nc.close()
+        if projector is not None:
+            await projector.aclose()  # closes the blocking engine too
+        else:
+            await asyncio.to_thread(blocking.dispose)
         await engine.dispose()
 
 

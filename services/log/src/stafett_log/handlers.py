@@ -139,11 +139,17 @@ class LogService:
         while len(self._heads) > self._heads_kept:
             self._heads.popitem(last=False)
 
-    async def _applied(self, seq: int) -> None:
+    async def _applied(self, seq: int, own: tuple[str, Sequence[CloudEvent]] | None = None) -> None:
         """Read-your-writes: wait until the read model holds ``seq``. The background
-        projector applies what arrives in batches, one transaction for many appends."""
+        projector applies what arrives in batches, one transaction for many appends. When
+        the read model stands right before this process's own append (``own``: its subject
+        and events), the append is applied at once from what was sent instead: sooner than
+        the projector can hear of it, read it and apply it."""
         if not self.projector.running:
             await self.projector.catch_up()
+            return
+        if own is not None and self.projector.known_position == seq - 1:
+            await self.projector.apply_own(own[0], seq, own[1])
             return
         try:
             await self.projector.wait_for(seq, self._apply_wait_s)
@@ -205,6 +211,7 @@ class LogService:
             or getattr(command, "retracts_entry_id", None)
             or (command.entry_id if isinstance(command, domain.RestrictEntry) else None)
         )
+        own: tuple[str, Sequence[CloudEvent]] | None = None
         async with self._locks[case_id]:
             for _attempt in range(MAX_RETRIES):
                 head = self._heads.get(case_id)
@@ -249,10 +256,11 @@ class LogService:
                     continue
                 seq = result.seq
                 self._remember(case_id, seq, event.hash or "")
+                own = (subject, [event])
                 break
             else:
                 raise HandlerError(409, "conflict", "Loggen skrives av mange samtidig; prøv igjen.")
-        await self._applied(seq)
+        await self._applied(seq, own)
         return Appended(str(getattr(payload, "entry_id", "")), seq, event.hash or "")
 
     def _linked(  # noqa: PLR0917 - the parts of one envelope

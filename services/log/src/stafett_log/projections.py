@@ -17,16 +17,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
-from stafett_shared.db import parse_time, upsert
+from stafett_shared.db import parse_time, upsert_sync
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
-from stafett_shared.projector import Projection
+from stafett_shared.projector import BlockingProjection
 
 metadata = MetaData()
 
@@ -118,28 +119,29 @@ def leaf_hash(data: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + data).digest()
 
 
-class LogProjection(Projection):
-    """Every commit adds a Merkle leaf; log, access, case and directory events fill the rest."""
+class LogProjection(BlockingProjection):
+    """Every commit adds a Merkle leaf; log, access, case and directory events fill the rest.
+    Written against a blocking connection: the projector applies a batch in one call."""
 
     name = "log"
     # No ``contexts``: every commit of the stream, whatever its context, is a Merkle leaf.
     tables = tuple(metadata.sorted_tables)
 
-    async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
-        await upsert(
-            session, leaves, {"seq": commit.seq, "leaf_hash": leaf_hash(commit.data)}, update=False
+    def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
+        upsert_sync(
+            conn, leaves, {"seq": commit.seq, "leaf_hash": leaf_hash(commit.data)}, update=False
         )
         for event in commit.events:
-            await self._apply(session, event, commit.seq)
+            self._apply(conn, event, commit.seq)
 
-    async def _apply(self, session: AsyncSession, event: CloudEvent, seq: int) -> None:
+    def _apply(self, conn: Connection, event: CloudEvent, seq: int) -> None:
         d = event.data
         name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
         case_id = event.subject
         match name:
             case "case.opened":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     cases,
                     {
                         "case_id": case_id,
@@ -152,30 +154,28 @@ class LogProjection(Projection):
                     },
                 )
             case "case.child_identified":
-                await session.execute(
+                conn.execute(
                     update(cases).where(cases.c.case_id == case_id).values(child_id=d["child_id"])
                 )
             case "case.handover_accepted":
                 values: dict[str, Any] = {"org_id": d["to_org_id"], "unit_id": d["to_unit_id"]}
                 if not d.get("history_travels", True):
                     values["history_from"] = parse_time(d.get("history_from")) or event.time
-                await session.execute(
-                    update(cases).where(cases.c.case_id == case_id).values(**values)
-                )
+                conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
             case "case.closed" | "case.reopened":
-                await session.execute(
+                conn.execute(
                     update(cases)
                     .where(cases.c.case_id == case_id)
                     .values(status="closed" if name == "case.closed" else "open")
                 )
             case "directory.role_granted":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     roles,
                     {"person_id": d["person_id"], "unit_id": d["unit_id"], "role": d["role"]},
                 )
             case "directory.role_ended":
-                await session.execute(
+                conn.execute(
                     delete(roles).where(
                         roles.c.person_id == d["person_id"],
                         roles.c.unit_id == d["unit_id"],
@@ -183,17 +183,17 @@ class LogProjection(Projection):
                     )
                 )
             case "log.entry_appended" | "log.entry_corrected" | "log.entry_retracted":
-                await self._entry(session, event, name, seq)
+                self._entry(conn, event, name, seq)
             case "log.entry_restricted":
-                await session.execute(
+                conn.execute(
                     update(entries)
                     .where(entries.c.entry_id == d["entry_id"])
                     .values(restricted_until=parse_time(d["until"]), restriction_ground=d["ground"])
                 )
-                await self._link(session, case_id, seq, event)
+                self._link(conn, case_id, seq, event)
             case "access.recorded":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     access_records,
                     {
                         "seq": seq,
@@ -209,17 +209,17 @@ class LogProjection(Projection):
                     update=False,
                 )
 
-    async def _entry(self, session: AsyncSession, event: CloudEvent, name: str, seq: int) -> None:
+    def _entry(self, conn: Connection, event: CloudEvent, name: str, seq: int) -> None:
         d = event.data
         case_id = event.subject
-        child = await session.scalar(select(cases.c.child_id).where(cases.c.case_id == case_id))
+        child = conn.scalar(_CHILD_OF_CASE, {"case_id": case_id})
         author = d.get("author") or {}
         refers = d.get("corrects_entry_id") or d.get("retracts_entry_id")
         kind = {"log.entry_corrected": "correction", "log.entry_retracted": "retraction"}.get(
             name, d.get("kind", "note")
         )
-        await upsert(
-            session,
+        upsert_sync(
+            conn,
             entries,
             {
                 "entry_id": d["entry_id"],
@@ -244,15 +244,13 @@ class LogProjection(Projection):
             },
         )
         if name == "log.entry_retracted" and refers:
-            await session.execute(
-                update(entries).where(entries.c.entry_id == refers).values(retracted=1)
-            )
-        await self._link(session, case_id, seq, event)
+            conn.execute(update(entries).where(entries.c.entry_id == refers).values(retracted=1))
+        self._link(conn, case_id, seq, event)
 
-    async def _link(self, session: AsyncSession, case_id: str, seq: int, event: CloudEvent) -> None:
-        links = await session.scalar(select(chains.c.links).where(chains.c.case_id == case_id))
-        await upsert(
-            session,
+    def _link(self, conn: Connection, case_id: str, seq: int, event: CloudEvent) -> None:
+        links = conn.scalar(_LINKS_OF_CASE, {"case_id": case_id})
+        upsert_sync(
+            conn,
             chains,
             {
                 "case_id": case_id,
@@ -261,3 +259,8 @@ class LogProjection(Projection):
                 "links": (links or 0) + 1,
             },
         )
+
+
+# Built once: the statements every entry reads.
+_CHILD_OF_CASE = select(cases.c.child_id).where(cases.c.case_id == bindparam("case_id"))
+_LINKS_OF_CASE = select(chains.c.links).where(chains.c.case_id == bindparam("case_id"))

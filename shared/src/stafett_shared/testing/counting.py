@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
+from typing import Any
 
 import nats
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Executable,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from stafett_shared.db import create_engine, position_table
+from stafett_shared.db import create_engine, create_sync_engine, position_table
 from stafett_shared.eventstore import EventStore, StoredCommit
-from stafett_shared.projector import Projection, Projector
+from stafett_shared.projector import BlockingProjection, Projection, Projector
 
 metadata = MetaData()
 counts = Table(
@@ -29,6 +43,27 @@ counts = Table(
 )
 
 
+def _current(commit: StoredCommit) -> Select[Any]:
+    return select(counts.c.commits).where(counts.c.subject == commit.subject)
+
+
+def _count(commit: StoredCommit, current: int | None) -> Executable:
+    """The statement that counts ``commit``: non-idempotent, so twice shows."""
+    if current is None:
+        return counts.insert().values(
+            subject=commit.subject, commits=1, events=len(commit.events), last_seq=commit.seq
+        )
+    return (
+        update(counts)
+        .where(counts.c.subject == commit.subject)
+        .values(
+            commits=counts.c.commits + 1,
+            events=counts.c.events + len(commit.events),
+            last_seq=commit.seq,
+        )
+    )
+
+
 class CountingProjection(Projection):
     name = "counting"
     tables = (counts,)
@@ -39,28 +74,35 @@ class CountingProjection(Projection):
     async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        current = await session.scalar(
-            select(counts.c.commits).where(counts.c.subject == commit.subject)
+        await session.execute(_count(commit, await session.scalar(_current(commit))))
+
+
+class BlockingCountingProjection(BlockingProjection):
+    """The same counts, written against a blocking connection."""
+
+    name = "counting"
+    tables = (counts,)
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+
+    def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        conn.execute(_count(commit, conn.scalar(_current(commit))))
+
+
+def counting_projector(
+    kind: str, store: EventStore, engine: AsyncEngine, *, delay_s: float = 0.0, **options: Any
+) -> Projector:
+    """A projector of the counts: ``kind`` "async" (awaiting every statement) or "blocking"
+    (a batch in one call, on a blocking engine of its own)."""
+    if kind == "blocking":
+        blocking = create_sync_engine(engine.url.render_as_string(hide_password=False))
+        return Projector(
+            BlockingCountingProjection(delay_s), store, engine, blocking_engine=blocking, **options
         )
-        if current is None:
-            await session.execute(
-                counts.insert().values(
-                    subject=commit.subject,
-                    commits=1,
-                    events=len(commit.events),
-                    last_seq=commit.seq,
-                )
-            )
-        else:
-            await session.execute(
-                update(counts)
-                .where(counts.c.subject == commit.subject)
-                .values(
-                    commits=counts.c.commits + 1,
-                    events=counts.c.events + len(commit.events),
-                    last_seq=commit.seq,
-                )
-            )
+    return Projector(CountingProjection(delay_s), store, engine, **options)
 
 
 async def create_tables(engine: AsyncEngine) -> None:
@@ -75,11 +117,11 @@ async def rows(engine: AsyncEngine) -> list[tuple[str, int, int, int]]:
         return [(r.subject, r.commits, r.events, r.last_seq) for r in result]
 
 
-async def _work(nats_url: str, db_url: str, delay_s: float, batch: int) -> None:
+async def _work(nats_url: str, db_url: str, delay_s: float, batch: int, kind: str) -> None:
     nc = await nats.connect(nats_url)
     engine = create_engine(db_url)
     await create_tables(engine)
-    projector = Projector(CountingProjection(delay_s), EventStore(nc), engine, batch=batch)
+    projector = counting_projector(kind, EventStore(nc), engine, delay_s=delay_s, batch=batch)
     await projector.run()
 
 
@@ -89,8 +131,9 @@ def main() -> None:
     parser.add_argument("db_url")
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--batch", type=int, default=5)
+    parser.add_argument("--kind", choices=("async", "blocking"), default="async")
     args = parser.parse_args()
-    asyncio.run(_work(args.nats_url, args.db_url, args.delay, args.batch))
+    asyncio.run(_work(args.nats_url, args.db_url, args.delay, args.batch, args.kind))
 
 
 if __name__ == "__main__":
