@@ -407,8 +407,8 @@ class Projector:
         return self._task
 
     async def aclose(self) -> None:
-        """Stop, end the projector's thread and close the blocking engine (if it has them:
-        the projector owns the blocking engine it was given)."""
+        """Stop, end the projector's thread (if it has one) and close the blocking engine's
+        pooled connections."""
         await self.stop()
         if self._thread is not None:
             thread, self._thread = self._thread, None

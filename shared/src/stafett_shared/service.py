@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from nats.aio.client import Client as NATS
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from stafett_shared.auth import DevIssuer, TokenVerifier
@@ -76,6 +77,9 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     projector: Projector
     verifier: TokenVerifier
+    blocking_engine: Engine
+    """A blocking engine on the same database: for a unit of work in one call in a thread
+    (the projector applies blocking projections on it)."""
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -187,6 +191,7 @@ async def open_runtime(
             sessions=sessionmaker(engine),
             projector=projector,
             verifier=verifier,
+            blocking_engine=blocking,
         )
     finally:
         await verifier.aclose()
@@ -197,9 +202,8 @@ async def open_runtime(
         with contextlib.suppress(Exception):
             await nc.close()
         if projector is not None:
-            await projector.aclose()  # closes the blocking engine too
-        else:
-            await asyncio.to_thread(blocking.dispose)
+            await projector.aclose()
+        await asyncio.to_thread(blocking.dispose)
         await engine.dispose()
 
 

@@ -33,6 +33,7 @@ async def _start(runtime: Runtime) -> None:
         cipher=runtime.cipher,
         sessions=runtime.sessions,
         projector=runtime.projector,
+        blocking=runtime.blocking_engine,
         access=AccessClient(
             runtime.nc,
             timeout_s=runtime.settings.consent_timeout_s,

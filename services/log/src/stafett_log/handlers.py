@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_log import domain
@@ -75,6 +76,11 @@ async def _case_row(session: AsyncSession, case_id: str) -> Any:
     return case
 
 
+# Built once: what every append reads.
+_CASE = select(cases).where(cases.c.case_id == bindparam("case_id"))
+_ROLES = select(roles).where(roles.c.person_id == bindparam("person_id"))
+
+
 class LogService:
     def __init__(
         self,
@@ -87,10 +93,13 @@ class LogService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         heads_kept: int = 10_000,
         apply_wait_s: float = 2.0,
+        blocking: Engine | None = None,
     ) -> None:
         self.store = store
         self.cipher = cipher
         self.sessions = sessions
+        # Where given: the reads an append needs, in one call in a thread (0016).
+        self._blocking = blocking
         self.projector = projector
         self.access = access
         self.clock = clock
@@ -121,17 +130,36 @@ class LogService:
         self, case_id: str, principal: Principal
     ) -> tuple[Any, domain.Author]:
         """The case's row and the author as at the case's unit, in one read."""
-        async with self.sessions() as session:
-            case = await _case_row(session, case_id)
-            rows = (
-                await session.execute(select(roles).where(roles.c.person_id == principal.id))
-            ).all()
+        if self._blocking is not None:
+            found = await asyncio.to_thread(self._case_and_roles, case_id, principal.id)
+            if found is None:
+                raise not_found()
+            case, rows = found
+        else:
+            async with self.sessions() as session:
+                case = await _case_row(session, case_id)
+                rows = list(
+                    (
+                        await session.execute(
+                            select(roles).where(roles.c.person_id == principal.id)
+                        )
+                    ).all()
+                )
         at_unit = [r for r in rows if r.unit_id == case.unit_id]
         candidates = at_unit or list(rows)
         if not candidates:
             return case, domain.Author(person_id=principal.id)
         chosen = candidates[0]
         return case, domain.Author(person_id=principal.id, role=chosen.role, unit_id=chosen.unit_id)
+
+    def _case_and_roles(self, case_id: str, person_id: str) -> tuple[Any, list[Any]] | None:
+        """In a worker thread: the case's row and the person's roles, or None."""
+        assert self._blocking is not None
+        with self._blocking.connect() as conn:
+            case = conn.execute(_CASE, {"case_id": case_id}).first()
+            if case is None:
+                return None
+            return case, list(conn.execute(_ROLES, {"person_id": person_id}).all())
 
     def _remember(self, case_id: str, seq: int, link: str) -> None:
         self._heads[case_id] = (seq, link)
