@@ -445,6 +445,23 @@ async def test_on_sqlite_the_records_log_is_checkpointed_off_the_loop(
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 0
 
 
+async def test_concurrent_decisions_are_each_recorded_once(consent: ConsentHarness) -> None:
+    decisions = consent.runtime.extras["decisions"]
+    assert isinstance(decisions, DecisionPoint)
+    case_id, seq = await consent.open_case()
+    await consent.runtime.projector.wait_for(seq, 5)
+    answers = await asyncio.gather(
+        *(
+            decisions.check(who, Action.CASE_READ, case_id)
+            for who in ["ann-kristin-allum", "vgs-vidar"] * 20
+        )
+    )
+    assert [a.decision for a in answers] == ["permit", "deny"] * 20
+    records = await decisions.records(case_id=case_id, limit=100)
+    ids = [str(r["decision_id"]) for r in records]
+    assert sorted(ids) == sorted(a.decision_id for a in answers)
+
+
 async def test_a_person_may_ask_only_about_themselves_and_a_client_needs_the_scope(
     consent: ConsentHarness,
 ) -> None:
