@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, select, update
+from sqlalchemy import Select, Table, bindparam, delete, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -83,6 +83,14 @@ class BlockingProjection(Projection):
         await session.run_sync(lambda sync: self.apply_sync(sync.connection(), commit))
 
 
+# Built once: every transaction of every projector ends with it.
+_MOVE_POSITION = (
+    update(position_table)
+    .where(position_table.c.name == bindparam("p_name"))
+    .values(last_seq=bindparam("p_last_seq"), updated_at=bindparam("p_updated_at"))
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Gap:
     """The batch does not follow the position: read ``after + 1 … before - 1`` first."""
@@ -110,6 +118,7 @@ class Projector:
         # A blocking projection with a blocking engine: batches in a thread of their own.
         self._blocking: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._position_stmt = self._position_query()
         if blocking_engine is not None and isinstance(projection, BlockingProjection):
             self._blocking = writer(blocking_engine)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"projector-{projection.name}")
@@ -173,11 +182,14 @@ class Projector:
             stmt = stmt.with_for_update()
         return stmt
 
+    def _moved(self, applied: int) -> dict[str, Any]:
+        return {"p_name": self.name, "p_last_seq": applied, "p_updated_at": datetime.now(UTC)}
+
     def _first_position(self) -> dict[str, Any]:
         return {"name": self.name, "last_seq": 0, "updated_at": datetime.now(UTC)}
 
     async def _locked_position(self, session: AsyncSession) -> int:
-        stmt = self._position_query()
+        stmt = self._position_stmt
         value = await session.scalar(stmt)
         if value is None:
             await upsert(session, position_table, self._first_position(), update=False)
@@ -185,7 +197,7 @@ class Projector:
         return int(value or 0)
 
     def _locked_position_sync(self, conn: Connection) -> int:
-        stmt = self._position_query()
+        stmt = self._position_stmt
         value = conn.scalar(stmt)
         if value is None:
             upsert_sync(conn, position_table, self._first_position(), update=False)
@@ -240,11 +252,7 @@ class Projector:
                         await self.projection.apply(session, commit)
                 applied = commit.seq
             if applied != stored:
-                await session.execute(
-                    update(position_table)
-                    .where(position_table.c.name == self.name)
-                    .values(last_seq=applied, updated_at=datetime.now(UTC))
-                )
+                await session.execute(_MOVE_POSITION, self._moved(applied))
         await self._set_position(applied)
         return applied
 
@@ -288,11 +296,7 @@ class Projector:
                         projection.apply_sync(conn, commit)
                 applied = commit.seq
             if applied != stored:
-                conn.execute(
-                    update(position_table)
-                    .where(position_table.c.name == self.name)
-                    .values(last_seq=applied, updated_at=datetime.now(UTC))
-                )
+                conn.execute(_MOVE_POSITION, self._moved(applied))
         return applied
 
     def _skippable(self, commits: Sequence[StoredCommit]) -> bool:
@@ -344,11 +348,7 @@ class Projector:
                 await self._locked_position(session)
                 for table in reversed(list(self.projection.tables)):
                     await session.execute(delete(table))
-                await session.execute(
-                    update(position_table)
-                    .where(position_table.c.name == self.name)
-                    .values(last_seq=0, updated_at=datetime.now(UTC))
-                )
+                await session.execute(_MOVE_POSITION, self._moved(0))
             self._position = 0
         _log.info("projection_rebuild_started", projection=self.name)
         position = await self.catch_up()
