@@ -7,6 +7,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from stafett_case.testing import CaseHarness
 from stafett_consent.testing import ConsentHarness
 from stafett_log.testing import LogHarness
@@ -149,6 +151,39 @@ async def test_a_corrected_entry_shows_the_new_text_and_keeps_the_old(
     )
     assert verify.json()["ok"] is True
     assert verify.json()["entries"] == 4
+
+
+async def test_an_append_is_answered_even_when_applying_it_at_once_fails(
+    consent: ConsentHarness,
+    case_service: CaseHarness,
+    log_service: LogHarness,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The append is stored before the read model is asked to hold it: if applying it at
+    once fails, the background projector applies it and the writer still gets 201 (a 500
+    would invite a retry that writes the entry twice)."""
+    log = log_service
+    case_id, _ = await _case(consent, case_service, log)
+    projector = log.runtime.projector
+    tried: list[int] = []
+
+    async def broken(_subject: str, seq: int, _events: object) -> int:
+        tried.append(seq)
+        raise OSError("the read model's disk is away for a moment")
+
+    monkeypatch.setattr(projector, "apply_own", broken)
+    await projector.catch_up()
+    written = await log.append(case_id, text="Skrevet mens lesemodellen hakket.")
+    assert written.status_code == 201, written.text
+    seq = written.json()["seq"]
+    assert tried == [seq]
+    assert projector.known_position >= seq  # the background projector applied it
+    items = (
+        await log.client.get(
+            f"/api/v1/logs/{case_id}/entries", headers=log.auth("ann-kristin-allum")
+        )
+    ).json()["items"]
+    assert [e["id"] for e in items].count(written.json()["id"]) == 1
 
 
 async def test_bad_log_input_is_refused_and_writes_nothing(

@@ -414,7 +414,8 @@ class Projector:
             thread, self._thread = self._thread, None
             await asyncio.to_thread(thread.shutdown, wait=True)
         if self._blocking is not None:
-            await asyncio.to_thread(self._blocking.dispose)
+            blocking, self._blocking = self._blocking, None  # later batches: the async path
+            await asyncio.to_thread(blocking.dispose)
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -177,8 +177,11 @@ class LogService:
             await self.projector.catch_up()
             return
         if own is not None and self.projector.known_position == seq - 1:
-            await self.projector.apply_own(own[0], seq, own[1])
-            return
+            try:
+                await self.projector.apply_own(own[0], seq, own[1])
+                return
+            except Exception as exc:  # noqa: BLE001 - the append is stored: wait as below
+                _log.warning("log_apply_own_failed", error_type=type(exc).__name__)
         try:
             await self.projector.wait_for(seq, self._apply_wait_s)
         except ProjectionBehind:
