@@ -21,6 +21,8 @@ from nats.aio.client import Client as NATS
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stafett_shared.auth import DevIssuer, TokenVerifier
 from stafett_shared.crypto import FieldCipher, KeyStore, load_or_create_kek
@@ -281,6 +283,43 @@ def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
+class ResponseHeadersMiddleware:
+    """Every HTTP response gets ``Cache-Control: no-store`` (unless the route set one) and
+    ``X-Content-Type-Options: nosniff``, and every request one log line: method, route
+    template (never the path, which holds ids), status and duration. Plain ASGI: Starlette's
+    ``BaseHTTPMiddleware`` costs a task and a pair of streams per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the application fails before it answers
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Cache-Control", "no-store")
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            _log.info(
+                "http_request",
+                method=scope["method"],
+                route=getattr(scope.get("route"), "path", "unmatched"),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+
+
 def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -320,22 +359,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
     async def asyncapi() -> dict[str, Any]:
         return asyncapi_document(spec)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        _log.info(
-            "http_request",
-            method=request.method,
-            route=route,
-            status=response.status_code,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-        return response
-
+    app.add_middleware(ResponseHeadersMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=spec.body_limits
     )
