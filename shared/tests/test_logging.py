@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, use_span
 
 from stafett_shared.logging import REDACTED, configure_logging, get_logger, redact
 
@@ -195,6 +196,23 @@ def test_trace_and_span_ids_appear_inside_an_active_span(
     assert record["span_id"] == format(context.span_id, "016x")
     assert len(record["trace_id"]) == 32
     assert len(record["span_id"]) == 16
+
+
+def test_a_span_id_with_eleven_digits_in_a_row_is_not_taken_for_a_national_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("case")
+    context = SpanContext(
+        trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        span_id=0x77053396021C8549,  # "77053396021": eleven digits
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    with use_span(NonRecordingSpan(context)):
+        get_logger("test").info("inside", case="fnr 01017012345 i teksten")
+    _, record = _one_line(capsys)
+    assert record["span_id"] == "77053396021c8549"
+    assert record["case"] == "fnr [fjernet] i teksten"
 
 
 def test_no_trace_ids_are_written_outside_a_span(capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,6 +39,9 @@ _CONTENT_KEYS = frozenset(
         "authorization",
     }
 )
+_SAFE_KEYS = frozenset({"trace_id", "span_id"})
+"""Fields Stafett fills itself with random hex, where eleven digits in a row are no
+national id."""
 _NATIONAL_ID = re.compile(r"(?<!\d)\d{11}(?!\d)")
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 
@@ -62,7 +65,7 @@ def redact(
     for key in list(event_dict):
         if key.lower() in _CONTENT_KEYS:
             event_dict[key] = REDACTED
-        else:
+        elif key not in _SAFE_KEYS:
             event_dict[key] = _scrub(event_dict[key])
     return event_dict
 
