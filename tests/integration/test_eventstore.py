@@ -21,6 +21,7 @@ from stafett_shared.eventstore import (
 from stafett_shared.ids import new_id
 from stafett_shared.testing import NatsHandle
 from stafett_shared.testing.events import make_event
+from stafett_shared.testing.plugin import add_stream_retrying
 
 
 async def test_two_concurrent_appends_with_the_same_expected_version_exactly_one_wins(
@@ -186,7 +187,7 @@ async def test_a_stream_that_could_lose_history_is_refused(
 ) -> None:
     config = required_stream_config("EVENTS", "stafett.ev", 1)
     unsafe = dataclasses.replace(config, **change)  # type: ignore[arg-type]
-    await nats_client.jetstream().add_stream(unsafe)
+    await add_stream_retrying(nats_client, unsafe)
     with pytest.raises(StreamMisconfigured, match=problem):
         await EventStore(nats_client).ensure_stream()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +13,7 @@ import nats
 import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.api import StreamConfig
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -43,6 +45,24 @@ async def reset_jetstream(nc: NATS) -> None:
         if info.config.name:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_stream(info.config.name)
+
+
+async def add_stream_retrying(nc: NATS, config: StreamConfig) -> None:
+    """``add_stream`` right after ``reset_jetstream``: nats-server removes a deleted
+    stream's files after it has answered, and creating one of the same name meanwhile can
+    fail with "error creating store for stream" (err_code 10049). Try again briefly."""
+    js = nc.jetstream()
+    for attempt in range(20):
+        try:
+            await js.add_stream(config)
+            return
+        except nats.js.errors.ServerError as exc:
+            if exc.err_code != _STORE_NOT_CREATED or attempt == 19:
+                raise
+            await asyncio.sleep(0.05)
+
+
+_STORE_NOT_CREATED = 10049
 
 
 @pytest.fixture
