@@ -296,9 +296,10 @@ SERVICE_NAMES = ("consent", "case", "log")
 
 
 def service_engines(harness: ConsentHarness | CaseHarness | LogHarness) -> list[Engine]:
-    """A service's engines: its async one's and its projector's blocking one."""
-    blocking = harness.runtime.projector.blocking_engine
-    return [harness.runtime.engine.sync_engine, *([blocking] if blocking is not None else [])]
+    """A service's engines: its async one's and its projector's blocking ones."""
+    projector = harness.runtime.projector
+    blocking = [e for e in (projector.blocking_engine, projector.loop_engine) if e is not None]
+    return [harness.runtime.engine.sync_engine, *blocking]
 
 
 class StatementCounter:

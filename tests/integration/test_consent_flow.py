@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from stafett_consent import decisions as decisions_module
 from stafett_consent.decisions import DecisionPoint
 from stafett_consent.policy import Action
 from stafett_consent.testing import REGION, ConsentHarness
@@ -421,21 +420,23 @@ async def test_on_sqlite_the_records_log_is_checkpointed_off_the_loop(
     assert isinstance(decisions, DecisionPoint)
     if not decisions.on_loop:
         pytest.skip("decisions are made on the event loop only on SQLite")
-    monkeypatch.setattr(decisions_module, "CHECKPOINT_EVERY", 5)
+    checkpoints = decisions._checkpoints
+    assert checkpoints is not None
+    monkeypatch.setattr(checkpoints, "every", 5)
     threads: list[int] = []
-    checkpoint = decisions._checkpoint_blocking
+    checkpoint = checkpoints.checkpoint
 
     def spy() -> None:
         threads.append(threading.get_ident())
         checkpoint()
 
-    monkeypatch.setattr(decisions, "_checkpoint_blocking", spy)
+    monkeypatch.setattr(checkpoints, "checkpoint", spy)
     case_id, seq = await consent.open_case()
     await consent.runtime.projector.wait_for(seq, 5)
     for _ in range(12):
         await decisions.check("ann-kristin-allum", Action.CASE_READ, case_id)
-    if decisions._checkpointing is not None:
-        await decisions._checkpointing
+    if checkpoints._task is not None:
+        await checkpoints._task
     assert threads
     assert threading.get_ident() not in threads
     # The loop's own connections never checkpoint on a commit.

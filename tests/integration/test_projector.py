@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import signal
+import sqlite3
 import sys
 
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stafett_shared.db import create_engine, create_sync_engine, position_table
 from stafett_shared.eventstore import EventStore
 from stafett_shared.ids import new_id
+from stafett_shared.loopdb import loop_engine
 from stafett_shared.projector import ProjectionBehind, Projector
 from stafett_shared.testing.counting import (
     BlockingCountingProjection,
@@ -52,10 +54,11 @@ def _as_counts(table: list[tuple[str, int, int, int]]) -> dict[str, tuple[int, i
     return {subject: (c, e) for subject, c, e, _ in table}
 
 
-@pytest.fixture(params=["async", "blocking"])
+@pytest.fixture(params=["async", "blocking", "loop"])
 def kind(request: pytest.FixtureRequest) -> str:
     """Every projector test runs for a projection that awaits each statement and for one
-    written against a blocking connection (a batch in one call in the projector's thread)."""
+    written against a blocking connection: a batch in one call in the projector's thread,
+    or ("loop", on SQLite) small batches on the event loop."""
     return str(request.param)
 
 
@@ -140,13 +143,23 @@ async def test_commits_a_projection_does_not_read_cost_no_transaction_and_are_ne
         transactions += 1
 
     event.listen(engine.sync_engine, "commit", count)
-    blocking = create_sync_engine(engine.url.render_as_string(hide_password=False))
+    url = engine.url.render_as_string(hide_password=False)
+    blocking = create_sync_engine(url)
     event.listen(blocking, "commit", count)
 
+    on_loop = loop_engine(url, writes=True) if kind == "loop" else None
+    if on_loop is not None:
+        event.listen(on_loop, "commit", count)
+
     def case_only() -> Projector:
-        if kind == "blocking":
+        if kind in ("blocking", "loop"):
             return Projector(
-                _BlockingCaseOnly(), event_store, engine, batch=8, blocking_engine=blocking
+                _BlockingCaseOnly(),
+                event_store,
+                engine,
+                batch=8,
+                blocking_engine=blocking,
+                loop_engine=on_loop,
             )
         return Projector(_CaseOnly(), event_store, engine, batch=8)
 
@@ -176,6 +189,36 @@ async def test_commits_a_projection_does_not_read_cost_no_transaction_and_are_ne
     assert await fresh.catch_up() == 28
     assert _as_counts(await rows(engine)) == {**expected, **more}
     await asyncio.to_thread(blocking.dispose)
+    if on_loop is not None:
+        await asyncio.to_thread(on_loop.dispose)
+    await engine.dispose()
+
+
+async def test_on_the_loop_a_held_lock_sends_the_batch_to_the_thread_which_waits(
+    event_store: EventStore, engine: AsyncEngine, database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("batches are applied on the event loop only on SQLite")
+    projector = counting_projector("loop", event_store, engine)
+    await projector.catch_up()
+    expected = await _append_history(event_store, 3)
+    commits = await event_store.read(1, limit=10)
+    database = engine.url.database
+    assert database
+    other = sqlite3.connect(database, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        applying = asyncio.create_task(projector.apply_commits(commits))
+        await asyncio.sleep(0.3)
+        assert not applying.done()  # waiting in the thread, not failed on the loop
+        assert (await asyncio.wait_for(asyncio.sleep(0, result="free"), 1)) == "free"
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(applying, 10) == 3
+    finally:
+        other.close()
+    assert _as_counts(await rows(engine)) == expected
+    assert await _position(engine) == 3
+    await projector.aclose()
     await engine.dispose()
 
 

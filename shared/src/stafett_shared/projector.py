@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,12 +22,14 @@ from typing import Any
 
 from sqlalchemy import Select, Table, bindparam, delete, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from stafett_shared.db import position_table, sessionmaker, upsert, upsert_sync, writer
 from stafett_shared.envelope import CloudEvent, encode_commit
 from stafett_shared.eventstore import EventStore, StoredCommit, StoreUnavailable
 from stafett_shared.logging import get_logger
+from stafett_shared.loopdb import LoopCheckpoints, is_busy
 from stafett_shared.telemetry import start_consumer_span
 
 __all__ = ["BlockingProjection", "Projection", "ProjectionBehind", "Projector"]
@@ -83,6 +85,10 @@ class BlockingProjection(Projection):
         await session.run_sync(lambda sync: self.apply_sync(sync.connection(), commit))
 
 
+LOOP_BATCH = 8
+"""Batches of at most this many commits are applied on the event loop (with a loop engine):
+enough for a writer's own commit and a burst; a catch-up goes to the thread."""
+
 # Built once: every transaction of every projector ends with it.
 _MOVE_POSITION = (
     update(position_table)
@@ -111,17 +117,26 @@ class Projector:
         batch: int = 256,
         idle_poll_s: float = 1.0,
         blocking_engine: Engine | None = None,
+        loop_engine: Engine | None = None,
     ) -> None:
         self.projection = projection
         self.store = store
         self.engine = engine
-        # A blocking projection with a blocking engine: batches in a thread of their own.
+        # A blocking projection with a blocking engine: batches in a thread of their own;
+        # with a loop engine too (SQLite), small batches on the event loop itself.
         self._blocking: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._loop: Engine | None = None
+        self._checkpoints: LoopCheckpoints | None = None
         self._position_stmt = self._position_query()
         if blocking_engine is not None and isinstance(projection, BlockingProjection):
             self._blocking = writer(blocking_engine)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"projector-{projection.name}")
+            if loop_engine is not None:
+                self._loop = writer(loop_engine)
+                self._checkpoints = LoopCheckpoints(
+                    blocking_engine, self._in_thread, name=f"projector-{projection.name}"
+                )
         self._sessions: async_sessionmaker[AsyncSession] = sessionmaker(writer(engine))
         self._readers: async_sessionmaker[AsyncSession] = sessionmaker(engine)
         self._batch = batch
@@ -142,6 +157,11 @@ class Projector:
     def blocking_engine(self) -> Engine | None:
         """The blocking engine batches are applied on, when the projection is blocking."""
         return self._blocking
+
+    @property
+    def loop_engine(self) -> Engine | None:
+        """The engine small batches are applied on on the event loop (SQLite), if any."""
+        return self._loop
 
     # --- position -------------------------------------------------------------------------
 
@@ -256,28 +276,51 @@ class Projector:
         await self._set_position(applied)
         return applied
 
+    async def _in_thread(self, fn: Callable[[], None]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
     async def _apply_blocking(self, commits: Sequence[StoredCommit]) -> int:
-        """The batch in one call in the projector's thread; a gap before it is read here."""
+        """The batch in one call: a small one on the event loop where there is a loop engine
+        (unless a lock is held), else in the projector's thread. A gap before it is read
+        here."""
         loop = asyncio.get_running_loop()
         batch, gap_read = list(commits), False
         while True:
-            context = contextvars.copy_context()  # the caller's trace, into the thread
-            outcome = await loop.run_in_executor(
-                self._thread, context.run, self._apply_batch, batch, self._position, gap_read
-            )
+            outcome: int | _Gap | None = None
+            if self._loop is not None and len(batch) <= LOOP_BATCH:
+                try:
+                    outcome = self._apply_batch(batch, self._position, gap_read, self._loop)
+                except OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+                    # Nothing was committed; the thread waits for the lock.
+                else:
+                    if self._checkpoints is not None:
+                        self._checkpoints.wrote()
+            if outcome is None:
+                context = contextvars.copy_context()  # the caller's trace, into the thread
+                outcome = await loop.run_in_executor(
+                    self._thread,
+                    context.run,
+                    self._apply_batch,
+                    batch,
+                    self._position,
+                    gap_read,
+                    self._blocking,
+                )
             if not isinstance(outcome, _Gap):
                 return outcome
             gap = await self.store.read(outcome.after + 1, limit=outcome.before - outcome.after - 1)
             batch, gap_read = [*gap, *batch], True
 
     def _apply_batch(
-        self, commits: Sequence[StoredCommit], known: int, gap_read: bool
+        self, commits: Sequence[StoredCommit], known: int, gap_read: bool, engine: Engine | None
     ) -> int | _Gap:
-        """In the projector's thread: what ``_apply_locked`` does, on a blocking connection."""
-        if self._blocking is None or not isinstance(self.projection, BlockingProjection):
+        """What ``_apply_locked`` does, on a blocking connection of ``engine``."""
+        if engine is None or not isinstance(self.projection, BlockingProjection):
             raise RuntimeError("not a blocking projector")
         projection = self.projection
-        with self._blocking.connect() as conn, conn.begin():
+        with engine.connect() as conn, conn.begin():
             stored = self._locked_position_sync(conn)
             position = max(stored, known)
             pending = [c for c in commits if c.seq > position]
@@ -410,6 +453,12 @@ class Projector:
         """Stop, end the projector's thread (if it has one) and close the blocking engine's
         pooled connections."""
         await self.stop()
+        if self._checkpoints is not None:
+            checkpoints, self._checkpoints = self._checkpoints, None
+            await checkpoints.aclose()
+        if self._loop is not None:
+            loop_engine, self._loop = self._loop, None
+            await asyncio.to_thread(loop_engine.dispose)
         if self._thread is not None:
             thread, self._thread = self._thread, None
             await asyncio.to_thread(thread.shutdown, wait=True)

@@ -30,6 +30,7 @@ from stafett_shared.db import create_engine, create_sync_engine, run_migrations,
 from stafett_shared.envelope import registry
 from stafett_shared.eventstore import EventStore
 from stafett_shared.logging import configure_logging, get_logger
+from stafett_shared.loopdb import loop_engine
 from stafett_shared.problems import (
     BodySizeLimitMiddleware,
     install_problem_handlers,
@@ -156,8 +157,10 @@ async def open_runtime(
     nc = await connect_nats(settings, spec.name)
     url = database_url(settings, service, spec.name)
     engine = create_engine(url)
-    # For projections written against a blocking connection (a batch in one call).
+    # For projections written against a blocking connection (a batch in one call), and on
+    # SQLite for small batches on the event loop (stafett_shared.loopdb).
     blocking = create_sync_engine(url)
+    on_loop = loop_engine(url, writes=True)
     projector: Projector | None = None
     verifier = TokenVerifier(
         settings.issuers,
@@ -180,6 +183,7 @@ async def open_runtime(
             engine,
             batch=service.projector_batch,
             blocking_engine=blocking,
+            loop_engine=on_loop,
         )
         yield Runtime(
             spec=spec,
@@ -206,6 +210,8 @@ async def open_runtime(
         if projector is not None:
             await projector.aclose()
         await asyncio.to_thread(blocking.dispose)
+        if on_loop is not None:
+            await asyncio.to_thread(on_loop.dispose)
         await engine.dispose()
 
 

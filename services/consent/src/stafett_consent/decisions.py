@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,11 +47,12 @@ from stafett_consent.projections import (
     load_entry_facts,
     load_principal_facts,
 )
-from stafett_shared.db import as_utc, create_sync_engine
+from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
+from stafett_shared.loopdb import LoopCheckpoints, is_busy, loop_engine
 from stafett_shared.projector import Projector
 from stafett_shared.service import stop_tasks
 
@@ -100,8 +100,6 @@ _SENT = decision_outbox.delete().where(
 RELAY_BATCH = 100
 RELAY_POLL_S = 5.0
 RELAY_GATHER_S = 0.05
-CHECKPOINT_EVERY = 256
-"""Records written on the event loop between two checkpoints of their write-ahead log."""
 _log = get_logger("stafett.consent.decisions")
 _T = TypeVar("_T")
 
@@ -118,33 +116,19 @@ def records_url(read_models_url: str) -> str:
     return url.set(database=str(separate)).render_as_string(hide_password=False)
 
 
-def _file_sqlite(url: str) -> bool:
-    parsed = make_url(url)
-    return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
-
-
 def loop_engines(read_models_url: str) -> tuple[Engine, Engine] | None:
     """On SQLite files: engines for a decision point to use on the event loop (read models,
-    records). Their connections never wait for a lock (the work moves to the thread
-    instead), and a commit on them never checkpoints (the thread does that). None on
-    PostgreSQL, where decisions are made in the thread."""
-    records_at = records_url(read_models_url)
-    if not (_file_sqlite(read_models_url) and _file_sqlite(records_at)):
+    records; see :mod:`stafett_shared.loopdb`). None on PostgreSQL, where decisions are
+    made in the thread."""
+    reads = loop_engine(read_models_url, writes=False)
+    records = loop_engine(records_url(read_models_url), writes=True)
+    if reads is None or records is None:
         return None
-    return (
-        create_sync_engine(read_models_url, busy_timeout_s=0),
-        create_sync_engine(records_at, busy_timeout_s=0, wal_autocheckpoint=0),
-    )
+    return reads, records
 
 
 class _Busy(Exception):
     """Another connection holds a lock this work would wait for: do it in the thread."""
-
-
-def _busy(exc: BaseException) -> bool:
-    orig = exc.orig if isinstance(exc, OperationalError) else exc
-    code = getattr(orig, "sqlite_errorcode", None)
-    return isinstance(code, int) and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def create_records_schema(engine: Engine) -> None:
@@ -261,8 +245,11 @@ class DecisionPoint:
         # On SQLite: engines for the event loop's own use (see ``loop_engines``).
         self._loop_engine: Engine | None = loop[0] if loop else None
         self._loop_records: Engine | None = loop[1] if loop else None
-        self._written_on_loop = 0
-        self._checkpointing: asyncio.Task[None] | None = None
+        self._checkpoints = (
+            LoopCheckpoints(self._records, self.in_thread, name="decision-records")
+            if loop
+            else None
+        )
 
     def start(self) -> None:
         """Start the relay that publishes recorded denials (and any left from before)."""
@@ -275,9 +262,8 @@ class DecisionPoint:
         if self._relay is not None:
             await stop_tasks([self._relay])
             self._relay = None
-        if self._checkpointing is not None:
-            await asyncio.gather(self._checkpointing, return_exceptions=True)
-            self._checkpointing = None
+        if self._checkpoints is not None:
+            await self._checkpoints.aclose()
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
@@ -285,10 +271,6 @@ class DecisionPoint:
         for engine in (self._loop_engine, self._loop_records):
             if engine is not None:
                 engine.dispose()
-        if self._loop_records is not None:
-            # What the loop wrote since the last checkpoint, into the database file.
-            with contextlib.suppress(Exception):
-                self._checkpoint_blocking()
         self._engine.dispose()
         self._records.dispose()
 
@@ -322,7 +304,7 @@ class DecisionPoint:
             except _Busy:
                 pass
             except OperationalError as exc:
-                if not _busy(exc):
+                if not is_busy(exc):
                     raise
         return await self.in_thread(functools.partial(fn, *args, on_loop=False))
 
@@ -337,31 +319,8 @@ class DecisionPoint:
 
     def _wrote(self, on_loop: bool) -> None:
         """After a commit to the records: on the loop, count towards the next checkpoint."""
-        if not on_loop:
-            return
-        self._written_on_loop += 1
-        if self._written_on_loop >= CHECKPOINT_EVERY and (
-            self._checkpointing is None or self._checkpointing.done()
-        ):
-            self._written_on_loop = 0
-            self._checkpointing = asyncio.get_running_loop().create_task(
-                self._checkpoint(), name="decision-records-checkpoint"
-            )
-
-    async def _checkpoint(self) -> None:
-        try:
-            await self.in_thread(self._checkpoint_blocking)
-        except Exception as exc:  # noqa: BLE001 - the next one will try again
-            _log.warning("decision_checkpoint_failed", error_type=type(exc).__name__)
-
-    def _checkpoint_blocking(self) -> None:
-        """Copy the records' write-ahead log into the database file (without waiting for
-        readers or the writer: PASSIVE)."""
-        raw = self._records.raw_connection()
-        try:
-            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]
-        finally:
-            raw.close()
+        if on_loop and self._checkpoints is not None:
+            self._checkpoints.wrote()
 
     async def check(
         self,
@@ -417,7 +376,7 @@ class DecisionPoint:
                     conn.execute(_QUEUE, {"decision_id": q.decision_id, "tenant": case_org})
                 conn.commit()
             except Exception as exc:  # an unrecorded decision is a denial
-                if on_loop and _busy(exc):
+                if on_loop and is_busy(exc):
                     # Nothing was committed: the thread makes the decision again and waits.
                     raise _Busy from exc
                 _log.error("decision_not_recorded", error_type=type(exc).__name__)

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from stafett_shared.db import create_engine, create_sync_engine, position_table
 from stafett_shared.eventstore import EventStore, StoredCommit
+from stafett_shared.loopdb import loop_engine
 from stafett_shared.projector import BlockingProjection, Projection, Projector
 
 metadata = MetaData()
@@ -95,12 +96,18 @@ class BlockingCountingProjection(BlockingProjection):
 def counting_projector(
     kind: str, store: EventStore, engine: AsyncEngine, *, delay_s: float = 0.0, **options: Any
 ) -> Projector:
-    """A projector of the counts: ``kind`` "async" (awaiting every statement) or "blocking"
-    (a batch in one call, on a blocking engine of its own)."""
-    if kind == "blocking":
-        blocking = create_sync_engine(engine.url.render_as_string(hide_password=False))
+    """A projector of the counts: ``kind`` "async" (awaiting every statement), "blocking"
+    (a batch in one call, on a blocking engine of its own, in the projector's thread) or
+    "loop" (the same, small batches on the event loop where the database is a SQLite file)."""
+    if kind in ("blocking", "loop"):
+        url = engine.url.render_as_string(hide_password=False)
         return Projector(
-            BlockingCountingProjection(delay_s), store, engine, blocking_engine=blocking, **options
+            BlockingCountingProjection(delay_s),
+            store,
+            engine,
+            blocking_engine=create_sync_engine(url),
+            loop_engine=loop_engine(url, writes=True) if kind == "loop" else None,
+            **options,
         )
     return Projector(CountingProjection(delay_s), store, engine, **options)
 
@@ -131,7 +138,7 @@ def main() -> None:
     parser.add_argument("db_url")
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--batch", type=int, default=5)
-    parser.add_argument("--kind", choices=("async", "blocking"), default="async")
+    parser.add_argument("--kind", choices=("async", "blocking", "loop"), default="async")
     args = parser.parse_args()
     asyncio.run(_work(args.nats_url, args.db_url, args.delay, args.batch, args.kind))
 
