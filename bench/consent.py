@@ -51,6 +51,7 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from benchlib import percentile
 from stafett_consent.decisions import DecisionPoint, _Question, decision_records
 from stafett_consent.policy import POLICY_VERSION, Action, decide
 from stafett_consent.projections import access_index, cases
@@ -124,15 +125,6 @@ QUICK = Plan(
 
 
 # --- numbers --------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile ``q`` (0..100) of ``values``."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 @dataclass

@@ -21,7 +21,6 @@ import asyncio
 import json
 import math
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,8 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from stafett_shared.embedded import NatsServerProcess, find_nats_server, free_port
+from benchlib import percentile, server_version
+from stafett_shared.embedded import NatsServerProcess, free_port
 from stafett_shared.envelope import CloudEvent, encode_commit
 from stafett_shared.eventstore import EventStore, required_stream_config
 from stafett_shared.ids import new_id
@@ -95,15 +95,6 @@ QUICK = Plan(
 
 
 # --- numbers --------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile ``q`` (0..100) of ``values``."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 @dataclass
@@ -561,20 +552,6 @@ def render(title: str, rows: list[Row], extra: dict[str, float]) -> str:
             f"{r.name:<48} {r.count:>7} {r.ops_per_s:>10.0f} {p50:>8} {p99:>8}  {versus:>14}"
         )
     return "\n".join(lines)
-
-
-def server_version() -> str:
-    try:
-        out = subprocess.run(
-            [str(find_nats_server()), "--version"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 CONFIGURATIONS = (

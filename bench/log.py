@@ -40,7 +40,6 @@ import math
 import os
 import platform
 import pstats
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +58,7 @@ from nats.js.client import JetStreamContext
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from benchlib import percentile, server_version
 from stafett_case.testing import CaseHarness, running_case
 from stafett_consent.testing import ConsentHarness, running_consent
 from stafett_log import fastjson
@@ -72,7 +72,7 @@ from stafett_log.verifier import verify_export
 from stafett_shared import canonical as canonical_module
 from stafett_shared.canonical import canonical_json
 from stafett_shared.cli import _export
-from stafett_shared.embedded import NatsServerProcess, find_nats_server, free_port
+from stafett_shared.embedded import NatsServerProcess, free_port
 from stafett_shared.eventstore import (
     EventStore,
     StoredCommit,
@@ -157,15 +157,6 @@ QUICK = Plan(
 
 
 # --- numbers --------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile ``q`` (0..100) of ``values``."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def _json_safe(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -1290,20 +1281,6 @@ def render(result: Result, plan: Plan) -> str:
             f"{v.verdict:>8}"
         )
     return "\n".join(lines)
-
-
-def server_version() -> str:
-    try:
-        out = subprocess.run(
-            [str(find_nats_server()), "--version"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
