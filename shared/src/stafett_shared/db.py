@@ -179,11 +179,7 @@ async def upsert(
 ) -> None:
     """Insert a row; when its primary key exists, update its other columns (or, with
     ``update=False``, leave the row as it is)."""
-    dialect = session.get_bind().dialect.name
-    if values.keys() == set(table.columns.keys()):
-        await session.execute(upsert_template(dialect, table, update=update), values)
-    else:
-        await session.execute(upsert_statement(dialect, table, values, update=update))
+    await session.execute(*_upsert(session.get_bind().dialect.name, table, values, update))
 
 
 @functools.cache
@@ -205,13 +201,24 @@ def upsert_template(dialect: str, table: Table, *, update: bool = True) -> Any:
 def upsert_sync(
     conn: Connection, table: Table, values: dict[str, Any], *, update: bool = True
 ) -> None:
-    """:func:`upsert` on a blocking connection. A whole row (a value for every column) goes
-    through a statement built once; building one per row costs more than running it."""
-    dialect = conn.dialect.name
-    if values.keys() == set(table.columns.keys()):
-        conn.execute(upsert_template(dialect, table, update=update), values)
-    else:
-        conn.execute(upsert_statement(dialect, table, values, update=update))
+    """:func:`upsert` on a blocking connection."""
+    conn.execute(*_upsert(conn.dialect.name, table, values, update))
+
+
+def _upsert(
+    dialect: str, table: Table, values: dict[str, Any], update: bool
+) -> tuple[Any, dict[str, Any] | None]:
+    """The statement of an upsert and its parameters. A whole row (a value for every
+    column) goes through a statement built once; building one per row costs more than
+    running it."""
+    if values.keys() == _column_names(table):
+        return upsert_template(dialect, table, update=update), values
+    return upsert_statement(dialect, table, values, update=update), None
+
+
+@functools.cache
+def _column_names(table: Table) -> frozenset[str]:
+    return frozenset(table.columns.keys())
 
 
 @overload
