@@ -88,17 +88,17 @@ class LogService:
         store: EventStore,
         cipher: FieldCipher,
         sessions: async_sessionmaker[AsyncSession],
+        blocking: Engine,
         projector: Projector,
         access: AccessClient,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         heads_kept: int = 10_000,
         apply_wait_s: float = 2.0,
-        blocking: Engine | None = None,
     ) -> None:
         self.store = store
         self.cipher = cipher
         self.sessions = sessions
-        # Where given: the reads an append needs, in one call in a thread (0016).
+        # For the reads an append needs, in one call in a thread (0016).
         self._blocking = blocking
         self.projector = projector
         self.access = access
@@ -130,23 +130,12 @@ class LogService:
         self, case_id: str, principal: Principal
     ) -> tuple[Any, domain.Author]:
         """The case's row and the author as at the case's unit, in one read."""
-        if self._blocking is not None:
-            found = await asyncio.to_thread(self._case_and_roles, case_id, principal.id)
-            if found is None:
-                raise not_found()
-            case, rows = found
-        else:
-            async with self.sessions() as session:
-                case = await _case_row(session, case_id)
-                rows = list(
-                    (
-                        await session.execute(
-                            select(roles).where(roles.c.person_id == principal.id)
-                        )
-                    ).all()
-                )
+        found = await asyncio.to_thread(self._case_and_roles, case_id, principal.id)
+        if found is None:
+            raise not_found()
+        case, rows = found
         at_unit = [r for r in rows if r.unit_id == case.unit_id]
-        candidates = at_unit or list(rows)
+        candidates = at_unit or rows
         if not candidates:
             return case, domain.Author(person_id=principal.id)
         chosen = candidates[0]
@@ -154,7 +143,6 @@ class LogService:
 
     def _case_and_roles(self, case_id: str, person_id: str) -> tuple[Any, list[Any]] | None:
         """In a worker thread: the case's row and the person's roles, or None."""
-        assert self._blocking is not None
         with self._blocking.connect() as conn:
             case = conn.execute(_CASE, {"case_id": case_id}).first()
             if case is None:
