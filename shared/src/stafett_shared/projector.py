@@ -16,6 +16,7 @@ import contextvars
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -95,6 +96,16 @@ _MOVE_POSITION = (
     .where(position_table.c.name == bindparam("p_name"))
     .values(last_seq=bindparam("p_last_seq"), updated_at=bindparam("p_updated_at"))
 )
+
+
+def _contiguous(commits: Sequence[StoredCommit], after: int) -> list[StoredCommit]:
+    """The commits that follow ``after`` one by one, up to the first that does not."""
+    run: list[StoredCommit] = []
+    for commit in commits:
+        if commit.seq != after + len(run) + 1:
+            break
+        run.append(commit)
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,18 +270,12 @@ class Projector:
             if pending and pending[0].seq != position + 1:
                 gap = await self.store.read(position + 1, limit=pending[0].seq - position - 1)
                 pending = [*gap, *pending]
-            applied = position
-            for commit in pending:
-                if commit.seq != applied + 1:
-                    break
+            run = _contiguous(pending, position)
+            for commit in run:
                 if self.projection.wants(commit):
-                    with start_consumer_span(
-                        f"project {self.name}",
-                        commit.headers,
-                        {"stafett.seq": commit.seq, "stafett.projection": self.name},
-                    ):
+                    with self._span(commit):
                         await self.projection.apply(session, commit)
-                applied = commit.seq
+            applied = run[-1].seq if run else position
             if applied != stored:
                 await session.execute(_MOVE_POSITION, self._moved(applied))
         await self._set_position(applied)
@@ -326,21 +331,22 @@ class Projector:
             pending = [c for c in commits if c.seq > position]
             if pending and pending[0].seq != position + 1 and not gap_read:
                 return _Gap(position, pending[0].seq)
-            applied = position
-            for commit in pending:
-                if commit.seq != applied + 1:
-                    break
+            run = _contiguous(pending, position)
+            for commit in run:
                 if projection.wants(commit):
-                    with start_consumer_span(
-                        f"project {self.name}",
-                        commit.headers,
-                        {"stafett.seq": commit.seq, "stafett.projection": self.name},
-                    ):
+                    with self._span(commit):
                         projection.apply_sync(conn, commit)
-                applied = commit.seq
+            applied = run[-1].seq if run else position
             if applied != stored:
                 conn.execute(_MOVE_POSITION, self._moved(applied))
         return applied
+
+    def _span(self, commit: StoredCommit) -> AbstractContextManager[object]:
+        return start_consumer_span(
+            f"project {self.name}",
+            commit.headers,
+            {"stafett.seq": commit.seq, "stafett.projection": self.name},
+        )
 
     def _skippable(self, commits: Sequence[StoredCommit]) -> bool:
         expected = self._position + 1
