@@ -48,7 +48,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
 import nats
@@ -63,7 +63,7 @@ from stafett_case.testing import CaseHarness, running_case
 from stafett_consent.testing import ConsentHarness, running_consent
 from stafett_log import fastjson
 from stafett_log import verifier as verifier_module
-from stafett_log.chain import GENESIS, chain_hash, verify_chain, verify_stored
+from stafett_log.chain import GENESIS, ChainReport, chain_hash, verify_chain, verify_stored
 from stafett_log.checkpoint import Checkpoint, parse_vkey, sign_checkpoint
 from stafett_log.handlers import LogService
 from stafett_log.merkle import EMPTY_ROOT, CompactRange, leaf_hash
@@ -604,6 +604,7 @@ async def read_stream(store: EventStore) -> list[StoredCommit]:
 
 Chains = dict[str, list[tuple[int, dict[str, Any]]]]
 Stored = dict[str, list[tuple[int, bytes]]]
+_Chain = TypeVar("_Chain")
 
 
 def stored_of(commits: Sequence[StoredCommit]) -> Stored:
@@ -629,26 +630,26 @@ def parsed_of(stored: Stored) -> Chains:
     return chains
 
 
-def verify_all(chains: Chains) -> int:
-    """``verify_chain`` over events already parsed, re-serialised as ``verify_stored`` does."""
+def verify_each(chains: Mapping[str, _Chain], verify: Callable[[_Chain], ChainReport]) -> int:
+    """``verify`` each subject's chain; the events checked, or an error at the first that
+    does not verify."""
     events = 0
-    for subject, links in chains.items():
-        report = verify_chain(links, encode=fastjson.dumps_parsed)
+    for subject, chain in chains.items():
+        report = verify(chain)
         if not report.ok:
             raise RuntimeError(f"the chain of {subject} does not verify: {report.reason}")
         events += report.entries
     return events
+
+
+def verify_all(chains: Chains) -> int:
+    """``verify_chain`` over events already parsed, re-serialised as ``verify_stored`` does."""
+    return verify_each(chains, lambda links: verify_chain(links, encode=fastjson.dumps_parsed))
 
 
 def verify_all_stored(stored: Stored) -> int:
     """What ``GET /logs/{case}/verify`` does for each case: ``verify_stored``."""
-    events = 0
-    for subject, messages in stored.items():
-        report = verify_stored(messages)
-        if not report.ok:
-            raise RuntimeError(f"the chain of {subject} does not verify: {report.reason}")
-        events += report.entries
-    return events
+    return verify_each(stored, verify_stored)
 
 
 @dataclass
