@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
@@ -28,12 +29,21 @@ from sqlalchemy.exc import OperationalError
 from stafett_shared.db import create_sync_engine
 from stafett_shared.logging import get_logger
 
-__all__ = ["CHECKPOINT_EVERY", "LoopCheckpoints", "is_busy", "is_file_sqlite", "loop_engine"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "LoopCheckpoints",
+    "is_busy",
+    "is_file_sqlite",
+    "loop_engine",
+    "read_on_loop",
+]
 
 CHECKPOINT_EVERY = 256
 """Commits on the loop between two checkpoints of the write-ahead log."""
 
 _log = get_logger("stafett.loopdb")
+
+_T = TypeVar("_T")
 
 
 def is_file_sqlite(url: str) -> bool:
@@ -55,6 +65,22 @@ def is_busy(exc: BaseException) -> bool:
     orig = exc.orig if isinstance(exc, OperationalError) else exc
     code = getattr(orig, "sqlite_errorcode", None)
     return isinstance(code, int) and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+async def read_on_loop(
+    read: Callable[[Engine], _T], *, loop: Engine | None, blocking: Engine
+) -> _T:
+    """``read(loop)`` as a plain call on the event loop when there is a loop engine (SQLite:
+    a reader in WAL mode does not wait for the writer); ``read(blocking)`` in a worker thread
+    when there is none (PostgreSQL) or when a lock held elsewhere refuses the loop's read.
+    ``read`` must only read: it may run twice."""
+    if loop is not None:
+        try:
+            return read(loop)
+        except OperationalError as exc:
+            if not is_busy(exc):
+                raise
+    return await asyncio.to_thread(read, blocking)
 
 
 class LoopCheckpoints:

@@ -83,6 +83,9 @@ class Runtime:
     blocking_engine: Engine
     """A blocking engine on the same database: for a unit of work in one call in a thread
     (the projector applies blocking projections on it)."""
+    loop_engine: Engine | None = None
+    """On a SQLite file: an engine for small reads and writes on the event loop itself
+    (:mod:`stafett_shared.loopdb`); None on PostgreSQL."""
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -198,6 +201,7 @@ async def open_runtime(
             projector=projector,
             verifier=verifier,
             blocking_engine=blocking,
+            loop_engine=on_loop,
         )
     finally:
         await verifier.aclose()

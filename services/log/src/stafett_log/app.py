@@ -34,6 +34,7 @@ async def _start(runtime: Runtime) -> None:
         sessions=runtime.sessions,
         projector=runtime.projector,
         blocking=runtime.blocking_engine,
+        on_loop=runtime.loop_engine,
         access=AccessClient(
             runtime.nc,
             timeout_s=runtime.settings.consent_timeout_s,

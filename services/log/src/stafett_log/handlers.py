@@ -4,6 +4,7 @@ per-entry gates, record every read, verify chains."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from stafett_shared.eventstore import (
 )
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
+from stafett_shared.loopdb import read_on_loop
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.problems import unavailable as unavailable_problem
 from stafett_shared.projector import ProjectionBehind, Projector
@@ -81,6 +83,17 @@ _CASE = select(cases).where(cases.c.case_id == bindparam("case_id"))
 _ROLES = select(roles).where(roles.c.person_id == bindparam("person_id"))
 
 
+def _case_and_roles(
+    engine: Engine, *, case_id: str, person_id: str
+) -> tuple[Any, list[Any]] | None:
+    """Blocking: the case's row and the person's roles, or None."""
+    with engine.connect() as conn:
+        case = conn.execute(_CASE, {"case_id": case_id}).first()
+        if case is None:
+            return None
+        return case, list(conn.execute(_ROLES, {"person_id": person_id}).all())
+
+
 class LogService:
     def __init__(
         self,
@@ -89,6 +102,7 @@ class LogService:
         cipher: FieldCipher,
         sessions: async_sessionmaker[AsyncSession],
         blocking: Engine,
+        on_loop: Engine | None = None,
         projector: Projector,
         access: AccessClient,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -98,8 +112,10 @@ class LogService:
         self.store = store
         self.cipher = cipher
         self.sessions = sessions
-        # For the reads an append needs, in one call in a thread (0016).
+        # For the reads an append needs, in one call: on the event loop on SQLite, else in a
+        # worker thread (0016).
         self._blocking = blocking
+        self._on_loop = on_loop
         self.projector = projector
         self.access = access
         self.clock = clock
@@ -130,7 +146,11 @@ class LogService:
         self, case_id: str, principal: Principal
     ) -> tuple[Any, domain.Author]:
         """The case's row and the author as at the case's unit, in one read."""
-        found = await asyncio.to_thread(self._case_and_roles, case_id, principal.id)
+        found = await read_on_loop(
+            functools.partial(_case_and_roles, case_id=case_id, person_id=principal.id),
+            loop=self._on_loop,
+            blocking=self._blocking,
+        )
         if found is None:
             raise not_found()
         case, rows = found
@@ -140,14 +160,6 @@ class LogService:
             return case, domain.Author(person_id=principal.id)
         chosen = candidates[0]
         return case, domain.Author(person_id=principal.id, role=chosen.role, unit_id=chosen.unit_id)
-
-    def _case_and_roles(self, case_id: str, person_id: str) -> tuple[Any, list[Any]] | None:
-        """In a worker thread: the case's row and the person's roles, or None."""
-        with self._blocking.connect() as conn:
-            case = conn.execute(_CASE, {"case_id": case_id}).first()
-            if case is None:
-                return None
-            return case, list(conn.execute(_ROLES, {"person_id": person_id}).all())
 
     def _remember(self, case_id: str, seq: int, link: str) -> None:
         self._heads[case_id] = (seq, link)
