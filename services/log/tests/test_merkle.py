@@ -145,6 +145,33 @@ def test_the_incremental_tree_resumes_from_its_saved_state() -> None:
     assert resumed.root() == root(all_leaves)
 
 
+@pytest.mark.parametrize("width", [1, 2, 4, 8, 16])
+def test_a_perfect_subtree_appended_by_its_root_is_the_same_as_its_leaves(width: int) -> None:
+    all_leaves = leaves(200)
+    whole = CompactRange()
+    by_subtree = CompactRange()
+    for start in range(0, 192, width):
+        part = all_leaves[start : start + width]
+        whole.extend(part)
+        by_subtree.append_subtree(root(part), width)
+        assert (by_subtree.size, by_subtree.hashes) == (whole.size, whole.hashes)
+        assert by_subtree.root() == root(all_leaves[: start + width])
+    by_subtree.extend(all_leaves[192:])  # leaf by leaf again after subtrees
+    assert by_subtree.root() == root(all_leaves)
+
+
+def test_a_subtree_that_is_not_perfect_or_not_aligned_is_refused() -> None:
+    tree = CompactRange()
+    tree.extend(leaves(3))
+    with pytest.raises(ValueError, match="power of two"):
+        tree.append_subtree(root(leaves(2)), 2)  # 3 is not a multiple of 2
+    with pytest.raises(ValueError, match="power of two"):
+        CompactRange().append_subtree(root(leaves(3)), 3)
+    with pytest.raises(ValueError, match="32 bytes"):
+        CompactRange().append_subtree(b"kort", 4)
+    assert tree.size == 3
+
+
 def test_a_saved_state_with_the_wrong_number_of_hashes_is_refused() -> None:
     with pytest.raises(ValueError, match="subtree roots"):
         CompactRange.from_state(6, [A])

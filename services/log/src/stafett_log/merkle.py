@@ -260,6 +260,23 @@ class CompactRange:
         self._hashes.append(node)
         self._size += 1
 
+    def append_subtree(self, subtree_root: bytes, leaves: int) -> None:
+        """Append a perfect subtree of ``leaves`` leaves (a power of two) by its root, where
+        the size so far is a multiple of ``leaves``: the same as appending its leaves one by
+        one, without their hashes."""
+        if leaves <= 0 or leaves & (leaves - 1) or self._size % leaves:
+            raise ValueError("a subtree of a power of two leaves, where the size is a multiple")
+        if len(subtree_root) != HASH_SIZE:
+            raise ValueError(f"a subtree root has {HASH_SIZE} bytes")
+        node = subtree_root
+        size = self._size // leaves
+        # As in append, one level up for each trailing 1 bit, counted in subtrees this size.
+        while size & 1:
+            node = node_hash(self._hashes.pop(), node)
+            size >>= 1
+        self._hashes.append(node)
+        self._size += leaves
+
     def extend(self, leaves: Iterable[bytes]) -> None:
         for leaf in leaves:
             self.append(leaf)
