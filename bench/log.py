@@ -40,6 +40,7 @@ import math
 import os
 import platform
 import pstats
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,7 +65,7 @@ from stafett_consent.testing import ConsentHarness, running_consent
 from stafett_log import fastjson
 from stafett_log import verifier as verifier_module
 from stafett_log.chain import GENESIS, ChainReport, chain_hash, verify_chain, verify_stored
-from stafett_log.checkpoint import Checkpoint, parse_vkey, sign_checkpoint
+from stafett_log.checkpoint import Checkpoint, parse_vkey, sign_checkpoint, vkey
 from stafett_log.handlers import LogService
 from stafett_log.merkle import EMPTY_ROOT, CompactRange, leaf_hash
 from stafett_log.testing import LogHarness, running_log
@@ -833,6 +834,29 @@ def sha256_export_floor(synthetic: Synthetic) -> float:
     return time.perf_counter() - started
 
 
+def verify_with_command(synthetic: Synthetic, workers: int) -> float:
+    """Seconds for the auditor's command over the synthetic export in a file, start-up
+    included: a process of its own, as an auditor runs it."""
+    with tempfile.TemporaryDirectory(prefix="stafett-bench-verify-") as tmp:
+        export = Path(tmp) / "events.jsonl"
+        export.write_text("".join(synthetic.lines), encoding="utf-8")
+        note = Path(tmp) / "checkpoint.txt"
+        note.write_text(synthetic.note, encoding="utf-8")
+        key = vkey(ORIGIN, synthetic.public_key)
+        started = time.perf_counter()
+        command = [sys.executable, "-m", "stafett_log.verifier", str(export), str(note), key]
+        result = subprocess.run(
+            [*command, "--workers", str(workers)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+    if result.returncode != 0 or not result.stdout.startswith("OK: "):
+        raise RuntimeError(f"the verifier command failed: {result.stdout}{result.stderr}")
+    return seconds
+
+
 def verify_synthetic(synthetic: Synthetic) -> list[VerifyRow]:
     n = synthetic.events
     with small_heap():
@@ -847,6 +871,8 @@ def verify_synthetic(synthetic: Synthetic) -> list[VerifyRow]:
     )
     if not report.ok or report.events != n:
         raise RuntimeError(f"the synthetic export does not verify: {report.reason}")
+    workers = max(2, verifier_module.default_workers())
+    command_s = {count: verify_with_command(synthetic, count) for count in (1, workers)}
     chain_floor_name = "floor: sha256 of each event's chained bytes"
     export_floor_name = "floor: sha256 of chained bytes + leaf + a node"
     rows = [
@@ -872,6 +898,17 @@ def verify_synthetic(synthetic: Synthetic) -> list[VerifyRow]:
             export_s,
             floor=export_floor_name,
             targets=True,
+        ),
+        *(
+            VerifyRow(
+                f"python -m stafett_log.verifier --workers {count}",
+                n,
+                report.messages,
+                seconds,
+                floor=export_floor_name,
+                targets=True,
+            )
+            for count, seconds in command_s.items()
         ),
         VerifyRow(chain_floor_name, n, 0, chain_floor),
         VerifyRow(export_floor_name, n, n, export_floor),

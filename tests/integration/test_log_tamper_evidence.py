@@ -29,6 +29,8 @@ from stafett_log.testing import LogHarness
 from stafett_shared.ids import new_id
 from stafett_shared.testing.events import make_event
 
+AUDIT_VERIFY = [sys.executable, "-m", "stafett_shared.cli", "audit", "verify"]
+
 
 async def _checkpoint(log: LogHarness) -> dict[str, object]:
     response = await log.client.post("/api/v1/checkpoints", headers=log.auth("admin"))
@@ -111,7 +113,7 @@ async def test_checkpoints_proofs_and_an_offline_verifier_catch_a_flipped_byte(
     assert exported.returncode == 0, exported.stderr[-2000:]
     good = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "stafett_log.verifier", str(export), str(note_file), vkey],
+        [*AUDIT_VERIFY, str(export), str(note_file), vkey, "--workers", "2"],
         capture_output=True,
         text=True,
         check=False,

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from stafett_log import fastjson
+from stafett_log import fastjson, verifier
 from stafett_log.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint, vkey
 from stafett_log.merkle import consistency_proof, leaf_hash, root, verify_consistency
 from stafett_log.verifier import Report, main, verify_export
@@ -134,6 +134,14 @@ def json_library(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     else:
         assert fastjson.orjson is not None
     return str(request.param)
+
+
+@pytest.fixture(autouse=True, params=[512, 4, 3], ids=lambda n: f"segments of {n}")
+def segment_lines(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every test runs with the export in one segment and in many (of a power of two lines,
+    appended to the tree as subtrees, and of three, leaf by leaf): same results."""
+    monkeypatch.setattr(verifier, "SEGMENT_LINES", request.param)
+    return int(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -350,6 +358,45 @@ def test_an_unreadable_export_line_is_named_by_its_position(
     assert (report.seq, codes(report)) == (5, ["export_format"])
 
 
+def test_blank_lines_between_records_are_skipped(
+    key: Ed25519PrivateKey, messages: list[Message]
+) -> None:
+    lines = export(messages)
+    for position in (25, 17, 9, 8, 3, 0):
+        lines.insert(position, "\n" if position % 2 else "   \n")
+    for size in (30, 13, 8):
+        report = verify_export(lines, checkpoint_note(messages, size, key), KEY_NAME, public(key))
+        assert report.ok, (size, report.problems)
+        assert report.messages == 30
+
+
+def tampered_exports(messages: list[Message]) -> dict[str, list[str]]:
+    lines = export(messages)
+    _subject, data = messages[10]
+    unreadable = list(lines)
+    unreadable[21] = '{"seq": 22, "subject": "x", "time": "t", "data": "***"}\n'
+    return {
+        "intact": lines,
+        "flipped byte": export(replace_data(messages, 11, flip(data, 40))),
+        "deleted message": export([*messages[:12], *messages[13:]]),
+        "gap": [*lines[:17], *lines[18:]],
+        "unreadable line": unreadable,
+        "not json": export(replace_data(messages, 23, b"ikke json")),
+    }
+
+
+@pytest.mark.parametrize("segment_lines", [4], indirect=True)
+def test_worker_processes_give_the_same_report_as_one_process(
+    key: Ed25519PrivateKey, messages: list[Message]
+) -> None:
+    note = checkpoint_note(messages, 30, key)
+    for name, lines in tampered_exports(messages).items():
+        alone = verify_export(lines, note, KEY_NAME, public(key))
+        shared = verify_export(lines, note, KEY_NAME, public(key), workers=2)
+        assert shared == alone, name
+        assert alone.ok == (name == "intact"), name
+
+
 def test_checkpoints_before_and_after_more_messages_are_consistent(
     key: Ed25519PrivateKey,
 ) -> None:
@@ -459,6 +506,48 @@ def test_the_verifier_runs_as_a_module_without_the_service_stack(
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: ")
     assert "loaded: []" in result.stdout
+
+
+@pytest.mark.parametrize("segment_lines", [512], indirect=True)
+@pytest.mark.parametrize("json_library", ["orjson"], indirect=True)
+def test_the_command_with_worker_processes_names_the_same_seq(
+    key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    messages = history(1300)  # three segments of 512 lines
+    tampered = replace_data(messages, 1201, flip(messages[1200][1], 40))
+    export_path, note_path = write_files(
+        tmp_path, export(tampered), checkpoint_note(messages, 1300, key)
+    )
+    for workers in ("1", "2"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stafett_log.verifier",
+                export_path,
+                note_path,
+                vkey(KEY_NAME, public(key)),
+                "--workers",
+                workers,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 1, result.stderr
+        assert result.stdout.startswith("FEIL: sekvens 1201: "), (workers, result.stdout)
+
+
+def test_the_command_refuses_fewer_than_one_worker(
+    key: Ed25519PrivateKey, messages: list[Message], tmp_path: Path
+) -> None:
+    export_path, note_path = write_files(
+        tmp_path, export(messages), checkpoint_note(messages, 30, key)
+    )
+    with pytest.raises(SystemExit) as refused:
+        main([export_path, note_path, vkey(KEY_NAME, public(key)), "--workers", "0"])
+    assert refused.value.code == 2
 
 
 def test_the_services_chain_check_names_the_first_broken_link() -> None:

@@ -262,12 +262,20 @@ def audit_verify(
     export: Annotated[Path, typer.Argument(help="Eksport fra `stafett audit export`.")],
     checkpoint: Annotated[Path, typer.Argument(help="Signert sjekkpunkt (fil).")],
     vkey: Annotated[str, typer.Argument(help="Loggens offentlige nøkkel (vkey).")],
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Prosesser som leser eksporten samtidig (standard: antall kjerner).",
+        ),
+    ] = None,
 ) -> None:
     """Kontroller en eksport mot et sjekkpunkt uten server og uten andre nøkler."""
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "stafett_log.verifier", str(export), str(checkpoint), vkey],
-        check=False,
-    )
+    command = [sys.executable, "-m", "stafett_log.verifier", str(export), str(checkpoint), vkey]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    result = subprocess.run(command, check=False)  # noqa: S603
     raise typer.Exit(result.returncode)
 
 

@@ -7,6 +7,10 @@ verify several times faster, with the same result (see :mod:`stafett_log.fastjso
 
     python -m stafett_log.verifier events.jsonl checkpoint.txt 'stafett.example/log+…'
 
+It reads the export in segments; with ``--workers N`` (by default, one per core) that many
+processes parse and hash the segments while the first follows the tree and the chains in
+order: the same report, sooner.
+
 The export is JSON Lines, one stored message per line, in stream order::
 
     {"data":"<base64 of the bytes>","seq":1,"subject":"stafett.ev.log.<case>","time":"…"}
@@ -37,14 +41,21 @@ from __future__ import annotations
 import argparse
 import binascii
 import hashlib
+import itertools
 import json
+import multiprocessing
+import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+from stafett_log import fastjson
 from stafett_log.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -53,7 +64,7 @@ from stafett_log.checkpoint import (
     verify_checkpoint,
 )
 from stafett_log.fastjson import dumps_parsed, loads_plain, parse_canonical
-from stafett_log.merkle import EMPTY_ROOT, CompactRange, leaf_hash
+from stafett_log.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash
 
 __all__ = [
     "GENESIS",
@@ -62,6 +73,7 @@ __all__ = [
     "Problem",
     "ProblemCode",
     "Report",
+    "default_workers",
     "describe",
     "event_hash",
     "main",
@@ -184,101 +196,206 @@ def event_hash(
     return hashlib.sha256(bytes.fromhex(prevhash) + encode(unhashed)).hexdigest()
 
 
-class _Where:
-    """Names an event in a problem's detail; formatted only when a problem is noted."""
+class _Link(NamedTuple):
+    """What one chained event says, read without the events before it."""
 
-    __slots__ = ("event", "position")
+    position: int
+    """Its place in the message, from 1."""
+    event_id: Any
+    """Its ``id`` member, as read (None if it has none), for a problem's detail."""
+    prevhash: str | None
+    stored: str | None
+    """Its ``hash`` member when that is text, else None."""
+    fields: int
+    """:data:`_FIELDS_OK`, :data:`_FIELDS_MISSING` or :data:`_FIELDS_NOT_HEX`."""
+    computed: str | None
+    """The hash of its content when the fields are fine and it could be computed."""
 
-    def __init__(self, position: int, event: dict[str, Any]) -> None:
-        self.position = position
-        self.event = event
-
-    def __format__(self, spec: str) -> str:
-        return f"event {self.position} ({self.event.get('id', 'no id')})"
-
-
-class _Chains:
-    """The head hash of each log subject's chain, followed in stream order."""
-
-    _UNKNOWN = ""  # after a message that could not be read: the next link cannot be judged
-
-    def __init__(self) -> None:
-        self.heads: dict[str, str] = {}
-        self.events = 0
-
-    def lose(self, subject: str) -> None:
-        self.heads[subject] = self._UNKNOWN
-
-    def follow(
-        self,
-        seq: int,
-        subject: str,
-        events: list[dict[str, Any]],
-        encode: Callable[[Any], bytes] = _canonical,
-    ) -> Problem | None:
-        """Check the message's events against the chain; the first problem, if any."""
-        problem: Problem | None = None
-
-        def note(code: ProblemCode, detail: str) -> None:
-            nonlocal problem
-            if problem is None:
-                problem = Problem(code, detail, seq)
-
-        for position, event in enumerate(events, start=1):
-            self.events += 1
-            where = _Where(position, event)
-            prevhash, stored = event.get("prevhash"), event.get("hash")
-            head = self.heads.get(subject, GENESIS)
-            if not isinstance(prevhash, str) or not isinstance(stored, str):
-                note("chain_fields", f"{where} lacks prevhash or hash")
-                self.heads[subject] = stored if isinstance(stored, str) else self._UNKNOWN
-                continue
-            if not _HEX64.fullmatch(prevhash) or not _HEX64.fullmatch(stored):
-                note("chain_fields", f"{where} has a prevhash or hash that is not 64 hex digits")
-                self.heads[subject] = stored
-                continue
-            if head not in (self._UNKNOWN, prevhash):
-                if subject not in self.heads:
-                    note(
-                        "chain_start",
-                        f"{where} starts the chain of {subject} but its prevhash is not 64 zeros",
-                    )
-                else:
-                    note(
-                        "chain_link",
-                        f"{where}: prevhash is not the hash of the previous event of {subject}",
-                    )
-            try:
-                computed = event_hash(prevhash, event, encode)
-            except (ValueError, UnicodeEncodeError):
-                computed = None
-            if computed != stored:
-                note("event_hash", f"{where}: hash does not match the event's content")
-            self.heads[subject] = stored
-        return problem
+    def where(self) -> str:
+        return f"event {self.position} ({'no id' if self.event_id is None else self.event_id})"
 
 
-def _check_message(seq: int, subject: str, data: bytes, chains: _Chains) -> Problem | None:
-    is_log = subject.startswith(LOG_SUBJECT_PREFIX)
+_FIELDS_OK, _FIELDS_MISSING, _FIELDS_NOT_HEX = 0, 1, 2
+
+_UNKNOWN = ""
+"""A chain's head after a message that could not be read: the next link cannot be judged."""
+
+_UNREAD: dict[ProblemCode, str] = {
+    "not_json": "the message's bytes are not UTF-8 JSON",
+    "not_batch": "the message is not a batch of CloudEvents objects",
+}
+
+
+def _link(position: int, event: dict[str, Any], encode: Callable[[Any], bytes]) -> _Link:
+    prevhash, stored = event.get("prevhash"), event.get("hash")
+    event_id = event.get("id")
+    if not isinstance(prevhash, str) or not isinstance(stored, str):
+        return _Link(
+            position,
+            event_id,
+            None,
+            stored if isinstance(stored, str) else None,
+            _FIELDS_MISSING,
+            None,
+        )
+    if not _HEX64.fullmatch(prevhash) or not _HEX64.fullmatch(stored):
+        return _Link(position, event_id, prevhash, stored, _FIELDS_NOT_HEX, None)
+    try:
+        computed: str | None = event_hash(prevhash, event, encode)
+    except (ValueError, UnicodeEncodeError):
+        computed = None
+    return _Link(position, event_id, prevhash, stored, _FIELDS_OK, computed)
+
+
+def _judge(subject: str, link: _Link, head: str | None) -> tuple[ProblemCode, str] | None:
+    """The problem of one event given its chain's head before it (None: the chain has not
+    been seen yet), if any."""
+    if link.fields == _FIELDS_MISSING:
+        return "chain_fields", f"{link.where()} lacks prevhash or hash"
+    if link.fields == _FIELDS_NOT_HEX:
+        return (
+            "chain_fields",
+            f"{link.where()} has a prevhash or hash that is not 64 hex digits",
+        )
+    if head is None and link.prevhash != GENESIS:
+        return (
+            "chain_start",
+            f"{link.where()} starts the chain of {subject} but its prevhash is not 64 zeros",
+        )
+    if head not in (None, _UNKNOWN, link.prevhash):
+        return (
+            "chain_link",
+            f"{link.where()}: prevhash is not the hash of the previous event of {subject}",
+        )
+    if link.computed != link.stored:
+        return "event_hash", f"{link.where()}: hash does not match the event's content"
+    return None
+
+
+def _read_message(data: bytes) -> tuple[ProblemCode | None, list[dict[str, Any]], bool]:
+    """``(problem, events, fast)``: the message's events, or why it has none; ``fast`` when
+    they were read by :func:`~stafett_log.fastjson.parse_canonical`."""
     fast, value = parse_canonical(data)
-    encode = dumps_parsed
     if not fast:
-        encode = _canonical
         try:
             value = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            if is_log:
-                chains.lose(subject)
-            return Problem("not_json", "the message's bytes are not UTF-8 JSON", seq)
+            return "not_json", [], False
     # A single structured event is read as a batch of one, as decode_commit does.
     events = value if isinstance(value, list) else [value]
     if not events or not all(isinstance(event, dict) for event in events):
-        if is_log:
-            chains.lose(subject)
-        return Problem("not_batch", "the message is not a batch of CloudEvents objects", seq)
-    if not is_log:
-        return None
-    return chains.follow(seq, subject, events, encode)
+        return "not_batch", [], fast
+    return None, events, fast
+
+
+class _Found(NamedTuple):
+    """A message with a problem, as far as its segment can tell, or whose first event is
+    judged against the records before the segment (``opening``)."""
+
+    seq: int
+    subject: str
+    problem: Problem | None
+    """Its first problem among the events the segment could judge."""
+    opening: _Link | None
+    """The first event of the subject's chain in the segment: judged before ``problem``."""
+
+
+class _Segment(NamedTuple):
+    """A run of export records examined on their own. Everything that depends on the
+    records before it is left to :func:`verify_export`: whether its first sequence number
+    follows on, and each log subject's first event (``_Found.opening``)."""
+
+    first_seq: int | None
+    records: int
+    """Records examined (up to a stop)."""
+    leaves: bytes
+    """Their leaf hashes, 32 bytes each."""
+    subtree: bytes | None
+    """Their Merkle tree hash when ``records`` is a power of two (a perfect subtree)."""
+    found: tuple[_Found, ...]
+    heads: dict[str, str]
+    """Each log subject's chain head after the segment."""
+    events: int
+    stop: tuple[ProblemCode, str | int] | None
+    """Why the segment stopped early: ``("export_format", detail)`` for a line that is not
+    a record, ``("sequence", seq found)`` for a sequence number that does not follow on."""
+
+
+class _Examiner:
+    """Builds a segment, one record at a time."""
+
+    def __init__(self) -> None:
+        self.leaves: list[bytes] = []
+        self.found: list[_Found] = []
+        self.heads: dict[str, str] = {}
+        self.events = 0
+
+    def record(self, seq: int, subject: str, data: bytes) -> None:
+        self.leaves.append(leaf_hash(data))
+        is_log = subject.startswith(LOG_SUBJECT_PREFIX)
+        unread, batch, fast = _read_message(data)
+        if unread is not None:
+            if is_log:
+                self.heads[subject] = _UNKNOWN
+            self.found.append(_Found(seq, subject, Problem(unread, _UNREAD[unread], seq), None))
+            return
+        if not is_log:
+            return
+        encode = dumps_parsed if fast else _canonical
+        links = [_link(position, event, encode) for position, event in enumerate(batch, 1)]
+        self.events += len(links)
+        heads = self.heads
+        opening: _Link | None = None
+        if subject not in heads:
+            opening, links = links[0], links[1:]
+            heads[subject] = opening.stored or _UNKNOWN
+        problem: Problem | None = None
+        for link in links:
+            judged = _judge(subject, link, heads[subject])
+            heads[subject] = link.stored or _UNKNOWN
+            if problem is None and judged is not None:
+                problem = Problem(judged[0], judged[1], seq)
+        if opening is not None or problem is not None:
+            self.found.append(_Found(seq, subject, problem, opening))
+
+    def segment(
+        self, first_seq: int | None, stop: tuple[ProblemCode, str | int] | None
+    ) -> _Segment:
+        leaves = self.leaves
+        subtree: bytes | None = None
+        if leaves and not len(leaves) & (len(leaves) - 1):
+            tree = CompactRange()
+            tree.extend(leaves)
+            subtree = tree.root()
+        return _Segment(
+            first_seq,
+            len(leaves),
+            b"".join(leaves),
+            subtree,
+            tuple(self.found),
+            self.heads,
+            self.events,
+            stop,
+        )
+
+
+def _examine_segment(lines: Iterable[str]) -> _Segment:
+    """Examine export lines on their own. Pure: it runs in worker processes too."""
+    examiner = _Examiner()
+    first_seq: int | None = None
+    for line in lines:
+        if not line or line.isspace():
+            continue
+        try:
+            seq, subject, data = _read_record(line)
+        except _ExportError as exc:
+            return examiner.segment(first_seq, ("export_format", str(exc)))
+        if first_seq is None:
+            first_seq = seq
+        elif seq != first_seq + len(examiner.leaves):
+            return examiner.segment(first_seq, ("sequence", seq))
+        examiner.record(seq, subject, data)
+    return examiner.segment(first_seq, None)
 
 
 def _read_checkpoint(
@@ -315,57 +432,183 @@ def _root_problem(
     return None
 
 
-def verify_export(lines: Iterable[str], note_text: str, key_name: str, public_key: bytes) -> Report:
+SEGMENT_LINES = 512
+"""Export lines examined together (by one worker process, when there are several)."""
+
+
+def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(lines)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _start_worker(accelerated: bool) -> None:
+    """In a worker process: parse as the caller does (with orjson or without)."""
+    if not accelerated:
+        fastjson.orjson = None
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """Fork, which starts a worker at once, where it is safe: on a platform that has it and
+    from a process with one thread (the command line's); else spawn, which starts a fresh
+    interpreter (and imports the caller's main module again)."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _segments(lines: Iterable[str], workers: int) -> Iterator[_Segment]:
+    """The export examined in segments, in order: here, or by ``workers`` processes when
+    there are more than one and the export is longer than one segment."""
+    chunks = _chunks(lines, SEGMENT_LINES)
+    if workers <= 1:
+        yield from map(_examine_segment, chunks)
+        return
+    first = next(chunks, None)
+    if first is None:
+        return
+    second = next(chunks, None)
+    if second is None:
+        yield _examine_segment(first)
+        return
+    source = itertools.chain((first, second), chunks)
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=_process_context(),
+        initializer=_start_worker,
+        initargs=(fastjson.orjson is not None,),
+    ) as pool:
+        # A bounded number of segments in flight: the export is never all in memory.
+        pending: deque[Future[_Segment]] = deque(
+            pool.submit(_examine_segment, chunk) for chunk in itertools.islice(source, 2 * workers)
+        )
+        try:
+            while pending:
+                segment = pending.popleft().result()
+                more = next(source, None)
+                if more is not None:
+                    pending.append(pool.submit(_examine_segment, more))
+                yield segment
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+class _Follower:
+    """Follows the segments in order: the sequence, the tree, the chains, the problems."""
+
+    def __init__(self, target: int | None) -> None:
+        self.target = target
+        self.root_at_target = EMPTY_ROOT if target == 0 else None
+        self.tree = CompactRange()
+        self.heads: dict[str, str] = {}
+        self.events = 0
+        self.located: list[Problem] = []
+        self.omitted = 0
+        self.expected = 1
+        self.complete = True
+
+    def note(self, problem: Problem) -> None:
+        if len(self.located) < MAX_PROBLEMS:
+            self.located.append(problem)
+        else:
+            self.omitted += 1
+
+    def follow(self, segment: _Segment) -> bool:
+        """Take the next segment; False when nothing after it can be judged."""
+        if segment.first_seq is not None and segment.first_seq != self.expected:
+            # A gap or a reordering shifts every later leaf: nothing after it can be judged.
+            self._stop("sequence", segment.first_seq)
+            return False
+        self._grow(segment)
+        for found in segment.found:
+            problem = found.problem
+            if found.opening is not None:
+                judged = _judge(found.subject, found.opening, self.heads.get(found.subject))
+                if judged is not None:
+                    problem = Problem(judged[0], judged[1], found.seq)
+            if problem is not None:
+                self.note(problem)
+        self.heads.update(segment.heads)
+        self.events += segment.events
+        self.expected += segment.records
+        if segment.stop is not None:
+            self._stop(*segment.stop)
+            return False
+        return True
+
+    def _grow(self, segment: _Segment) -> None:
+        tree, n = self.tree, segment.records
+        reaches_target = self.target is not None and tree.size < self.target <= tree.size + n
+        if segment.subtree is not None and not reaches_target and tree.size % n == 0:
+            tree.append_subtree(segment.subtree, n)
+            return
+        leaves = segment.leaves
+        for start in range(0, len(leaves), HASH_SIZE):
+            tree.append(leaves[start : start + HASH_SIZE])
+            if tree.size == self.target:
+                self.root_at_target = tree.root()
+
+    def _stop(self, code: ProblemCode, detail: str | int) -> None:
+        self.complete = False
+        if code == "sequence":
+            assert isinstance(detail, int)
+            self.located.append(
+                Problem("sequence", f"expected seq {self.expected}, found {detail}", detail)
+            )
+        else:
+            self.located.append(Problem(code, f"record {self.expected}: {detail}", self.expected))
+
+
+def default_workers() -> int:
+    """The cores this process may use: the verifier's default number of processes."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def verify_export(
+    lines: Iterable[str],
+    note_text: str,
+    key_name: str,
+    public_key: bytes,
+    *,
+    workers: int = 1,
+) -> Report:
     """Verify an export against a signed checkpoint and the log's public key.
 
-    Reads ``lines`` once, in O(log n) memory for the tree plus one hash per log subject.
+    Reads ``lines`` once, in segments of :data:`SEGMENT_LINES`: memory for a few segments,
+    the tree (O(log n)) and one hash per log subject. With ``workers`` > 1, that many
+    processes examine the segments (parse, hash) while this one follows them in order:
+    the same report, sooner on a machine with several cores.
     """
     checkpoint, checkpoint_problem = _read_checkpoint(note_text, key_name, public_key)
-    target = checkpoint.tree_size if checkpoint is not None else None
-    root_at_target = EMPTY_ROOT if target == 0 else None
-    tree = CompactRange()
-    chains = _Chains()
-    located: list[Problem] = []
-    omitted = 0
-    expected = 1
-    complete = True
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            seq, subject, data = _read_record(line)
-        except _ExportError as exc:
-            located.append(Problem("export_format", f"record {expected}: {exc}", expected))
-            complete = False
-            break
-        if seq != expected:
-            # A gap or a reordering shifts every later leaf: nothing after it can be judged.
-            located.append(Problem("sequence", f"expected seq {expected}, found {seq}", seq))
-            complete = False
-            break
-        tree.append(leaf_hash(data))
-        if tree.size == target:
-            root_at_target = tree.root()
-        problem = _check_message(seq, subject, data, chains)
-        if problem is not None and len(located) < MAX_PROBLEMS:
-            located.append(problem)
-        elif problem is not None:
-            omitted += 1
-        expected += 1
-    messages = expected - 1
+    follower = _Follower(checkpoint.tree_size if checkpoint is not None else None)
+    segments = _segments(lines, workers)
+    try:
+        for segment in segments:
+            if not follower.follow(segment):
+                break
+    finally:
+        if isinstance(segments, Generator):
+            segments.close()
+    messages = follower.expected - 1
 
     general = [checkpoint_problem] if checkpoint_problem is not None else []
     if checkpoint is not None:
-        root_problem = _root_problem(checkpoint, root_at_target, messages, complete=complete)
+        root_problem = _root_problem(
+            checkpoint, follower.root_at_target, messages, complete=follower.complete
+        )
         if root_problem is not None:
             general.append(root_problem)
     return Report(
         checkpoint=checkpoint,
         messages=messages,
-        chains=len(chains.heads),
-        events=chains.events,
-        problems=(*located, *general),
-        omitted=omitted,
+        chains=len(follower.heads),
+        events=follower.events,
+        problems=(*follower.located, *general),
+        omitted=follower.omitted,
     )
 
 
@@ -421,7 +664,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("export", help="eksporten (JSON Lines), eller - for standard inn")
     parser.add_argument("checkpoint", help="fil med det signerte sjekkpunktet")
     parser.add_argument("vkey", help="verifiseringsnøkkelen: <navn>+<nøkkelhash>+<base64>")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        metavar="N",
+        help="prosesser som leser eksporten samtidig (standard: antall kjerner, her %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers må være minst 1")
 
     try:
         key_name, public_key = parse_vkey(args.vkey)
@@ -435,10 +687,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         if args.export == "-":
-            report = verify_export(sys.stdin, note_text, key_name, public_key)
+            report = verify_export(sys.stdin, note_text, key_name, public_key, workers=args.workers)
         else:
             with Path(args.export).open(encoding="utf-8") as export:
-                report = verify_export(export, note_text, key_name, public_key)
+                report = verify_export(
+                    export, note_text, key_name, public_key, workers=args.workers
+                )
     except (OSError, UnicodeDecodeError):
         _say(f"FEIL: kan ikke lese eksporten {args.export}")
         return 1
