@@ -24,12 +24,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
-from stafett_shared.db import parse_time, upsert
+from stafett_shared.db import parse_time, upsert_sync
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
-from stafett_shared.projector import Projection
+from stafett_shared.projector import BlockingProjection
 
 metadata = MetaData()
 
@@ -175,34 +175,36 @@ def _date(value: Any) -> date | None:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-class CaseProjection(Projection):
-    """Applies case, directory, consent and log events to the case service's tables."""
+class CaseProjection(BlockingProjection):
+    """Applies case, directory, consent and log events to the case service's tables.
+    Written against a blocking connection: the projector applies a batch in one call
+    (docs/decisions/0016-blocking-projections.md)."""
 
     name = "case"
     contexts = frozenset({"case", "consent", "directory", "log"})
     tables = tuple(metadata.sorted_tables)
 
-    async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
+    def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
         for event in commit.events:
-            await self._apply(session, event, commit.seq)
+            self._apply(conn, event, commit.seq)
 
-    async def _apply(  # noqa: PLR0912, PLR0915 - one branch per event type
-        self, session: AsyncSession, event: CloudEvent, seq: int
+    def _apply(  # noqa: PLR0912, PLR0915 - one branch per event type
+        self, conn: Connection, event: CloudEvent, seq: int
     ) -> None:
         d = event.data
         at = event.time
         name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
         case_id = event.subject
 
-        async def touch(**values: Any) -> None:
-            await session.execute(
+        def touch(**values: Any) -> None:
+            conn.execute(
                 update(cases).where(cases.c.case_id == case_id).values(version=seq, **values)
             )
 
         match name:
             case "case.opened":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     cases,
                     {
                         "case_id": case_id,
@@ -223,12 +225,12 @@ class CaseProjection(Projection):
                     },
                 )
             case "case.child_identified":
-                await touch(child_id=d["child_id"])
+                touch(child_id=d["child_id"])
             case "case.level_changed":
-                await touch(level=d["level"], level_changed_at=at)
+                touch(level=d["level"], level_changed_at=at)
             case "case.team_member_added":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     team,
                     {
                         "case_id": case_id,
@@ -239,17 +241,17 @@ class CaseProjection(Projection):
                         "added_at": at,
                     },
                 )
-                await touch()
+                touch()
             case "case.team_member_removed":
-                await session.execute(
+                conn.execute(
                     delete(team).where(
                         team.c.case_id == case_id, team.c.person_id == d["person_id"]
                     )
                 )
-                await touch()
+                touch()
             case "case.handover_requested":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     handovers,
                     {
                         "handover_id": d["handover_id"],
@@ -264,10 +266,10 @@ class CaseProjection(Projection):
                         "answered_at": None,
                     },
                 )
-                await touch()
+                touch()
             case "case.handover_accepted" | "case.handover_declined" | "case.handover_cancelled":
                 status = name.split("_")[-1]
-                await session.execute(
+                conn.execute(
                     update(handovers)
                     .where(handovers.c.handover_id == d["handover_id"])
                     .values(status=status, answered_at=at)
@@ -281,13 +283,13 @@ class CaseProjection(Projection):
                     }
                     if not d.get("history_travels", True):
                         values["history_from"] = parse_time(d.get("history_from")) or at
-                    await touch(**values)
+                    touch(**values)
                 else:
-                    await touch()
+                    touch()
             case "case.measure_added":
                 due = _date(d["evaluate_by"])
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     measures,
                     {
                         "measure_id": d["measure_id"],
@@ -303,16 +305,16 @@ class CaseProjection(Projection):
                         "added_at": at,
                     },
                 )
-                first = await session.scalar(
+                first = conn.scalar(
                     select(cases.c.first_measure_at).where(cases.c.case_id == case_id)
                 )
-                await touch(**({} if first else {"first_measure_at": at}))
+                touch(**({} if first else {"first_measure_at": at}))
             case "case.measure_evaluated":
-                due = await session.scalar(
+                due = conn.scalar(
                     select(measures.c.evaluate_by).where(measures.c.measure_id == d["measure_id"])
                 )
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     evaluations,
                     {
                         "case_id": case_id,
@@ -324,7 +326,7 @@ class CaseProjection(Projection):
                     },
                     update=False,
                 )
-                await session.execute(
+                conn.execute(
                     update(measures)
                     .where(measures.c.measure_id == d["measure_id"])
                     .values(
@@ -333,10 +335,10 @@ class CaseProjection(Projection):
                         evaluate_by=_date(d.get("next_evaluate_by")),
                     )
                 )
-                await touch()
+                touch()
             case "case.child_welfare_reported":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     reports,
                     {
                         "report_id": d["report_id"],
@@ -345,14 +347,14 @@ class CaseProjection(Projection):
                         "reported_at": at,
                     },
                 )
-                await touch()
+                touch()
             case "case.closed":
-                await touch(status="closed", closed_at=at, close_reason=d["reason"])
+                touch(status="closed", closed_at=at, close_reason=d["reason"])
             case "case.reopened":
-                await touch(status="open", closed_at=None, close_reason=None)
+                touch(status="open", closed_at=None, close_reason=None)
             case "directory.unit_registered" | "directory.unit_changed":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     units,
                     {
                         "unit_id": d["unit_id"],
@@ -362,12 +364,12 @@ class CaseProjection(Projection):
                     },
                 )
             case "directory.unit_closed":
-                await session.execute(
+                conn.execute(
                     update(units).where(units.c.unit_id == d["unit_id"]).values(closed=True)
                 )
             case "directory.role_granted":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     roles,
                     {
                         "person_id": d["person_id"],
@@ -376,7 +378,7 @@ class CaseProjection(Projection):
                     },
                 )
             case "directory.role_ended":
-                await session.execute(
+                conn.execute(
                     delete(roles).where(
                         roles.c.person_id == d["person_id"],
                         roles.c.unit_id == d["unit_id"],
@@ -384,8 +386,8 @@ class CaseProjection(Projection):
                     )
                 )
             case "directory.child_registered":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     children,
                     {
                         "child_id": d["child_id"],
@@ -395,8 +397,8 @@ class CaseProjection(Projection):
                     },
                 )
             case "consent.requested":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     consents,
                     {
                         "consent_id": d["consent_id"],
@@ -414,14 +416,14 @@ class CaseProjection(Projection):
                     "withdrawn": "withdrawn",
                     "expired": "expired",
                 }[name.split(".")[1]]
-                await session.execute(
+                conn.execute(
                     update(consents)
                     .where(consents.c.consent_id == d["consent_id"])
                     .values(status=status)
                 )
             case "log.entry_appended":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     entries,
                     {
                         "entry_id": d["entry_id"],
@@ -430,6 +432,6 @@ class CaseProjection(Projection):
                         "recorded_at": at,
                     },
                 )
-                await session.execute(
+                conn.execute(
                     update(cases).where(cases.c.case_id == case_id).values(last_entry_at=at)
                 )
