@@ -73,6 +73,23 @@ def _str(data: Mapping[str, object], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+NOTICE_EVENTS = frozenset(
+    {
+        "case.handover_requested",
+        "case.handover_accepted",
+        "case.handover_declined",
+        "log.entry_appended",
+        "log.entry_corrected",
+        "case.level_changed",
+        "consent.withdrawn",
+        "consent.emergency_access_granted",
+        "case.deadline_due",
+    }
+)
+"""The events (type names without prefix and version) that may call for a notice: for any
+other, :func:`drafts` is empty and the case's facts need not be read."""
+
+
 def drafts(event: EventView, case: CaseFacts | None) -> list[Draft]:
     """The notices one event calls for (before the access check)."""
     d = event.data

@@ -254,6 +254,8 @@ class NotifyProjection(Projection):
 
     async def _notices(self, session: AsyncSession, event: CloudEvent, seq: int) -> None:
         name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
+        if name not in domain.NOTICE_EVENTS:
+            return  # no notice whatever the case's facts: do not read them
         view = domain.EventView(name, event.id, event.subject, event.actor, event.data)
         case_id = str(event.data.get("case_id") or event.subject).removesuffix("-deadlines")
         facts = await self.case_facts(session, case_id)
