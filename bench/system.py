@@ -1,0 +1,327 @@
+"""HTTP appends to the stafettlogg of the system as ``stafett up`` runs it.
+
+``bench/log.py`` measures the log service's code with the three services and the client in
+one process. This script measures the deployed shape instead: ``EmbeddedSystem`` starts
+nats-server (``sync_interval: always``) and the four services as processes of their own on
+SQLite, each behind uvicorn, and the benchmark posts entries over real HTTP connections
+(keep-alive, as a browser or an agency's system would) from this process. Everything shares
+the machine's cores: the client's CPU is counted and shown too.
+
+Baseline in the same run: plain ``js.publish`` of a stored log event's bytes, with the same
+concurrency, to a stream with the settings of ``EVENTS`` on the same nats-server.
+
+    .venv/bin/python bench/system.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import nats
+
+from benchlib import percentile, server_version
+from stafett_shared.auth import DevIssuer
+from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port
+from stafett_shared.eventstore import EventStore, required_stream_config
+from stafett_shared.settings import CommonSettings
+
+HOLDER = "ann-kristin-allum"
+UNIT = "siljan-ungdomsskole"
+REGION = Path(__file__).resolve().parent.parent / "data" / "grenland.yaml"
+NOTE = (
+    "Samtale med eleven om fravær og søvn. Eleven forteller at det er tungt å komme seg "
+    "opp om morgenen, og ønsker en fast voksen å snakke med. Avtalt ny samtale om en uke."
+)
+RAW_STREAM = "RAW"
+RAW_PREFIX = "raw.ev"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Plan:
+    cases: int
+    concurrency: int
+    appends: int
+    single_client_appends: int
+    raw_publishes: int
+    rounds: int
+
+
+QUICK = Plan(
+    cases=20, concurrency=16, appends=300, single_client_appends=40, raw_publishes=600, rounds=2
+)
+FULL = Plan(
+    cases=20,
+    concurrency=16,
+    appends=2000,
+    single_client_appends=200,
+    raw_publishes=4000,
+    rounds=3,
+)
+
+
+@dataclass
+class Sample:
+    latencies: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else math.nan
+
+    def add(self, other: Sample) -> None:
+        self.latencies += other.latencies
+        self.failures.update(other.failures)
+        self.seconds += other.seconds
+        for name, seconds in other.cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + seconds
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class Meter:
+    """CPU of every process of the system, and of this one (the client), over a run."""
+
+    def __init__(self, system: EmbeddedSystem) -> None:
+        assert system.nats.process is not None
+        self.pids = {s.name: s.process.pid for s in system.running}
+        self.pids["nats-server"] = system.nats.process.pid
+
+    def read(self) -> dict[str, float]:
+        now = {name: process_cpu(pid) for name, pid in self.pids.items()}
+        now["client"] = time.process_time()
+        return now
+
+    async def measure(self, run: Callable[[], Awaitable[Sample]]) -> Sample:
+        before = self.read()
+        started = time.perf_counter()
+        sample = await run()
+        sample.seconds = time.perf_counter() - started
+        after = self.read()
+        sample.cpu = {name: after[name] - before[name] for name in after}
+        return sample
+
+
+async def retrying(
+    client: httpx.AsyncClient, url: str, body: object, headers: dict[str, str]
+) -> httpx.Response:
+    """POST, retrying while another service's read model catches up with the last write."""
+    response = await client.post(url, json=body, headers=headers)
+    for _ in range(80):
+        if response.status_code not in (404, 409, 422, 503):
+            break
+        await asyncio.sleep(0.25)
+        response = await client.post(url, json=body, headers=headers)
+    if response.status_code >= 300:
+        raise RuntimeError(f"{url}: {response.status_code} {response.text[:300]}")
+    return response
+
+
+def entry(number: int) -> dict[str, str]:
+    return {
+        "kind": "note",
+        "text": f"{number:07d}. {NOTE}",
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+
+
+async def run_clients(
+    clients: int, jobs: Sequence[str], op: Callable[[str, Sample], Awaitable[None]]
+) -> Sample:
+    sample = Sample()
+    queue: Iterator[str] = iter(jobs)
+
+    async def client() -> None:
+        for job in queue:
+            await op(job, sample)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return sample
+
+
+@dataclass
+class Row:
+    name: str
+    sample: Sample
+    vs_raw: float | None = None
+    targets: bool = False
+
+
+async def measure(system: EmbeddedSystem, folder: Path, plan: Plan) -> tuple[list[Row], int]:
+    urls = {s.name: s.url for s in system.running}
+    issuer = DevIssuer.load_or_create(folder)
+    settings = CommonSettings()
+    holder = {"Authorization": f"Bearer {issuer.issue(HOLDER)}"}
+    admin = {"Authorization": f"Bearer {issuer.issue(settings.admins[0])}"}
+    limits = httpx.Limits(
+        max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
+    )
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        loaded = await client.put(
+            f"{urls['consent']}/api/v1/directory",
+            content=REGION.read_bytes(),
+            headers={**admin, "Content-Type": "application/yaml"},
+        )
+        if loaded.status_code >= 300:
+            raise RuntimeError(f"the region was refused: {loaded.status_code} {loaded.text}")
+        cases = []
+        for i in range(plan.cases):
+            opened = await retrying(
+                client,
+                f"{urls['case']}/api/v1/cases",
+                {
+                    "unit_id": UNIT,
+                    "level": 0,
+                    "child": {"pseudonym": f"Elev {i + 1}"},
+                    "concern": "Ytelsesmåling: en bekymring til refleksjon.",
+                },
+                holder,
+            )
+            cases.append(str(opened.json()["id"]))
+        numbers = iter(range(1, 10**9))
+        for case_id in cases:  # warm up: every case has a chain head and the log knows it
+            await retrying(client, f"{urls['log']}/api/v1/logs/{case_id}/entries", entry(0), holder)
+
+        async def append(case_id: str, into: Sample) -> None:
+            started = time.perf_counter()
+            response = await client.post(
+                f"{urls['log']}/api/v1/logs/{case_id}/entries",
+                json=entry(next(numbers)),
+                headers=holder,
+            )
+            into.latencies.append(time.perf_counter() - started)
+            if response.status_code != 201:
+                into.failures[str(response.status_code)] += 1
+
+        nc = await nats.connect(system.nats.url, name="bench-raw")
+        try:
+            store = EventStore(nc, stream=settings.stream, subject_prefix=settings.subject_prefix)
+            last = await store.get(await store.last_seq())
+            if last is None:
+                raise RuntimeError("the stream is empty")
+            body = bytes(last.data)
+            js = nc.jetstream(timeout=10)
+            await js.add_stream(required_stream_config(RAW_STREAM, RAW_PREFIX, 1))
+
+            async def publish(case_id: str, into: Sample) -> None:
+                started = time.perf_counter()
+                await js.publish(f"{RAW_PREFIX}.log.{case_id}", body)
+                into.latencies.append(time.perf_counter() - started)
+
+            meter = Meter(system)
+            raw, spread, single = Sample(), Sample(), Sample()
+            c = plan.concurrency
+            steps = [
+                (raw, c, plan.raw_publishes, publish),
+                (spread, c, plan.appends, append),
+                (single, 1, plan.single_client_appends, append),
+            ]
+            for r in range(plan.rounds):
+                for into, clients, total, op in steps[r % 3 :] + steps[: r % 3]:
+                    share = total // plan.rounds
+                    jobs = [cases[i % len(cases)] for i in range(share)]
+                    into.add(await meter.measure(functools.partial(run_clients, clients, jobs, op)))
+                    await asyncio.sleep(1.0)  # let the projectors catch up between rows
+        finally:
+            await nc.close()
+    rows = [
+        Row(f"raw js.publish, {c} publishers", raw),
+        Row("POST entries over HTTP, 1 client", single),
+        Row(f"POST entries over HTTP, {c} clients", spread, targets=True),
+    ]
+    for row in rows[1:]:
+        row.vs_raw = row.sample.rate / raw.rate
+    return rows, len(body)
+
+
+def render(rows: list[Row], event_bytes: int) -> str:
+    names = ["log", "consent", "case", "notify", "nats-server", "client"]
+    header = (
+        f"{'operation':<36} {'n':>5} {'ops/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'vs raw':>7}  "
+        + " ".join(f"{n[:7]:>7}" for n in names)
+        + f" {'all':>6}  {'>=1000/s':>8} {'p99<=50':>7}"
+    )
+    lines = [
+        f"A stored log event is {event_bytes} bytes. CPU: milliseconds of each process per "
+        "operation (client: this process).",
+        "",
+        header,
+        "-" * len(header),
+    ]
+    for row in rows:
+        s = row.sample
+        p50 = percentile(s.latencies, 50) * 1000
+        p99 = percentile(s.latencies, 99) * 1000
+        cpu = [s.cpu.get(n, math.nan) / max(s.count, 1) * 1000 for n in names]
+        total = sum(v for v in cpu if not math.isnan(v))
+        versus = "" if row.vs_raw is None else f"{row.vs_raw:.3f}"
+        rate_ok = "" if not row.targets else ("PASS" if s.rate >= 1000 else "MISS")
+        p99_ok = "" if not row.targets else ("PASS" if p99 <= 50 else "MISS")
+        lines.append(
+            f"{row.name:<36} {s.count:>5} {s.rate:>6.0f} {p50:>7.1f} {p99:>7.1f} {versus:>7}  "
+            + " ".join(f"{v:>7.2f}" for v in cpu)
+            + f" {total:>6.2f}  {rate_ok:>8} {p99_ok:>7}"
+        )
+        for what, times in s.failures.items():
+            lines.append(f"  note: {times} operations failed with {what}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="less work, about a minute")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    began = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="stafett-bench-system-") as tmp:
+        folder = Path(tmp) / "data"
+        system = EmbeddedSystem(
+            folder, nats_port=free_port(), ports={name: free_port() for name in SERVICES}
+        )
+        system.start(ready_timeout_s=120)
+        try:
+            rows, event_bytes = asyncio.run(measure(system, folder, plan))
+        finally:
+            system.stop()
+    print(
+        f"Stafett system benchmark ({'quick' if args.quick else 'full'}): {server_version()} "
+        "with sync_interval: always, four services on SQLite as `stafett up` starts them,\n"
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after; "
+        f"{plan.rounds} rounds, rows alternating."
+    )
+    print(render(rows, event_bytes))
+    print(f"\n{time.perf_counter() - began:.1f} s in all. Targets are the issue's (information).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
