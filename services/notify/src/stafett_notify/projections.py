@@ -10,6 +10,7 @@ recipient, channel), so replaying an event never queues a delivery twice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     select,
     update,
@@ -141,6 +143,14 @@ digest_queue = Table(
 )
 
 
+# A case and its team in one statement: one row per member, or one row without a member.
+_CASE_AND_TEAM = (
+    select(cases, team.c.person_id.label("member"))
+    .select_from(cases.outerjoin(team, team.c.case_id == cases.c.case_id))
+    .where(cases.c.case_id == bindparam("case_id"))
+)
+
+
 def webhook_delivery_id(notice_id: str, webhook_id: str) -> str:
     return "w-" + hashlib.sha256(f"{notice_id}\x00{webhook_id}".encode()).hexdigest()[:40]
 
@@ -229,27 +239,31 @@ class NotifyProjection(Projection):
                     )
                 )
 
-    async def case_facts(self, session: AsyncSession, case_id: str) -> domain.CaseFacts | None:
-        row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
-        if row is None:
+    async def case_facts(
+        self, session: AsyncSession, case_id: str, *, leaders: bool = True
+    ) -> domain.CaseFacts | None:
+        """The case's holder, unit, level and team in one read, and its unit's leaders when
+        ``leaders`` (only a level raised to 3 notifies them)."""
+        rows = (await session.execute(_CASE_AND_TEAM, {"case_id": case_id})).all()
+        if not rows:
             return None
-        members = (
-            await session.scalars(select(team.c.person_id).where(team.c.case_id == case_id))
-        ).all()
-        leaders = (
-            await session.scalars(
-                select(roles.c.person_id).where(
-                    roles.c.unit_id == row.unit_id, roles.c.role == "leader"
+        row = rows[0]
+        unit_leaders: Sequence[str] = ()
+        if leaders:
+            unit_leaders = (
+                await session.scalars(
+                    select(roles.c.person_id).where(
+                        roles.c.unit_id == row.unit_id, roles.c.role == "leader"
+                    )
                 )
-            )
-        ).all()
+            ).all()
         return domain.CaseFacts(
             row.case_id,
             row.holder_id,
             row.unit_id,
             row.level,
-            frozenset(members),
-            frozenset(leaders),
+            frozenset(r.member for r in rows if r.member is not None),
+            frozenset(unit_leaders),
         )
 
     async def _notices(self, session: AsyncSession, event: CloudEvent, seq: int) -> None:
@@ -258,7 +272,7 @@ class NotifyProjection(Projection):
             return  # no notice whatever the case's facts: do not read them
         view = domain.EventView(name, event.id, event.subject, event.actor, event.data)
         case_id = str(event.data.get("case_id") or event.subject).removesuffix("-deadlines")
-        facts = await self.case_facts(session, case_id)
+        facts = await self.case_facts(session, case_id, leaders=name == "case.level_changed")
         for draft in domain.drafts(view, facts):
             for recipient in sorted(draft.recipients):
                 await self._queue(session, draft, case_id, recipient, event, seq)
