@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stafett_log import fastjson, verifier
 from stafett_log.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint, vkey
@@ -395,6 +397,60 @@ def test_worker_processes_give_the_same_report_as_one_process(
         shared = verify_export(lines, note, KEY_NAME, public(key), workers=2)
         assert shared == alone, name
         assert alone.ok == (name == "intact"), name
+
+
+HISTORY = history(40)
+SIGNER = Ed25519PrivateKey.generate()
+NOTE_40 = checkpoint_note(HISTORY, 40, SIGNER)
+Mutation = tuple[str, int, int]
+
+
+def mutated(mutations: Sequence[Mutation]) -> list[str]:
+    """The export of the 40-message history after flips, deletions, swaps, blank lines and
+    unreadable lines, in order."""
+    messages = list(HISTORY)
+    for kind, where, how in mutations:
+        if kind == "flip":
+            seq = where % len(messages) + 1
+            data = messages[seq - 1][1]
+            messages = replace_data(messages, seq, flip(data, how % len(data), 1 << (how % 7)))
+    lines = export(messages)
+    for kind, where, _how in mutations:
+        at = where % len(lines)
+        if kind == "delete":
+            del lines[at]
+        elif kind == "swap" and at + 1 < len(lines):
+            lines[at], lines[at + 1] = lines[at + 1], lines[at]
+        elif kind == "blank":
+            lines.insert(at, "\n")
+        elif kind == "garbage":
+            lines[at] = "ikke en post\n"
+    return lines
+
+
+@pytest.mark.parametrize("segment_lines", [512], indirect=True)
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["flip", "delete", "swap", "blank", "garbage"]),
+            st.integers(0, 200),
+            st.integers(0, 5000),
+        ),
+        max_size=3,
+    )
+)
+def test_any_segment_size_gives_the_same_report(mutations: list[Mutation]) -> None:
+    lines = mutated(mutations)
+    whole = verify_export(lines, NOTE_40, KEY_NAME, public(SIGNER))
+    for size in (1, 2, 3, 5, 8):
+        verifier.SEGMENT_LINES = size
+        try:
+            assert verify_export(lines, NOTE_40, KEY_NAME, public(SIGNER)) == whole, size
+        finally:
+            verifier.SEGMENT_LINES = 512
+    # Every change but blank lines is found: the root covers every byte of every message.
+    assert whole.ok == ([line for line in lines if line.strip()] == export(HISTORY))
 
 
 def test_checkpoints_before_and_after_more_messages_are_consistent(
