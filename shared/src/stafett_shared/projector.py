@@ -82,7 +82,15 @@ class BlockingProjection(Projection):
     def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
         """Apply one commit. Runs inside the projector's transaction; must not commit."""
 
+    async def prepare(self, commits: Sequence[StoredCommit]) -> None:
+        """Before ``apply_sync`` of these commits, on the event loop and outside the
+        transaction: fetch what applying them needs from beyond the database (a decryption
+        through NATS, say), from the commits alone. The projector calls it for every batch
+        it applies, before the transaction, and again if a gap is read in front of the
+        batch. Nothing by default."""
+
     async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
+        await self.prepare([commit])
         await session.run_sync(lambda sync: self.apply_sync(sync.connection(), commit))
 
 
@@ -290,7 +298,9 @@ class Projector:
         here."""
         loop = asyncio.get_running_loop()
         batch, gap_read = list(commits), False
+        assert isinstance(self.projection, BlockingProjection)
         while True:
+            await self.projection.prepare(batch)
             outcome: int | _Gap | None = None
             if self._loop is not None and len(batch) <= LOOP_BATCH:
                 try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import nats
@@ -79,15 +80,23 @@ class CountingProjection(Projection):
 
 
 class BlockingCountingProjection(BlockingProjection):
-    """The same counts, written against a blocking connection."""
+    """The same counts, written against a blocking connection. It refuses a commit that
+    was not prepared first (``prepare``, as a projection that decrypts before its
+    transaction needs), so every projector test also checks that batches are prepared."""
 
     name = "counting"
     tables = (counts,)
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
+        self.prepared: frozenset[int] = frozenset()
+
+    async def prepare(self, commits: Sequence[StoredCommit]) -> None:
+        self.prepared = frozenset(commit.seq for commit in commits)
 
     def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
+        if commit.seq not in self.prepared:
+            raise RuntimeError(f"commit {commit.seq} was applied without being prepared")
         if self.delay_s:
             time.sleep(self.delay_s)
         conn.execute(_count(commit, conn.scalar(_current(commit))))
