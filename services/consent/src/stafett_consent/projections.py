@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -28,8 +28,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from stafett_consent.domain import Category, Sector, StaffRole
 from stafett_consent.policy import (
@@ -49,10 +47,10 @@ from stafett_consent.policy import (
     grants,
 )
 from stafett_shared.crypto import CryptoError, FieldCipher
-from stafett_shared.db import as_utc, parse_time, upsert
+from stafett_shared.db import as_utc, parse_time, upsert_sync
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
-from stafett_shared.projector import Projection
+from stafett_shared.projector import BlockingProjection
 
 metadata = MetaData()
 
@@ -443,9 +441,15 @@ def indexed_permit(
 # --- the projection --------------------------------------------------------------------------
 
 
-class ConsentProjection(Projection):
+_CHILD_REGISTERED = "directory.child_registered."
+
+
+class ConsentProjection(BlockingProjection):
     """Applies directory, consent, case, log and grant events to the read models, then
-    recomputes the access index of every case whose facts changed."""
+    recomputes the access index of every case whose facts changed. Written against a
+    blocking connection (docs/decisions/0016-blocking-projections.md); the one thing it
+    needs from beyond the database, a child's decrypted birth date, is fetched in
+    :meth:`prepare`."""
 
     name = "consent"
     contexts = frozenset({"case", "consent", "directory", "log"})
@@ -456,24 +460,43 @@ class ConsentProjection(Projection):
     ) -> None:
         self.cipher = cipher
         self.settings = settings or PolicySettings()
+        self._births: dict[tuple[str, str], date | None] = {}
 
-    async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
+    async def prepare(self, commits: Sequence[StoredCommit]) -> None:
+        """Decrypt the birth dates the commits register (the key bucket is over NATS), before
+        the blocking transaction that applies them. Only this batch's are kept."""
+        wanted: dict[tuple[str, str], date | None] = {}
+        for commit in commits:
+            for event in commit.events:
+                if not event.type.removeprefix("no.stafett.").startswith(_CHILD_REGISTERED):
+                    continue
+                key = (str(event.data["child_id"]), str(event.data["birth_date"]))
+                if key in wanted:
+                    continue
+                if key in self._births:
+                    wanted[key] = self._births[key]
+                else:
+                    wanted[key] = await self._birth_date(*key)
+        self._births = wanted
+
+    def _prepared_birth(self, child_id: str, token: str) -> date | None:
+        key = (child_id, token)
+        if key not in self._births:
+            raise RuntimeError("a birth date was applied without being prepared")
+        return self._births[key]
+
+    def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
         touched: set[str] = set()
         for event in commit.events:
-            touched |= await self._apply_event(session, event, commit.seq)
-        if touched:
-            await session.run_sync(self._reindex, sorted(touched), commit.seq)
+            touched |= self._apply_event(conn, event, commit.seq)
+        for case_id in sorted(touched):
+            reindex_case(conn, case_id, commit.seq, self.settings)
 
-    def _reindex(self, session: Session, case_ids: list[str], seq: int) -> None:
-        conn = session.connection()
-        for case_id in case_ids:
-            reindex_case(conn, case_id, seq, self.settings)
+    def _cases_of(self, conn: Connection, *conditions: Any) -> set[str]:
+        return set(conn.scalars(select(cases.c.case_id).where(or_(*conditions))).all())
 
-    async def _cases_of(self, session: AsyncSession, *conditions: Any) -> set[str]:
-        return set((await session.scalars(select(cases.c.case_id).where(or_(*conditions)))).all())
-
-    async def _apply_event(  # noqa: PLR0911, PLR0912, PLR0915 - one branch per event type
-        self, session: AsyncSession, event: CloudEvent, seq: int
+    def _apply_event(  # noqa: PLR0911, PLR0912, PLR0915 - one branch per event type
+        self, conn: Connection, event: CloudEvent, seq: int
     ) -> set[str]:
         d = event.data
         name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
@@ -482,17 +505,17 @@ class ConsentProjection(Projection):
                 values = {"org_id": d["org_id"], "name": d["name"], "kind": d["kind"]}
                 if "region" in d:
                     values["region"] = d["region"]
-                    await upsert(session, organisations, values)
+                    upsert_sync(conn, organisations, values)
                 else:
-                    await session.execute(
+                    conn.execute(
                         update(organisations)
                         .where(organisations.c.org_id == d["org_id"])
                         .values(name=d["name"], kind=d["kind"])
                     )
                 return set()
             case "directory.unit_registered" | "directory.unit_changed":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     units,
                     {
                         "unit_id": d["unit_id"],
@@ -502,20 +525,20 @@ class ConsentProjection(Projection):
                         "closed": False,
                     },
                 )
-                return await self._unit_cases(session, d["unit_id"])
+                return self._unit_cases(conn, d["unit_id"])
             case "directory.unit_closed":
-                await session.execute(
+                conn.execute(
                     update(units).where(units.c.unit_id == d["unit_id"]).values(closed=True)
                 )
-                return await self._unit_cases(session, d["unit_id"])
+                return self._unit_cases(conn, d["unit_id"])
             case "directory.staff_registered" | "directory.staff_renamed":
-                await upsert(
-                    session, staff, {"person_id": d["person_id"], "name_index": d["name_index"]}
+                upsert_sync(
+                    conn, staff, {"person_id": d["person_id"], "name_index": d["name_index"]}
                 )
                 return set()
             case "directory.role_granted":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     roles,
                     {
                         "person_id": d["person_id"],
@@ -524,20 +547,20 @@ class ConsentProjection(Projection):
                         "org_id": d["org_id"],
                     },
                 )
-                return await self._person_cases(session, d["person_id"], d["unit_id"])
+                return self._person_cases(conn, d["person_id"], d["unit_id"])
             case "directory.role_ended":
-                await session.execute(
+                conn.execute(
                     delete(roles).where(
                         roles.c.person_id == d["person_id"],
                         roles.c.unit_id == d["unit_id"],
                         roles.c.role == d["role"],
                     )
                 )
-                return await self._person_cases(session, d["person_id"], d["unit_id"])
+                return self._person_cases(conn, d["person_id"], d["unit_id"])
             case "directory.child_registered":
-                birth = await self._birth_date(d["child_id"], d["birth_date"])
-                await upsert(
-                    session,
+                birth = self._prepared_birth(str(d["child_id"]), str(d["birth_date"]))
+                upsert_sync(
+                    conn,
                     children,
                     {
                         "child_id": d["child_id"],
@@ -546,8 +569,8 @@ class ConsentProjection(Projection):
                     },
                 )
                 for guardian in d.get("guardians", ()):
-                    await upsert(
-                        session,
+                    upsert_sync(
+                        conn,
                         guardians,
                         {
                             "child_id": d["child_id"],
@@ -556,11 +579,11 @@ class ConsentProjection(Projection):
                             "parental_responsibility": bool(guardian["parental_responsibility"]),
                         },
                     )
-                return await self._cases_of(session, cases.c.child_id == d["child_id"])
+                return self._cases_of(conn, cases.c.child_id == d["child_id"])
             case "case.opened":
                 holder = d.get("holder") or {}
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     cases,
                     {
                         "case_id": event.subject,
@@ -574,14 +597,14 @@ class ConsentProjection(Projection):
                 )
                 return {event.subject}
             case "case.child_identified":
-                await self._update_case(session, event.subject, child_id=d["child_id"])
+                self._update_case(conn, event.subject, child_id=d["child_id"])
                 return {event.subject}
             case "case.level_changed":
-                await self._update_case(session, event.subject, level=int(d["level"]))
+                self._update_case(conn, event.subject, level=int(d["level"]))
                 return set()
             case "case.team_member_added":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     team,
                     {
                         "case_id": event.subject,
@@ -592,7 +615,7 @@ class ConsentProjection(Projection):
                 )
                 return {event.subject}
             case "case.team_member_removed":
-                await session.execute(
+                conn.execute(
                     delete(team).where(
                         team.c.case_id == event.subject, team.c.person_id == d["person_id"]
                     )
@@ -602,18 +625,18 @@ class ConsentProjection(Projection):
                 values = {"holder_id": d["to_person_id"], "unit_id": d["to_unit_id"]}
                 if d.get("to_org_id"):
                     values["org_id"] = d["to_org_id"]
-                await self._update_case(session, event.subject, **values)
+                self._update_case(conn, event.subject, **values)
                 return {event.subject}
             case "case.closed":
-                await self._update_case(session, event.subject, status="closed")
+                self._update_case(conn, event.subject, status="closed")
                 return {event.subject}
             case "case.reopened":
-                await self._update_case(session, event.subject, status="open")
+                self._update_case(conn, event.subject, status="open")
                 return {event.subject}
             case "log.entry_appended" | "log.entry_corrected":
                 author = d.get("author") or {}
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     entries,
                     {
                         "entry_id": d["entry_id"],
@@ -625,15 +648,15 @@ class ConsentProjection(Projection):
                 )
                 return set()
             case "log.entry_restricted":
-                await session.execute(
+                conn.execute(
                     update(entries)
                     .where(entries.c.entry_id == d["entry_id"])
                     .values(restricted_until=parse_time(d.get("until")))
                 )
                 return set()
             case "consent.requested":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     consents,
                     {
                         "consent_id": d["consent_id"],
@@ -653,10 +676,10 @@ class ConsentProjection(Projection):
                 )
                 return set()
             case "consent.signed":
-                signed = await session.scalar(
+                signed = conn.scalar(
                     select(consents.c.signed).where(consents.c.consent_id == d["consent_id"])
                 )
-                await session.execute(
+                conn.execute(
                     update(consents)
                     .where(consents.c.consent_id == d["consent_id"])
                     .values(signed=[*(signed or []), d["grantor_person_id"]], version=seq)
@@ -669,15 +692,15 @@ class ConsentProjection(Projection):
                     "withdrawn": "withdrawn",
                     "expired": "expired",
                 }[name.split(".")[1]]
-                await session.execute(
+                conn.execute(
                     update(consents)
                     .where(consents.c.consent_id == d["consent_id"])
                     .values(status=status, version=seq)
                 )
                 return {d["case_id"]}
             case "consent.emergency_access_granted":
-                await upsert(
-                    session,
+                upsert_sync(
+                    conn,
                     emergency_grants,
                     {
                         "grant_id": d["grant_id"],
@@ -689,8 +712,15 @@ class ConsentProjection(Projection):
                 )
                 return {d["case_id"]}
             case "consent.audit_scope_granted":
-                await upsert(
-                    session,
+                # A scope granted again under its id replaces the old one: the cases it
+                # named are indexed again too.
+                before = conn.execute(
+                    select(audit_scopes.c.case_ids, audit_scopes.c.org_id).where(
+                        audit_scopes.c.scope_id == d["scope_id"]
+                    )
+                ).first()
+                upsert_sync(
+                    conn,
                     audit_scopes,
                     {
                         "scope_id": d["scope_id"],
@@ -700,25 +730,27 @@ class ConsentProjection(Projection):
                         "valid_until": parse_time(d["valid_until"]),
                     },
                 )
-                conditions = [cases.c.case_id.in_(list(d.get("case_ids", ())))]
-                if d.get("org_id"):
-                    conditions.append(cases.c.org_id == d["org_id"])
-                return await self._cases_of(session, *conditions)
+                named = list(d.get("case_ids", ()))
+                orgs = [d.get("org_id")]
+                if before is not None:
+                    named += list(before.case_ids or ())
+                    orgs.append(before.org_id)
+                conditions = [cases.c.case_id.in_(named)]
+                conditions += [cases.c.org_id == org for org in orgs if org]
+                return self._cases_of(conn, *conditions)
         return set()
 
-    async def _update_case(self, session: AsyncSession, case_id: str, **values: Any) -> None:
-        await session.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
+    def _update_case(self, conn: Connection, case_id: str, **values: Any) -> None:
+        conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
 
-    async def _unit_cases(self, session: AsyncSession, unit_id: str) -> set[str]:
+    def _unit_cases(self, conn: Connection, unit_id: str) -> set[str]:
         in_team = select(team.c.case_id).where(team.c.unit_id == unit_id)
-        return await self._cases_of(
-            session, cases.c.unit_id == unit_id, cases.c.case_id.in_(in_team)
-        )
+        return self._cases_of(conn, cases.c.unit_id == unit_id, cases.c.case_id.in_(in_team))
 
-    async def _person_cases(self, session: AsyncSession, person_id: str, unit_id: str) -> set[str]:
+    def _person_cases(self, conn: Connection, person_id: str, unit_id: str) -> set[str]:
         in_team = select(team.c.case_id).where(team.c.person_id == person_id)
-        return await self._cases_of(
-            session,
+        return self._cases_of(
+            conn,
             cases.c.holder_id == person_id,
             cases.c.case_id.in_(in_team),
             and_(cases.c.unit_id == unit_id),
