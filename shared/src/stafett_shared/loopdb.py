@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -35,6 +36,7 @@ __all__ = [
     "is_busy",
     "is_file_sqlite",
     "loop_engine",
+    "loop_first",
     "read_on_loop",
 ]
 
@@ -67,6 +69,21 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(code, int) and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+async def loop_first(
+    on_loop: Callable[[], _T] | None, in_thread: Callable[[], Awaitable[_T]]
+) -> _T:
+    """``on_loop()`` as a plain call on the event loop, when there is one; else, or when
+    SQLite refused it because another connection holds a lock (:func:`is_busy`; it must
+    then have committed nothing), ``await in_thread()``, which may wait for the lock."""
+    if on_loop is not None:
+        try:
+            return on_loop()
+        except Exception as exc:
+            if not is_busy(exc):
+                raise
+    return await in_thread()
+
+
 async def read_on_loop(
     read: Callable[[Engine], _T], *, loop: Engine | None, blocking: Engine
 ) -> _T:
@@ -74,13 +91,10 @@ async def read_on_loop(
     a reader in WAL mode does not wait for the writer); ``read(blocking)`` in a worker thread
     when there is none (PostgreSQL) or when a lock held elsewhere refuses the loop's read.
     ``read`` must only read: it may run twice."""
-    if loop is not None:
-        try:
-            return read(loop)
-        except OperationalError as exc:
-            if not is_busy(exc):
-                raise
-    return await asyncio.to_thread(read, blocking)
+    return await loop_first(
+        None if loop is None else functools.partial(read, loop),
+        functools.partial(asyncio.to_thread, read, blocking),
+    )
 
 
 class LoopCheckpoints:

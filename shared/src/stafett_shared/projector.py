@@ -13,6 +13,7 @@ import abc
 import asyncio
 import contextlib
 import contextvars
+import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,14 +24,13 @@ from typing import Any
 
 from sqlalchemy import Select, Table, bindparam, delete, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from stafett_shared.db import position_table, sessionmaker, upsert, upsert_sync, writer
 from stafett_shared.envelope import CloudEvent, encode_commit
 from stafett_shared.eventstore import EventStore, StoredCommit, StoreUnavailable
 from stafett_shared.logging import get_logger
-from stafett_shared.loopdb import LoopCheckpoints, is_busy
+from stafett_shared.loopdb import LoopCheckpoints, loop_first
 from stafett_shared.telemetry import start_consumer_span
 
 __all__ = ["BlockingProjection", "Projection", "ProjectionBehind", "Projector"]
@@ -296,37 +296,38 @@ class Projector:
         """The batch in one call: a small one on the event loop where there is a loop engine
         (unless a lock is held), else in the projector's thread. A gap before it is read
         here."""
-        loop = asyncio.get_running_loop()
         batch, gap_read = list(commits), False
         assert isinstance(self.projection, BlockingProjection)
         while True:
             await self.projection.prepare(batch)
-            outcome: int | _Gap | None = None
+            on_loop = None
             if self._loop is not None and len(batch) <= LOOP_BATCH:
-                try:
-                    outcome = self._apply_batch(batch, self._position, gap_read, self._loop)
-                except OperationalError as exc:
-                    if not is_busy(exc):
-                        raise
-                    # Nothing was committed; the thread waits for the lock.
-                else:
-                    if self._checkpoints is not None:
-                        self._checkpoints.wrote()
-            if outcome is None:
-                context = contextvars.copy_context()  # the caller's trace, into the thread
-                outcome = await loop.run_in_executor(
-                    self._thread,
-                    context.run,
-                    self._apply_batch,
-                    batch,
-                    self._position,
-                    gap_read,
-                    self._blocking,
-                )
+                on_loop = functools.partial(self._apply_on_loop, batch, gap_read)
+            outcome = await loop_first(
+                on_loop, functools.partial(self._apply_in_thread, batch, gap_read)
+            )
             if not isinstance(outcome, _Gap):
                 return outcome
             gap = await self.store.read(outcome.after + 1, limit=outcome.before - outcome.after - 1)
             batch, gap_read = [*gap, *batch], True
+
+    def _apply_on_loop(self, batch: Sequence[StoredCommit], gap_read: bool) -> int | _Gap:
+        outcome = self._apply_batch(batch, self._position, gap_read, self._loop)
+        if self._checkpoints is not None:
+            self._checkpoints.wrote()
+        return outcome
+
+    async def _apply_in_thread(self, batch: Sequence[StoredCommit], gap_read: bool) -> int | _Gap:
+        context = contextvars.copy_context()  # the caller's trace, into the thread
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread,
+            context.run,
+            self._apply_batch,
+            batch,
+            self._position,
+            gap_read,
+            self._blocking,
+        )
 
     def _apply_batch(
         self, commits: Sequence[StoredCommit], known: int, gap_read: bool, engine: Engine | None

@@ -30,7 +30,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import OperationalError
 
 from stafett_consent.policy import (
     INDEXED_ACTIONS,
@@ -52,7 +51,7 @@ from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
-from stafett_shared.loopdb import LoopCheckpoints, is_busy, loop_engine
+from stafett_shared.loopdb import LoopCheckpoints, is_busy, loop_engine, loop_first
 from stafett_shared.projector import Projector
 from stafett_shared.service import stop_tasks
 
@@ -125,10 +124,6 @@ def loop_engines(read_models_url: str) -> tuple[Engine, Engine] | None:
     if reads is None or records is None:
         return None
     return reads, records
-
-
-class _Busy(Exception):
-    """Another connection holds a lock this work would wait for: do it in the thread."""
 
 
 def create_records_schema(engine: Engine) -> None:
@@ -298,15 +293,10 @@ class DecisionPoint:
         loop where decisions are made there (``on_loop=True``: it must use the loop's
         engines, which fail at once on a held lock), else, or when a lock was held, in the
         worker thread (``on_loop=False``)."""
-        if self._loop_engine is not None:
-            try:
-                return fn(*args, on_loop=True)
-            except _Busy:
-                pass
-            except OperationalError as exc:
-                if not is_busy(exc):
-                    raise
-        return await self.in_thread(functools.partial(fn, *args, on_loop=False))
+        return await loop_first(
+            functools.partial(fn, *args, on_loop=True) if self._loop_engine is not None else None,
+            functools.partial(self.in_thread, functools.partial(fn, *args, on_loop=False)),
+        )
 
     def engines(self, on_loop: bool) -> tuple[Engine, Engine]:
         """The blocking engines (read models, records) for work on the loop or in the
@@ -378,7 +368,7 @@ class DecisionPoint:
             except Exception as exc:  # an unrecorded decision is a denial
                 if on_loop and is_busy(exc):
                     # Nothing was committed: the thread makes the decision again and waits.
-                    raise _Busy from exc
+                    raise
                 _log.error("decision_not_recorded", error_type=type(exc).__name__)
                 return decision, case_org, False
         self._wrote(on_loop)
