@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 # Every context's events, registered as the services register them.
@@ -9,7 +11,7 @@ import stafett_case.domain
 import stafett_consent.domain
 import stafett_log.domain
 import stafett_shared.access
-from stafett_notify.domain import NOTICE_EVENTS, CaseFacts, EventView, drafts
+from stafett_notify.domain import LEADER_EVENTS, NOTICE_EVENTS, CaseFacts, EventView, drafts
 from stafett_shared.envelope import registry
 
 REGISTERED = (
@@ -55,5 +57,14 @@ def test_only_the_notice_events_ever_call_for_a_notice(event_type: str) -> None:
             assert name in NOTICE_EVENTS, name
 
 
+@pytest.mark.parametrize("event_type", registry.types())
+def test_only_the_leader_events_need_the_units_leaders(event_type: str) -> None:
+    name = _name(event_type)
+    view = EventView(name, "hendelse", "sak", "noen-andre", RICH)
+    without = dataclasses.replace(FACTS, unit_leaders=frozenset())
+    if drafts(view, without) != drafts(view, FACTS):
+        assert name in LEADER_EVENTS, name
+
+
 def test_every_notice_event_is_a_registered_event_type() -> None:
-    assert {_name(t) for t in registry.types()} >= NOTICE_EVENTS
+    assert {_name(t) for t in registry.types()} >= NOTICE_EVENTS >= LEADER_EVENTS

@@ -89,6 +89,10 @@ NOTICE_EVENTS = frozenset(
 """The events (type names without prefix and version) that may call for a notice: for any
 other, :func:`drafts` is empty and the case's facts need not be read."""
 
+LEADER_EVENTS = frozenset({"case.level_changed"})
+"""The events whose notices may go to the unit's leaders: for any other, :func:`drafts` is
+the same without ``CaseFacts.unit_leaders``, and they need not be read."""
+
 
 def drafts(event: EventView, case: CaseFacts | None) -> list[Draft]:
     """The notices one event calls for (before the access check)."""

@@ -243,7 +243,7 @@ class NotifyProjection(Projection):
         self, session: AsyncSession, case_id: str, *, leaders: bool = True
     ) -> domain.CaseFacts | None:
         """The case's holder, unit, level and team in one read, and its unit's leaders when
-        ``leaders`` (only a level raised to 3 notifies them)."""
+        ``leaders`` (see ``domain.LEADER_EVENTS``)."""
         rows = (await session.execute(_CASE_AND_TEAM, {"case_id": case_id})).all()
         if not rows:
             return None
@@ -272,7 +272,7 @@ class NotifyProjection(Projection):
             return  # no notice whatever the case's facts: do not read them
         view = domain.EventView(name, event.id, event.subject, event.actor, event.data)
         case_id = str(event.data.get("case_id") or event.subject).removesuffix("-deadlines")
-        facts = await self.case_facts(session, case_id, leaders=name == "case.level_changed")
+        facts = await self.case_facts(session, case_id, leaders=name in domain.LEADER_EVENTS)
         for draft in domain.drafts(view, facts):
             for recipient in sorted(draft.recipients):
                 await self._queue(session, draft, case_id, recipient, event, seq)
