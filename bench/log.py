@@ -717,11 +717,6 @@ async def verify_stream(svc: Services, plan: Plan, folder: Path) -> StreamVerifi
 # --- verification of a synthetic history ----------------------------------------------------
 
 
-def _canonical(value: Any) -> bytes:
-    """canonical_json's bytes without its type check (the values here are known to pass it)."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
-
-
 @dataclass
 class Synthetic:
     """A history of log events only, one event per message as the service writes them."""
@@ -786,10 +781,10 @@ def _build(template: Mapping[str, Any], events: int, cases: int) -> Synthetic:
             "prevhash": heads[case_id],
         }
         body.pop("hash", None)
-        hashed.append(bytes.fromhex(heads[case_id]) + _canonical(body))
+        hashed.append(bytes.fromhex(heads[case_id]) + fastjson.dumps_standard(body))
         body["hash"] = heads[case_id] = chain_hash(heads[case_id], body)
         chains[case_id].append((seq, body))
-        message = _canonical([body])
+        message = fastjson.dumps_standard([body])
         messages.append(message)
         stored[case_id].append((seq, message))
         tree.append(leaf_hash(message))
@@ -1179,7 +1174,7 @@ def profile_verifier(synthetic: Synthetic, plan: Plan) -> str:
 
     def dumps() -> None:
         for e in events:
-            _canonical({k: v for k, v in e.items() if k != "hash"})
+            fastjson.dumps_standard({k: v for k, v in e.items() if k != "hash"})
 
     def dumps_fast() -> None:
         for e in events:

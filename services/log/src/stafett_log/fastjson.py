@@ -39,7 +39,7 @@ def _accelerator() -> Any:
 orjson: Any = _accelerator()
 """orjson, when installed (an accelerator only; see above), else None."""
 
-__all__ = ["ACCELERATED", "dumps_parsed", "loads_plain", "parse_canonical"]
+__all__ = ["ACCELERATED", "dumps_parsed", "dumps_standard", "loads_plain", "parse_canonical"]
 
 ACCELERATED = orjson is not None
 """Whether orjson is there to make verifying faster."""
@@ -97,6 +97,12 @@ def dumps_parsed(value: Any) -> bytes:
     """The canonical bytes of a value :func:`parse_canonical` returned, or of a part of it:
     ``json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))``."""
     if orjson is None:
-        return _ENCODER.encode(value).encode()
+        return dumps_standard(value)
     out: bytes = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     return out
+
+
+def dumps_standard(value: Any) -> bytes:
+    """The canonical bytes of any JSON value by the standard library alone: UTF-8 of
+    ``json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))``."""
+    return _ENCODER.encode(value).encode()

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import binascii
+import contextlib
 import hashlib
 import itertools
 import json
@@ -63,7 +64,7 @@ from stafett_log.checkpoint import (
     parse_vkey,
     verify_checkpoint,
 )
-from stafett_log.fastjson import dumps_parsed, loads_plain, parse_canonical
+from stafett_log.fastjson import dumps_parsed, dumps_standard, loads_plain, parse_canonical
 from stafett_log.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, leaf_hash
 
 __all__ = [
@@ -178,15 +179,8 @@ def _read_record(line: str) -> tuple[int, str, bytes]:
     return seq, subject, body
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
-def _canonical(value: Any) -> bytes:
-    return _ENCODER.encode(value).encode()
-
-
 def event_hash(
-    prevhash: str, event: dict[str, Any], encode: Callable[[Any], bytes] = _canonical
+    prevhash: str, event: dict[str, Any], encode: Callable[[Any], bytes] = dumps_standard
 ) -> str:
     """hex SHA-256(bytes.fromhex(prevhash) ‖ canonical JSON of ``event`` without ``hash``).
     ``encode`` may be :func:`~stafett_log.fastjson.dumps_parsed` for an event that
@@ -341,7 +335,7 @@ class _Examiner:
             return
         if not is_log:
             return
-        encode = dumps_parsed if fast else _canonical
+        encode = dumps_parsed if fast else dumps_standard
         links = [_link(position, event, encode) for position, event in enumerate(batch, 1)]
         self.events += len(links)
         heads = self.heads
@@ -457,7 +451,7 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _segments(lines: Iterable[str], workers: int) -> Iterator[_Segment]:
+def _segments(lines: Iterable[str], workers: int) -> Generator[_Segment, None, None]:
     """The export examined in segments, in order: here, or by ``workers`` processes when
     there are more than one and the export is longer than one segment."""
     chunks = _chunks(lines, SEGMENT_LINES)
@@ -585,14 +579,10 @@ def verify_export(
     """
     checkpoint, checkpoint_problem = _read_checkpoint(note_text, key_name, public_key)
     follower = _Follower(checkpoint.tree_size if checkpoint is not None else None)
-    segments = _segments(lines, workers)
-    try:
+    with contextlib.closing(_segments(lines, workers)) as segments:
         for segment in segments:
             if not follower.follow(segment):
                 break
-    finally:
-        if isinstance(segments, Generator):
-            segments.close()
     messages = follower.expected - 1
 
     general = [checkpoint_problem] if checkpoint_problem is not None else []
