@@ -152,7 +152,7 @@ def create_sync_engine(
     return sa_create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def upsert_statement(
+def _upsert_statement(
     dialect: str, table: Table, values: dict[str, Any], *, update: bool = True
 ) -> Any:
     """INSERT of a row that, when its primary key exists, updates its other columns (or,
@@ -183,8 +183,8 @@ async def upsert(
 
 
 @functools.cache
-def upsert_template(dialect: str, table: Table, *, update: bool = True) -> Any:
-    """:func:`upsert_statement` for a whole row, built once: every column a bound parameter
+def _upsert_template(dialect: str, table: Table, *, update: bool = True) -> Any:
+    """:func:`_upsert_statement` for a whole row, built once: every column a bound parameter
     of its own name, the other columns taken from the row that was refused on a conflict."""
     keys = [column.name for column in table.primary_key.columns]
     others = [column.name for column in table.columns if column.name not in keys]
@@ -212,8 +212,8 @@ def _upsert(
     column) goes through a statement built once; building one per row costs more than
     running it."""
     if values.keys() == _column_names(table):
-        return upsert_template(dialect, table, update=update), values
-    return upsert_statement(dialect, table, values, update=update), None
+        return _upsert_template(dialect, table, update=update), values
+    return _upsert_statement(dialect, table, values, update=update), None
 
 
 @functools.cache
