@@ -35,7 +35,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from benchlib import percentile, server_version
+from benchlib import RAW_PREFIX, RAW_STREAM, percentile, server_version
 from stafett_shared.embedded import NatsServerProcess, free_port
 from stafett_shared.envelope import CloudEvent, encode_commit
 from stafett_shared.eventstore import EventStore, required_stream_config
@@ -45,8 +45,6 @@ from stafett_shared.telemetry import configure_tracing
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 STREAM = "EVENTS"
 PREFIX = "stafett.ev"
-RAW_STREAM = "RAW"
-RAW_PREFIX = "raw.ev"
 TENANT = "grenland-skien"
 TARGET_BYTES = 500
 TIMEOUT_S = 10.0

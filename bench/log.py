@@ -55,11 +55,19 @@ from unittest import mock
 import nats
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from nats.js.client import JetStreamContext
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from benchlib import percentile, server_version
+from benchlib import (
+    RAW_PREFIX,
+    RAW_STREAM,
+    drive,
+    percentile,
+    process_cpu,
+    raw_publisher,
+    round_share,
+    server_version,
+)
 from stafett_case.testing import CaseHarness, running_case
 from stafett_consent.testing import ConsentHarness, running_consent
 from stafett_log import fastjson
@@ -87,8 +95,6 @@ from stafett_shared.settings import CommonSettings
 from stafett_shared.telemetry import configure_tracing
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-RAW_STREAM = "RAW"
-RAW_PREFIX = "raw.ev"
 LOG_SUBJECTS = "stafett.ev.log."
 WRITER = "ann-kristin-allum"  # the holder of every case, a teacher at the school
 TIMEOUT_S = 10.0
@@ -324,17 +330,10 @@ class Meters:
     def __init__(self, server: NatsServerProcess, counter: StatementCounter) -> None:
         self.server = server
         self.counter = counter
-        self.tick = os.sysconf("SC_CLK_TCK")
 
     def server_cpu(self) -> float:
         process = getattr(self.server, "process", None)
-        if process is None:
-            return 0.0
-        try:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+        return 0.0 if process is None else process_cpu(process.pid)
 
     @contextlib.contextmanager
     def measure(self, into: Sample) -> Iterator[None]:
@@ -460,28 +459,13 @@ async def run_clients(
     op: Callable[[str, Sample], Awaitable[None]],
     meters: Meters,
 ) -> Sample:
-    """``clients`` coroutines take ``jobs`` from one queue until it is empty."""
+    """``clients`` coroutines take ``jobs`` from one queue until it is empty, measured."""
     sample = Sample(count=len(jobs))
-    queue = iter(jobs)
-
-    async def client() -> None:
-        for job in queue:
-            await op(job, sample)
-
     with meters.measure(sample):
         started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
+        await drive(clients, jobs, lambda job: op(job, sample))
         sample.seconds = time.perf_counter() - started
     return sample
-
-
-def raw_publisher(js: JetStreamContext, body: bytes) -> Callable[[str, Sample], Awaitable[None]]:
-    async def publish(subject: str, into: Sample) -> None:
-        started = time.perf_counter()
-        await js.publish(subject, body)
-        into.latencies.append(time.perf_counter() - started)
-
-    return publish
 
 
 @dataclass
@@ -524,7 +508,7 @@ async def measure_writes(svc: Services, plan: Plan, cases: list[str], one_case: 
 
         def jobs(total: int, targets: list[str], r: int) -> list[str]:
             """Round ``r``'s share of ``total`` operations, round robin over ``targets``."""
-            share = total // plan.rounds + (1 if r < total % plan.rounds else 0)
+            share = round_share(total, plan.rounds, r)
             return [targets[i % len(targets)] for i in range(share)]
 
         c = plan.concurrency

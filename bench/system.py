@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,16 @@ from pathlib import Path
 import httpx
 import nats
 
-from benchlib import percentile, server_version
+from benchlib import (
+    RAW_PREFIX,
+    RAW_STREAM,
+    drive,
+    percentile,
+    process_cpu,
+    raw_publisher,
+    round_share,
+    server_version,
+)
 from stafett_shared.auth import DevIssuer
 from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port
 from stafett_shared.eventstore import EventStore, required_stream_config
@@ -46,9 +55,6 @@ NOTE = (
     "Samtale med eleven om fravær og søvn. Eleven forteller at det er tungt å komme seg "
     "opp om morgenen, og ønsker en fast voksen å snakke med. Avtalt ny samtale om en uke."
 )
-RAW_STREAM = "RAW"
-RAW_PREFIX = "raw.ev"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -97,15 +103,6 @@ class Sample:
             self.cpu[name] = self.cpu.get(name, 0.0) + seconds
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 class Meter:
     """CPU of every process of the system, and of this one (the client), over a run."""
 
@@ -152,17 +149,12 @@ def entry(number: int) -> dict[str, str]:
     }
 
 
-async def run_clients(
-    clients: int, jobs: Sequence[str], op: Callable[[str, Sample], Awaitable[None]]
-) -> Sample:
+Operation = Callable[[str, Sample], Awaitable[None]]
+
+
+async def run_clients(clients: int, jobs: Sequence[str], op: Operation) -> Sample:
     sample = Sample()
-    queue: Iterator[str] = iter(jobs)
-
-    async def client() -> None:
-        for job in queue:
-            await op(job, sample)
-
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await drive(clients, jobs, lambda job: op(job, sample))
     return sample
 
 
@@ -230,23 +222,21 @@ async def measure(system: EmbeddedSystem, folder: Path, plan: Plan) -> tuple[lis
             js = nc.jetstream(timeout=10)
             await js.add_stream(required_stream_config(RAW_STREAM, RAW_PREFIX, 1))
 
-            async def publish(case_id: str, into: Sample) -> None:
-                started = time.perf_counter()
-                await js.publish(f"{RAW_PREFIX}.log.{case_id}", body)
-                into.latencies.append(time.perf_counter() - started)
+            publish = raw_publisher(js, body)
+            raw_subjects = [f"{RAW_PREFIX}.log.{case_id}" for case_id in cases]
 
             meter = Meter(system)
             raw, spread, single = Sample(), Sample(), Sample()
             c = plan.concurrency
-            steps = [
-                (raw, c, plan.raw_publishes, publish),
-                (spread, c, plan.appends, append),
-                (single, 1, plan.single_client_appends, append),
+            steps: list[tuple[Sample, int, int, list[str], Operation]] = [
+                (raw, c, plan.raw_publishes, raw_subjects, publish),
+                (spread, c, plan.appends, cases, append),
+                (single, 1, plan.single_client_appends, cases, append),
             ]
             for r in range(plan.rounds):
-                for into, clients, total, op in steps[r % 3 :] + steps[: r % 3]:
-                    share = total // plan.rounds
-                    jobs = [cases[i % len(cases)] for i in range(share)]
+                for into, clients, total, targets, op in steps[r % 3 :] + steps[: r % 3]:
+                    share = round_share(total, plan.rounds, r)
+                    jobs = [targets[i % len(targets)] for i in range(share)]
                     into.add(await meter.measure(functools.partial(run_clients, clients, jobs, op)))
                     await asyncio.sleep(1.0)  # let the projectors catch up between rows
         finally:
