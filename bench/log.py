@@ -294,10 +294,12 @@ SERVICE_NAMES = ("consent", "case", "log")
 
 
 def service_engines(harness: ConsentHarness | CaseHarness | LogHarness) -> list[Engine]:
-    """A service's engines: its async one's and its projector's blocking ones."""
-    projector = harness.runtime.projector
-    blocking = [e for e in (projector.blocking_engine, projector.loop_engine) if e is not None]
-    return [harness.runtime.engine.sync_engine, *blocking]
+    """A service's engines: its async one's and its blocking ones, which the projector and
+    the service's own blocking reads use (through engines derived from them, which their
+    listeners hear too)."""
+    runtime = harness.runtime
+    blocking = [e for e in (runtime.blocking_engine, runtime.loop_engine) if e is not None]
+    return [runtime.engine.sync_engine, *blocking]
 
 
 class StatementCounter:

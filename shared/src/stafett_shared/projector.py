@@ -172,16 +172,6 @@ class Projector:
     def name(self) -> str:
         return self.projection.name
 
-    @property
-    def blocking_engine(self) -> Engine | None:
-        """The blocking engine batches are applied on, when the projection is blocking."""
-        return self._blocking
-
-    @property
-    def loop_engine(self) -> Engine | None:
-        """The engine small batches are applied on on the event loop (SQLite), if any."""
-        return self._loop
-
     # --- position -------------------------------------------------------------------------
 
     async def position(self) -> int:
