@@ -344,3 +344,55 @@ def test_the_filter_equals_the_cases_a_single_check_permits(
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
         asyncio.run(_check_history(history, Path(folder)))
+
+
+def _emergency_history(person: str, case: str, *, role_after: bool) -> list[list[CloudEvent]]:
+    """A case held by another, an emergency grant to ``person``, and their only role
+    granted after the grant (``role_after``) or ended after it."""
+    role = {
+        "person_id": person,
+        "org_id": "4010",
+        "unit_id": "siljan-ungdomsskole",
+        "role": "leader",
+    }
+    granted = _event("directory.role_granted", f"person-{person}", role)
+    opened = _event(
+        "case.opened",
+        case,
+        {
+            "case_id": case,
+            "org_id": "4010",
+            "unit_id": "siljan-helsestasjon",
+            "level": 1,
+            "holder": {"person_id": "bjorn", "unit_id": "siljan-helsestasjon"},
+        },
+    )
+    grant = _event(
+        "consent.emergency_access_granted",
+        "01JEMERG000000000000000000",
+        {
+            "grant_id": "01JEMERG000000000000000000",
+            "case_id": case,
+            "person_id": person,
+            "reason": "x",
+            "valid_from": NOW.isoformat(),
+            "valid_until": (NOW + timedelta(hours=24)).isoformat(),
+            "notify_person_ids": [],
+        },
+    )
+    if role_after:
+        return [[opened], [grant], [granted]]
+    ended = _event("directory.role_ended", f"person-{person}", role)
+    return [[granted], [opened], [grant], [ended]]
+
+
+def test_a_role_granted_after_an_emergency_grant_opens_its_case_in_the_index(
+    tmp_path: Path,
+) -> None:
+    asyncio.run(_check_history(_emergency_history("ann", CASES[0], role_after=True), tmp_path))
+
+
+def test_the_last_role_ended_after_an_emergency_grant_closes_its_case_in_the_index(
+    tmp_path: Path,
+) -> None:
+    asyncio.run(_check_history(_emergency_history("ann", CASES[0], role_after=False), tmp_path))

@@ -236,14 +236,17 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def run_migrations(engine: AsyncEngine, script_location: Path) -> None:
-    """Upgrade the service's read-model schema to the newest Alembic revision."""
+async def run_migrations(
+    engine: AsyncEngine, script_location: Path, *, revision: str = "head"
+) -> None:
+    """Upgrade the service's read-model schema to the newest Alembic revision (or to
+    ``revision``)."""
     config = Config()
     config.set_main_option("script_location", str(script_location))
 
     def _upgrade(connection: Connection) -> None:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)

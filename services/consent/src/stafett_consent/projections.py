@@ -748,11 +748,18 @@ class ConsentProjection(BlockingProjection):
         return self._cases_of(conn, cases.c.unit_id == unit_id, cases.c.case_id.in_(in_team))
 
     def _person_cases(self, conn: Connection, person_id: str, unit_id: str) -> set[str]:
+        """The cases whose access a change of the person's roles at the unit may change: as
+        holder, in the team, at the unit, and under an emergency grant (which holds only
+        while the person has a role somewhere)."""
         in_team = select(team.c.case_id).where(team.c.person_id == person_id)
+        in_emergency = select(emergency_grants.c.case_id).where(
+            emergency_grants.c.person_id == person_id
+        )
         return self._cases_of(
             conn,
             cases.c.holder_id == person_id,
             cases.c.case_id.in_(in_team),
+            cases.c.case_id.in_(in_emergency),
             and_(cases.c.unit_id == unit_id),
         )
 

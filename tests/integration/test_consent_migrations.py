@@ -1,0 +1,40 @@
+"""The consent service's schema history, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+import stafett_consent
+from stafett_consent.decisions import decision_outbox
+from stafett_consent.projections import access_index, staff
+from stafett_shared.db import create_engine, position_table, run_migrations
+
+MIGRATIONS = Path(stafett_consent.__file__).parent / "alembic"
+
+
+async def test_revision_0004_empties_the_read_models_for_a_replay_and_keeps_the_records(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await run_migrations(engine, MIGRATIONS, revision="0003")
+        async with engine.begin() as conn:
+            await conn.execute(staff.insert().values(person_id="ann", name_index="indeks"))
+            await conn.execute(
+                position_table.insert().values(name="consent", last_seq=42, updated_at=func.now())
+            )
+            await conn.execute(decision_outbox.insert().values(decision_id="0" * 26, tenant="4010"))
+
+        await run_migrations(engine, MIGRATIONS)
+
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(staff)) == 0
+            assert await conn.scalar(select(func.count()).select_from(access_index)) == 0
+            position = select(position_table.c.last_seq).where(position_table.c.name == "consent")
+            assert await conn.scalar(position) == 0  # the projector replays from the start
+            kept = await conn.scalar(select(func.count()).select_from(decision_outbox))
+            assert kept == 1  # decision records are no read model
+    finally:
+        await engine.dispose()
