@@ -4,11 +4,15 @@
 one process. This script measures the deployed shape instead: ``EmbeddedSystem`` starts
 nats-server (``sync_interval: always``) and the four services as processes of their own on
 SQLite, each behind uvicorn, and the benchmark posts entries over real HTTP connections
-(keep-alive, as a browser or an agency's system would) from this process. Everything shares
-the machine's cores: the client's CPU is counted and shown too.
+(keep-alive, as a browser or an agency's system would) from this process, with aiohttp.
+Everything shares the machine's cores: the client's CPU is counted and shown too.
 
-Baseline in the same run: plain ``js.publish`` of a stored log event's bytes, with the same
-concurrency, to a stream with the settings of ``EVENTS`` on the same nats-server.
+Baselines in the same run, with the same concurrency and on the same nats-server:
+
+* plain ``js.publish`` of a stored log event's bytes to a stream with the settings of
+  ``EVENTS``;
+* the floor: the same POSTs to ``bench/floor_service.py``, FastAPI behind uvicorn doing
+  nothing but reading the entry and publishing it. No service on this stack appends faster.
 
     .venv/bin/python bench/system.py [--quick]
 """
@@ -18,9 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +35,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import httpx
+import aiohttp
 import nats
 
 from benchlib import (
@@ -44,13 +51,14 @@ from benchlib import (
     server_version,
 )
 from stafett_shared.auth import DevIssuer
-from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port
+from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port, port_in_use
 from stafett_shared.eventstore import EventStore, required_stream_config
 from stafett_shared.settings import CommonSettings
 
 HOLDER = "ann-kristin-allum"
 UNIT = "siljan-ungdomsskole"
 REGION = Path(__file__).resolve().parent.parent / "data" / "grenland.yaml"
+FLOOR_SERVICE = Path(__file__).resolve().with_name("floor_service.py")
 NOTE = (
     "Samtale med eleven om fravær og søvn. Eleven forteller at det er tungt å komme seg "
     "opp om morgenen, og ønsker en fast voksen å snakke med. Avtalt ny samtale om en uke."
@@ -104,12 +112,14 @@ class Sample:
 
 
 class Meter:
-    """CPU of every process of the system, and of this one (the client), over a run."""
+    """CPU of every process of the system, of the floor service and of this one (the
+    client), over a run."""
 
-    def __init__(self, system: EmbeddedSystem) -> None:
+    def __init__(self, system: EmbeddedSystem, floor: Floor) -> None:
         assert system.nats.process is not None
         self.pids = {s.name: s.process.pid for s in system.running}
         self.pids["nats-server"] = system.nats.process.pid
+        self.pids["floor"] = floor.process.pid
 
     def read(self) -> dict[str, float]:
         now = {name: process_cpu(pid) for name, pid in self.pids.items()}
@@ -126,19 +136,28 @@ class Meter:
         return sample
 
 
+async def post(
+    client: aiohttp.ClientSession, url: str, body: object, headers: dict[str, str]
+) -> tuple[int, bytes]:
+    """POST ``body`` as JSON: the status and the whole answer."""
+    async with client.post(url, json=body, headers=headers) as response:
+        return response.status, await response.read()
+
+
 async def retrying(
-    client: httpx.AsyncClient, url: str, body: object, headers: dict[str, str]
-) -> httpx.Response:
-    """POST, retrying while another service's read model catches up with the last write."""
-    response = await client.post(url, json=body, headers=headers)
+    client: aiohttp.ClientSession, url: str, body: object, headers: dict[str, str]
+) -> Any:
+    """POST, retrying while another service's read model catches up with the last write;
+    the answer's JSON."""
+    status, answer = await post(client, url, body, headers)
     for _ in range(80):
-        if response.status_code not in (404, 409, 422, 503):
+        if status not in (404, 409, 422, 503):
             break
         await asyncio.sleep(0.25)
-        response = await client.post(url, json=body, headers=headers)
-    if response.status_code >= 300:
-        raise RuntimeError(f"{url}: {response.status_code} {response.text[:300]}")
-    return response
+        status, answer = await post(client, url, body, headers)
+    if status >= 300:
+        raise RuntimeError(f"{url}: {status} {answer[:300]!r}")
+    return json.loads(answer)
 
 
 def entry(number: int) -> dict[str, str]:
@@ -166,23 +185,55 @@ class Row:
     targets: bool = False
 
 
-async def measure(system: EmbeddedSystem, folder: Path, plan: Plan) -> tuple[list[Row], int]:
+class Floor:
+    """``bench/floor_service.py`` in a process of its own, on the system's nats-server."""
+
+    def __init__(self, nats_url: str, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, str(FLOOR_SERVICE), str(self.port), nats_url],
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while not port_in_use(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the floor service did not start; see {log}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def measure(
+    system: EmbeddedSystem, floor: Floor, folder: Path, plan: Plan
+) -> tuple[list[Row], int]:
     urls = {s.name: s.url for s in system.running}
     issuer = DevIssuer.load_or_create(folder)
     settings = CommonSettings()
     holder = {"Authorization": f"Bearer {issuer.issue(HOLDER)}"}
     admin = {"Authorization": f"Bearer {issuer.issue(settings.admins[0])}"}
-    limits = httpx.Limits(
-        max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
-    )
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        loaded = await client.put(
+    # Keep-alive connections, at most one per concurrent client.
+    connector = aiohttp.TCPConnector(limit=plan.concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+        async with client.put(
             f"{urls['consent']}/api/v1/directory",
-            content=REGION.read_bytes(),
+            data=REGION.read_bytes(),
             headers={**admin, "Content-Type": "application/yaml"},
-        )
-        if loaded.status_code >= 300:
-            raise RuntimeError(f"the region was refused: {loaded.status_code} {loaded.text}")
+        ) as loaded:
+            if loaded.status >= 300:
+                raise RuntimeError(f"the region was refused: {loaded.status} {await loaded.text()}")
         cases = []
         for i in range(plan.cases):
             opened = await retrying(
@@ -196,21 +247,33 @@ async def measure(system: EmbeddedSystem, folder: Path, plan: Plan) -> tuple[lis
                 },
                 holder,
             )
-            cases.append(str(opened.json()["id"]))
+            cases.append(str(opened["id"]))
         numbers = iter(range(1, 10**9))
         for case_id in cases:  # warm up: every case has a chain head and the log knows it
             await retrying(client, f"{urls['log']}/api/v1/logs/{case_id}/entries", entry(0), holder)
 
         async def append(case_id: str, into: Sample) -> None:
             started = time.perf_counter()
-            response = await client.post(
+            status, _answer = await post(
+                client,
                 f"{urls['log']}/api/v1/logs/{case_id}/entries",
-                json=entry(next(numbers)),
-                headers=holder,
+                entry(next(numbers)),
+                holder,
             )
             into.latencies.append(time.perf_counter() - started)
-            if response.status_code != 201:
-                into.failures[str(response.status_code)] += 1
+            if status != 201:
+                into.failures[str(status)] += 1
+
+        async def floor_append(case_id: str, into: Sample) -> None:
+            started = time.perf_counter()
+            status, _answer = await post(
+                client, f"{floor.url}/entries/{case_id}", entry(next(numbers)), holder
+            )
+            into.latencies.append(time.perf_counter() - started)
+            if status != 201:
+                into.failures[str(status)] += 1
+
+        await floor_append(cases[0], Sample())  # warm up
 
         nc = await nats.connect(system.nats.url, name="bench-raw")
         try:
@@ -225,16 +288,18 @@ async def measure(system: EmbeddedSystem, folder: Path, plan: Plan) -> tuple[lis
             publish = raw_publisher(js, body)
             raw_subjects = [f"{RAW_PREFIX}.log.{case_id}" for case_id in cases]
 
-            meter = Meter(system)
-            raw, spread, single = Sample(), Sample(), Sample()
+            meter = Meter(system, floor)
+            raw, spread, single, bare = Sample(), Sample(), Sample(), Sample()
             c = plan.concurrency
             steps: list[tuple[Sample, int, int, list[str], Operation]] = [
                 (raw, c, plan.raw_publishes, raw_subjects, publish),
                 (spread, c, plan.appends, cases, append),
                 (single, 1, plan.single_client_appends, cases, append),
+                (bare, c, plan.appends, cases, floor_append),
             ]
             for r in range(plan.rounds):
-                for into, clients, total, targets, op in steps[r % 3 :] + steps[: r % 3]:
+                turn = r % len(steps)  # rotate the order: no row always runs first
+                for into, clients, total, targets, op in steps[turn:] + steps[:turn]:
                     share = round_share(total, plan.rounds, r)
                     jobs = [targets[i % len(targets)] for i in range(share)]
                     into.add(await meter.measure(functools.partial(run_clients, clients, jobs, op)))
@@ -243,6 +308,7 @@ async def measure(system: EmbeddedSystem, folder: Path, plan: Plan) -> tuple[lis
             await nc.close()
     rows = [
         Row(f"raw js.publish, {c} publishers", raw),
+        Row(f"floor: FastAPI POST + publish, {c} cl.", bare),
         Row("POST entries over HTTP, 1 client", single),
         Row(f"POST entries over HTTP, {c} clients", spread, targets=True),
     ]
@@ -252,7 +318,7 @@ async def measure(system: EmbeddedSystem, folder: Path, plan: Plan) -> tuple[lis
 
 
 def render(rows: list[Row], event_bytes: int) -> str:
-    names = ["log", "consent", "case", "notify", "nats-server", "client"]
+    names = ["log", "consent", "case", "notify", "floor", "nats-server", "client"]
     header = (
         f"{'operation':<36} {'n':>5} {'ops/s':>6} {'p50 ms':>7} {'p99 ms':>7} {'vs raw':>7}  "
         + " ".join(f"{n[:7]:>7}" for n in names)
@@ -298,7 +364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         system.start(ready_timeout_s=120)
         try:
-            rows, event_bytes = asyncio.run(measure(system, folder, plan))
+            floor = Floor(system.nats.url, folder / "logs" / "floor.log")
+            try:
+                rows, event_bytes = asyncio.run(measure(system, floor, folder, plan))
+            finally:
+                floor.stop()
         finally:
             system.stop()
     print(
