@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
@@ -22,6 +23,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from stafett_shared.auth import (
     DEV_ISSUER,
+    VERIFIED_FOR_S,
     DevIssuer,
     Principal,
     PrincipalDep,
@@ -399,6 +401,12 @@ def _age_key_cache(verifier: TokenVerifier, issuer: str, seconds: float) -> None
     verifier._issuers[issuer]._fetched_at -= seconds
 
 
+def _age_verified_tokens(verifier: TokenVerifier, seconds: float) -> None:
+    """Pretend the verifier verified the tokens it remembers ``seconds`` earlier."""
+    for digest, (principal, until) in list(verifier._verified.items()):
+        verifier._verified[digest] = (principal, until - seconds)
+
+
 async def test_an_rs256_token_from_a_discovered_issuer_is_accepted(
     oidc: _Issuer, oidc_verifier: TokenVerifier, rsa_key: rsa.RSAPrivateKey
 ) -> None:
@@ -482,8 +490,9 @@ async def test_a_key_the_issuer_withdrew_is_refused_once_the_cache_is_an_hour_ol
     await oidc_verifier.verify(token)
     oidc.keys[:] = [_jwk(other_rsa_key, "key-2")]
 
-    await oidc_verifier.verify(token)  # still within the cache's lifetime
+    await oidc_verifier.verify(token)  # still within the caches' lifetimes
     _age_key_cache(oidc_verifier, oidc.url, 3601)
+    _age_verified_tokens(oidc_verifier, VERIFIED_FOR_S)
 
     with pytest.raises(Unauthenticated, match="unknown signing key"):
         await oidc_verifier.verify(token)
@@ -626,3 +635,74 @@ async def test_a_request_with_an_expired_token_is_a_401_problem(
     response = await api.get("/me", headers={"Authorization": f"Bearer {token}"})
 
     _assert_unauthenticated(response)
+
+
+def _count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature ``jwt.decode`` checks from now on."""
+    checked: list[str] = []
+    decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("options", {}).get("verify_signature", True):
+            checked.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return checked
+
+
+async def test_a_verified_token_is_not_checked_again_while_it_is_remembered(
+    dev: DevIssuer, verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = _count_signature_checks(monkeypatch)
+    token = dev.issue("ola")
+
+    assert (await verifier.verify(token)).id == "ola"
+    assert (await verifier.verify(token)).id == "ola"
+    assert checked == [token]
+
+    _age_verified_tokens(verifier, VERIFIED_FOR_S)
+    assert (await verifier.verify(token)).id == "ola"
+    assert checked == [token, token]
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(dev: DevIssuer) -> None:
+    verifier = TokenVerifier(dev_issuer=dev, leeway_s=0)
+    issued = time.time()
+    token = dev.issue("ola", ttl_s=1, now=issued)
+    assert (await verifier.verify(token)).id == "ola"
+
+    await asyncio.sleep(max(0.0, int(issued) + 1.05 - time.time()))  # past exp (whole seconds)
+    with pytest.raises(Unauthenticated):
+        await verifier.verify(token)
+    await verifier.aclose()
+
+
+async def test_a_refused_token_is_checked_every_time(
+    dev: DevIssuer, verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = _count_signature_checks(monkeypatch)
+    header, payload, signature = dev.issue("ola").split(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
+    raw[0] ^= 0x01
+    forged = f"{header}.{payload}.{_b64(bytes(raw))}"
+
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            await verifier.verify(forged)
+    assert len(checked) == 2
+
+
+async def test_the_verifier_remembers_a_bounded_number_of_tokens(
+    dev: DevIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = TokenVerifier(dev_issuer=dev, kept=2)
+    checked = _count_signature_checks(monkeypatch)
+    first, second, third = (dev.issue(name) for name in ("ola", "kari", "per"))
+
+    for token in (first, second, third, third, second):
+        await verifier.verify(token)
+    assert checked == [first, second, third]
+    await verifier.verify(first)  # forgotten: the least recently used
+    assert checked == [first, second, third, first]
+    await verifier.aclose()

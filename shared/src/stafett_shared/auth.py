@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -157,8 +158,20 @@ class _RemoteIssuer:
         self._fetched_at = time.monotonic()
 
 
+VERIFIED_TOKENS_KEPT = 4096
+"""Tokens a verifier remembers as verified (the least recently used are forgotten)."""
+VERIFIED_FOR_S = 60.0
+"""How long a verified token is taken on trust at most (never past its ``exp``): a key an
+issuer withdraws stops a token it signed within this time."""
+
+
 class TokenVerifier:
-    """Validates bearer tokens from the configured issuers (and the development issuer)."""
+    """Validates bearer tokens from the configured issuers (and the development issuer).
+
+    A client sends the same token with every request until it expires, and checking its
+    signature and claims costs more than most of the request's own work. A token that
+    verified is therefore remembered, by its SHA-256, for :data:`VERIFIED_FOR_S` seconds
+    and never past its expiry; a refused token is checked again every time."""
 
     def __init__(
         self,
@@ -167,11 +180,15 @@ class TokenVerifier:
         dev_issuer: DevIssuer | None = None,
         leeway_s: int = 30,
         http: httpx.AsyncClient | None = None,
+        kept: int = VERIFIED_TOKENS_KEPT,
     ) -> None:
         self._http = http or httpx.AsyncClient(timeout=5.0)
         self._issuers = {cfg.issuer: _RemoteIssuer(cfg, self._http) for cfg in issuers}
         self._dev = dev_issuer
+        self._dev_key = jwt.PyJWK(dev_issuer.jwks["keys"][0]) if dev_issuer else None
         self._leeway = leeway_s
+        self._verified: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        self._kept = kept
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -179,6 +196,22 @@ class TokenVerifier:
     async def verify(self, token: str) -> Principal:
         if len(token) > _MAX_TOKEN_BYTES:
             raise Unauthenticated("token too large")
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.time()
+        known = self._verified.get(digest)
+        if known is not None:
+            if now < known[1]:
+                self._verified.move_to_end(digest)
+                return known[0]
+            del self._verified[digest]
+        principal, expires = await self._verify(token)
+        self._verified[digest] = (principal, min(expires, now + VERIFIED_FOR_S))
+        while len(self._verified) > self._kept:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and expiry, after every check."""
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -189,11 +222,10 @@ class TokenVerifier:
             raise Unauthenticated("signature algorithm not accepted")
         issuer = unverified.get("iss")
         key: Any
-        if issuer == DEV_ISSUER and self._dev is not None:
+        if issuer == DEV_ISSUER and self._dev is not None and self._dev_key is not None:
             if header.get("kid") != self._dev.kid:
                 raise Unauthenticated("unknown signing key")
-            key, audience, algorithms = self._dev.jwks["keys"][0], self._dev.audience, ["EdDSA"]
-            key = jwt.PyJWK(key)
+            key, audience, algorithms = self._dev_key, self._dev.audience, ["EdDSA"]
         elif isinstance(issuer, str) and issuer in self._issuers:
             remote = self._issuers[issuer]
             key = await remote.key(header.get("kid"))
@@ -212,7 +244,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated("token rejected") from exc
-        return _principal(claims, issuer)
+        return _principal(claims, issuer), float(claims["exp"])
 
 
 def _principal(claims: dict[str, Any], issuer: str) -> Principal:
