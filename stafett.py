@@ -21,7 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 DISTRIBUTIONS = [
-    "shared[dev]", "services/case", "services/log", "services/consent", "services/notify",
+    "shared[dev]",
+    "services/case",
+    "services/log",
+    "services/consent",
+    "services/notify",
 ]
 MYPY_TARGETS = [
     "shared/src/stafett_shared",
@@ -42,8 +46,13 @@ def _python() -> Path:
 
 def _stamp() -> str:
     digest = hashlib.sha256()
-    for path in sorted([ROOT / "constraints.txt", *ROOT.glob("shared/pyproject.toml"),
-                        *ROOT.glob("services/*/pyproject.toml")]):
+    for path in sorted(
+        [
+            ROOT / "constraints.txt",
+            *ROOT.glob("shared/pyproject.toml"),
+            *ROOT.glob("services/*/pyproject.toml"),
+        ]
+    ):
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -60,8 +69,16 @@ def ensure_venv() -> None:
         print("Lager virtuelt miljø i .venv …", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     print("Installerer avhengigheter (låst i constraints.txt) …", flush=True)
-    command = [str(_python()), "-m", "pip", "install", "--disable-pip-version-check",
-               "--quiet", "-c", str(ROOT / "constraints.txt")]
+    command = [
+        str(_python()),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--quiet",
+        "-c",
+        str(ROOT / "constraints.txt"),
+    ]
     for dist in DISTRIBUTIONS:
         folder, _, extras = dist.partition("[")
         command += ["-e", str(ROOT / folder) + (f"[{extras}" if extras else "")]
@@ -77,13 +94,11 @@ def _run(*args: str) -> int:
 
 
 def run_tests(extra: list[str]) -> int:
-    if _run("ruff", "check", ".") != 0:
+    if _run("ruff", "check", ".") != 0 or _run("ruff", "format", "--check", ".") != 0:
         return 1
     targets = [t for t in MYPY_TARGETS if (ROOT / t).exists()]
     targets += sorted(
-        p.relative_to(ROOT).as_posix()
-        for p in ROOT.glob("services/*/tests")
-        if any(p.glob("*.py"))
+        p.relative_to(ROOT).as_posix() for p in ROOT.glob("services/*/tests") if any(p.glob("*.py"))
     )
     if _run("mypy", *targets) != 0:
         return 1

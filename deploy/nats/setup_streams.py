@@ -83,8 +83,10 @@ async def ensure(js: JetStreamContext, config: StreamConfig, prefix: str | None)
         info = await js.add_stream(config)
         say(f"{config.name}: created ({config.num_replicas} replicas)")
     if info.config.num_replicas != config.num_replicas:
-        say(f"{config.name}: note: {info.config.num_replicas} replicas, "
-            f"{config.num_replicas} wanted")
+        say(
+            f"{config.name}: note: {info.config.num_replicas} replicas, "
+            f"{config.num_replicas} wanted"
+        )
     if prefix is not None:
         problems = stream_problems(info.config, prefix)
         if problems:
@@ -125,8 +127,10 @@ async def setup(replicas: int) -> None:
         # Creates EVENTS with required_stream_config when missing, and refuses an existing
         # stream that allows deletion or has limits, exactly as the services do at start.
         info = await store.ensure_stream(create=True, replicas=replicas)
-        say(f"{store.stream}: present and safe ({info.config.num_replicas} replicas, "
-            f"{info.state.messages} messages)")
+        say(
+            f"{store.stream}: present and safe ({info.config.num_replicas} replicas, "
+            f"{info.state.messages} messages)"
+        )
         # The bucket needs no key-encryption key to be created; KeyStore wants one to exist.
         keys = KeyStore(js, {"setup": bytes(32)}, "setup", replicas=replicas)
         await keys.ensure_bucket()
