@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from stafett_notify import domain
 from stafett_notify.api import router
 from stafett_notify.delivery import Deliverer, RetryPolicy, SmtpSettings
+from stafett_notify.egress import webhook_client
 from stafett_notify.projections import NotifyProjection, cases, consents
 from stafett_notify.settings import NotifySettings
 from stafett_shared.access import AccessClient
@@ -47,6 +48,7 @@ def deliverer(runtime: Runtime) -> Deliverer:
         ),
         retry=RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_cap_s),
         link_base=settings.link_base,
+        http=webhook_client(production=runtime.settings.production),
         replicas=runtime.settings.stream_replicas,
         ack_wait_s=settings.ack_wait_s,
     )
