@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 
 from stafett_case.testing import CaseHarness
 from stafett_consent.testing import ConsentHarness
@@ -25,6 +26,7 @@ from stafett_log.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
+from stafett_log.projections import TILE_LEAVES, leaves, tiles
 from stafett_log.testing import LogHarness
 from stafett_shared.ids import new_id
 from stafett_shared.testing.events import make_event
@@ -206,3 +208,71 @@ async def test_every_commit_of_the_stream_is_a_leaf_whatever_its_context(
         [base64.b64decode(h) for h in body["audit_path"]],
         checkpoint.root_hash,
     )
+
+
+async def test_proofs_over_several_tiles_verify_against_a_signed_checkpoint(
+    log_service: LogHarness,
+) -> None:
+    """Past 256 leaves, proofs are made from stored tile roots and the few leaves they need:
+    they must still verify against the checkpoint's root, which is made from every leaf."""
+    log = log_service
+    store = log.runtime.store
+    aggregate = new_id()
+    last = None
+    for _ in range(2 * TILE_LEAVES + 37):
+        last = await store.append(
+            store.subject("consent", aggregate),
+            [
+                make_event(
+                    aggregate, "no.stafett.consent.reminder_sent.v1", source="stafett/consent"
+                )
+            ],
+            expected_version=None,
+        )
+    assert last is not None
+    await log.runtime.projector.wait_for(last.seq, 30)
+    async with log.runtime.sessions() as session:
+        stored_tiles = (await session.execute(select(tiles).order_by(tiles.c.tile))).all()
+        every_leaf = [
+            bytes(h)
+            for h in await session.scalars(select(leaves.c.leaf_hash).order_by(leaves.c.seq))
+        ]
+    assert [t.tile for t in stored_tiles] == list(range(len(every_leaf) // TILE_LEAVES))
+    for t in stored_tiles:
+        assert bytes(t.root_hash) == merkle.root(
+            every_leaf[t.tile * TILE_LEAVES : (t.tile + 1) * TILE_LEAVES]
+        )
+
+    signed = await _checkpoint(log)
+    key_name, public_key = parse_vkey(str(signed["vkey"]))
+    checkpoint = verify_checkpoint(str(signed["note"]), key_name, public_key)
+    size = checkpoint.tree_size
+    assert size >= 2 * TILE_LEAVES + 37
+    auth = log.auth("vgs-vidar")
+    for seq in (1, TILE_LEAVES, TILE_LEAVES + 1, 2 * TILE_LEAVES + 5, size):
+        answer = await log.client.get(
+            f"/api/v1/proofs/inclusion?seq={seq}&tree_size={size}", headers=auth
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert merkle.verify_inclusion(
+            every_leaf[seq - 1],
+            seq - 1,
+            size,
+            [base64.b64decode(h) for h in body["audit_path"]],
+            checkpoint.root_hash,
+        ), seq
+    for first in (1, TILE_LEAVES - 1, TILE_LEAVES, TILE_LEAVES + 3, size - 1):
+        answer = await log.client.get(
+            f"/api/v1/proofs/consistency?first={first}&second={size}", headers=auth
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert base64.b64decode(body["first_root"]) == merkle.root(every_leaf[:first])
+        assert merkle.verify_consistency(
+            first,
+            size,
+            merkle.root(every_leaf[:first]),
+            checkpoint.root_hash,
+            [base64.b64decode(h) for h in body["proof"]],
+        ), first

@@ -9,12 +9,14 @@ import pytest
 from stafett_log.merkle import (
     EMPTY_ROOT,
     CompactRange,
+    SparseLeaves,
     TreeBuilder,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
     node_hash,
     root,
+    tile_roots,
     verify_consistency,
     verify_inclusion,
 )
@@ -300,3 +302,43 @@ def test_equal_sizes_and_the_empty_tree_need_empty_consistency_proofs() -> None:
     assert not verify_consistency(3, 9, root(tree[:3]), nine, [])
     with pytest.raises(ValueError, match="outside"):
         consistency_proof(10, tree)
+
+
+# --- proofs from tile roots and the few leaves they need ------------------------------------
+
+
+def _sparse(all_leaves: list[bytes], tile: int, *points: int) -> SparseLeaves:
+    """The leaves of the tiles holding ``points`` and of the incomplete last tile, as a
+    service reads them beside the stored tile roots."""
+    size = len(all_leaves)
+    wanted = {p // tile for p in points if 0 <= p < size} | {size // tile}
+    return SparseLeaves(size, {i: h for i, h in enumerate(all_leaves) if i // tile in wanted})
+
+
+@pytest.mark.parametrize("tile", [1, 2, 4, 8])
+def test_proofs_from_tile_roots_equal_proofs_from_every_leaf(tile: int) -> None:
+    for size in range(1, 41):
+        full = leaves(size)
+        subtrees = tile_roots(full, tile)
+        for index in range(size):
+            sparse = _sparse(full, tile, index)
+            assert root(sparse, subtrees=subtrees) == root(full)
+            assert inclusion_proof(index, sparse, subtrees=subtrees) == inclusion_proof(index, full)
+        for first in range(1, size + 1):
+            sparse = _sparse(full, tile, first - 1, first)
+            assert consistency_proof(first, sparse, subtrees=subtrees) == consistency_proof(
+                first, full
+            )
+            assert root(sparse.prefix(first), subtrees=subtrees) == root(full[:first])
+
+
+def test_a_proof_that_needs_a_leaf_not_at_hand_says_so() -> None:
+    full = leaves(20)
+    sparse = SparseLeaves(20, {i: h for i, h in enumerate(full) if i >= 16})
+    with pytest.raises(LookupError):
+        inclusion_proof(3, sparse, subtrees=tile_roots(full, 8))  # tile 0 is not at hand
+
+
+def test_tiles_are_a_power_of_two_leaves() -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        tile_roots(leaves(12), 3)

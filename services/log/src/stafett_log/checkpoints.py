@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client as NATS
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-from sqlalchemy import select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_log import merkle
 from stafett_log.checkpoint import Checkpoint, key_id, sign_checkpoint, vkey
-from stafett_log.projections import checkpoints, leaves
+from stafett_log.projections import TILE_LEAVES, checkpoints, leaves, tiles
 from stafett_shared.db import upsert
 from stafett_shared.projector import Projector
 
@@ -85,12 +85,43 @@ class Checkpointer:
                     )
                 )
 
-    async def _leaves(self, size: int | None = None) -> list[bytes]:
-        stmt = select(leaves.c.leaf_hash).order_by(leaves.c.seq)
-        if size is not None:
-            stmt = stmt.where(leaves.c.seq <= size)
+    async def _tree(
+        self, size: int, *points: int
+    ) -> tuple[merkle.SparseLeaves, dict[tuple[int, int], bytes]]:
+        """What a proof over the first ``size`` leaves needs: the root of every complete
+        tile, and the leaves of the tiles that hold the leaf indexes ``points`` and of the
+        last, incomplete tile. Every leaf instead, where a tile's root is missing."""
+        complete = size // TILE_LEAVES
         async with self._sessions() as session:
-            return [bytes(h) for h in (await session.scalars(stmt)).all()]
+            last = await session.scalar(select(func.max(leaves.c.seq)))
+            if (last or 0) < size:
+                raise ProofError("the tree size lies beyond the tree")
+            roots = (
+                await session.execute(
+                    select(tiles.c.tile, tiles.c.root_hash)
+                    .where(tiles.c.tile < complete)
+                    .order_by(tiles.c.tile)
+                )
+            ).all()
+            wanted = {p // TILE_LEAVES for p in points if 0 <= p < size}
+            if size % TILE_LEAVES:
+                wanted.add(complete)
+            stmt = select(leaves.c.seq, leaves.c.leaf_hash).where(leaves.c.seq <= size)
+            if len(roots) == complete:
+                stmt = stmt.where(
+                    or_(
+                        false(),
+                        *(
+                            leaves.c.seq.between(t * TILE_LEAVES + 1, (t + 1) * TILE_LEAVES)
+                            for t in sorted(wanted)
+                        ),
+                    )
+                )
+            else:
+                roots = []  # a tile is missing (not yet stored): read every leaf
+            known = {int(r.seq) - 1: bytes(r.leaf_hash) for r in await session.execute(stmt)}
+        subtrees = {(t * TILE_LEAVES, (t + 1) * TILE_LEAVES): bytes(root) for t, root in roots}
+        return merkle.SparseLeaves(size, known), subtrees
 
     async def make(self) -> dict[str, Any]:
         """Sign and publish a checkpoint at the read model's current tree size.
@@ -153,28 +184,29 @@ class Checkpointer:
         return self._describe(row.tree_size, bytes(row.root_hash), row.note, row.created_at)
 
     async def inclusion(self, seq: int, tree_size: int) -> dict[str, Any]:
-        hashes = await self._leaves(tree_size)
-        if not 1 <= seq <= tree_size or len(hashes) < tree_size:
+        if not 1 <= seq <= tree_size:
             raise ProofError("the sequence or tree size lies outside the tree")
-        path = merkle.inclusion_proof(seq - 1, hashes)
+        hashes, subtrees = await self._tree(tree_size, seq - 1)
+        path = merkle.inclusion_proof(seq - 1, hashes, subtrees=subtrees)
         return {
             "seq": seq,
             "leaf_index": seq - 1,
             "tree_size": tree_size,
             "leaf_hash": base64.b64encode(hashes[seq - 1]).decode(),
-            "root_hash": base64.b64encode(merkle.root(hashes)).decode(),
+            "root_hash": base64.b64encode(merkle.root(hashes, subtrees=subtrees)).decode(),
             "audit_path": [base64.b64encode(h).decode() for h in path],
         }
 
     async def consistency(self, first: int, second: int) -> dict[str, Any]:
-        hashes = await self._leaves(second)
-        if not 1 <= first <= second or len(hashes) < second:
+        if not 1 <= first <= second:
             raise ProofError("the sizes lie outside the tree")
-        proof = merkle.consistency_proof(first, hashes)
+        hashes, subtrees = await self._tree(second, first - 1, first)
+        proof = merkle.consistency_proof(first, hashes, subtrees=subtrees)
+        first_root = merkle.root(hashes.prefix(first), subtrees=subtrees)
         return {
             "first": first,
             "second": second,
-            "first_root": base64.b64encode(merkle.root(hashes[:first])).decode(),
-            "second_root": base64.b64encode(merkle.root(hashes)).decode(),
+            "first_root": base64.b64encode(first_root).decode(),
+            "second_root": base64.b64encode(merkle.root(hashes, subtrees=subtrees)).decode(),
             "proof": [base64.b64encode(h).decode() for h in proof],
         }

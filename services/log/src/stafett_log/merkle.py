@@ -14,18 +14,21 @@ O(log n) memory. Only the standard library is used so that an auditor can run th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "CompactRange",
+    "SparseLeaves",
+    "Subtrees",
     "TreeBuilder",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
     "root",
+    "tile_roots",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -53,15 +56,65 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def _mth(leaves: Sequence[bytes], start: int, end: int) -> bytes:
+Subtrees = Mapping[tuple[int, int], bytes]
+"""Known roots of perfect subtrees, by their leaf range ``(start, end)``: ``_mth`` takes
+such a root instead of hashing the leaves under it."""
+
+
+def _mth(leaves: Sequence[bytes], start: int, end: int, subtrees: Subtrees | None = None) -> bytes:
     """MTH(D[start:end]) without copying the leaves."""
     n = end - start
     if n == 0:
         return EMPTY_ROOT
+    if subtrees is not None:
+        known = subtrees.get((start, end))
+        if known is not None:
+            return known
     if n == 1:
         return leaves[start]
     k = _split(n)
-    return node_hash(_mth(leaves, start, start + k), _mth(leaves, start + k, end))
+    return node_hash(
+        _mth(leaves, start, start + k, subtrees), _mth(leaves, start + k, end, subtrees)
+    )
+
+
+class SparseLeaves(Sequence[bytes]):
+    """A tree of ``size`` leaves of which only some are at hand (by index), for proofs
+    whose other parts come from :data:`Subtrees`. Reading a leaf that is not at hand raises
+    ``LookupError``; iterating yields only those at hand."""
+
+    def __init__(self, size: int, known: Mapping[int, bytes]) -> None:
+        self._size = size
+        self._known = dict(known)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
+        if not 0 <= index < self._size:
+            raise IndexError(index)
+        try:
+            return self._known[index]
+        except KeyError:
+            raise LookupError(f"leaf {index} is not at hand") from None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._known.values())
+
+    def prefix(self, size: int) -> SparseLeaves:
+        """The tree of the first ``size`` of these leaves."""
+        return SparseLeaves(size, {i: h for i, h in self._known.items() if i < size})
+
+
+def tile_roots(leaves: Sequence[bytes], tile: int) -> dict[tuple[int, int], bytes]:
+    """The roots of the complete tiles of ``tile`` leaves (a power of two) over ``leaves``,
+    as :data:`Subtrees`."""
+    if tile <= 0 or tile & (tile - 1):
+        raise ValueError("a tile holds a power of two leaves")
+    return {
+        (start, start + tile): _mth(leaves, start, start + tile)
+        for start in range(0, len(leaves) - tile + 1, tile)
+    }
 
 
 def _check_hashes(hashes: Iterable[bytes], what: str) -> None:
@@ -70,13 +123,15 @@ def _check_hashes(hashes: Iterable[bytes], what: str) -> None:
             raise ValueError(f"{what} must be {HASH_SIZE}-byte hashes")
 
 
-def root(leaves: Sequence[bytes]) -> bytes:
+def root(leaves: Sequence[bytes], *, subtrees: Subtrees | None = None) -> bytes:
     """The Merkle tree hash MTH(D[n]) of a list of leaf hashes (RFC 9162 §2.1.1)."""
     _check_hashes(leaves, "leaves")
-    return _mth(leaves, 0, len(leaves))
+    return _mth(leaves, 0, len(leaves), subtrees)
 
 
-def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+def inclusion_proof(
+    index: int, leaves: Sequence[bytes], *, subtrees: Subtrees | None = None
+) -> list[bytes]:
     """The audit path PATH(index, D[n]) for the leaf at ``index`` (RFC 9162 §2.1.3.1)."""
     if not 0 <= index < len(leaves):
         raise ValueError(f"index {index} is outside a tree of size {len(leaves)}")
@@ -89,10 +144,10 @@ def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     while end - start > 1:
         k = _split(end - start)
         if m < k:
-            proof.append(_mth(leaves, start + k, end))
+            proof.append(_mth(leaves, start + k, end, subtrees))
             end = start + k
         else:
-            proof.append(_mth(leaves, start, start + k))
+            proof.append(_mth(leaves, start, start + k, subtrees))
             start, m = start + k, m - k
     proof.reverse()
     return proof
@@ -124,7 +179,9 @@ def verify_inclusion(
     return sn == 0 and r == root
 
 
-def consistency_proof(first_size: int, leaves: Sequence[bytes]) -> list[bytes]:
+def consistency_proof(
+    first_size: int, leaves: Sequence[bytes], *, subtrees: Subtrees | None = None
+) -> list[bytes]:
     """PROOF(m, D[n]): shows the tree of ``first_size`` leaves is a prefix of ``leaves``.
 
     RFC 9162 §2.1.4.1. The proof between equal sizes, and from the empty tree, is empty.
@@ -135,25 +192,31 @@ def consistency_proof(first_size: int, leaves: Sequence[bytes]) -> list[bytes]:
     _check_hashes(leaves, "leaves")
     if first_size in (0, n):
         return []
-    return _subproof(first_size, leaves, 0, n, complete=True)
+    return _subproof(first_size, leaves, 0, n, complete=True, subtrees=subtrees)
 
 
 def _subproof(
-    m: int, leaves: Sequence[bytes], start: int, end: int, *, complete: bool
+    m: int,
+    leaves: Sequence[bytes],
+    start: int,
+    end: int,
+    *,
+    complete: bool,
+    subtrees: Subtrees | None,
 ) -> list[bytes]:
     """SUBPROOF(m, D[start:end], b) of RFC 9162 §2.1.4.1."""
     n = end - start
     if m == n:
-        return [] if complete else [_mth(leaves, start, end)]
+        return [] if complete else [_mth(leaves, start, end, subtrees)]
     k = _split(n)
     if m <= k:
         return [
-            *_subproof(m, leaves, start, start + k, complete=complete),
-            _mth(leaves, start + k, end),
+            *_subproof(m, leaves, start, start + k, complete=complete, subtrees=subtrees),
+            _mth(leaves, start + k, end, subtrees),
         ]
     return [
-        *_subproof(m - k, leaves, start + k, end, complete=False),
-        _mth(leaves, start, start + k),
+        *_subproof(m - k, leaves, start + k, end, complete=False, subtrees=subtrees),
+        _mth(leaves, start, start + k, subtrees),
     ]
 
 

@@ -3,7 +3,6 @@ case, who read what, the Merkle tree's leaves, and the case and directory facts 
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from sqlalchemy import (
@@ -24,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from stafett_log import merkle
+from stafett_log.merkle import leaf_hash
 from stafett_shared.db import parse_time, upsert_sync
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
@@ -102,6 +103,19 @@ leaves = Table(
     Column("leaf_hash", LargeBinary(32), nullable=False),
 )
 
+TILE_LEAVES = 256
+"""Leaves under one stored tile root. A proof reads the tiles' roots and the leaves of at
+most a few tiles, not every leaf of the tree."""
+
+tiles = Table(
+    "merkle_tiles",
+    metadata,
+    Column("tile", BigInteger, primary_key=True),
+    Column("root_hash", LargeBinary(32), nullable=False),
+)
+"""Tile ``t``: the root of the perfect subtree over the leaves of stream messages
+``t * TILE_LEAVES + 1`` to ``(t + 1) * TILE_LEAVES``, stored once its last leaf is."""
+
 checkpoint_metadata = MetaData()
 checkpoints = Table(
     "checkpoints",
@@ -112,11 +126,6 @@ checkpoints = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 """Checkpoints are signed when made and published to CHECKPOINTS; a rebuild keeps them."""
-
-
-def leaf_hash(data: bytes) -> bytes:
-    """RFC 9162 leaf hash of one stored message: SHA-256(0x00 ‖ message bytes)."""
-    return hashlib.sha256(b"\x00" + data).digest()
 
 
 class LogProjection(BlockingProjection):
@@ -131,8 +140,22 @@ class LogProjection(BlockingProjection):
         upsert_sync(
             conn, leaves, {"seq": commit.seq, "leaf_hash": leaf_hash(commit.data)}, update=False
         )
+        if commit.seq % TILE_LEAVES == 0:
+            self._tile(conn, commit.seq)
         for event in commit.events:
             self._apply(conn, event, commit.seq)
+
+    def _tile(self, conn: Connection, last_seq: int) -> None:
+        """Store the root of the tile that the leaf of ``last_seq`` completes."""
+        first = last_seq - TILE_LEAVES + 1
+        hashes = [bytes(h) for h in conn.scalars(_TILE, {"first": first, "last": last_seq})]
+        if len(hashes) == TILE_LEAVES:  # else proofs read these leaves themselves
+            upsert_sync(
+                conn,
+                tiles,
+                {"tile": last_seq // TILE_LEAVES - 1, "root_hash": merkle.root(hashes)},
+                update=False,
+            )
 
     def _apply(self, conn: Connection, event: CloudEvent, seq: int) -> None:
         d = event.data
@@ -264,3 +287,8 @@ class LogProjection(BlockingProjection):
 # Built once: the statements every entry reads.
 _CHILD_OF_CASE = select(cases.c.child_id).where(cases.c.case_id == bindparam("case_id"))
 _LINKS_OF_CASE = select(chains.c.links).where(chains.c.case_id == bindparam("case_id"))
+_TILE = (
+    select(leaves.c.leaf_hash)
+    .where(leaves.c.seq.between(bindparam("first"), bindparam("last")))
+    .order_by(leaves.c.seq)
+)
