@@ -26,6 +26,7 @@ from stafett_log.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
+from stafett_log.checkpoints import Checkpointer
 from stafett_log.projections import TILE_LEAVES, leaves, tiles
 from stafett_log.testing import LogHarness
 from stafett_shared.ids import new_id
@@ -242,6 +243,19 @@ async def test_proofs_over_several_tiles_verify_against_a_signed_checkpoint(
         assert bytes(t.root_hash) == merkle.root(
             every_leaf[t.tile * TILE_LEAVES : (t.tile + 1) * TILE_LEAVES]
         )
+
+    # The first checkpoint after a start follows the tree from the tile roots.
+    fresh = Checkpointer(
+        nc=log.runtime.nc,
+        sessions=log.runtime.sessions,
+        writer=log.runtime.sessions,
+        projector=log.runtime.projector,
+        key=Ed25519PrivateKey.generate(),
+        origin="stafett.test/fresh",
+    )
+    made = await fresh.make()
+    assert made["tree_size"] == len(every_leaf)
+    assert base64.b64decode(made["root_hash"]) == merkle.root(every_leaf)
 
     signed = await _checkpoint(log)
     key_name, public_key = parse_vkey(str(signed["vkey"]))

@@ -127,9 +127,22 @@ class Checkpointer:
         """Sign and publish a checkpoint at the read model's current tree size.
 
         The tree is followed incrementally (a compact range of perfect subtree roots), so a
-        checkpoint reads only the leaves added since the last one.
+        checkpoint reads only the leaves added since the last one; where it is a tile or more
+        behind (the first after a start), it takes the stored tile roots in their place.
         """
         async with self._sessions() as session:
+            if self._range.size % TILE_LEAVES == 0:
+                roots = (
+                    await session.execute(
+                        select(tiles.c.tile, tiles.c.root_hash)
+                        .where(tiles.c.tile >= self._range.size // TILE_LEAVES)
+                        .order_by(tiles.c.tile)
+                    )
+                ).all()
+                for tile, tile_root in roots:
+                    if tile != self._range.size // TILE_LEAVES:
+                        break  # a tile is missing: its leaves are read below
+                    self._range.append_subtree(bytes(tile_root), TILE_LEAVES)
             fresh = [
                 bytes(h)
                 for h in (
