@@ -383,6 +383,31 @@ async def test_a_denial_is_answered_at_once_and_published_once_even_across_a_res
     ]
 
 
+async def test_repeated_denials_are_recorded_each_and_an_event_once_a_minute(
+    consent: ConsentHarness,
+) -> None:
+    """Asking again and again cannot grow the append-only stream without end: the same
+    denial (principal, action, case) becomes an event once a minute; every one is recorded."""
+    decisions = consent.runtime.extras["decisions"]
+    assert isinstance(decisions, DecisionPoint)
+    case_id, seq = await consent.open_case()
+    await consent.runtime.projector.wait_for(seq, 5)
+    before = await consent.store.last_seq()
+    repeated = [await consent.decide("vgs-vidar", "case:read", case_id) for _ in range(5)]
+    other_action = await consent.decide("vgs-vidar", "log:read", case_id)
+    assert {d["decision"] for d in [*repeated, other_action]} == {"deny"}
+    await decisions.publish_pending()
+
+    published = [
+        e.id
+        for e in await consent.events_since(before)
+        if e.type == "no.stafett.access.decision_recorded.v1"
+    ]
+    assert published == [repeated[0]["decision_id"], other_action["decision_id"]]
+    recorded = {r["decision_id"] for r in await decisions.records(case_id=case_id)}
+    assert {d["decision_id"] for d in [*repeated, other_action]} <= recorded
+
+
 async def test_on_sqlite_a_decision_waits_in_the_thread_when_its_records_are_locked(
     consent: ConsentHarness,
 ) -> None:

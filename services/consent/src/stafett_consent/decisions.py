@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -97,6 +99,11 @@ _SENT = decision_outbox.delete().where(
     decision_outbox.c.decision_id.in_(bindparam("ids", expanding=True))
 )
 RELAY_BATCH = 100
+DENIAL_EVENT_WINDOW_S = 60.0
+"""A denial becomes an event unless the same principal was denied the same action on the
+same case, as an event, less than this long before: repeats are in the decision records
+only, so asking again and again cannot grow the append-only stream without end."""
+DENIALS_REMEMBERED = 10_000
 RELAY_POLL_S = 5.0
 RELAY_GATHER_S = 0.05
 _log = get_logger("stafett.consent.decisions")
@@ -237,6 +244,10 @@ class DecisionPoint:
         self._queued = asyncio.Event()
         self._relaying = asyncio.Lock()
         self._relay: asyncio.Task[None] | None = None
+        # When each (principal, kind, action, case) was last denied as an event; read and
+        # written by the worker threads and the loop alike.
+        self._denial_events: OrderedDict[tuple[str, str, str, str], float] = OrderedDict()
+        self._denial_lock = threading.Lock()
         # On SQLite: engines for the event loop's own use (see ``loop_engines``).
         self._loop_engine: Engine | None = loop[0] if loop else None
         self._loop_records: Engine | None = loop[1] if loop else None
@@ -361,7 +372,8 @@ class DecisionPoint:
             try:
                 conn.execution_options(sqlite_begin="IMMEDIATE")
                 conn.execute(_RECORD, _record_row(q, decision))
-                if case_org is not None and not decision.permit:
+                event = case_org is not None and not decision.permit and self._new_denial(q)
+                if event:
                     # Denials on a case become events; the relay publishes them.
                     conn.execute(_QUEUE, {"decision_id": q.decision_id, "tenant": case_org})
                 conn.commit()
@@ -372,7 +384,28 @@ class DecisionPoint:
                 _log.error("decision_not_recorded", error_type=type(exc).__name__)
                 return decision, case_org, False
         self._wrote(on_loop)
+        if event:
+            self._denied_as_event(q)
         return decision, case_org, True
+
+    @staticmethod
+    def _denial_key(q: _Question) -> tuple[str, str, str, str]:
+        return (q.principal_id, q.principal_kind, q.action.value, q.case_id)
+
+    def _new_denial(self, q: _Question) -> bool:
+        """Whether this denial is to be an event (see :data:`DENIAL_EVENT_WINDOW_S`)."""
+        with self._denial_lock:
+            last = self._denial_events.get(self._denial_key(q))
+        return last is None or q.now.timestamp() - last >= DENIAL_EVENT_WINDOW_S
+
+    def _denied_as_event(self, q: _Question) -> None:
+        """After the commit that queued a denial's event."""
+        with self._denial_lock:
+            key = self._denial_key(q)
+            self._denial_events[key] = q.now.timestamp()
+            self._denial_events.move_to_end(key)
+            while len(self._denial_events) > DENIALS_REMEMBERED:
+                self._denial_events.popitem(last=False)
 
     def _decide(self, conn: Connection, q: _Question) -> tuple[Decision, str | None]:
         if q.entry_id is None and q.action in INDEXED_ACTIONS and q.principal_kind == "person":
