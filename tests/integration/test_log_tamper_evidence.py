@@ -33,6 +33,7 @@ from stafett_shared.ids import new_id
 from stafett_shared.testing.events import make_event
 
 AUDIT_VERIFY = [sys.executable, "-m", "stafett_shared.cli", "audit", "verify"]
+AUDIT_REPLAY = [sys.executable, "-m", "stafett_shared.cli", "audit", "replay"]
 
 
 async def _checkpoint(log: LogHarness) -> dict[str, object]:
@@ -123,6 +124,31 @@ async def test_checkpoints_proofs_and_an_offline_verifier_catch_a_flipped_byte(
         timeout=120,
     )
     assert good.returncode == 0, good.stdout + good.stderr
+
+    # The verified export replayed: the case with its six entries, as of the second
+    # checkpoint; as of before the case was opened, no case at all.
+    replayed = await asyncio.to_thread(
+        subprocess.run,
+        [*AUDIT_REPLAY, str(export), "--json", "--case", str(opened["id"])],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    (case,) = json.loads(replayed.stdout)["cases"]
+    assert (case["status"], case["entries"]["appended"]) == ("open", 6)
+    assert case["holder_id"] and case["unit_id"]
+    earlier = await asyncio.to_thread(
+        subprocess.run,
+        [*AUDIT_REPLAY, str(export), "--json", "--as-of", "2000-01-01T00:00:00Z"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert earlier.returncode == 0, earlier.stderr[-2000:]
+    assert json.loads(earlier.stdout)["cases"] == []
 
     # Flip one byte of a stored log event in a copy of the export.
     lines = export.read_text(encoding="utf-8").splitlines()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -25,7 +26,9 @@ app = typer.Typer(
 )
 projections = typer.Typer(help="Lesemodeller (projeksjoner).", no_args_is_help=True)
 app.add_typer(projections, name="projections")
-audit = typer.Typer(help="Tilsyn: eksport og kontroll av historikken.", no_args_is_help=True)
+audit = typer.Typer(
+    help="Tilsyn: eksport, kontroll og avspilling av historikken.", no_args_is_help=True
+)
 app.add_typer(audit, name="audit")
 notify = typer.Typer(help="Varsler.", no_args_is_help=True)
 app.add_typer(notify, name="notify")
@@ -277,6 +280,96 @@ def audit_verify(
         command += ["--workers", str(workers)]
     result = subprocess.run(command, check=False)  # noqa: S603
     raise typer.Exit(result.returncode)
+
+
+@audit.command("replay")
+def audit_replay(
+    export: Annotated[Path, typer.Argument(help="Eksport fra `stafett audit export`.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Tidspunkt (RFC 3339, f.eks. 2026-03-01T12:00:00+01:00): historikken slik "
+            "den sto da. Standard: hele eksporten.",
+        ),
+    ] = None,
+    case: Annotated[str | None, typer.Option("--case", help="Bare denne saken (sak-id).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Skriv resultatet som JSON.")] = False,
+) -> None:
+    """Spill av historikken fram til et tidspunkt: hver sak slik den sto da (uten innhold)."""
+    import json
+
+    from rich.table import Table
+
+    from stafett_shared.replay import ReplayError, parse_time, replay
+
+    moment = None
+    if as_of is not None:
+        try:
+            moment = parse_time(as_of)
+        except ValueError:
+            err.print("[red]--as-of må være et RFC 3339-tidspunkt med tidssone.[/red]")
+            raise typer.Exit(2) from None
+    try:
+        with export.open(encoding="utf-8") as lines:
+            result = replay(lines, moment)
+    except OSError:
+        err.print(f"[red]Kan ikke lese eksporten {export}.[/red]")
+        raise typer.Exit(1) from None
+    except (ReplayError, UnicodeDecodeError) as exc:
+        err.print(f"[red]Eksporten kan ikke spilles av: {exc}[/red]")
+        raise typer.Exit(1) from None
+    if case is not None:
+        result.cases = {k: v for k, v in result.cases.items() if k == case}
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json(), ensure_ascii=False, indent=2) + "\n")
+        return
+    stored = result.last_time.isoformat() if result.last_time else "–"
+    console.print(
+        f"Historikken {'per ' + moment.isoformat() if moment else 'i hele eksporten'}: "
+        f"{result.messages} meldinger (til sekvens {result.last_seq}, lagret {stored}), "
+        f"{len(result.cases)} saker."
+    )
+    table = Table(
+        "Sak",
+        "Enhet",
+        "Stafettholder",
+        "Nivå",
+        "Status",
+        "Team",
+        "Innføringer",
+        "Samtykker",
+        "Lesinger",
+        "Avslag",
+    )
+    for case_id in sorted(result.cases):
+        at = result.cases[case_id]
+        entries = at.as_json()["entries"]
+        consents = Counter(at.consents.values())
+        table.add_row(
+            case_id,
+            at.unit_id or "–",
+            at.holder_id or "–",
+            "–" if at.level is None else str(at.level),
+            "åpen" if at.status == "open" else "avsluttet",
+            str(len(at.team)),
+            f"{entries['appended']} (+{entries['corrected']} rettet, "
+            f"{entries['retracted']} trukket)",
+            ", ".join(f"{n} {_CONSENT_WORDS.get(s, s)}" for s, n in sorted(consents.items()))
+            or "–",
+            str(sum(at.reads.values())),
+            str(at.denials),
+        )
+    console.print(table)
+
+
+_CONSENT_WORDS = {
+    "requested": "bedt om",
+    "active": "aktive",
+    "refused": "avslått",
+    "withdrawn": "trukket",
+    "expired": "utløpt",
+}
 
 
 def main() -> None:

@@ -1,0 +1,156 @@
+"""An auditor's replay of an export: each case as the record showed it at a moment."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from stafett_shared.cli import app
+from stafett_shared.envelope import encode_commit
+from stafett_shared.replay import ReplayError, parse_time, replay
+from stafett_shared.testing.events import make_event
+
+CASE = "01JCASE0000000000000000001"
+OTHER = "01JCASE0000000000000000002"
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def _history() -> list[tuple[str, str, dict[str, Any]]]:
+    """(type, subject, data) in stream order; message n is stored at START + n hours."""
+    return [
+        ("directory.role_granted", "person-ann", {"person_id": "ann", "unit_id": "skole"}),
+        (
+            "case.opened",
+            CASE,
+            {
+                "case_id": CASE,
+                "org_id": "4010",
+                "unit_id": "skole",
+                "level": 1,
+                "holder": {"person_id": "ann", "unit_id": "skole"},
+            },
+        ),
+        ("case.team_member_added", CASE, {"case_id": CASE, "person_id": "bjorn"}),
+        ("log.entry_appended", CASE, {"entry_id": "e1", "text": {"ct": "kryptert"}}),
+        ("access.recorded", CASE, {"case_id": CASE, "reader_id": "mor", "basis": "guardian"}),
+        ("consent.requested", "01JCONS", {"consent_id": "k1", "case_id": CASE}),
+        ("consent.activated", "01JCONS", {"consent_id": "k1", "case_id": CASE}),
+        ("case.level_changed", CASE, {"case_id": CASE, "level": 2}),
+        (
+            "access.decision_recorded",
+            CASE,
+            {"case_id": CASE, "decision": "deny", "principal_id": "vidar"},
+        ),
+        ("log.entry_corrected", CASE, {"entry_id": "e2", "corrects_entry_id": "e1"}),
+        ("case.team_member_removed", CASE, {"case_id": CASE, "person_id": "bjorn"}),
+        (
+            "case.handover_accepted",
+            CASE,
+            {"case_id": CASE, "to_person_id": "cecilie", "to_unit_id": "vgs", "to_org_id": "40"},
+        ),
+        ("consent.withdrawn", "01JCONS", {"consent_id": "k1", "case_id": CASE}),
+        ("case.closed", CASE, {"case_id": CASE, "reason": "resolved"}),
+        ("case.opened", OTHER, {"case_id": OTHER, "unit_id": "skole", "level": 0}),
+    ]
+
+
+def _lines(history: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    lines = []
+    for n, (kind, subject, data) in enumerate(history, 1):
+        stored = (START + timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+        body = encode_commit([make_event(subject, f"no.stafett.{kind}.v1", data)])
+        encoded = base64.b64encode(body).decode()
+        lines.append(json.dumps({"seq": n, "subject": subject, "time": stored, "data": encoded}))
+    return lines
+
+
+def test_the_whole_export_shows_each_case_as_it_ends() -> None:
+    result = replay(_lines(_history()))
+    assert (result.messages, result.last_seq) == (15, 15)
+    case = result.cases[CASE].as_json()
+    assert (case["status"], case["level"], case["holder_id"], case["unit_id"]) == (
+        "closed",
+        2,
+        "cecilie",
+        "vgs",
+    )
+    assert case["org_id"] == "40"
+    assert case["team"] == []
+    assert case["consents"] == {"k1": "withdrawn"}
+    assert case["entries"] == {"appended": 1, "corrected": 1, "retracted": 0, "restricted": 0}
+    assert (case["reads"], case["denials"]) == ({"guardian": 1}, 1)
+    assert set(result.cases) == {CASE, OTHER}  # no "case" for the directory event
+    assert "kryptert" not in json.dumps(result.as_json())  # no content, not even encrypted
+
+
+def test_as_of_a_moment_the_case_is_as_it_stood_then() -> None:
+    # Message 8 (the level change) is stored at START + 8 h; stop just before it.
+    moment = START + timedelta(hours=7, minutes=30)
+    result = replay(_lines(_history()), moment)
+    assert (result.messages, result.last_seq) == (7, 7)
+    case = result.cases[CASE].as_json()
+    assert (case["status"], case["level"], case["holder_id"]) == ("open", 1, "ann")
+    assert case["team"] == ["bjorn"]
+    assert case["consents"] == {"k1": "active"}
+    assert case["denials"] == 0
+    assert OTHER not in result.cases
+
+
+def test_a_line_that_is_no_export_record_names_its_line() -> None:
+    lines = _lines(_history()[:2])
+    lines.insert(1, '{"seq": 2, "time": "i går"}')
+    with pytest.raises(ReplayError, match="linje 2"):
+        replay(lines)
+
+
+def test_a_message_that_is_no_batch_of_events_names_its_sequence() -> None:
+    lines = _lines(_history()[:2])
+    broken = json.loads(lines[1])
+    broken["data"] = base64.b64encode(b'{"ikke": "en hendelse"}').decode()
+    lines[1] = json.dumps(broken)
+    with pytest.raises(ReplayError, match="sekvens 2"):
+        replay(lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-03-01T12:00:00Z", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.123456789Z", datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)),
+        ("2026-03-01T13:00:00+01:00", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+    ],
+)
+def test_times_are_rfc_3339_with_a_zone(text: str, expected: datetime) -> None:
+    assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2026-03-01", "2026-03-01T12:00:00", "i går"])
+def test_a_time_without_a_zone_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_time(text)
+
+
+def test_the_command_prints_a_table_or_json_and_refuses_a_bad_moment(tmp_path: Path) -> None:
+    export = tmp_path / "eksport.jsonl"
+    export.write_text("\n".join(_lines(_history())) + "\n", encoding="utf-8")
+    runner = CliRunner(env={"COLUMNS": "200"})
+
+    shown = runner.invoke(app, ["audit", "replay", str(export), "--as-of", "2026-03-01T15:30:00Z"])
+    assert shown.exit_code == 0, shown.output
+    assert "7 meldinger" in shown.output
+    assert "Stafettholder" in shown.output
+
+    as_json = runner.invoke(app, ["audit", "replay", str(export), "--json", "--case", OTHER])
+    assert as_json.exit_code == 0, as_json.output
+    assert [c["case_id"] for c in json.loads(as_json.output)["cases"]] == [OTHER]
+
+    bad = runner.invoke(app, ["audit", "replay", str(export), "--as-of", "i går"])
+    assert bad.exit_code == 2
+    missing = runner.invoke(app, ["audit", "replay", str(tmp_path / "finnes-ikke.jsonl")])
+    assert missing.exit_code == 1
