@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from stafett_shared.embedded import find_nats_server
 
 __all__ = [
+    "NO_RATE_LIMIT",
     "RAW_PREFIX",
     "RAW_STREAM",
     "drive",
@@ -28,6 +29,10 @@ __all__ = [
     "round_share",
     "server_version",
 ]
+
+NO_RATE_LIMIT = {"STAFETT_RATE_LIMIT_PER_S": "0"}
+"""The services' settings for a benchmark: one principal writes as fast as it can, which the
+per-principal limit (docs/operators.md) would otherwise refuse."""
 
 RAW_STREAM = "RAW"
 """The baseline's stream: the settings of ``EVENTS`` (``required_stream_config``)."""

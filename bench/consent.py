@@ -51,7 +51,7 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from benchlib import percentile
+from benchlib import NO_RATE_LIMIT, percentile
 from stafett_consent.decisions import DecisionPoint, _Question, decision_records
 from stafett_consent.policy import POLICY_VERSION, Action, decide
 from stafett_consent.projections import access_index, cases
@@ -1148,6 +1148,7 @@ def render(result: Result) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.update(NO_RATE_LIMIT)  # read by the services' settings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="less work, a few seconds")
     parser.add_argument("--json", action="store_true", help="also write bench/results/*.json")

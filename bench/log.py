@@ -59,6 +59,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from benchlib import (
+    NO_RATE_LIMIT,
     RAW_PREFIX,
     RAW_STREAM,
     drive,
@@ -1303,6 +1304,7 @@ def render(result: Result, plan: Plan) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.update(NO_RATE_LIMIT)  # read by the services' settings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="less work, under thirty seconds")
     parser.add_argument("--json", action="store_true", help="also write bench/results/*.json")

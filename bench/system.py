@@ -41,6 +41,7 @@ import aiohttp
 import nats
 
 from benchlib import (
+    NO_RATE_LIMIT,
     RAW_PREFIX,
     RAW_STREAM,
     drive,
@@ -360,7 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stafett-bench-system-") as tmp:
         folder = Path(tmp) / "data"
         system = EmbeddedSystem(
-            folder, nats_port=free_port(), ports={name: free_port() for name in SERVICES}
+            folder,
+            nats_port=free_port(),
+            ports={name: free_port() for name in SERVICES},
+            env=NO_RATE_LIMIT,
         )
         system.start(ready_timeout_s=120)
         try:

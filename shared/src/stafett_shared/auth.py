@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stafett_shared.crypto import load_or_create_signing_key
 from stafett_shared.ids import PERSON_ID_PATTERN
 from stafett_shared.problems import Problem
+from stafett_shared.ratelimit import RateLimiter
 from stafett_shared.settings import IssuerSettings
 
 __all__ = [
@@ -271,11 +273,22 @@ async def current_principal(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "unauthenticated", "Mangler Bearer-token.", headers=challenge)
     try:
-        return await verifier.verify(token.strip())
+        principal = await verifier.verify(token.strip())
     except Unauthenticated:
         raise Problem(
             401, "unauthenticated", "Tokenet er ugyldig eller utløpt.", headers=challenge
         ) from None
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        wait = limiter.take(f"{principal.kind}:{principal.issuer}:{principal.id}")
+        if wait is not None:
+            raise Problem(
+                429,
+                "rate_limited",
+                "For mange forespørsler på kort tid; prøv igjen om litt.",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

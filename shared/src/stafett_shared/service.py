@@ -37,6 +37,7 @@ from stafett_shared.problems import (
     problem_response,
 )
 from stafett_shared.projector import Projection, Projector
+from stafett_shared.ratelimit import RateLimiter
 from stafett_shared.settings import CommonSettings, ServiceSettings
 from stafett_shared.telemetry import FASTAPI_TELEMETRY, TracingMiddleware, configure_tracing
 
@@ -336,6 +337,11 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
         async with open_runtime(spec, settings, service) as runtime:
             app.state.runtime = runtime
             app.state.token_verifier = runtime.verifier
+            app.state.rate_limiter = (
+                RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+                if settings.rate_limit_per_s > 0
+                else None
+            )
             await runtime.projector.catch_up()
             runtime.projector.start()
             if spec.on_start is not None:

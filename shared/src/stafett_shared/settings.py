@@ -53,6 +53,12 @@ class CommonSettings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     consent_timeout_s: float = Field(default=2.0, gt=0, le=30)
     min_seq_wait_s: float = Field(default=2.0, ge=0, le=30)
+    rate_limit_per_s: float = Field(default=20.0, ge=0, le=100_000)
+    """Requests per second one principal may make to one service instance, over time
+    (0: no limit). Every read of case content is an event, so this bounds how fast one
+    caller can grow the append-only stream."""
+    rate_limit_burst: int = Field(default=200, ge=1, le=1_000_000)
+    """Requests one principal may make at once before the rate applies."""
 
     @property
     def production(self) -> bool:
