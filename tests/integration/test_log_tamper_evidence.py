@@ -316,3 +316,44 @@ async def test_proofs_over_several_tiles_verify_against_a_signed_checkpoint(
             checkpoint.root_hash,
             [base64.b64decode(h) for h in body["proof"]],
         ), first
+
+
+async def test_two_checkpoints_asked_for_at_once_both_sign_the_true_tree(
+    log_service: LogHarness,
+) -> None:
+    """The timer's checkpoint and an operator's can be asked for at the same moment; each
+    must sign the tree as it is, not a range extended twice by the same leaves."""
+    log = log_service
+    store = log.runtime.store
+    aggregate = new_id()
+    last = None
+    for _ in range(17):
+        last = await store.append(
+            store.subject("consent", aggregate),
+            [
+                make_event(
+                    aggregate, "no.stafett.consent.reminder_sent.v1", source="stafett/consent"
+                )
+            ],
+            expected_version=None,
+        )
+    assert last is not None
+    await log.runtime.projector.wait_for(last.seq, 10)
+    fresh = Checkpointer(
+        nc=log.runtime.nc,
+        sessions=log.runtime.sessions,
+        writer=log.runtime.sessions,
+        projector=log.runtime.projector,
+        key=Ed25519PrivateKey.generate(),
+        origin="stafett.test/twice",
+    )
+    made = await asyncio.gather(fresh.make(), fresh.make())
+    async with log.runtime.sessions() as session:
+        every_leaf = [
+            bytes(h)
+            for h in await session.scalars(select(leaves.c.leaf_hash).order_by(leaves.c.seq))
+        ]
+    for checkpoint in made:
+        size = int(checkpoint["tree_size"])
+        assert size == len(every_leaf)
+        assert base64.b64decode(checkpoint["root_hash"]) == merkle.root(every_leaf[:size])

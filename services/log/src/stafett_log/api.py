@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from stafett_log import domain
-from stafett_log.checkpoints import Checkpointer, ProofError
+from stafett_log.checkpoints import Checkpointer, ProofError, ProofUnavailable
 from stafett_log.handlers import Appended, LogService
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.idempotency import IdempotencyStore, StoredAnswer, run_once
@@ -303,6 +303,8 @@ async def inclusion_proof(
         raise Problem(
             422, "invalid_proof_request", "Sekvensen eller størrelsen ligger utenfor treet."
         ) from exc
+    except ProofUnavailable as exc:
+        raise _proof_unavailable() from exc
 
 
 @router.get("/proofs/consistency", summary="Bevis for at et senere tre utvider et tidligere")
@@ -318,3 +320,14 @@ async def consistency_proof(
         return JSONResponse(await checkpoints.consistency(first, second))
     except ProofError as exc:
         raise Problem(422, "invalid_proof_request", "Størrelsene ligger utenfor treet.") from exc
+    except ProofUnavailable as exc:
+        raise _proof_unavailable() from exc
+
+
+def _proof_unavailable() -> Problem:
+    return Problem(
+        503,
+        "unavailable",
+        "Merkle-treet bygges opp på nytt; prøv igjen om litt.",
+        headers={"Retry-After": "5"},
+    )

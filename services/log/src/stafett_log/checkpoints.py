@@ -9,6 +9,7 @@ an earlier one, without trusting the server.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 from datetime import UTC, datetime
@@ -34,6 +35,10 @@ SUBJECT = "stafett.checkpoints"
 
 class ProofError(ValueError):
     """The asked-for proof does not exist (a size beyond the tree, a sequence outside it)."""
+
+
+class ProofUnavailable(RuntimeError):
+    """The read model does not hold the leaves a proof needs right now (a rebuild)."""
 
 
 class Checkpointer:
@@ -62,6 +67,8 @@ class Checkpointer:
         self.key_id = key_id(origin, public)
         self.vkey = vkey(origin, public)
         self._range = merkle.CompactRange()
+        # One checkpoint at a time: two would both extend the range by the same new leaves.
+        self._making = asyncio.Lock()
 
     async def ensure_stream(self) -> None:
         try:
@@ -120,10 +127,24 @@ class Checkpointer:
             else:
                 roots = []  # a tile is missing (not yet stored): read every leaf
             known = {int(r.seq) - 1: bytes(r.leaf_hash) for r in await session.execute(stmt)}
+        expected = (
+            sum(min((t + 1) * TILE_LEAVES, size) - t * TILE_LEAVES for t in wanted)
+            if roots
+            else size
+        )
+        if len(known) != expected:
+            # Leaves missing under a stored size: the read model is being rebuilt.
+            raise ProofUnavailable("the tree's leaves are not all at hand")
         subtrees = {(t * TILE_LEAVES, (t + 1) * TILE_LEAVES): bytes(root) for t, root in roots}
         return merkle.SparseLeaves(size, known), subtrees
 
     async def make(self) -> dict[str, Any]:
+        """Sign and publish a checkpoint at the read model's current tree size (one at a
+        time: the timer's and an operator's may be asked for at once)."""
+        async with self._making:
+            return await self._make()
+
+    async def _make(self) -> dict[str, Any]:
         """Sign and publish a checkpoint at the read model's current tree size.
 
         The tree is followed incrementally (a compact range of perfect subtree roots), so a
