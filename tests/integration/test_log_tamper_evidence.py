@@ -237,16 +237,13 @@ async def test_every_commit_of_the_stream_is_a_leaf_whatever_its_context(
     )
 
 
-async def test_proofs_over_several_tiles_verify_against_a_signed_checkpoint(
-    log_service: LogHarness,
-) -> None:
-    """Past 256 leaves, proofs are made from stored tile roots and the few leaves they need:
-    they must still verify against the checkpoint's root, which is made from every leaf."""
-    log = log_service
+async def _append_leaves(log: LogHarness, count: int) -> None:
+    """``count`` messages of a context the log reads nothing from, each a leaf of the tree,
+    applied by the log's projector."""
     store = log.runtime.store
     aggregate = new_id()
     last = None
-    for _ in range(2 * TILE_LEAVES + 37):
+    for _ in range(count):
         last = await store.append(
             store.subject("consent", aggregate),
             [
@@ -258,6 +255,27 @@ async def test_proofs_over_several_tiles_verify_against_a_signed_checkpoint(
         )
     assert last is not None
     await log.runtime.projector.wait_for(last.seq, 30)
+
+
+def _fresh_checkpointer(log: LogHarness, origin: str) -> Checkpointer:
+    """A checkpointer of its own on the log service's read model, as after a start."""
+    return Checkpointer(
+        nc=log.runtime.nc,
+        sessions=log.runtime.sessions,
+        writer=log.runtime.sessions,
+        projector=log.runtime.projector,
+        key=Ed25519PrivateKey.generate(),
+        origin=origin,
+    )
+
+
+async def test_proofs_over_several_tiles_verify_against_a_signed_checkpoint(
+    log_service: LogHarness,
+) -> None:
+    """Past 256 leaves, proofs are made from stored tile roots and the few leaves they need:
+    they must still verify against the checkpoint's root, which is made from every leaf."""
+    log = log_service
+    await _append_leaves(log, 2 * TILE_LEAVES + 37)
     async with log.runtime.sessions() as session:
         stored_tiles = (await session.execute(select(tiles).order_by(tiles.c.tile))).all()
         every_leaf = [
@@ -271,14 +289,7 @@ async def test_proofs_over_several_tiles_verify_against_a_signed_checkpoint(
         )
 
     # The first checkpoint after a start follows the tree from the tile roots.
-    fresh = Checkpointer(
-        nc=log.runtime.nc,
-        sessions=log.runtime.sessions,
-        writer=log.runtime.sessions,
-        projector=log.runtime.projector,
-        key=Ed25519PrivateKey.generate(),
-        origin="stafett.test/fresh",
-    )
+    fresh = _fresh_checkpointer(log, "stafett.test/fresh")
     made = await fresh.make()
     assert made["tree_size"] == len(every_leaf)
     assert base64.b64decode(made["root_hash"]) == merkle.root(every_leaf)
@@ -324,29 +335,8 @@ async def test_two_checkpoints_asked_for_at_once_both_sign_the_true_tree(
     """The timer's checkpoint and an operator's can be asked for at the same moment; each
     must sign the tree as it is, not a range extended twice by the same leaves."""
     log = log_service
-    store = log.runtime.store
-    aggregate = new_id()
-    last = None
-    for _ in range(17):
-        last = await store.append(
-            store.subject("consent", aggregate),
-            [
-                make_event(
-                    aggregate, "no.stafett.consent.reminder_sent.v1", source="stafett/consent"
-                )
-            ],
-            expected_version=None,
-        )
-    assert last is not None
-    await log.runtime.projector.wait_for(last.seq, 10)
-    fresh = Checkpointer(
-        nc=log.runtime.nc,
-        sessions=log.runtime.sessions,
-        writer=log.runtime.sessions,
-        projector=log.runtime.projector,
-        key=Ed25519PrivateKey.generate(),
-        origin="stafett.test/twice",
-    )
+    await _append_leaves(log, 17)
+    fresh = _fresh_checkpointer(log, "stafett.test/twice")
     made = await asyncio.gather(fresh.make(), fresh.make())
     async with log.runtime.sessions() as session:
         every_leaf = [
