@@ -36,6 +36,13 @@ from stafett_notify.egress import (
         "fc00::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",  # NAT64 to 10.0.0.1
+        "64:ff9b:1::1",  # local-use NAT64
+        "2002:a00:1::1",  # 6to4 through 10.0.0.1
+        "::127.0.0.1",  # IPv4-compatible
+        "::ffff:0:7f00:1",  # IPv4-translated
+        "fec0::1",  # site-local
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
         "not-an-address",
     ],
 )
@@ -43,7 +50,10 @@ def test_addresses_inside_a_network_are_not_public(address: str) -> None:
     assert not is_public(address)
 
 
-@pytest.mark.parametrize("address", ["1.1.1.1", "93.184.215.14", "2606:4700:4700::1111"])
+@pytest.mark.parametrize(
+    "address",
+    ["1.1.1.1", "93.184.215.14", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1"],
+)
 def test_internet_addresses_are_public(address: str) -> None:
     assert is_public(address)
 
@@ -51,8 +61,9 @@ def test_internet_addresses_are_public(address: str) -> None:
 class _Recording(httpcore.AsyncNetworkBackend):
     """Connects wherever it is asked to the local test server, and notes the address."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, unreachable: Iterable[str] = ()) -> None:
         self.port = port
+        self.unreachable = set(unreachable)
         self.asked: list[str] = []
         self._real = httpcore.AnyIOBackend()
 
@@ -65,6 +76,8 @@ class _Recording(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         self.asked.append(host)
+        if host in self.unreachable:
+            raise httpcore.ConnectError("no route")
         if self.port is None:
             raise AssertionError("no connection was to be made")
         return await self._real.connect_tcp("127.0.0.1", self.port, timeout=timeout)
@@ -148,3 +161,14 @@ async def test_production_sends_webhooks_only_to_public_addresses(hook_port: int
     async with guarded:
         with pytest.raises(httpx.ConnectError):
             await guarded.post(f"http://127.0.0.1:{hook_port}/hook", content=b"{}")
+
+
+async def test_when_the_first_address_cannot_be_reached_the_next_checked_one_is_tried(
+    hook_port: int,
+) -> None:
+    inner = _Recording(hook_port, unreachable={"2606:4700:4700::1111"})
+    backend = PublicOnlyBackend(inner, resolve=_resolving_to("2606:4700:4700::1111", "1.1.1.1"))
+    async with public_only_client(backend=backend) as guarded:
+        response = await guarded.post("http://hooks.example/hook", content=b"{}")
+    assert response.status_code == 204
+    assert inner.asked == ["2606:4700:4700::1111", "1.1.1.1"]

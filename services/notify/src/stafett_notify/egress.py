@@ -29,15 +29,36 @@ class NotPublic(httpcore.ConnectError):
     """The host is, or resolves to, an address that is not on the public internet."""
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, where it is one of the forms that
+    carry one: IPv4-mapped or -translated, IPv4-compatible, 6to4 or well-known NAT64."""
+    low = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    high = int(ip) >> 32
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if high in (0, 0xFFFF0000) or ip in _NAT64:  # ::a.b.c.d, ::ffff:0:a.b.c.d, NAT64
+        return low
+    return ip.sixtofour
+
+
 def is_public(address: str) -> bool:
-    """Whether an IP address is globally reachable (not loopback, private, link-local,
-    shared, reserved, multicast or an IPv4-mapped form of one of those)."""
+    """Whether an IP address is globally reachable: not loopback, private, link-local,
+    shared, reserved or multicast, nor an IPv6 form that carries or reaches such an IPv4
+    address (mapped, translated, compatible, 6to4, NAT64, Teredo) or a site-local one."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local or ip.teredo is not None or ip in _NAT64_LOCAL:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return embedded.is_global and not embedded.is_multicast
     return ip.is_global and not ip.is_multicast
 
 
@@ -72,13 +93,20 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError("the host name could not be resolved") from exc
         if not addresses or not all(is_public(address) for address in addresses):
             raise NotPublic("the host is not a public internet address")
-        return await self._inner.connect_tcp(
-            addresses[0],
-            port,
-            timeout=timeout,
-            local_address=local_address,
-            socket_options=socket_options,
-        )
+        failed: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in addresses:  # in the resolver's order, as a browser would
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failed = exc
+        assert failed is not None
+        raise failed
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
