@@ -84,7 +84,7 @@ def test_the_whole_export_shows_each_case_as_it_ends() -> None:
     assert case["team"] == []
     assert case["consents"] == {"k1": "withdrawn"}
     assert case["entries"] == {"appended": 1, "corrected": 1, "retracted": 0, "restricted": 0}
-    assert (case["reads"], case["denials"]) == ({"guardian": 1}, 1)
+    assert (case["reads"], case["denials_published"]) == ({"guardian": 1}, 1)
     assert set(result.cases) == {CASE, OTHER}  # no "case" for the directory event
     assert "kryptert" not in json.dumps(result.as_json())  # no content, not even encrypted
 
@@ -98,7 +98,7 @@ def test_as_of_a_moment_the_case_is_as_it_stood_then() -> None:
     assert (case["status"], case["level"], case["holder_id"]) == ("open", 1, "ann")
     assert case["team"] == ["bjorn"]
     assert case["consents"] == {"k1": "active"}
-    assert case["denials"] == 0
+    assert case["denials_published"] == 0
     assert OTHER not in result.cases
 
 

@@ -358,7 +358,7 @@ def audit_replay(
             ", ".join(f"{n} {_CONSENT_WORDS.get(s, s)}" for s, n in sorted(consents.items()))
             or "–",
             str(sum(at.reads.values())),
-            str(at.denials),
+            str(at.denials_published),
         )
     console.print(table)
 

@@ -5,8 +5,10 @@ stream order, up to the last message the stream stored at or before ``TIME``, an
 events of every case into what the record showed then: its organisation, unit, stafettholder,
 level, status and team, the state of each consent, and how many entries were written,
 corrected, retracted or restricted, how many reads were recorded (by basis) and how many
-access requests were denied. Nothing is decrypted: the replay holds ids, levels, statuses
-and counts, never content, and needs no key.
+denials were published (the consent service publishes a denial repeated for the same
+principal, action and case within a minute only once; its decision records hold them
+all). Nothing is decrypted: the replay holds ids, levels, statuses and counts, never
+content, and needs no key.
 
 Verify the export first (``stafett audit verify``): the replay trusts the order and the
 bytes it is given. A message it cannot read stops it with the message's sequence number.
@@ -50,7 +52,9 @@ class CaseAt:
     """Events about the case by type (``case.opened``, ``log.entry_appended``, …)."""
     reads: Counter[str] = field(default_factory=Counter)
     """Recorded reads of the case's content by basis."""
-    denials: int = 0
+    denials_published: int = 0
+    """``access.decision_recorded`` denials in the stream (repeats within a minute are in
+    the consent service's decision records only)."""
     last_seq: int = 0
 
     def as_json(self) -> dict[str, Any]:
@@ -69,7 +73,7 @@ class CaseAt:
                 for kind in ("appended", "corrected", "retracted", "restricted")
             },
             "reads": dict(sorted(self.reads.items())),
-            "denials": self.denials,
+            "denials_published": self.denials_published,
             "events": dict(sorted(self.events.items())),
             "last_seq": self.last_seq,
         }
@@ -169,7 +173,7 @@ def _apply(case: CaseAt, name: str, event: CloudEvent) -> None:
             case.reads[str(d.get("basis") or "ukjent")] += 1
         case "access.decision_recorded":
             if d.get("decision") == "deny":
-                case.denials += 1
+                case.denials_published += 1
         case _ if name in _CONSENT_STATES:
             case.consents[str(d.get("consent_id"))] = _CONSENT_STATES[name]
 
