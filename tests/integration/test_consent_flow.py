@@ -408,6 +408,30 @@ async def test_repeated_denials_are_recorded_each_and_an_event_once_a_minute(
     assert {d["decision_id"] for d in [*repeated, other_action]} <= recorded
 
 
+async def test_identical_denials_at_the_same_moment_are_one_event(
+    consent: ConsentHarness,
+) -> None:
+    """On PostgreSQL decisions run in four threads at once: the claim on a denial's event is
+    taken atomically, so concurrent identical denials still make one event."""
+    decisions = consent.runtime.extras["decisions"]
+    assert isinstance(decisions, DecisionPoint)
+    case_id, seq = await consent.open_case()
+    await consent.runtime.projector.wait_for(seq, 5)
+    before = await consent.store.last_seq()
+    denied = await asyncio.gather(
+        *(consent.decide("vgs-vidar", "case:read", case_id) for _ in range(8))
+    )
+    assert {d["decision"] for d in denied} == {"deny"}
+    await decisions.publish_pending()
+    published = [
+        e.id
+        for e in await consent.events_since(before)
+        if e.type == "no.stafett.access.decision_recorded.v1"
+    ]
+    assert len(published) == 1
+    assert published[0] in {d["decision_id"] for d in denied}
+
+
 async def test_on_sqlite_a_decision_waits_in_the_thread_when_its_records_are_locked(
     consent: ConsentHarness,
 ) -> None:

@@ -368,44 +368,51 @@ class DecisionPoint:
         engine, records = self.engines(on_loop)
         with engine.connect() as conn:
             decision, case_org = self._decide(conn, q)
+        event = False
         with records.connect() as conn:
             try:
                 conn.execution_options(sqlite_begin="IMMEDIATE")
                 conn.execute(_RECORD, _record_row(q, decision))
-                event = case_org is not None and not decision.permit and self._new_denial(q)
+                event = case_org is not None and not decision.permit and self._claim_denial(q)
                 if event:
                     # Denials on a case become events; the relay publishes them.
                     conn.execute(_QUEUE, {"decision_id": q.decision_id, "tenant": case_org})
                 conn.commit()
             except Exception as exc:  # an unrecorded decision is a denial
+                if event:
+                    self._release_denial(q)  # nothing was queued
                 if on_loop and is_busy(exc):
                     # Nothing was committed: the thread makes the decision again and waits.
                     raise
                 _log.error("decision_not_recorded", error_type=type(exc).__name__)
                 return decision, case_org, False
         self._wrote(on_loop)
-        if event:
-            self._denied_as_event(q)
         return decision, case_org, True
 
     @staticmethod
     def _denial_key(q: _Question) -> tuple[str, str, str, str]:
         return (q.principal_id, q.principal_kind, q.action.value, q.case_id)
 
-    def _new_denial(self, q: _Question) -> bool:
-        """Whether this denial is to be an event (see :data:`DENIAL_EVENT_WINDOW_S`)."""
+    def _claim_denial(self, q: _Question) -> bool:
+        """Whether this denial is to be an event (see :data:`DENIAL_EVENT_WINDOW_S`); if so,
+        it is noted at once, so that a concurrent identical denial is not one too."""
+        key, now = self._denial_key(q), q.now.timestamp()
         with self._denial_lock:
-            last = self._denial_events.get(self._denial_key(q))
-        return last is None or q.now.timestamp() - last >= DENIAL_EVENT_WINDOW_S
-
-    def _denied_as_event(self, q: _Question) -> None:
-        """After the commit that queued a denial's event."""
-        with self._denial_lock:
-            key = self._denial_key(q)
-            self._denial_events[key] = q.now.timestamp()
+            last = self._denial_events.get(key)
+            if last is not None and now - last < DENIAL_EVENT_WINDOW_S:
+                return False
+            self._denial_events[key] = now
             self._denial_events.move_to_end(key)
             while len(self._denial_events) > DENIALS_REMEMBERED:
                 self._denial_events.popitem(last=False)
+        return True
+
+    def _release_denial(self, q: _Question) -> None:
+        """The transaction that was to queue this denial's event failed: forget the claim."""
+        key = self._denial_key(q)
+        with self._denial_lock:
+            if self._denial_events.get(key) == q.now.timestamp():
+                del self._denial_events[key]
 
     def _decide(self, conn: Connection, q: _Question) -> tuple[Decision, str | None]:
         if q.entry_id is None and q.action in INDEXED_ACTIONS and q.principal_kind == "person":
