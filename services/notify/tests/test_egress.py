@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpcore
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from stafett_notify.egress import (
     NotPublic,
@@ -172,3 +180,106 @@ async def test_when_the_first_address_cannot_be_reached_the_next_checked_one_is_
         response = await guarded.post("http://hooks.example/hook", content=b"{}")
     assert response.status_code == 204
     assert inner.asked == ["2606:4700:4700::1111", "1.1.1.1"]
+
+
+def _certificate_authority(tmp_path: Path, server_name: str) -> tuple[Path, Path, Path]:
+    """A CA of the test's own and a server certificate it signed for ``server_name``: the
+    CA's file, the certificate's and its key's."""
+    now = datetime.now(UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("Stafett test CA"))
+        .issuer_name(name("Stafett test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name(server_name))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = (tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
+    files[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+@contextlib.contextmanager
+def _https_hook(certificate: Path, key: Path) -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("served_as", "delivered"), [("hooks.example", True), ("other.example", False)]
+)
+async def test_tls_is_checked_against_the_urls_host_name_on_the_pinned_address(
+    tmp_path: Path, served_as: str, delivered: bool
+) -> None:
+    ca, certificate, key = _certificate_authority(tmp_path, served_as)
+    with _https_hook(certificate, key) as port:
+        inner = _Recording(port)  # the checked public address, standing in for the internet
+        backend = PublicOnlyBackend(inner, resolve=_resolving_to("93.184.215.14"))
+        trusted = ssl.create_default_context(cafile=str(ca))
+        async with public_only_client(backend=backend, ssl_context=trusted) as guarded:
+            if delivered:
+                response = await guarded.post("https://hooks.example/hook", content=b"{}")
+                assert response.status_code == 204
+            else:  # a certificate for another name, from a trusted CA: refused
+                with pytest.raises(httpx.ConnectError, match=r"(?i)certificate|hostname"):
+                    await guarded.post("https://hooks.example/hook", content=b"{}")
+    assert inner.asked == ["93.184.215.14"]

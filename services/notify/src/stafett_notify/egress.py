@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -113,15 +114,19 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
 
 
 def public_only_client(
-    *, timeout_s: float = 10.0, backend: httpcore.AsyncNetworkBackend | None = None
+    *,
+    timeout_s: float = 10.0,
+    backend: httpcore.AsyncNetworkBackend | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """An HTTP client whose connections go only to public addresses. It ignores proxy
     settings from the environment (a proxy would make the connection in its place) and does
-    not follow redirects."""
+    not follow redirects. TLS is verified against the URL's host name with the system's
+    certificate authorities (or ``ssl_context``)."""
     transport = httpx.AsyncHTTPTransport(trust_env=False)
     # httpx does not take a network backend; its pool, built the same way, does.
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=ssl_context or httpx.create_ssl_context(),
         max_connections=100,  # httpx's default limits
         max_keepalive_connections=20,
         keepalive_expiry=5.0,
