@@ -9,7 +9,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpcore
 import httpx
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from stafett_notify.api import _allowed_webhook_host
 from stafett_notify.egress import (
     NotPublic,
     PublicOnlyBackend,
@@ -26,6 +28,7 @@ from stafett_notify.egress import (
     public_only_client,
     webhook_client,
 )
+from stafett_shared.service import Runtime
 
 
 @pytest.mark.parametrize(
@@ -283,3 +286,23 @@ async def test_tls_is_checked_against_the_urls_host_name_on_the_pinned_address(
                 with pytest.raises(httpx.ConnectError, match=r"(?i)certificate|hostname"):
                     await guarded.post("https://hooks.example/hook", content=b"{}")
     assert inner.asked == ["93.184.215.14"]
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://hooks.example/hook", True),  # a name: checked at every connection
+        ("https://93.184.215.14/hook", True),
+        ("https://[2606:4700:4700::1111]/hook", True),
+        ("http://hooks.example/hook", False),
+        ("https://localhost/hook", False),
+        ("https://10.0.0.5/hook", False),
+        ("https://[64:ff9b::a00:1]/hook", False),  # NAT64 to 10.0.0.1: as at delivery
+        ("https://[::ffff:127.0.0.1]/hook", False),
+    ],
+)
+def test_registration_in_production_refuses_what_delivery_would(url: str, allowed: bool) -> None:
+    production = cast("Runtime", SimpleNamespace(settings=SimpleNamespace(production=True)))
+    development = cast("Runtime", SimpleNamespace(settings=SimpleNamespace(production=False)))
+    assert _allowed_webhook_host(production, url) is allowed
+    assert _allowed_webhook_host(development, url)
