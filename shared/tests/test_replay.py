@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from stafett_shared.cli import app
 from stafett_shared.envelope import encode_commit
-from stafett_shared.replay import ReplayError, parse_time, replay
+from stafett_shared.eventstore import parse_stream_time
+from stafett_shared.replay import ReplayError, replay
 from stafett_shared.testing.events import make_event
 
 CASE = "01JCASE0000000000000000001"
@@ -127,13 +128,13 @@ def test_a_message_that_is_no_batch_of_events_names_its_sequence() -> None:
     ],
 )
 def test_times_are_rfc_3339_with_a_zone(text: str, expected: datetime) -> None:
-    assert parse_time(text) == expected
+    assert parse_stream_time(text) == expected
 
 
 @pytest.mark.parametrize("text", ["2026-03-01", "2026-03-01T12:00:00", "i går"])
 def test_a_time_without_a_zone_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="RFC 3339"):
-        parse_time(text)
+        parse_stream_time(text)
 
 
 def test_the_command_prints_a_table_or_json_and_refuses_a_bad_moment(tmp_path: Path) -> None:

@@ -301,12 +301,13 @@ def audit_replay(
 
     from rich.table import Table
 
-    from stafett_shared.replay import ReplayError, parse_time, replay
+    from stafett_shared.eventstore import parse_stream_time
+    from stafett_shared.replay import ReplayError, replay
 
     moment = None
     if as_of is not None:
         try:
-            moment = parse_time(as_of)
+            moment = parse_stream_time(as_of)
         except ValueError:
             err.print("[red]--as-of må være et RFC 3339-tidspunkt med tidssone.[/red]")
             raise typer.Exit(2) from None

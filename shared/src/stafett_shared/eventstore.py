@@ -119,15 +119,27 @@ class StoredCommit:
         return self.headers.get("Nats-Msg-Id")
 
 
+_STREAM_TIME = re.compile(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def parse_stream_time(value: str) -> datetime:
+    """An RFC 3339 time with a zone, as JetStream writes it (``…Z`` with nanoseconds,
+    which Python keeps as microseconds) or with an offset; in UTC. ``ValueError`` else."""
+    match = _STREAM_TIME.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"not an RFC 3339 time: {value!r}")
+    micros = (match.group(2) or "0")[:6].ljust(6, "0")
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(f"{match.group(1)}.{micros}{zone}").astimezone(UTC)
+
+
 def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
-    # JetStream writes nanoseconds; Python keeps microseconds.
-    match = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?Z", value)
-    if not match:
+    try:
+        return parse_stream_time(value)
+    except ValueError:
         return None
-    micros = (match.group(2) or "0")[:6].ljust(6, "0")
-    return datetime.fromisoformat(f"{match.group(1)}.{micros}").replace(tzinfo=UTC)
 
 
 def required_stream_config(name: str, prefix: str, replicas: int) -> StreamConfig:

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from stafett_shared.envelope import CloudEvent, EnvelopeError, decode_commit
+from stafett_shared.eventstore import parse_stream_time
 
-__all__ = ["CaseAt", "Replay", "ReplayError", "parse_time", "replay"]
+__all__ = ["CaseAt", "Replay", "ReplayError", "replay"]
 
 
 class ReplayError(ValueError):
@@ -99,8 +99,6 @@ class Replay:
         }
 
 
-_STREAM_TIME = re.compile(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
-
 _CONSENT_STATES = {
     "consent.requested": "requested",
     "consent.activated": "active",
@@ -110,16 +108,6 @@ _CONSENT_STATES = {
 }
 
 
-def parse_time(value: str) -> datetime:
-    """An RFC 3339 time as JetStream and users write it (nanoseconds are cut to micro)."""
-    match = _STREAM_TIME.fullmatch(value.strip())
-    if not match:
-        raise ValueError(f"not an RFC 3339 time: {value!r}")
-    micros = (match.group(2) or "0")[:6].ljust(6, "0")
-    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
-    return datetime.fromisoformat(f"{match.group(1)}.{micros}{zone}").astimezone(UTC)
-
-
 def _record(line: str, number: int) -> tuple[int, datetime, tuple[CloudEvent, ...]]:
     try:
         record = json.loads(line)
@@ -127,7 +115,7 @@ def _record(line: str, number: int) -> tuple[int, datetime, tuple[CloudEvent, ..
         if not isinstance(seq, int) or not isinstance(stored, str) or not isinstance(data, str):
             raise TypeError
         body = binascii.a2b_base64(data, strict_mode=True)
-        when = parse_time(stored)
+        when = parse_stream_time(stored)
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise ReplayError(f"linje {number} er ikke en gyldig eksportpost") from None
     try:
