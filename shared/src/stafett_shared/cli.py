@@ -345,7 +345,7 @@ def audit_replay(
     )
     for case_id in sorted(result.cases):
         at = result.cases[case_id]
-        entries = at.as_json()["entries"]
+        entries = at.entries()
         consents = Counter(at.consents.values())
         table.add_row(
             case_id,

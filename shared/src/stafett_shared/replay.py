@@ -57,6 +57,13 @@ class CaseAt:
     the consent service's decision records only)."""
     last_seq: int = 0
 
+    def entries(self) -> dict[str, int]:
+        """Log events by kind: appended, corrected, retracted and restricted."""
+        return {
+            kind: self.events[f"log.entry_{kind}"]
+            for kind in ("appended", "corrected", "retracted", "restricted")
+        }
+
     def as_json(self) -> dict[str, Any]:
         return {
             "case_id": self.case_id,
@@ -68,10 +75,7 @@ class CaseAt:
             "opened_at": self.opened_at,
             "team": sorted(self.team),
             "consents": dict(sorted(self.consents.items())),
-            "entries": {
-                kind: self.events[f"log.entry_{kind}"]
-                for kind in ("appended", "corrected", "retracted", "restricted")
-            },
+            "entries": self.entries(),
             "reads": dict(sorted(self.reads.items())),
             "denials_published": self.denials_published,
             "events": dict(sorted(self.events.items())),
