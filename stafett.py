@@ -11,12 +11,17 @@ the constraints changed. Any other arguments go to the ``stafett`` command.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -58,6 +63,109 @@ def _stamp() -> str:
     return digest.hexdigest()
 
 
+class PipProgress:
+    """Turns pip's line for every step into a few lines a person can follow.
+
+    On a terminal one line counts the packages as pip finds and downloads them; elsewhere
+    (a CI log) a line per phase and one per twenty packages. pip's own lines are kept back,
+    and the last of them shown if it fails; its warnings and errors (stderr) pass through.
+    """
+
+    EVERY = 20  # packages between two counting lines when the output is not a terminal
+
+    def __init__(self, out: TextIO, *, live: bool, expected: int) -> None:
+        self.out = out
+        self.live = live
+        self.expected = expected
+        self.found = 0
+        self.downloaded = 0
+        self.phase = ""
+        self.status_shown = False
+        self.started = time.monotonic()
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)
+
+    def _say(self, text: str) -> None:
+        self._end_status()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _status(self, text: str) -> None:
+        width = shutil.get_terminal_size().columns - 1
+        self.out.write("\r" + text[:width] + "\x1b[K")
+        self.out.flush()
+        self.status_shown = True
+
+    def _end_status(self) -> None:
+        if self.status_shown:
+            self.out.write("\n")
+            self.status_shown = False
+
+    def _enter(self, phase: str, text: str) -> None:
+        if self.phase != phase:
+            self.phase = phase
+            self._say(text)
+
+    def _counted(self) -> str:
+        if self.found <= self.expected:
+            return f"{self.found} av ca. {self.expected}"
+        return str(self.found)
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip()
+        self.tail.append(line)
+        found = re.match(
+            r"(Collecting|Processing|Obtaining|Requirement already satisfied:) (\S+)", line
+        )
+        if found:
+            self._enter("find", "  Finner og henter pakker …")
+            self.found += 1
+            name = found.group(2).rsplit("/", 1)[-1]
+            if name.endswith(".whl"):  # a wheel file: its name up to the version
+                name = name.partition("-")[0]
+            if self.live:
+                self._status(f"  {self._counted()} pakker: {name}")
+            elif self.found % self.EVERY == 0:
+                self._say(f"  … {self.found} pakker")
+            return
+        download = re.match(r"\s+Downloading (?:\S*/)?(\S+?)(?:-\d\S*)? \((.+)\)$", line)
+        if download:
+            self.downloaded += 1
+            if self.live:
+                name, size = download.groups()
+                self._status(f"  {self._counted()} pakker: laster ned {name} ({size})")
+            return
+        if line.startswith(("Building wheels for collected packages", "  Building editable")):
+            self._summarise_found()
+            self._enter("build", "  Bygger Stafett-pakkene …")
+        elif line.startswith("Installing collected packages:"):
+            self._summarise_found()
+            count = len(line.partition(":")[2].split(","))
+            self._enter("install", f"  Installerer {_packages(count)} …")
+
+    def _summarise_found(self) -> None:
+        if self.phase == "find":
+            self.phase = "found"
+            self._say(f"  {_packages(self.found)} funnet, {self.downloaded} lastet ned.")
+
+    def finish(self, returncode: int) -> None:
+        self._summarise_found()
+        if returncode == 0:
+            self._say(f"  Ferdig på {time.monotonic() - self.started:.0f} s.")
+            return
+        self._say("  Siste linjer fra pip:")
+        for line in self.tail:
+            self._say("    " + line)
+
+
+def _packages(count: int) -> str:
+    return f"{count} pakke" if count == 1 else f"{count} pakker"
+
+
+def _expected_packages() -> int:
+    pins = (ROOT / "constraints.txt").read_text().splitlines()
+    return len([p for p in pins if p.strip() and not p.startswith("#")]) + len(DISTRIBUTIONS)
+
+
 def ensure_venv() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - the launcher may meet an older Python
         sys.exit("Stafett needs Python 3.11 or newer.")
@@ -68,22 +176,42 @@ def ensure_venv() -> None:
     if not _python().exists():
         print("Lager virtuelt miljø i .venv …", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    print("Installerer avhengigheter (låst i constraints.txt) …", flush=True)
+    print(
+        "Installerer avhengigheter (låst i constraints.txt); "
+        "første gang tar det et minutt eller to …",
+        flush=True,
+    )
     command = [
         str(_python()),
         "-m",
         "pip",
         "install",
         "--disable-pip-version-check",
-        "--quiet",
+        "--progress-bar",
+        "off",
         "-c",
         str(ROOT / "constraints.txt"),
     ]
     for dist in DISTRIBUTIONS:
         folder, _, extras = dist.partition("[")
         command += ["-e", str(ROOT / folder) + (f"[{extras}" if extras else "")]
-    env = dict(os.environ, PIP_CONSTRAINT=str(ROOT / "constraints.txt"))
-    subprocess.run(command, check=True, cwd=ROOT, env=env)
+    env = dict(os.environ, PIP_CONSTRAINT=str(ROOT / "constraints.txt"), PYTHONUNBUFFERED="1")
+    progress = PipProgress(sys.stdout, live=sys.stdout.isatty(), expected=_expected_packages())
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    ) as pip:
+        assert pip.stdout is not None
+        for line in pip.stdout:
+            progress.feed(line)
+    progress.finish(pip.returncode)
+    if pip.returncode != 0:
+        sys.exit(f"Installasjonen stoppet: pip avsluttet med kode {pip.returncode}.")
     stamp_file.write_text(stamp)
 
 
