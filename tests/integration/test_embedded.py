@@ -86,9 +86,10 @@ async def test_stafett_token_prints_a_token_the_services_accept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STAFETT_DATA_DIR", str(tmp_path))
+    DevIssuer.load_or_create(tmp_path)  # made by `stafett up`; `stafett token` makes none
     result = CliRunner().invoke(app, ["token", "ann-kristin-allum"])
     assert result.exit_code == 0, result.output
-    verifier = TokenVerifier(dev_issuer=DevIssuer.load_or_create(tmp_path))
+    verifier = TokenVerifier(dev_issuer=DevIssuer.load(tmp_path))
     principal = await verifier.verify(result.output.strip())
     await verifier.aclose()
     assert principal.kind == "person"

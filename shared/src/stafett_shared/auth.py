@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from stafett_shared.crypto import load_or_create_signing_key
+from stafett_shared.crypto import load_or_create_signing_key, load_signing_key
 from stafett_shared.ids import PERSON_ID_PATTERN
 from stafett_shared.problems import Problem
 from stafett_shared.ratelimit import RateLimiter
@@ -86,6 +86,11 @@ class DevIssuer:
     @classmethod
     def load_or_create(cls, data_dir: Path) -> DevIssuer:
         return cls(load_or_create_signing_key(data_dir / "keys" / "dev-issuer.pem"))
+
+    @classmethod
+    def load(cls, data_dir: Path) -> DevIssuer:
+        """The key a running system made; never a new one (``FileNotFoundError``)."""
+        return cls(load_signing_key(data_dir / "keys" / "dev-issuer.pem"))
 
     @property
     def jwks(self) -> dict[str, Any]:

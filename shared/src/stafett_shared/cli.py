@@ -10,13 +10,24 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from stafett_shared.datafolder import (
+    DataFolderNotFound,
+    announce_running,
+    find_data_folder,
+    marker_path,
+    withdraw_running,
+)
 from stafett_shared.embedded import SERVICES, EmbeddedSystem
 from stafett_shared.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from stafett_shared.auth import DevIssuer
 
 app = typer.Typer(
     name="stafett",
@@ -82,6 +93,7 @@ def up(
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    marker = _announce(folder)
     try:
         document = demo or Path("data/grenland.yaml")
         if not no_demo and document.is_file():
@@ -107,8 +119,33 @@ def up(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         console.print("Stopper …" if stopping else "")
+        if marker is not None:
+            withdraw_running(marker)
         system.stop()
         console.print("Stoppet.")
+
+
+def _announce(folder: Path) -> Path | None:
+    """Tell `stafett token` and `stafett demo` in other folders where this system's keys are."""
+    try:
+        return announce_running(folder)
+    except OSError as exc:
+        err.print(
+            f"[yellow]Kunne ikke skrive {marker_path()} ({exc.strerror}); `stafett token` "
+            f"fra en annen mappe trenger STAFETT_DATA_DIR={folder}.[/yellow]"
+        )
+        return None
+
+
+def _dev_issuer(settings: CommonSettings) -> DevIssuer:
+    """The running system's development issuer, found without ever making a key."""
+    from stafett_shared.auth import DevIssuer
+
+    try:
+        return DevIssuer.load(find_data_folder(settings))
+    except DataFolderNotFound as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def _load_region(
@@ -155,7 +192,12 @@ def demo(
         raise typer.Exit(2)
     try:
         created = load_demo(
-            settings, region, case_url=case_url, log_url=log_url, consent_url=consent_url
+            settings,
+            _dev_issuer(settings),
+            region,
+            case_url=case_url,
+            log_url=log_url,
+            consent_url=consent_url,
         )
     except DemoError as exc:
         err.print(f"[red]{exc}[/red]")
@@ -171,14 +213,16 @@ def token(
     scope: Annotated[list[str] | None, typer.Option(help="Scope for klienttoken.")] = None,
     hours: Annotated[int, typer.Option(min=1, max=24)] = 8,
 ) -> None:
-    """Skriv ut et utviklingstoken. Nektes i produksjon."""
-    from stafett_shared.auth import DevIssuer
+    """Skriv ut et utviklingstoken for den kjørende Stafett. Nektes i produksjon.
 
+    Datamappen er STAFETT_DATA_DIR, ellers mappen til `stafett up` som kjører, ellers ./var;
+    en ny nøkkel lages aldri.
+    """
     settings = CommonSettings()
     if settings.production or not settings.dev_issuer_enabled:
         err.print("[red]Utviklingsutstederen er slått av (produksjon).[/red]")
         raise typer.Exit(2)
-    issuer = DevIssuer.load_or_create(settings.data_dir.resolve())
+    issuer = _dev_issuer(settings)
     try:
         value = issuer.issue(person, client=client, scopes=scope or [], ttl_s=hours * 3600)
     except ValueError as exc:

@@ -51,9 +51,15 @@ def _post(
 
 
 def load_demo(
-    settings: CommonSettings, region: Path, *, case_url: str, log_url: str, consent_url: str
+    settings: CommonSettings,
+    issuer: DevIssuer,
+    region: Path,
+    *,
+    case_url: str,
+    log_url: str,
+    consent_url: str,
 ) -> list[str]:
-    issuer = DevIssuer.load_or_create(settings.data_dir.resolve())
+    """Write the demo through the public API with tokens from the running system's issuer."""
 
     def auth(person: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {issuer.issue(person)}"}
