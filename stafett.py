@@ -176,11 +176,16 @@ def ensure_venv() -> None:
     if not _python().exists():
         print("Lager virtuelt miljø i .venv …", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    print(
-        "Installerer avhengigheter (låst i constraints.txt); "
-        "første gang tar det et minutt eller to …",
-        flush=True,
-    )
+        print(
+            "Installerer avhengigheter (låst i constraints.txt); "
+            "første gang tar det et minutt eller to …",
+            flush=True,
+        )
+    else:
+        print(
+            "Oppdaterer avhengigheter (en pyproject.toml eller constraints.txt er endret) …",
+            flush=True,
+        )
     command = [
         str(_python()),
         "-m",
