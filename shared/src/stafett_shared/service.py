@@ -5,7 +5,11 @@ what is its own."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import importlib.metadata
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -17,6 +21,8 @@ import nats
 import nats.errors
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from nats.aio.client import Client as NATS
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -33,6 +39,7 @@ from stafett_shared.logging import configure_logging, get_logger
 from stafett_shared.loopdb import loop_engine
 from stafett_shared.problems import (
     BodySizeLimitMiddleware,
+    Problem,
     install_problem_handlers,
     problem_response,
 )
@@ -261,6 +268,69 @@ def _health_router() -> APIRouter:
     return router
 
 
+# The Swagger UI files /docs needs, from the installed fastapi-offline package; nothing else
+# in its folder is served.
+_DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon.png": "image/png",
+}
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+
+
+def docs_policy(page: bytes) -> str:
+    """A Content-Security-Policy for the /docs page: this origin only, and of inline script
+    only the page's own start script (by its hash)."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
+        for script in _INLINE_SCRIPT.findall(page)
+    )
+    return (
+        f"default-src 'none'; script-src 'self' {hashes}; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def _docs_router(title: str, openapi_url: str) -> APIRouter:
+    """Swagger UI at /docs, its files served by the service itself: the page works without
+    internet, under its own strict Content-Security-Policy."""
+    import fastapi_offline
+
+    folder = Path(fastapi_offline.__file__).parent / "static"
+    version = importlib.metadata.version("fastapi-offline")  # in the asset URLs, for caches
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/docs")
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        assets = f"{root}/docs/assets"
+        page = get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{title} – API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js?v={version}",
+            swagger_css_url=f"{assets}/swagger-ui.css?v={version}",
+            swagger_favicon_url=f"{assets}/favicon.png?v={version}",
+            # Swagger UI would otherwise send the spec's address to its online validator.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+        page.headers["Content-Security-Policy"] = docs_policy(bytes(page.body))
+        return page
+
+    @router.get("/docs/assets/{name}")
+    async def docs_asset(name: str) -> FileResponse:
+        media_type = _DOCS_ASSETS.get(name)
+        if media_type is None:
+            raise Problem(404, "not_found", "Finnes ikke.")
+        return FileResponse(
+            folder / name,
+            media_type=media_type,
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    return router
+
+
 def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
     """AsyncAPI 3.0 description of the events this service owns."""
     messages: dict[str, Any] = {}
@@ -360,12 +430,13 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
         version="1",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # our own /docs: Swagger UI from an installed package, not a CDN
         redoc_url=None,
         telemetry=FASTAPI_TELEMETRY,
     )
     install_problem_handlers(app)
     app.include_router(_health_router())
+    app.include_router(_docs_router(spec.title, "/openapi.json"))
     for router in spec.routers:
         app.include_router(router, prefix="/api/v1")
     for router in spec.extra_routers:
