@@ -96,8 +96,8 @@ class PipProgress:
         self.status_shown = True
 
     def _end_status(self) -> None:
-        if self.status_shown:
-            self.out.write("\n")
+        if self.status_shown:  # the next line takes the counting line's place
+            self.out.write("\r\x1b[K")
             self.status_shown = False
 
     def _enter(self, phase: str, text: str) -> None:
