@@ -280,6 +280,13 @@ async def test_a_reloaded_region_document_ends_dropped_roles_at_once(
     assert after["decision"] == "deny"
     unchanged = await consent.load_region(document)
     assert unchanged.json()["changes"] == {}
+    # The first document again, within the stream's duplicate window: a change, not a repeat.
+    restored = await consent.load_region(REGION)
+    assert restored.json()["changes"] == {"role_granted": 1}
+    again = await consent.decide(
+        "rektor-siljan", "case:read", case_id, min_seq=restored.json()["seq"]
+    )
+    assert again["decision"] == "permit"
 
 
 async def test_emergency_access_lasts_a_day_and_names_leader_and_holder(

@@ -181,12 +181,14 @@ class ConsentService:
             for chunk_no, start in enumerate(range(0, len(envelopes), 100)):
                 chunk = envelopes[start : start + 100]
                 version = await self.store.version(subject)
+                # The version is part of the key: a document loaded again after another one
+                # changed the aggregate is a new change, not a repeat inside the duplicate window.
                 try:
                     result = await self.store.append(
                         subject,
                         chunk,
                         expected_version=version,
-                        idempotency_key=f"region-{digest[:32]}-{aggregate}-{chunk_no}",
+                        idempotency_key=f"region-{digest[:32]}-{aggregate}-{version}-{chunk_no}",
                     )
                     last_seq = max(last_seq, result.seq)
                 except DuplicateAppend as repeat:
