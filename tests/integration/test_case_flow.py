@@ -97,6 +97,12 @@ async def test_a_handover_to_the_county_needs_a_consent_naming_it_and_history_tr
         headers=case.auth("ann-kristin-allum"),
     )
     assert measure.status_code == 201, measure.text
+    raised = await case.client.post(
+        f"/api/v1/cases/{case_id}/level",
+        json={"level": 2, "reason": "Trenger tettere oppfølging."},
+        headers=case.auth("ann-kristin-allum"),
+    )
+    assert raised.status_code == 200, raised.text
 
     refused = await _handover_to_county(case, case_id)
     assert refused.status_code == 422
@@ -142,6 +148,13 @@ async def test_a_handover_to_the_county_needs_a_consent_naming_it_and_history_tr
     assert body["history_from"] is not None
     assert body["measures"] == []  # the history did not travel
     assert body["concern"] is None
+    # The levels did, without the reasons given before the handover; of the handovers, the
+    # one that brought the case over, with the sender's note.
+    assert [(h["level"], h["reason"]) for h in body["level_history"]] == [(1, None), (2, None)]
+    (brought,) = body["handovers"]
+    assert (brought["id"], brought["status"]) == (handover_id, "accepted")
+    assert brought["note"] == "Overgang etter 10. trinn."
+    assert brought["answered_at"] == body["holder_since"]
 
 
 async def test_history_travels_when_the_consent_lets_it(

@@ -178,6 +178,7 @@ async def list_cases(
     level: Annotated[int | None, Query(ge=0, le=3)] = None,
     status: Annotated[Literal["open", "closed"] | None, Query()] = None,
     holder: Annotated[Literal["me"] | None, Query()] = None,
+    member: Annotated[Literal["me"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=ULID)] = None,
 ) -> JSONResponse:
@@ -187,13 +188,23 @@ async def list_cases(
         level=level,
         status=status,
         holder_me=holder == "me",
+        member_me=member == "me",
         limit=limit,
         cursor=cursor,
     )
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
-@router.get("/cases/{case_id}", summary="En sak med team, tiltak og ventende overføring")
+def _behind() -> Problem:
+    return Problem(
+        503, "unavailable", "Lesemodellen er ikke à jour ennå.", headers={"Retry-After": "1"}
+    )
+
+
+@router.get(
+    "/cases/{case_id}",
+    summary="En sak med team, tiltak, nivåhistorikk og overføringer",
+)
 async def get_case(
     *,
     case_id: CaseId,
@@ -204,9 +215,7 @@ async def get_case(
     try:
         view = await service.view(principal, case_id, min_seq)
     except ProjectionBehind:
-        raise Problem(
-            503, "unavailable", "Lesemodellen er ikke à jour ennå.", headers={"Retry-After": "1"}
-        ) from None
+        raise _behind() from None
     return JSONResponse(jsonable_encoder(view), headers={"ETag": f'"{view["version"]}"'})
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_case import domain
@@ -20,12 +20,13 @@ from stafett_case.projections import (
     children,
     consents,
     handovers,
+    level_history,
     measures,
     roles,
     team,
     units,
 )
-from stafett_shared.access import AccessClient, AccessUnavailable, record_access
+from stafett_shared.access import AccessClient, AccessDecision, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.db import as_utc
@@ -108,13 +109,18 @@ class CaseService:
 
     # --- access ---------------------------------------------------------------------------
 
+    async def decision(
+        self, principal: Principal, action: str, case_id: str, min_seq: int | None = None
+    ) -> AccessDecision:
+        try:
+            return await self.access.check(principal, action, case_id, min_seq=min_seq)
+        except AccessUnavailable:
+            raise unavailable() from None
+
     async def allowed(
         self, principal: Principal, action: str, case_id: str, min_seq: int | None = None
     ) -> bool:
-        try:
-            return (await self.access.check(principal, action, case_id, min_seq=min_seq)).permitted
-        except AccessUnavailable:
-            raise unavailable() from None
+        return (await self.decision(principal, action, case_id, min_seq)).permitted
 
     async def require(
         self, principal: Principal, action: str, case_id: str, min_seq: int | None = None
@@ -692,10 +698,7 @@ class CaseService:
     ) -> dict[str, Any]:
         if min_seq:
             await self.projector.wait_for(min_seq, 2.0)
-        try:
-            decision = await self.access.check(principal, "case:read", case_id, min_seq=min_seq)
-        except AccessUnavailable:
-            raise unavailable() from None
+        decision = await self.decision(principal, "case:read", case_id, min_seq)
         if not decision.permitted:
             raise not_found()
         async with self.sessions() as session:
@@ -710,13 +713,20 @@ class CaseService:
                     .order_by(measures.c.measure_id)
                 )
             ).all()
-            pending = (
+            level_rows = (
                 await session.execute(
-                    select(handovers).where(
-                        handovers.c.case_id == case_id, handovers.c.status == "pending"
-                    )
+                    select(level_history)
+                    .where(level_history.c.case_id == case_id)
+                    .order_by(level_history.c.seq)
                 )
-            ).first()
+            ).all()
+            handover_rows = (
+                await session.execute(
+                    select(handovers)
+                    .where(handovers.c.case_id == case_id)
+                    .order_by(handovers.c.requested_at, handovers.c.handover_id)
+                )
+            ).all()
             child = (
                 (
                     await session.execute(
@@ -726,26 +736,14 @@ class CaseService:
                 if row.child_id
                 else None
             )
-        try:
-            await record_access(
-                self.store,
-                case_id=case_id,
-                tenant=row.org_id,
-                principal=principal,
-                basis=decision.basis,
-                decision_id=decision.decision_id,
-                what="case",
-                service="case",
-            )
-        except Exception:  # noqa: BLE001 - a read that is not recorded is not served
-            raise unavailable() from None
+        await self._record_read(principal, case_id, row.org_id, decision)
         owner = row.child_id or case_id
-        history_from = row.history_from
+        history_from = as_utc(row.history_from)
         visible_measures = [
-            m
-            for m in measure_rows
-            if history_from is None or as_utc(m.added_at) >= as_utc(history_from)
+            m for m in measure_rows if history_from is None or as_utc(m.added_at) >= history_from
         ]
+        pending = next((h for h in handover_rows if h.status == "pending"), None)
+        accepted = [as_utc(h.answered_at) for h in handover_rows if h.status == "accepted"]
         return {
             "id": row.case_id,
             "org_id": row.org_id,
@@ -806,7 +804,63 @@ class CaseService:
                 if pending is not None
                 else None
             ),
+            "level_history": [
+                {
+                    "level": lv.level,
+                    "previous_level": lv.previous_level,
+                    # A reason given before the history stopped travelling stays behind.
+                    "reason": (
+                        await self._decrypt_first((owner, case_id), lv.reason, "reason")
+                        if history_from is None or as_utc(lv.changed_at) >= history_from
+                        else None
+                    ),
+                    "changed_at": as_utc(lv.changed_at),
+                    "by_person_id": lv.by_person_id,
+                }
+                for lv in level_rows
+            ],
+            "handovers": [
+                await self._handover_item(h, owner, case_id)
+                for h in handover_rows
+                if _handover_visible(h, history_from)
+            ],
+            "holder_since": max(accepted, default=None) or as_utc(row.opened_at),
             "version": row.version,
+        }
+
+    async def _record_read(
+        self, principal: Principal, case_id: str, tenant: str, decision: AccessDecision
+    ) -> None:
+        try:
+            await record_access(
+                self.store,
+                case_id=case_id,
+                tenant=tenant,
+                principal=principal,
+                basis=decision.basis,
+                decision_id=decision.decision_id,
+                what="case",
+                service="case",
+            )
+        except Exception:  # noqa: BLE001 - a read that is not recorded is not served
+            raise unavailable() from None
+
+    async def _handover_item(self, h: Any, owner: str, case_id: str) -> dict[str, Any]:
+        return {
+            "id": h.handover_id,
+            "from_person_id": h.from_person_id,
+            "from_unit_id": h.from_unit_id,
+            "to_person_id": h.to_person_id,
+            "to_unit_id": h.to_unit_id,
+            "to_org_id": h.to_org_id,
+            "status": h.status,
+            "requested_at": as_utc(h.requested_at),
+            "answered_at": as_utc(h.answered_at),
+            # Text written before the child was identified is under the case's own key.
+            "note": await self._decrypt_first((owner, case_id), h.note, "handover_note"),
+            "decline_reason": await self._decrypt_first(
+                (owner, case_id), h.decline_reason, "reason"
+            ),
         }
 
     async def list_cases(  # noqa: PLR0912 - one branch per filter
@@ -819,6 +873,7 @@ class CaseService:
         holder_me: bool,
         limit: int,
         cursor: str | None,
+        member_me: bool = False,
     ) -> tuple[list[dict[str, Any]], str | None]:
         conditions: list[Any] = []
         if unit_id:
@@ -829,6 +884,9 @@ class CaseService:
             conditions.append(cases.c.status == status)
         if holder_me:
             conditions.append(cases.c.holder_id == principal.id)
+        if member_me:
+            on_team = select(team.c.case_id).where(team.c.person_id == principal.id)
+            conditions.append(or_(cases.c.holder_id == principal.id, cases.c.case_id.in_(on_team)))
         visible: list[Any] = []
         after = cursor
         for _round in range(20):  # bounded: at most 20 × 500 candidates per page
@@ -852,15 +910,62 @@ class CaseService:
                 if row.case_id in permitted:
                     visible.append(row)
                     if len(visible) == limit:
-                        return [_summary(r) for r in visible], row.case_id
+                        return await self._summaries(visible), row.case_id
             after = rows[-1].case_id
             if len(rows) < 500:
                 after = None
                 break
-        return [_summary(r) for r in visible], after
+        return await self._summaries(visible), after
+
+    async def _summaries(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        """The list's items, with each case's next evaluation date (of the measures its
+        reader sees) and its pending handover: two queries for the page."""
+        ids = [r.case_id for r in rows]
+        if not ids:
+            return []
+        async with self.sessions() as session:
+            due: dict[str, date] = dict(
+                (
+                    await session.execute(
+                        select(measures.c.case_id, func.min(measures.c.evaluate_by))
+                        .join(cases, cases.c.case_id == measures.c.case_id)
+                        .where(
+                            measures.c.case_id.in_(ids),
+                            or_(
+                                cases.c.history_from.is_(None),
+                                measures.c.added_at >= cases.c.history_from,
+                            ),
+                        )
+                        .group_by(measures.c.case_id)
+                    )
+                ).all()
+            )
+            pending = {
+                h.case_id: h
+                for h in (
+                    await session.execute(
+                        select(handovers).where(
+                            handovers.c.case_id.in_(ids), handovers.c.status == "pending"
+                        )
+                    )
+                ).all()
+            }
+        return [_summary(r, due.get(r.case_id), pending.get(r.case_id)) for r in rows]
 
 
-def _summary(row: Any) -> dict[str, Any]:
+def _handover_visible(h: Any, history_from: datetime | None) -> bool:
+    """Whether a handover is part of the history its reader sees: when the history did not
+    travel to a new organisation, the handovers from that moment on, and the one that brought
+    the case over (its note is meant for the receiver; DOMAIN.md)."""
+    if history_from is None:
+        return True
+    answered = as_utc(h.answered_at)
+    return as_utc(h.requested_at) >= history_from or (
+        answered is not None and answered >= history_from
+    )
+
+
+def _summary(row: Any, next_evaluate_by: date | None, pending: Any) -> dict[str, Any]:
     return {
         "id": row.case_id,
         "org_id": row.org_id,
@@ -869,6 +974,16 @@ def _summary(row: Any) -> dict[str, Any]:
         "status": row.status,
         "holder": {"person_id": row.holder_id, "unit_id": row.holder_unit_id},
         "opened_at": row.opened_at,
+        "next_evaluate_by": next_evaluate_by,
+        "pending_handover": (
+            {
+                "id": pending.handover_id,
+                "to_person_id": pending.to_person_id,
+                "to_unit_id": pending.to_unit_id,
+            }
+            if pending is not None
+            else None
+        ),
         "version": row.version,
     }
 

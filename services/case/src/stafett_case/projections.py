@@ -106,6 +106,19 @@ handovers = Table(
     Column("note", Text, nullable=True),
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("from_unit_id", String(64), nullable=True),
+    Column("decline_reason", Text, nullable=True),  # encrypted, as in the event
+)
+level_history = Table(
+    "level_history",
+    metadata,
+    Column("case_id", String(26), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),  # the commit's: one change a commit
+    Column("level", Integer, nullable=False),
+    Column("previous_level", Integer, nullable=True),  # None: the level the case opened at
+    Column("reason", Text, nullable=True),  # encrypted, as in the event; None at opening
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("by_person_id", String(64), nullable=False),
 )
 reports = Table(
     "child_welfare_reports",
@@ -188,6 +201,24 @@ class CaseProjection(BlockingProjection):
         for event in commit.events:
             self._apply(conn, event, commit.seq)
 
+    @staticmethod
+    def _level(conn: Connection, event: CloudEvent, seq: int) -> None:
+        """A row of the level history from ``case.opened`` or ``case.level_changed``."""
+        d = event.data
+        upsert_sync(
+            conn,
+            level_history,
+            {
+                "case_id": event.subject,
+                "seq": seq,
+                "level": d["level"],
+                "previous_level": d.get("from_level"),  # None: the opening level
+                "reason": d.get("reason"),
+                "changed_at": event.time,
+                "by_person_id": event.actor,
+            },
+        )
+
     def _apply(  # noqa: PLR0912, PLR0915 - one branch per event type
         self, conn: Connection, event: CloudEvent, seq: int
     ) -> None:
@@ -224,9 +255,11 @@ class CaseProjection(BlockingProjection):
                         "version": seq,
                     },
                 )
+                self._level(conn, event, seq)
             case "case.child_identified":
                 touch(child_id=d["child_id"])
             case "case.level_changed":
+                self._level(conn, event, seq)
                 touch(level=d["level"], level_changed_at=at)
             case "case.team_member_added":
                 upsert_sync(
@@ -258,6 +291,7 @@ class CaseProjection(BlockingProjection):
                         "case_id": case_id,
                         "status": "pending",
                         "from_person_id": d["from_person_id"],
+                        "from_unit_id": d.get("from_unit_id"),
                         "to_person_id": d["to_person_id"],
                         "to_unit_id": d["to_unit_id"],
                         "to_org_id": d["to_org_id"],
@@ -272,7 +306,7 @@ class CaseProjection(BlockingProjection):
                 conn.execute(
                     update(handovers)
                     .where(handovers.c.handover_id == d["handover_id"])
-                    .values(status=status, answered_at=at)
+                    .values(status=status, answered_at=at, decline_reason=d.get("reason"))
                 )
                 if status == "accepted":
                     values: dict[str, Any] = {

@@ -1,0 +1,63 @@
+"""The case service's schema history, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+import stafett_case
+from stafett_case.projections import cases, deadlines_sent, handovers, level_history
+from stafett_shared.db import create_engine, position_table, run_migrations
+
+MIGRATIONS = Path(stafett_case.__file__).parent / "alembic"
+AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+async def test_revision_0003_adds_the_timeline_and_replays_the_read_models(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await run_migrations(engine, MIGRATIONS, revision="0002")
+        async with engine.begin() as conn:
+            await conn.execute(
+                cases.insert().values(
+                    case_id="0" * 26,
+                    org_id="4010",
+                    unit_id="siljan-ungdomsskole",
+                    level=1,
+                    opened_level=1,
+                    status="open",
+                    holder_id="ann",
+                    holder_unit_id="siljan-ungdomsskole",
+                    concern="enc:v1:x",
+                    opened_by="ann",
+                    opened_at=AT,
+                    level_changed_at=AT,
+                    version=7,
+                )
+            )
+            await conn.execute(
+                deadlines_sent.insert().values(
+                    case_id="0" * 26, kind="inactive", ref_id="-", due_on=date(2026, 12, 1), seq=9
+                )
+            )
+            await conn.execute(
+                position_table.insert().values(name="case", last_seq=42, updated_at=func.now())
+            )
+
+        await run_migrations(engine, MIGRATIONS)
+
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(cases)) == 0
+            assert await conn.scalar(select(func.count()).select_from(level_history)) == 0
+            columns = select(handovers.c.from_unit_id, handovers.c.decline_reason)
+            assert (await conn.execute(columns)).all() == []
+            position = select(position_table.c.last_seq).where(position_table.c.name == "case")
+            assert await conn.scalar(position) == 0  # the projector replays from the start
+            kept = await conn.scalar(select(func.count()).select_from(deadlines_sent))
+            assert kept == 1  # deadlines already published are not published again
+    finally:
+        await engine.dispose()

@@ -1,0 +1,179 @@
+"""What the portal reads from the case service beside the case itself, with real NATS, SQLite
+and PostgreSQL: the level history with its reasons, the baton's timeline, the list's next
+evaluation and pending handover, and ``member=me``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stafett_case.testing import CaseHarness
+from stafett_consent.testing import ConsentHarness
+
+HOLDER = "ann-kristin-allum"
+RECEIVER = "helse-hanne"  # Siljan helsestasjon: the same organisation, no consent needed
+
+
+def _time(value: str) -> datetime:
+    """A time from an answer; one without an offset (``opened_at`` on SQLite) is UTC."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+async def _case(consent: ConsentHarness, case: CaseHarness) -> str:
+    """A level-1 case at Siljan ungdomsskole for a registered child, held by Ann Kristin."""
+    _child_id, _guardians, body = await consent.register_child(12, [("Mor", True)])
+    await case.settle(await consent.store.last_seq())
+    opened = await case.open_case(national_id=body["national_id"])
+    await consent.runtime.projector.wait_for(opened["seq"], 10)
+    return str(opened["id"])
+
+
+async def _write(case: CaseHarness, person: str, path: str, body: dict[str, Any]) -> Any:
+    response = await case.client.post(path, json=body, headers=case.auth(person))
+    assert response.status_code in (200, 201), response.text
+    return response
+
+
+async def _request(case: CaseHarness, case_id: str, note: str) -> tuple[str, str]:
+    """A handover to the receiver; its id and the write's sequence."""
+    response = await _write(
+        case,
+        HOLDER,
+        f"/api/v1/cases/{case_id}/handovers",
+        {"to_person_id": RECEIVER, "to_unit_id": "siljan-helsestasjon", "note": note},
+    )
+    return response.json()["id"], response.headers["Stafett-Seq"]
+
+
+async def _get(case: CaseHarness, person: str, path: str, seq: str | None = None) -> Any:
+    headers = case.auth(person, **({"Stafett-Min-Seq": seq} if seq else {}))
+    return await case.client.get(path, headers=headers)
+
+
+async def test_the_level_history_lists_every_level_with_its_reason(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    case = case_service
+    case_id = await _case(consent, case)
+    for level, reason in ((2, "Trenger helsesøster med."), (1, "Bedre etter samtalene.")):
+        await _write(
+            case, HOLDER, f"/api/v1/cases/{case_id}/level", {"level": level, "reason": reason}
+        )
+    body = (await _get(case, HOLDER, f"/api/v1/cases/{case_id}")).json()
+    history = body["level_history"]
+    assert [(h["level"], h["previous_level"], h["reason"]) for h in history] == [
+        (1, None, None),
+        (2, 1, "Trenger helsesøster med."),
+        (1, 2, "Bedre etter samtalene."),
+    ]
+    assert {h["by_person_id"] for h in history} == {HOLDER}
+    assert _time(history[0]["changed_at"]) == _time(body["opened_at"])
+    times = [_time(h["changed_at"]) for h in history]
+    assert times == sorted(times)
+    # The reasons are in the stream only as ciphertext.
+    stored = [
+        e.data
+        for c in await consent.store.read(1, limit=10_000)
+        for e in c.events
+        if e.type == "no.stafett.case.level_changed.v1"
+    ]
+    assert stored and all("Trenger" not in str(d) for d in stored)
+
+
+async def test_the_baton_timeline_after_a_decline_and_an_accept(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    case = case_service
+    case_id = await _case(consent, case)
+    before = (await _get(case, HOLDER, f"/api/v1/cases/{case_id}")).json()
+    assert before["handovers"] == []
+    assert _time(before["holder_since"]) == _time(before["level_history"][0]["changed_at"])
+
+    first, _seq = await _request(case, case_id, "Hun kjenner familien.")
+    await _write(
+        case,
+        RECEIVER,
+        f"/api/v1/cases/{case_id}/handovers/{first}/decline",
+        {"reason": "Ikke kapasitet før jul."},
+    )
+    second, _seq = await _request(case, case_id, "Nytt forsøk etter jul.")
+    accepted = await _write(
+        case, RECEIVER, f"/api/v1/cases/{case_id}/handovers/{second}/accept", {}
+    )
+    seq = accepted.headers["Stafett-Seq"]
+    body = (await _get(case, RECEIVER, f"/api/v1/cases/{case_id}", seq)).json()
+    timeline = body["handovers"]
+    assert [(h["id"], h["status"]) for h in timeline] == [
+        (first, "declined"),
+        (second, "accepted"),
+    ]
+    for h in timeline:
+        assert (h["from_person_id"], h["from_unit_id"]) == (HOLDER, "siljan-ungdomsskole")
+        assert (h["to_person_id"], h["to_unit_id"], h["to_org_id"]) == (
+            RECEIVER,
+            "siljan-helsestasjon",
+            "4010",
+        )
+        assert _time(h["answered_at"]) >= _time(h["requested_at"])
+    assert timeline[0]["note"] == "Hun kjenner familien."
+    assert timeline[0]["decline_reason"] == "Ikke kapasitet før jul."
+    assert timeline[1]["note"] == "Nytt forsøk etter jul."
+    assert timeline[1]["decline_reason"] is None
+    assert body["holder"]["person_id"] == RECEIVER
+    assert _time(body["holder_since"]) == _time(timeline[1]["answered_at"])
+    assert body["pending_handover"] is None
+
+
+async def test_the_list_shows_next_evaluation_and_pending_handover_and_member_me(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    case = case_service
+    held = await _case(consent, case)
+    on_team = await case.open_case("rektor-siljan")
+    other = await case.open_case("rektor-siljan")
+    await _write(
+        case,
+        "rektor-siljan",
+        f"/api/v1/cases/{on_team['id']}/team",
+        {"person_id": HOLDER, "unit_id": "siljan-ungdomsskole", "access": "write"},
+    )
+    today = datetime.now(UTC).date()
+    for days in (30, 9, 60):
+        await _write(
+            case,
+            HOLDER,
+            f"/api/v1/cases/{held}/measures",
+            {
+                "title": f"Tiltak {days}",
+                "goal": "Mål",
+                "responsible_person_id": HOLDER,
+                "start": today.isoformat(),
+                "evaluate_by": (today + timedelta(days=days)).isoformat(),
+            },
+        )
+    handover_id, seq = await _request(case, held, "Over til helsestasjonen.")
+
+    mine = await _get(case, HOLDER, "/api/v1/cases?member=me", seq)
+    assert mine.status_code == 200, mine.text
+    items = {c["id"]: c for c in mine.json()["items"]}
+    assert set(items) == {held, on_team["id"]}
+    assert items[held]["next_evaluate_by"] == (today + timedelta(days=9)).isoformat()
+    assert items[held]["pending_handover"] == {
+        "id": handover_id,
+        "to_person_id": RECEIVER,
+        "to_unit_id": "siljan-helsestasjon",
+    }
+    assert items[on_team["id"]]["next_evaluate_by"] is None
+    assert items[on_team["id"]]["pending_handover"] is None
+
+    # The leader sees all three; as a member (holder or on the team) only the two he holds.
+    leader = await _get(case, "rektor-siljan", "/api/v1/cases?member=me")
+    assert {c["id"] for c in leader.json()["items"]} == {on_team["id"], other["id"]}
+    everything = await _get(case, "rektor-siljan", "/api/v1/cases")
+    assert {c["id"] for c in everything.json()["items"]} == {held, on_team["id"], other["id"]}
+    # The receiver is not a member before accepting, and the list is still the consent's.
+    assert (await _get(case, RECEIVER, "/api/v1/cases?member=me")).json()["items"] == []
+    bad = await _get(case, HOLDER, "/api/v1/cases?member=someone")
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"
