@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 import stafett_consent
 from stafett_consent.decisions import decision_outbox
-from stafett_consent.projections import access_index, staff
+from stafett_consent.projections import access_index, organisations, staff
 from stafett_shared.db import create_engine, position_table, run_migrations
 
 MIGRATIONS = Path(stafett_consent.__file__).parent / "alembic"
@@ -36,5 +36,48 @@ async def test_revision_0004_empties_the_read_models_for_a_replay_and_keeps_the_
             assert await conn.scalar(position) == 0  # the projector replays from the start
             kept = await conn.scalar(select(func.count()).select_from(decision_outbox))
             assert kept == 1  # decision records are no read model
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0005_adds_guides_and_staff_names_and_asks_for_a_replay(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await run_migrations(engine, MIGRATIONS, revision="0004")
+        async with engine.begin() as conn:
+            await conn.execute(
+                organisations.insert().values(
+                    org_id="4010", region="grenland", name="Siljan kommune", kind="municipality"
+                )
+            )
+            await conn.execute(staff.insert().values(person_id="ann", name_index="indeks"))
+            await conn.execute(
+                position_table.insert().values(name="consent", last_seq=42, updated_at=func.now())
+            )
+
+        await run_migrations(engine, MIGRATIONS, revision="0005")
+
+        async with engine.begin() as conn:
+            assert await conn.scalar(select(func.count()).select_from(organisations)) == 0
+            assert await conn.scalar(select(func.count()).select_from(staff)) == 0
+            position = select(position_table.c.last_seq).where(position_table.c.name == "consent")
+            assert await conn.scalar(position) == 0  # staff names are learnt again by a replay
+            await conn.execute(
+                organisations.insert().values(
+                    org_id="4010",
+                    region="grenland",
+                    name="Siljan kommune",
+                    kind="municipality",
+                    guide=[["Snakk med eleven."], [], [], []],
+                    measure_catalogue=[{"title": "Leksehjelp", "goal": None}],
+                )
+            )
+            await conn.execute(
+                staff.insert().values(person_id="ann", name_index="indeks", name="enc:v1:x")
+            )
+            stored = (await conn.execute(select(organisations.c.guide))).scalar_one()
+            assert stored == [["Snakk med eleven."], [], [], []]
     finally:
         await engine.dispose()

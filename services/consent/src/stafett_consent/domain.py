@@ -12,9 +12,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from stafett_shared.envelope import EventData, registry
 
@@ -515,6 +522,12 @@ def required_grantors(
 
 # --- the directory ------------------------------------------------------------------------
 
+# What one region document may hold, and so what the directory answers at most.
+MAX_ORGANISATIONS = 500
+MAX_UNITS = 2000  # per organisation
+MAX_STAFF = 20000
+MAX_ROLES = 50  # per staff member
+
 
 class UnitDoc(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -524,13 +537,59 @@ class UnitDoc(BaseModel):
     sector: Sector
 
 
+GuideLevel = Literal["0", "1", "2", "3"]
+BTI_LEVELS: tuple[GuideLevel, ...] = ("0", "1", "2", "3")
+GuideStep = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+GuideSteps = Annotated[tuple[GuideStep, ...], Field(max_length=20)]
+Guide = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+EMPTY_GUIDE: Guide = ((), (), (), ())
+
+
+class CatalogueMeasure(BaseModel):
+    """A help measure (tiltak) in an organisation's catalogue ("Oversikt over tiltak")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    goal: str | None = Field(default=None, min_length=1, max_length=1000)
+
+    @field_validator("title", "goal", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+
 class OrganisationDoc(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=ORG_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     kind: OrgKind
-    units: tuple[UnitDoc, ...] = Field(default=(), max_length=2000)
+    units: tuple[UnitDoc, ...] = Field(default=(), max_length=MAX_UNITS)
+    # The handlingsveileder: what to do at each BTI level, as short steps.
+    guide: dict[GuideLevel, GuideSteps] = Field(default_factory=dict)
+    measure_catalogue: tuple[CatalogueMeasure, ...] = Field(default=(), max_length=200)
+
+    @field_validator("guide", mode="before")
+    @classmethod
+    def _level_names(cls, value: object) -> object:
+        # YAML reads the key `0:` as a number and JSON as a string: both name level 0.
+        if isinstance(value, dict):
+            return {str(k) if type(k) is int else k: v for k, v in value.items()}
+        return value
+
+    @field_validator("measure_catalogue")
+    @classmethod
+    def _unique_titles(cls, value: tuple[CatalogueMeasure, ...]) -> tuple[CatalogueMeasure, ...]:
+        titles = [measure.title for measure in value]
+        if len(set(titles)) != len(titles):
+            raise ValueError("measure titles must be unique in a catalogue")
+        return value
+
+    def guide_steps(self) -> Guide:
+        """The steps of levels 0 to 3, in order (a level the document leaves out has none)."""
+        steps = [self.guide.get(level, ()) for level in BTI_LEVELS]
+        return (steps[0], steps[1], steps[2], steps[3])
 
 
 class RoleDoc(BaseModel):
@@ -545,7 +604,7 @@ class StaffDoc(BaseModel):
 
     id: str = Field(pattern=POLICY_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
-    roles: tuple[RoleDoc, ...] = Field(default=(), max_length=50)
+    roles: tuple[RoleDoc, ...] = Field(default=(), max_length=MAX_ROLES)
 
 
 class RegionDocument(BaseModel):
@@ -554,8 +613,8 @@ class RegionDocument(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     region: str = Field(pattern=POLICY_ID_PATTERN)
-    organisations: tuple[OrganisationDoc, ...] = Field(max_length=500)
-    staff: tuple[StaffDoc, ...] = Field(default=(), max_length=20000)
+    organisations: tuple[OrganisationDoc, ...] = Field(max_length=MAX_ORGANISATIONS)
+    staff: tuple[StaffDoc, ...] = Field(default=(), max_length=MAX_STAFF)
 
     @model_validator(mode="after")
     def _consistent(self) -> RegionDocument:
@@ -594,6 +653,25 @@ class OrganisationChanged(_Event):
     org_id: str
     name: str
     kind: OrgKind
+
+
+@registry.register
+class OrganisationGuideSet(_Event):
+    """The organisation's handlingsveileder now reads ``levels``: the steps of BTI levels 0
+    to 3, in order. Organisational text, never personal data."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_guide_set.v1"
+    org_id: str
+    levels: Guide
+
+
+@registry.register
+class OrganisationMeasureCatalogueSet(_Event):
+    """The organisation's catalogue of help measures now reads ``measures``."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_measure_catalogue_set.v1"
+    org_id: str
+    measures: tuple[CatalogueMeasure, ...]
 
 
 @registry.register
@@ -682,6 +760,8 @@ class DirectoryState:
     """What the directory holds now, as far as a region document can change it."""
 
     organisations: dict[str, tuple[str, OrgKind]] = field(default_factory=dict)
+    guides: dict[str, Guide] = field(default_factory=dict)  # org id -> steps per level
+    catalogues: dict[str, tuple[CatalogueMeasure, ...]] = field(default_factory=dict)
     # unit id -> (org id, name, sector)
     units: dict[str, tuple[str, str, Sector]] = field(default_factory=dict)
     staff: dict[str, str] = field(default_factory=dict)  # person id -> name index
@@ -700,7 +780,8 @@ def diff_directory(
     current: DirectoryState, document: RegionDocument, names: dict[str, StaffName]
 ) -> dict[str, list[EventData]]:
     """Events per aggregate (``org-<id>``, ``person-<id>``) that bring the directory to the
-    document: new and changed organisations and units, closed units, new staff, renamed
+    document: new and changed organisations and units, changed guides and measure catalogues
+    (an organisation the document gives none has none), closed units, new staff, renamed
     staff, roles granted and roles ended (a staff member dropped from a unit loses the roles
     there at once)."""
     out: dict[str, list[EventData]] = {}
@@ -716,6 +797,12 @@ def diff_directory(
             )
         elif known != (org.name, org.kind):
             events.append(OrganisationChanged(org_id=org.id, name=org.name, kind=org.kind))
+        if current.guides.get(org.id, EMPTY_GUIDE) != org.guide_steps():
+            events.append(OrganisationGuideSet(org_id=org.id, levels=org.guide_steps()))
+        if current.catalogues.get(org.id, ()) != org.measure_catalogue:
+            events.append(
+                OrganisationMeasureCatalogueSet(org_id=org.id, measures=org.measure_catalogue)
+            )
         for unit in org.units:
             existing = current.units.get(unit.id)
             if existing is None:

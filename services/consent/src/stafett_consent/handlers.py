@@ -206,6 +206,8 @@ class ConsentService:
         role_rows = (await session.execute(select(roles))).all()
         return domain.DirectoryState(
             organisations={o.org_id: (o.name, domain.OrgKind(o.kind)) for o in orgs},
+            guides={o.org_id: _guide(o.guide) for o in orgs},
+            catalogues={o.org_id: _catalogue(o.measure_catalogue) for o in orgs},
             units={u.unit_id: (u.org_id, u.name, domain.Sector(u.sector)) for u in unit_rows},
             staff={s.person_id: s.name_index for s in staff_rows},
             roles=frozenset((r.person_id, r.unit_id, domain.StaffRole(r.role)) for r in role_rows),
@@ -683,6 +685,17 @@ class ConsentService:
         )
         seq = await self._publish(scope_id, "consent", [envelope], expected=0, key=idempotency_key)
         return Written(scope_id, seq, seq, {"id": scope_id})
+
+
+def _guide(stored: Any) -> domain.Guide:
+    """An organisation's guide as the read model stores it (``None`` before the first)."""
+    levels = [tuple(str(step) for step in steps) for steps in (stored or ())]
+    levels += [()] * (len(domain.BTI_LEVELS) - len(levels))
+    return (levels[0], levels[1], levels[2], levels[3])
+
+
+def _catalogue(stored: Any) -> tuple[domain.CatalogueMeasure, ...]:
+    return tuple(domain.CatalogueMeasure.model_validate(m) for m in (stored or ()))
 
 
 def _tenant_of(aggregate: str, events: Sequence[EventData]) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     and_,
     bindparam,
     delete,
@@ -61,6 +62,8 @@ organisations = Table(
     Column("region", String(64), nullable=False),
     Column("name", String(200), nullable=False),
     Column("kind", String(32), nullable=False),
+    Column("guide", JSON, nullable=True),  # steps of levels 0 to 3: [[...], [...], ...]
+    Column("measure_catalogue", JSON, nullable=True),  # [{"title", "goal"}, ...]
 )
 units = Table(
     "units",
@@ -76,6 +79,7 @@ staff = Table(
     metadata,
     Column("person_id", String(64), primary_key=True),
     Column("name_index", String(64), nullable=False),
+    Column("name", Text, nullable=True),  # encrypted with the staff member's own key
 )
 roles = Table(
     "roles",
@@ -513,6 +517,24 @@ class ConsentProjection(BlockingProjection):
                         .values(name=d["name"], kind=d["kind"])
                     )
                 return set()
+            case "directory.organisation_guide_set":
+                conn.execute(
+                    update(organisations)
+                    .where(organisations.c.org_id == d["org_id"])
+                    .values(guide=[list(steps) for steps in d["levels"]])
+                )
+                return set()
+            case "directory.organisation_measure_catalogue_set":
+                conn.execute(
+                    update(organisations)
+                    .where(organisations.c.org_id == d["org_id"])
+                    .values(
+                        measure_catalogue=[
+                            {"title": m["title"], "goal": m.get("goal")} for m in d["measures"]
+                        ]
+                    )
+                )
+                return set()
             case "directory.unit_registered" | "directory.unit_changed":
                 upsert_sync(
                     conn,
@@ -533,7 +555,9 @@ class ConsentProjection(BlockingProjection):
                 return self._unit_cases(conn, d["unit_id"])
             case "directory.staff_registered" | "directory.staff_renamed":
                 upsert_sync(
-                    conn, staff, {"person_id": d["person_id"], "name_index": d["name_index"]}
+                    conn,
+                    staff,
+                    {"person_id": d["person_id"], "name_index": d["name_index"], "name": d["name"]},
                 )
                 return set()
             case "directory.role_granted":
