@@ -254,6 +254,54 @@ async def put_directory(
     return JSONResponse(result, headers={"Stafett-Seq": str(result["seq"])})
 
 
+class UnitOut(BaseModel):
+    id: str
+    name: str
+    sector: domain.Sector
+
+
+class MeasureOut(BaseModel):
+    title: str
+    goal: str | None
+
+
+class OrganisationOut(BaseModel):
+    id: str
+    name: str
+    kind: domain.OrgKind
+    units: list[UnitOut]
+    guide: dict[domain.GuideLevel, list[str]] = Field(
+        description="Handlingsveilederen: stegene på hvert BTI-nivå (0–3)"
+    )
+    measure_catalogue: list[MeasureOut]
+
+
+class RoleOut(BaseModel):
+    unit_id: str
+    role: domain.StaffRole
+
+
+class StaffOut(BaseModel):
+    id: str
+    name: str | None = Field(description="None når navnet ikke kan leses (nøkkelen er slettet)")
+    roles: list[RoleOut]
+
+
+class DirectoryOut(BaseModel):
+    region: str | None
+    organisations: list[OrganisationOut]
+    staff: list[StaffOut]
+
+
+@router.get(
+    "/directory",
+    summary="Katalogen: virksomheter, enheter, veiledere, tiltak og ansatte (for ansatte)",
+    response_model=DirectoryOut,
+)
+async def get_directory(*, principal: PrincipalDep, service: ServiceDep) -> JSONResponse:
+    return JSONResponse(await service.read_directory(principal))
+
+
 @router.post("/children", status_code=201, summary="Registrer et barn og dets foresatte")
 async def post_child(
     *,

@@ -6,6 +6,7 @@ here, before the pure domain decides, so no event ever carries it in clear.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from stafett_consent.projections import (
 from stafett_shared.access import record_access
 from stafett_shared.auth import Principal
 from stafett_shared.canonical import canonical_json
-from stafett_shared.crypto import BlindIndex, FieldCipher
+from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
@@ -41,6 +42,7 @@ from stafett_shared.projector import Projector
 from stafett_shared.telemetry import current_traceparent
 
 MAX_RETRIES = 5
+NAME_BATCH = 64  # staff names decrypted at a time
 
 
 # Refusals are problem documents; the API renders them as they are.
@@ -212,6 +214,105 @@ class ConsentService:
             staff={s.person_id: s.name_index for s in staff_rows},
             roles=frozenset((r.person_id, r.unit_id, domain.StaffRole(r.role)) for r in role_rows),
         )
+
+    async def read_directory(self, principal: Principal) -> dict[str, Any]:
+        """Organisations with their open units, guide and measure catalogue, and the staff
+        with a role, for pickers and names in the portal. The staff directory is no case
+        data, so no decision is asked; only staff and administrators may read it."""
+        if principal.kind != "person" or not (
+            principal.id in self.admins or await self._is_staff(principal.id)
+        ):
+            raise HandlerError(
+                403, "forbidden", "Bare ansatte og administratorer kan lese katalogen."
+            )
+        async with self.sessions() as session:
+            orgs = (
+                await session.execute(
+                    select(organisations)
+                    .order_by(organisations.c.org_id)
+                    .limit(domain.MAX_ORGANISATIONS)
+                )
+            ).all()
+            unit_rows = (
+                await session.execute(
+                    select(units.c.unit_id, units.c.org_id, units.c.name, units.c.sector)
+                    .where(units.c.closed.is_(False))
+                    .order_by(units.c.org_id, units.c.name, units.c.unit_id)
+                    .limit(domain.MAX_ORGANISATIONS * domain.MAX_UNITS)
+                )
+            ).all()
+            current_roles = (
+                select(roles.c.person_id, roles.c.unit_id, roles.c.role)
+                .join(units, units.c.unit_id == roles.c.unit_id)
+                .where(units.c.closed.is_(False))
+            )
+            role_rows = (
+                await session.execute(
+                    current_roles.order_by(roles.c.person_id, roles.c.unit_id, roles.c.role).limit(
+                        domain.MAX_STAFF * domain.MAX_ROLES
+                    )
+                )
+            ).all()
+            staff_rows = (
+                await session.execute(
+                    select(staff.c.person_id, staff.c.name)
+                    .where(
+                        staff.c.person_id.in_(current_roles.with_only_columns(roles.c.person_id))
+                    )
+                    .order_by(staff.c.person_id)
+                    .limit(domain.MAX_STAFF)
+                )
+            ).all()
+        units_of: dict[str, list[dict[str, str]]] = {}
+        for unit in unit_rows:
+            units_of.setdefault(unit.org_id, []).append(
+                {"id": unit.unit_id, "name": unit.name, "sector": unit.sector}
+            )
+        roles_of: dict[str, list[dict[str, str]]] = {}
+        for role in role_rows:
+            roles_of.setdefault(role.person_id, []).append(
+                {"unit_id": role.unit_id, "role": role.role}
+            )
+        names = await self._staff_names([(row.person_id, row.name) for row in staff_rows])
+        return {
+            "region": orgs[0].region if orgs else None,
+            "organisations": [
+                {
+                    "id": org.org_id,
+                    "name": org.name,
+                    "kind": org.kind,
+                    "units": units_of.get(org.org_id, []),
+                    "guide": dict(zip(domain.BTI_LEVELS, _guide(org.guide), strict=True)),
+                    "measure_catalogue": [
+                        m.model_dump(mode="json") for m in _catalogue(org.measure_catalogue)
+                    ],
+                }
+                for org in orgs
+            ],
+            "staff": [
+                {"id": person_id, "name": name, "roles": roles_of.get(person_id, [])}
+                for person_id, name in names.items()
+            ],
+        }
+
+    async def _staff_names(self, people: Sequence[tuple[str, str | None]]) -> dict[str, str | None]:
+        """Decrypt staff names, a bounded number at a time; a name that cannot be read (its
+        key shredded) is ``None``. The names are answered, never logged."""
+
+        async def one(person_id: str, token: str | None) -> str | None:
+            if token is None:
+                return None
+            try:
+                return await self.cipher.decrypt(person_id, token, context="name")
+            except CryptoError:
+                return None
+
+        names: dict[str, str | None] = {}
+        for start in range(0, len(people), NAME_BATCH):
+            batch = people[start : start + NAME_BATCH]
+            decrypted = await asyncio.gather(*(one(p, token) for p, token in batch))
+            names.update(zip((p for p, _ in batch), decrypted, strict=True))
+        return names
 
     async def register_child(
         self,
