@@ -44,6 +44,7 @@ ACTIONS = [
     Action.CASE_WRITE,
     Action.AUDIT_READ,
     Action.CASE_MANAGE,
+    Action.CASE_HANDOVER,
 ]
 
 
@@ -155,6 +156,30 @@ handover = st.builds(
     st.sampled_from(CASES),
     st.sampled_from(STAFF),
     st.sampled_from(list(UNITS)),
+)
+# Every handover is "h": an answer meets the pending request more often than not.
+handover_requested = st.builds(
+    lambda case, person, unit: _event(
+        "case.handover_requested",
+        case,
+        {
+            "handover_id": "h",
+            "from_person_id": "x",
+            "from_unit_id": "x",
+            "to_person_id": person,
+            "to_unit_id": unit,
+            "to_org_id": UNITS[unit][0],
+            "requested_by": "x",
+        },
+    ),
+    st.sampled_from(CASES),
+    st.sampled_from(STAFF[:3]),
+    st.sampled_from(list(UNITS)[:2]),
+)
+handover_answered = st.builds(
+    lambda case, answer: _event(f"case.handover_{answer}", case, {"handover_id": "h"}),
+    st.sampled_from(CASES),
+    st.sampled_from(["declined", "cancelled"]),
 )
 child_registered = st.builds(
     lambda child, age, responsible: _event(
@@ -290,6 +315,9 @@ single = st.one_of(
     child_identified,
     team_change,
     handover,
+    handover_requested,
+    handover_requested,
+    handover_answered,
     child_registered,
     emergency,
     audit_scope,

@@ -34,6 +34,7 @@ from stafett_consent.policy import (
     Decision,
     EmergencyGrant,
     EntryFacts,
+    PendingHandover,
     PolicySettings,
     PrincipalFacts,
     Role,
@@ -121,6 +122,9 @@ PEOPLE: dict[str, PrincipalFacts] = {
     "cw-worker": staff("cw-worker", CHILD_WELFARE, StaffRole.CHILD_WELFARE_WORKER),
     # the county
     "county-teacher": staff("county-teacher", VGS, StaffRole.TEACHER),
+    # asked to take over the baton; not on the team
+    "receiver": staff("receiver", VGS, StaffRole.TEACHER),
+    "receiver-moved-on": staff("receiver-moved-on", PPT, StaffRole.PP_ADVISER),
     # the family
     "guardian": PrincipalFacts(id="guardian", guardian_of={CHILD_ID: True}),
     "guardian-no-pr": PrincipalFacts(id="guardian-no-pr", guardian_of={CHILD_ID: False}),
@@ -166,6 +170,13 @@ CASES: dict[str, CaseFacts | None] = {
     "turns-15-today": replace(MAIN_CASE, child_birth_date=date(2011, 11, 23)),
     "turns-15-tomorrow": replace(MAIN_CASE, child_birth_date=date(2011, 11, 24)),
     "no-birth-date": replace(MAIN_CASE, child_birth_date=None),
+    # the holder asked the receiver at the county school to take over; no answer yet
+    "handover-pending": replace(
+        MAIN_CASE, pending_handover=PendingHandover("h-1", "receiver", VGS)
+    ),
+    "handover-pending-to-moved-on": replace(
+        MAIN_CASE, pending_handover=PendingHandover("h-2", "receiver-moved-on", VGS)
+    ),
     "other-child": CaseFacts(
         case_id=OTHER_CASE_ID,
         org_id=SILJAN,
@@ -319,6 +330,7 @@ LOG_R = Action.LOG_READ
 APPEND = Action.LOG_APPEND
 RESTRICT = Action.LOG_RESTRICT
 CONSENT = Action.CONSENT_MANAGE
+HANDOVER = Action.CASE_HANDOVER
 AUDIT = Action.AUDIT_READ
 
 # Denials where the coarse reason is not part of the rule: a team member who has a covering
@@ -1206,6 +1218,84 @@ ROWS: list[Row] = [
         who="emergency-overlong",
         action=R,
         then=deny("basis_not_in_force"),
+    ),
+    # --- the receiver of a pending handover: its header, nothing more ---------------------
+    Row(
+        what="receiver-of-pending-handover-sees-its-header",
+        who="receiver",
+        case="handover-pending",
+        action=HANDOVER,
+        then=permit("handover_addressee"),
+    ),
+    Row(
+        what="receiver-of-pending-handover-reads-case",
+        who="receiver",
+        case="handover-pending",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="receiver-of-pending-handover-reads-log",
+        who="receiver",
+        case="handover-pending",
+        action=LOG_R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="receiver-of-pending-handover-writes",
+        who="receiver",
+        case="handover-pending",
+        action=W,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="receiver-of-pending-handover-manages",
+        who="receiver",
+        case="handover-pending",
+        action=MANAGE,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="receiver-of-pending-handover-with-covering-consent-reads-case",
+        who="receiver",
+        case="handover-pending",
+        consent="upsec-40",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="receiver-once-the-handover-is-answered-sees-its-header",
+        who="receiver",
+        action=HANDOVER,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="receiver-without-a-role-at-the-unit-named-sees-the-header",
+        who="receiver-moved-on",
+        case="handover-pending-to-moved-on",
+        action=HANDOVER,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="holder-asks-for-the-handover-header-as-receiver",
+        who="holder",
+        case="handover-pending",
+        action=HANDOVER,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="another-teacher-sees-someone-elses-handover-header",
+        who="teacher-off-team",
+        case="handover-pending",
+        action=HANDOVER,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="guardian-sees-the-handover-header",
+        who="guardian",
+        case="handover-pending",
+        action=HANDOVER,
+        then=deny("no_basis"),
     ),
     # --- clients and unknown cases ----------------------------------------------------------
     Row(

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from stafett_consent.domain import Category, Sector, StaffRole
 
-POLICY_VERSION = "2026-11-23.1"
+POLICY_VERSION = "2026-12-03.1"
 OSLO = ZoneInfo("Europe/Oslo")
 EMERGENCY_DURATION = timedelta(hours=24)
 
@@ -31,6 +31,7 @@ class Action(StrEnum):
     CASE_WRITE = "case:write"
     CASE_MANAGE = "case:manage"  # level, team, handover, close
     CASE_REPORT = "case:report"  # report of concern to child welfare (opplysningsplikt)
+    CASE_HANDOVER = "case:handover"  # the header of a pending handover, for its receiver
     LOG_READ = "log:read"
     LOG_APPEND = "log:append"
     LOG_RESTRICT = "log:restrict"
@@ -127,6 +128,15 @@ class ConsentFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingHandover:
+    """The handover waiting for its receiver's answer (a case has at most one)."""
+
+    handover_id: str
+    to_person_id: str
+    to_unit_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class CaseFacts:
     case_id: str
     org_id: str
@@ -137,6 +147,7 @@ class CaseFacts:
     child_birth_date: date | None = None
     consents: tuple[ConsentFacts, ...] = ()
     status: Literal["open", "closed"] = "open"
+    pending_handover: PendingHandover | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +270,18 @@ def _auditor(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window
     ]
 
 
+def _addressee(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    # Only while the handover waits, and while the receiver still works at the unit named.
+    pending = c.pending_handover
+    ok = (
+        pending is not None
+        and p.id == pending.to_person_id
+        and p.has_role_at(pending.to_unit_id)
+        and c.status == "open"
+    )
+    return _ALWAYS if ok else []
+
+
 def _staff(p: PrincipalFacts, _c: CaseFacts, _s: PolicySettings) -> list[Window]:
     return _ALWAYS if p.kind == "person" and p.roles else []
 
@@ -332,6 +355,13 @@ RULES: tuple[Rule, ...] = (
         _auditor,
         "auditor",
         "an auditor with an audit scope reads, every read logged",
+    ),
+    Rule(
+        "handover_addressee",
+        frozenset({Action.CASE_HANDOVER}),
+        _addressee,
+        "staff",
+        "the receiver of a pending handover sees its header, nothing more, until answering",
     ),
     Rule(
         "duty_to_report",

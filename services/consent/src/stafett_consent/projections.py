@@ -41,6 +41,7 @@ from stafett_consent.policy import (
     Decision,
     EmergencyGrant,
     EntryFacts,
+    PendingHandover,
     PolicySettings,
     PrincipalFacts,
     Role,
@@ -143,6 +144,15 @@ consents = Table(
     Column("evidence_method", String(32), nullable=False),
     Column("version", BigInteger, nullable=False),
 )
+pending_handovers = Table(
+    "pending_handovers",
+    metadata,
+    Column("case_id", String(26), primary_key=True),
+    Column("handover_id", String(26), nullable=False),
+    Column("to_person_id", String(64), nullable=False, index=True),
+    Column("to_unit_id", String(64), nullable=False),
+)
+"""The handover waiting for its receiver's answer, per case (docs/decisions/0018)."""
 entries = Table(
     "entries",
     metadata,
@@ -200,6 +210,9 @@ _TEAM = (
 _ACTIVE_CONSENTS = select(consents).where(
     consents.c.case_id == bindparam("case_id"), consents.c.status == "active"
 )
+_PENDING_HANDOVER = select(pending_handovers).where(
+    pending_handovers.c.case_id == bindparam("case_id")
+)
 _BIRTH_DATE = select(children.c.birth_date).where(children.c.child_id == bindparam("child_id"))
 _ROLES = (
     select(roles.c.org_id, roles.c.unit_id, roles.c.role, units.c.sector)
@@ -222,6 +235,7 @@ def load_case_facts(conn: Connection, case_id: str) -> CaseFacts | None:
         return None
     members = conn.execute(_TEAM, {"case_id": case_id}).all()
     active = conn.execute(_ACTIVE_CONSENTS, {"case_id": case_id}).all()
+    pending = conn.execute(_PENDING_HANDOVER, {"case_id": case_id}).first()
     birth: date | None = None
     if row.child_id is not None:
         birth = conn.scalar(_BIRTH_DATE, {"child_id": row.child_id})
@@ -233,6 +247,11 @@ def load_case_facts(conn: Connection, case_id: str) -> CaseFacts | None:
         child_id=row.child_id,
         child_birth_date=birth,
         status="closed" if row.status == "closed" else "open",
+        pending_handover=(
+            PendingHandover(pending.handover_id, pending.to_person_id, pending.to_unit_id)
+            if pending is not None
+            else None
+        ),
         team={
             m.person_id: TeamMember(
                 m.person_id,
@@ -315,6 +334,8 @@ def load_entry_facts(conn: Connection, entry_id: str) -> EntryFacts | None:
 
 def _candidates(conn: Connection, case: CaseFacts) -> set[str]:
     people = {case.holder_id, *case.team}
+    if case.pending_handover is not None:
+        people.add(case.pending_handover.to_person_id)
     people.update(
         (
             conn.scalars(
@@ -645,7 +666,23 @@ class ConsentProjection(BlockingProjection):
                     )
                 )
                 return {event.subject}
+            case "case.handover_requested":
+                upsert_sync(
+                    conn,
+                    pending_handovers,
+                    {
+                        "case_id": event.subject,
+                        "handover_id": d["handover_id"],
+                        "to_person_id": d["to_person_id"],
+                        "to_unit_id": d["to_unit_id"],
+                    },
+                )
+                return {event.subject}
+            case "case.handover_declined" | "case.handover_cancelled":
+                self._answered(conn, event.subject, d["handover_id"])
+                return {event.subject}
             case "case.handover_accepted":
+                self._answered(conn, event.subject, d["handover_id"])
                 values = {"holder_id": d["to_person_id"], "unit_id": d["to_unit_id"]}
                 if d.get("to_org_id"):
                     values["org_id"] = d["to_org_id"]
@@ -764,6 +801,14 @@ class ConsentProjection(BlockingProjection):
                 return self._cases_of(conn, *conditions)
         return set()
 
+    def _answered(self, conn: Connection, case_id: str, handover_id: str) -> None:
+        conn.execute(
+            delete(pending_handovers).where(
+                pending_handovers.c.case_id == case_id,
+                pending_handovers.c.handover_id == handover_id,
+            )
+        )
+
     def _update_case(self, conn: Connection, case_id: str, **values: Any) -> None:
         conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
 
@@ -773,9 +818,12 @@ class ConsentProjection(BlockingProjection):
 
     def _person_cases(self, conn: Connection, person_id: str, unit_id: str) -> set[str]:
         """The cases whose access a change of the person's roles at the unit may change: as
-        holder, in the team, at the unit, and under an emergency grant (which holds only
-        while the person has a role somewhere)."""
+        holder, in the team, at the unit, as the receiver of a pending handover, and under
+        an emergency grant (which holds only while the person has a role somewhere)."""
         in_team = select(team.c.case_id).where(team.c.person_id == person_id)
+        addressed = select(pending_handovers.c.case_id).where(
+            pending_handovers.c.to_person_id == person_id
+        )
         in_emergency = select(emergency_grants.c.case_id).where(
             emergency_grants.c.person_id == person_id
         )
@@ -784,6 +832,7 @@ class ConsentProjection(BlockingProjection):
             cases.c.holder_id == person_id,
             cases.c.case_id.in_(in_team),
             cases.c.case_id.in_(in_emergency),
+            cases.c.case_id.in_(addressed),
             and_(cases.c.unit_id == unit_id),
         )
 
