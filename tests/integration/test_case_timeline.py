@@ -1,6 +1,7 @@
 """What the portal reads from the case service beside the case itself, with real NATS, SQLite
 and PostgreSQL: the level history with its reasons, the baton's timeline, the list's next
-evaluation and pending handover, and ``member=me``."""
+evaluation and pending handover, ``member=me``, and the header of a pending handover that its
+receiver may see before accepting (basis ``handover_addressee``) and no one else."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from stafett_consent.testing import ConsentHarness
 
 HOLDER = "ann-kristin-allum"
 RECEIVER = "helse-hanne"  # Siljan helsestasjon: the same organisation, no consent needed
+STRANGER = "bv-berit"
 
 
 def _time(value: str) -> datetime:
@@ -177,3 +179,105 @@ async def test_the_list_shows_next_evaluation_and_pending_handover_and_member_me
     bad = await _get(case, HOLDER, "/api/v1/cases?member=someone")
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_receiver_sees_the_header_of_a_pending_handover_and_nothing_else(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    case = case_service
+    case_id = await _case(consent, case)
+    handover_id, seq = await _request(case, case_id, "Hun kjenner familien.")
+    path = f"/api/v1/cases/{case_id}/handovers/{handover_id}"
+
+    header = await _get(case, RECEIVER, path, seq)
+    assert header.status_code == 200, header.text
+    assert header.json() == {
+        "id": handover_id,
+        "case_id": case_id,
+        "status": "pending",
+        "level": 1,
+        "unit_id": "siljan-ungdomsskole",
+        "org_id": "4010",
+        "from_person_id": HOLDER,
+        "from_unit_id": "siljan-ungdomsskole",
+        "to_person_id": RECEIVER,
+        "to_unit_id": "siljan-helsestasjon",
+        "to_org_id": "4010",
+        "requested_at": header.json()["requested_at"],
+        "note": "Hun kjenner familien.",
+    }
+    assert "Ola" not in header.text
+
+    # Not the case, not the log: the same 404 as for a case that does not exist.
+    unknown = await _get(case, RECEIVER, "/api/v1/cases/01JNZZZZZZZZZZZZZZZZZZZZZZ")
+    hidden = await _get(case, RECEIVER, f"/api/v1/cases/{case_id}")
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.json() == unknown.json()
+
+    # A stranger, or the receiver asking for an unknown handover, gets that 404 too.
+    stranger = await _get(case, STRANGER, path, seq)
+    assert (stranger.status_code, stranger.json()) == (404, unknown.json())
+    assert stranger.headers["content-type"] == "application/problem+json"
+    wrong = await _get(case, RECEIVER, f"/api/v1/cases/{case_id}/handovers/{'0' * 26}")
+    assert (wrong.status_code, wrong.json()) == (404, unknown.json())
+    malformed = await _get(case, RECEIVER, f"/api/v1/cases/{case_id}/handovers/nope")
+    assert malformed.status_code == 422
+    assert malformed.headers["content-type"] == "application/problem+json"
+
+    # The holder reads it as a reader of the case.
+    by_holder = await _get(case, HOLDER, path)
+    assert by_holder.status_code == 200
+    assert by_holder.json() == header.json()
+
+    # The receiver's read is recorded, on the basis the consent service named.
+    reads = [
+        e.data
+        for c in await consent.store.read(1, limit=10_000)
+        for e in c.events
+        if e.type == "no.stafett.access.recorded.v1" and e.subject == case_id
+    ]
+    assert {(r["reader_id"], r["basis"]) for r in reads} >= {
+        (RECEIVER, "handover_addressee"),
+        (HOLDER, "holder"),
+    }
+    assert all(r["decision_id"] for r in reads)
+
+
+async def test_a_former_receiver_loses_the_header_once_the_handover_is_answered(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    case = case_service
+    case_id = await _case(consent, case)
+
+    async def answered(answer: str, person: str, body: dict[str, Any]) -> tuple[str, str]:
+        handover_id, seq = await _request(case, case_id, "Til helsestasjonen.")
+        path = f"/api/v1/cases/{case_id}/handovers/{handover_id}"
+        assert (await _get(case, RECEIVER, path, seq)).status_code == 200
+        done = await _write(case, person, f"{path}/{answer}", body)
+        return path, done.headers["Stafett-Seq"]
+
+    cancelled, seq = await answered("cancel", HOLDER, {})
+    assert (await _get(case, RECEIVER, cancelled, seq)).status_code == 404
+    declined, seq = await answered("decline", RECEIVER, {"reason": "Ikke nå."})
+    assert (await _get(case, RECEIVER, declined, seq)).status_code == 404
+    # The holder still sees the whole timeline.
+    assert (await _get(case, HOLDER, cancelled)).json()["status"] == "cancelled"
+
+    # Accepted: the receiver holds the case and reads it as its holder ...
+    accepted, seq = await answered("accept", RECEIVER, {})
+    header = await _get(case, RECEIVER, accepted, seq)
+    assert (header.status_code, header.json()["status"]) == (200, "accepted")
+    # ... until she hands it back: then she is no one to the case, and sees none of it.
+    back = await _write(
+        case,
+        RECEIVER,
+        f"/api/v1/cases/{case_id}/handovers",
+        {"to_person_id": HOLDER, "to_unit_id": "siljan-ungdomsskole"},
+    )
+    done = await _write(
+        case, HOLDER, f"/api/v1/cases/{case_id}/handovers/{back.json()['id']}/accept", {}
+    )
+    seq = done.headers["Stafett-Seq"]
+    for path in (accepted, cancelled, f"/api/v1/cases/{case_id}"):
+        assert (await _get(case, RECEIVER, path, seq)).status_code == 404, path
+    assert (await _get(case, HOLDER, accepted, seq)).status_code == 200

@@ -219,6 +219,25 @@ async def get_case(
     return JSONResponse(jsonable_encoder(view), headers={"ETag": f'"{view["version"]}"'})
 
 
+@router.get(
+    "/cases/{case_id}/handovers/{handover_id}",
+    summary="En overføring: det mottakeren trenger for å svare (ikke loggen, ikke barnet)",
+)
+async def get_handover(
+    *,
+    case_id: CaseId,
+    handover_id: HandoverId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    min_seq: MinSeq = None,
+) -> JSONResponse:
+    try:
+        header = await service.handover(principal, case_id, handover_id, min_seq)
+    except ProjectionBehind:
+        raise _behind() from None
+    return JSONResponse(jsonable_encoder(header))
+
+
 def _write_route(path: str, summary: str, status: int = 200) -> Callable[[Any], Any]:
     return router.post(path, status_code=status, summary=summary)
 

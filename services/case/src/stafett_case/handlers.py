@@ -863,6 +863,55 @@ class CaseService:
             ),
         }
 
+    async def handover(
+        self, principal: Principal, case_id: str, handover_id: str, min_seq: int | None = None
+    ) -> dict[str, Any]:
+        """The header a receiver needs to decide on a handover: who asks, to whom, the
+        case's level and unit, the note; never the log or the child. Anyone who may read the
+        case sees it; the receiver named sees it while it waits for their answer."""
+        if min_seq:
+            await self.projector.wait_for(min_seq, 2.0)
+        decision = await self.decision(principal, "case:read", case_id, min_seq)
+        reader = decision.permitted
+        if not reader:
+            decision = await self.decision(principal, "case:handover", case_id, min_seq)
+            if not decision.permitted:
+                raise not_found()
+        async with self.sessions() as session:
+            row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+            h = (
+                await session.execute(
+                    select(handovers).where(
+                        handovers.c.handover_id == handover_id, handovers.c.case_id == case_id
+                    )
+                )
+            ).first()
+        if row is None or h is None:
+            raise not_found()
+        if reader:
+            visible = _handover_visible(h, as_utc(row.history_from))
+        else:
+            visible = h.status == "pending" and h.to_person_id == principal.id
+        if not visible:
+            raise not_found()
+        await self._record_read(principal, case_id, row.org_id, decision)
+        owner = row.child_id or case_id
+        return {
+            "id": h.handover_id,
+            "case_id": case_id,
+            "status": h.status,
+            "level": row.level,
+            "unit_id": row.unit_id,
+            "org_id": row.org_id,
+            "from_person_id": h.from_person_id,
+            "from_unit_id": h.from_unit_id,
+            "to_person_id": h.to_person_id,
+            "to_unit_id": h.to_unit_id,
+            "to_org_id": h.to_org_id,
+            "requested_at": as_utc(h.requested_at),
+            "note": await self._decrypt_first((owner, case_id), h.note, "handover_note"),
+        }
+
     async def list_cases(  # noqa: PLR0912 - one branch per filter
         self,
         principal: Principal,
