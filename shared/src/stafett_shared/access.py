@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,12 +24,19 @@ from stafett_shared.telemetry import current_traceparent
 
 __all__ = [
     "MAX_PERMIT_CACHE_S",
+    "REQUEST_MIN_SEQ",
     "AccessClient",
     "AccessDecision",
     "AccessRecorded",
     "AccessUnavailable",
     "record_access",
 ]
+
+REQUEST_MIN_SEQ: ContextVar[int | None] = ContextVar("stafett_request_min_seq", default=None)
+"""The ``Stafett-Min-Seq`` of the HTTP request being served: every decision asked for while
+serving it waits, at the consent service, until the consent projection has reached it. A
+client that wrote something and then acts on it (a child registered, then a case opened for
+the child) sends its write's sequence and is never refused by a projection that lags."""
 
 MAX_PERMIT_CACHE_S = 1.0
 CHECK_SUBJECT = "stafett.rpc.consent.check"
@@ -90,6 +98,7 @@ class AccessClient:
         entry_id: str | None = None,
         min_seq: int | None = None,
     ) -> AccessDecision:
+        min_seq = min_seq or REQUEST_MIN_SEQ.get()
         key = (principal.kind, principal.id, action, case_id, entry_id)
         now = self._clock()
         cached = self._cache.get(key)
@@ -119,6 +128,7 @@ class AccessClient:
         *,
         min_seq: int | None = None,
     ) -> list[str]:
+        min_seq = min_seq or REQUEST_MIN_SEQ.get()
         payload: dict[str, Any] = {
             "principal": {"id": principal.id, "kind": principal.kind},
             "action": action,

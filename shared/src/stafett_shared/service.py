@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stafett_shared.access import REQUEST_MIN_SEQ
 from stafett_shared.auth import DevIssuer, TokenVerifier
 from stafett_shared.crypto import FieldCipher, KeyStore, load_or_create_kek
 from stafett_shared.db import create_engine, create_sync_engine, run_migrations, sessionmaker
@@ -43,7 +44,7 @@ from stafett_shared.problems import (
     install_problem_handlers,
     problem_response,
 )
-from stafett_shared.projector import Projection, Projector
+from stafett_shared.projector import Projection, ProjectionBehind, Projector
 from stafett_shared.ratelimit import RateLimiter
 from stafett_shared.settings import CommonSettings, ServiceSettings
 from stafett_shared.telemetry import FASTAPI_TELEMETRY, TracingMiddleware, configure_tracing
@@ -401,6 +402,51 @@ class ResponseHeadersMiddleware:
             )
 
 
+class MinSeqMiddleware:
+    """``Stafett-Min-Seq`` on any request: the service's own read model and every access
+    decision taken while serving it wait (bounded) until they have reached that sequence,
+    so a client's next step after a write is never refused by a projection that lags.
+    Reads already waited; this makes writes wait too (CONTRACT.md: a consistency token)."""
+
+    def __init__(self, app: ASGIApp, wait_s: float) -> None:
+        self.app = app
+        self.wait_s = wait_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope.get("headers") or []).get(b"stafett-min-seq", b"")
+        if not raw:
+            await self.app(scope, receive, send)
+            return
+        if not raw.isdigit() or len(raw) > 18:
+            response = problem_response(
+                400, "bad_request", "Stafett-Min-Seq må være et ikke-negativt heltall."
+            )
+            await response(scope, receive, send)
+            return
+        seq = int(raw)
+        runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+        if runtime is not None and scope["method"] != "GET" and seq > 0:
+            try:
+                await runtime.projector.wait_for(seq, self.wait_s)
+            except ProjectionBehind:
+                response = problem_response(
+                    503,
+                    "unavailable",
+                    "Lesemodellen har ikke nådd den etterspurte sekvensen ennå.",
+                    headers={"Retry-After": "1"},
+                )
+                await response(scope, receive, send)
+                return
+        token = REQUEST_MIN_SEQ.set(seq or None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            REQUEST_MIN_SEQ.reset(token)
+
+
 def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -446,6 +492,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
     async def asyncapi() -> dict[str, Any]:
         return asyncapi_document(spec)
 
+    app.add_middleware(MinSeqMiddleware, wait_s=settings.min_seq_wait_s)
     app.add_middleware(ResponseHeadersMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=spec.body_limits
