@@ -238,6 +238,18 @@ async def get_handover(
     return JSONResponse(jsonable_encoder(header))
 
 
+@router.get("/handovers", summary="Overføringer som venter på ditt svar")
+async def list_waiting_handovers(
+    *,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    to: Annotated[Literal["me"], Query(description="Bare «me»: dine egne.")],  # noqa: ARG001
+    limit: Annotated[int, Query(ge=1, le=50)] = 50,
+) -> JSONResponse:
+    items = await service.waiting_for(principal, limit)
+    return JSONResponse(jsonable_encoder({"items": items}))
+
+
 def _write_route(path: str, summary: str, status: int = 200) -> Callable[[Any], Any]:
     return router.post(path, status_code=status, summary=summary)
 

@@ -912,6 +912,30 @@ class CaseService:
             "note": await self._decrypt_first((owner, case_id), h.note, "handover_note"),
         }
 
+    async def waiting_for(self, principal: Principal, limit: int = 50) -> list[dict[str, Any]]:
+        """The handovers waiting for this person's answer, each as its header: every one is
+        decided and recorded through :meth:`handover`, one that is not permitted is left out."""
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(handovers.c.case_id, handovers.c.handover_id)
+                    .where(
+                        handovers.c.to_person_id == principal.id,
+                        handovers.c.status == "pending",
+                    )
+                    .order_by(handovers.c.requested_at)
+                    .limit(limit)
+                )
+            ).all()
+        headers: list[dict[str, Any]] = []
+        for row in rows:
+            try:
+                headers.append(await self.handover(principal, row.case_id, row.handover_id))
+            except HandlerError as exc:
+                if exc.status != 404:
+                    raise
+        return headers
+
     async def list_cases(  # noqa: PLR0912 - one branch per filter
         self,
         principal: Principal,
