@@ -31,6 +31,7 @@ DISTRIBUTIONS = [
     "services/log",
     "services/consent",
     "services/notify",
+    "services/portal",
 ]
 MYPY_TARGETS = [
     "shared/src/stafett_shared",
@@ -38,6 +39,7 @@ MYPY_TARGETS = [
     "services/log/src/stafett_log",
     "services/consent/src/stafett_consent",
     "services/notify/src/stafett_notify",
+    "services/portal/src/stafett_portal",
     "shared/tests",
     "tests",
     "bench",
@@ -226,6 +228,31 @@ def _run(*args: str) -> int:
     return subprocess.run([tool, *args[1:]], cwd=ROOT, check=False).returncode
 
 
+def ensure_chromium() -> None:
+    """The browser tests drive Debian's Chromium (Playwright's own browser download cannot
+    be used): install it with apt when it is missing and this runs as root, as in CI."""
+    if os.environ.get("STAFETT_CHROMIUM") or shutil.which("chromium"):
+        return
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(
+            "Chromium mangler, og nettlesertestene hoppes over. Installer pakken «chromium» "
+            "(som root gjør testkommandoen det selv).",
+            flush=True,
+        )
+        return
+    print("Installerer Chromium for nettlesertestene (apt-get) …", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL, env=env, check=False)
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+        stdout=subprocess.DEVNULL,
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        print("Kunne ikke installere Chromium med apt-get.", file=sys.stderr, flush=True)
+
+
 def run_tests(extra: list[str]) -> int:
     if _run("ruff", "check", ".") != 0 or _run("ruff", "format", "--check", ".") != 0:
         return 1
@@ -235,6 +262,7 @@ def run_tests(extra: list[str]) -> int:
     )
     if _run("mypy", *targets) != 0:
         return 1
+    ensure_chromium()
     code = _run("pytest", *extra)
     if code == 5:  # pytest found no test: that is a failure here, not a pass
         print("pytest collected no tests", file=sys.stderr)

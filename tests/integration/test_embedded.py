@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from stafett_shared.auth import DevIssuer, TokenVerifier
 from stafett_shared.cli import app
-from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port
+from stafett_shared.embedded import PROJECTING, SERVICES, EmbeddedSystem, free_port
 from stafett_shared.eventstore import EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.testing import NatsHandle
@@ -22,7 +22,7 @@ from stafett_shared.testing.events import make_event
 
 
 @pytest.mark.slow
-def test_the_embedded_system_starts_nats_and_four_ready_services(
+def test_the_embedded_system_starts_nats_the_portal_and_four_ready_services(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ports = {name: free_port() for name in SERVICES}
@@ -31,7 +31,14 @@ def test_the_embedded_system_starts_nats_and_four_ready_services(
     try:
         assert system.nats.config_text().count("sync_interval: always") == 1
         with httpx.Client(timeout=5) as client:
-            for name, port in ports.items():
+            portal = f"http://127.0.0.1:{ports['portal']}"
+            assert client.get(f"{portal}/readyz").status_code == 200
+            signin = client.get(f"{portal}/logg-inn")
+            assert signin.status_code == 200
+            assert "Ann Kristin Allum" in signin.text or "Logg inn" in signin.text
+            assert client.get(f"{portal}/").headers["location"] == "/logg-inn"
+            for name in PROJECTING:
+                port = ports[name]
                 base = f"http://127.0.0.1:{port}"
                 assert client.get(f"{base}/healthz").json() == {"status": "ok"}
                 assert client.get(f"{base}/readyz").status_code == 200

@@ -23,7 +23,7 @@ from stafett_shared.datafolder import (
     marker_path,
     withdraw_running,
 )
-from stafett_shared.embedded import SERVICES, EmbeddedSystem
+from stafett_shared.embedded import PROJECTING, EmbeddedSystem
 from stafett_shared.settings import CommonSettings
 
 if TYPE_CHECKING:
@@ -98,13 +98,7 @@ def up(
         document = demo or Path("data/grenland.yaml")
         if not no_demo and document.is_file():
             _load_region(system, settings, folder, document)
-        console.print(f"NATS      {system.nats.url}")
-        for service in system.running:
-            console.print(f"{service.name:<9} {service.url}  (API: {service.url}/docs)")
-        console.print(
-            "Token for utvikling: [bold]stafett token admin[/bold]  "
-            "(kjør med STAFETT_DATA_DIR=" + str(folder) + " fra en annen mappe)"
-        )
+        _print_addresses(system)
         console.print("Avslutt med Ctrl-C.")
         while True:
             for service in system.running:
@@ -146,6 +140,22 @@ def _dev_issuer(settings: CommonSettings) -> DevIssuer:
     except DataFolderNotFound as exc:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _print_addresses(system: EmbeddedSystem) -> None:
+    """The portal first: it is what a person opens; the APIs after it."""
+    portal = next((s for s in system.running if s.name == "portal"), None)
+    if portal is not None:
+        console.print(
+            f"\n[bold]Åpne Stafett i nettleseren: {portal.url}/[/bold]\n"
+            "Logg inn ved å velge en person fra demoregionen (innlogging for utvikling).\n"
+        )
+    console.print("Tjenestene (API):")
+    for service in system.running:
+        if service.name != "portal":
+            console.print(f"  {service.name:<9} {service.url}  (dokumentasjon: {service.url}/docs)")
+    console.print(f"  NATS      {system.nats.url}")
+    console.print("Token for API-et: [bold]stafett token admin[/bold]")
 
 
 def _load_region(
@@ -236,7 +246,7 @@ def rebuild(
     service: Annotated[str, typer.Argument(help="case, log, consent eller notify")],
 ) -> None:
     """Bygg en tjenestes lesemodeller på nytt fra sekvens 1."""
-    if service not in SERVICES:
+    if service not in PROJECTING:
         err.print(f"[red]Ukjent tjeneste: {service}[/red]")
         raise typer.Exit(2)
     result = subprocess.run(  # noqa: S603

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 __all__ = [
+    "PROJECTING",
     "SERVICES",
     "EmbeddedSystem",
     "NatsServerProcess",
@@ -26,7 +27,18 @@ __all__ = [
     "port_in_use",
 ]
 
-SERVICES: dict[str, int] = {"case": 8101, "log": 8102, "consent": 8103, "notify": 8104}
+SERVICES: dict[str, int] = {
+    "portal": 8100,
+    "case": 8101,
+    "log": 8102,
+    "consent": 8103,
+    "notify": 8104,
+}
+"""Every process the embedded runner starts, with its default port; the portal first, as the
+address a person opens."""
+
+PROJECTING = ("case", "log", "consent", "notify")
+"""The services that keep read models (the portal keeps none)."""
 
 
 def find_nats_server() -> Path:
@@ -162,6 +174,16 @@ class EmbeddedSystem:
         env["STAFETT_DATA_DIR"] = str(self.data_dir)
         env["STAFETT_NATS_URL"] = self.nats.url
         env[f"STAFETT_{name.upper()}_PORT"] = str(self.ports[name])
+        if name == "portal":
+            for other in PROJECTING:
+                if other in self.ports:
+                    env[f"STAFETT_PORTAL_{other.upper()}_URL"] = (
+                        f"http://127.0.0.1:{self.ports[other]}"
+                    )
+            env["STAFETT_PORTAL_PUBLIC_URL"] = f"http://127.0.0.1:{self.ports[name]}"
+        if name == "notify" and "portal" in self.ports:
+            # Notices link to the portal's pages, not to an API.
+            env.setdefault("STAFETT_NOTIFY_LINK_BASE", f"http://127.0.0.1:{self.ports['portal']}")
         return env
 
     def start(self, ready_timeout_s: float = 90.0) -> None:

@@ -12,7 +12,7 @@ class NotifySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="STAFETT_NOTIFY_", extra="ignore")
 
     port: int = Field(default=8104, ge=1, le=65535)
-    link_base: str = "http://127.0.0.1:8101"
+    link_base: str = "http://127.0.0.1:8100"  # the portal's case pages
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_sender: str = "stafett@localhost"

@@ -1,0 +1,1 @@
+"""Stafett – portal: the stafettlogg in a browser, for staff."""

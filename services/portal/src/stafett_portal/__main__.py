@@ -1,0 +1,3 @@
+from stafett_portal.app import main
+
+raise SystemExit(main())

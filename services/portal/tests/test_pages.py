@@ -1,0 +1,126 @@
+"""The portal on its own, with every service unreachable: pages a person understands, never a
+stack trace; sign-in, CSRF and the security headers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from stafett_portal.app import create_app
+from stafett_portal.settings import OidcClientSettings, PortalSettings
+from stafett_shared.embedded import free_port
+from stafett_shared.settings import CommonSettings, IssuerSettings, SettingsError
+
+TEMPLATES = Path(__file__).parents[1] / "src" / "stafett_portal" / "templates"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: every service is down
+    settings = PortalSettings(
+        case_url=closed, log_url=closed, consent_url=closed, notify_url=closed
+    )
+    app = create_app(settings, CommonSettings(data_dir=tmp_path))
+    with TestClient(app, follow_redirects=False) as test_client:
+        yield test_client
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match is not None
+    return match.group(1)
+
+
+def test_a_person_who_is_not_signed_in_is_sent_to_sign_in(client: TestClient) -> None:
+    for path in ("/", "/saker", "/innboks", "/saker/01J0000000000000000000000A"):
+        response = client.get(path)
+        assert response.status_code == 303, path
+        assert response.headers["location"] == "/logg-inn"
+
+
+def test_every_page_carries_a_strict_content_security_policy(client: TestClient) -> None:
+    response = client.get("/logg-inn")
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+
+def test_no_template_has_inline_script_or_style() -> None:
+    for template in TEMPLATES.rglob("*.html"):
+        text = template.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)", text), template
+        assert " style=" not in text and "<style" not in text, template
+        assert "http://" not in text and "https://" not in text, template
+
+
+def test_a_form_without_the_session_csrf_token_is_refused(client: TestClient) -> None:
+    client.get("/logg-inn")
+    response = client.post("/logg-inn", data={"person_id": "ann-kristin-allum"})
+    assert response.status_code == 400
+    assert "Skjemaet kunne ikke leses" in response.text
+    assert "saker" not in response.headers.get("location", "")
+
+
+def test_development_sign_in_then_a_service_down_is_a_page_not_a_crash(
+    client: TestClient,
+) -> None:
+    csrf = _csrf(client.get("/logg-inn").text)
+    signed = client.post("/logg-inn", data={"person_id": "ann-kristin-allum", "csrf": csrf})
+    assert signed.status_code == 303
+    assert signed.headers["location"] == "/saker"
+    response = client.get("/saker")
+    assert response.status_code == 503
+    assert "Prøv igjen om litt" in response.text
+    assert "Traceback" not in response.text
+
+
+def test_a_malformed_id_is_the_same_page_as_a_case_one_may_not_see(client: TestClient) -> None:
+    csrf = _csrf(client.get("/logg-inn").text)
+    client.post("/logg-inn", data={"person_id": "ann-kristin-allum", "csrf": csrf})
+    response = client.get("/saker/not-a-case-id/logg")
+    assert response.status_code == 404
+    assert "Finnes ikke, eller du har ikke tilgang" in response.text
+
+
+def test_an_invalid_person_id_is_named_beside_the_field(client: TestClient) -> None:
+    csrf = _csrf(client.get("/logg-inn").text)
+    response = client.post("/logg-inn", data={"person_id": "<script>", "csrf": csrf})
+    assert response.status_code == 422
+    assert "gyldig person-id" in response.text
+    assert "<script>" not in response.text
+
+
+def test_sign_out_ends_the_session(client: TestClient) -> None:
+    csrf = _csrf(client.get("/logg-inn").text)
+    client.post("/logg-inn", data={"person_id": "ann-kristin-allum", "csrf": csrf})
+    page = client.get("/innboks")
+    out = client.post("/logg-ut", data={"csrf": _csrf(page.text)})
+    assert out.status_code == 303
+    assert client.get("/saker").headers["location"] == "/logg-inn"
+
+
+def test_production_needs_oidc_https_and_a_session_key(tmp_path: Path) -> None:
+    common = CommonSettings(
+        env="production",
+        data_dir=tmp_path,
+        kek=SecretStr("A" * 43 + "="),
+        issuers=[IssuerSettings(issuer="https://login.example.no")],
+    )
+    with pytest.raises(SettingsError):
+        create_app(PortalSettings(), common)
+    good = PortalSettings(
+        public_url="https://stafett.example.no",
+        session_key=SecretStr("A" * 43 + "="),
+        oidc=OidcClientSettings(issuer="https://login.example.no", client_id="stafett-portal"),
+    )
+    create_app(good, common)  # accepted: nothing else is needed to build it

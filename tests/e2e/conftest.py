@@ -1,0 +1,112 @@
+"""Browser tests: the embedded system (NATS from the wheel, the five services as processes on
+SQLite) and Debian's Chromium driven by Playwright. ``python3 stafett.py test`` installs
+Chromium when it is missing and the machine allows it; CI always runs these tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+
+from stafett_shared.auth import DevIssuer
+from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port
+
+REGION = Path(__file__).resolve().parents[2] / "data" / "grenland.yaml"
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("STAFETT_CHROMIUM") or shutil.which("chromium")
+
+
+@dataclass
+class Running:
+    system: EmbeddedSystem
+    issuer: DevIssuer
+    urls: dict[str, str]
+
+    @property
+    def portal(self) -> str:
+        return self.urls["portal"]
+
+    def api(self, person: str) -> httpx.Client:
+        return httpx.Client(
+            headers={"Authorization": f"Bearer {self.issuer.issue(person)}"}, timeout=20
+        )
+
+
+@pytest.fixture(scope="session")
+def stafett(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    data = tmp_path_factory.mktemp("stafett-e2e") / "data"
+    ports = {name: free_port() for name in SERVICES}
+    system = EmbeddedSystem(
+        data,
+        nats_port=free_port(),
+        ports=ports,
+        # The browser flows write many reads as one person in a short time.
+        env={"STAFETT_RATE_LIMIT_PER_S": "0", "STAFETT_LOG_LEVEL": "WARNING"},
+    )
+    system.start(ready_timeout_s=180)
+    try:
+        issuer = DevIssuer.load_or_create(data)
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        response = httpx.put(
+            f"{urls['consent']}/api/v1/directory",
+            content=REGION.read_bytes(),
+            headers={
+                "Authorization": f"Bearer {issuer.issue('admin')}",
+                "Content-Type": "application/yaml",
+            },
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        yield Running(system, issuer, urls)
+    finally:
+        system.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: `python3 stafett.py test` installs it with apt")
+        pytest.skip("Chromium is not installed (python3 stafett.py test installs it as root)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=path, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def screenshots() -> Path | None:
+    """Where to keep screenshots of the pages (docs/screenshots is made this way)."""
+    folder = os.environ.get("STAFETT_SCREENSHOTS")
+    if not folder:
+        return None
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_page(browser: Browser, viewport: ViewportSize) -> Page:
+    context = browser.new_context(viewport=viewport, locale="nb-NO", timezone_id="Europe/Oslo")
+    context.set_default_timeout(20_000)
+    return context.new_page()
+
+
+def fields(page: Page, values: dict[str, Any]) -> None:
+    for label, value in values.items():
+        # An optional field's label ends in «(valgfritt)».
+        page.get_by_label(re.compile("^" + re.escape(label))).fill(str(value))
