@@ -281,3 +281,70 @@ async def test_a_former_receiver_loses_the_header_once_the_handover_is_answered(
     for path in (accepted, cancelled, f"/api/v1/cases/{case_id}"):
         assert (await _get(case, RECEIVER, path, seq)).status_code == 404, path
     assert (await _get(case, HOLDER, accepted, seq)).status_code == 200
+
+
+async def test_the_receiver_lists_the_handovers_waiting_for_an_answer(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    case = case_service
+    case_id = await _case(consent, case)
+    handover_id, seq = await _request(case, case_id, "Til helsestasjonen.")
+
+    waiting = await _get(case, RECEIVER, "/api/v1/handovers?to=me", seq)
+    assert waiting.status_code == 200, waiting.text
+    items = waiting.json()["items"]
+    assert [(i["id"], i["case_id"], i["note"]) for i in items] == [
+        (handover_id, case_id, "Til helsestasjonen.")
+    ]
+    # The holder and a stranger have nothing waiting; only "me" may be asked for.
+    for person in (HOLDER, STRANGER):
+        other = await _get(case, person, "/api/v1/handovers?to=me", seq)
+        assert other.json() == {"items": []}
+    someone = await _get(case, RECEIVER, f"/api/v1/handovers?to={HOLDER}")
+    assert someone.status_code == 422
+
+    # Answered, it waits no more.
+    accepted = await _write(
+        case, RECEIVER, f"/api/v1/cases/{case_id}/handovers/{handover_id}/accept", {}
+    )
+    after = await _get(case, RECEIVER, "/api/v1/handovers?to=me", accepted.headers["Stafett-Seq"])
+    assert after.json() == {"items": []}
+
+
+async def test_a_write_with_stafett_min_seq_waits_for_what_the_client_wrote_before(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    case = case_service
+    _child, _guardians, body = await consent.register_child(9, [("Mor", True)])
+    registered = await consent.store.last_seq()
+    # Right after the child is registered, the case is opened with that write's sequence:
+    # the case service and the decision wait for it instead of answering unknown_child.
+    opened = await case.client.post(
+        "/api/v1/cases",
+        json={
+            "unit_id": "siljan-ungdomsskole",
+            "level": 1,
+            "child": {"national_id": body["national_id"]},
+            "concern": "Sliten hver morgen.",
+        },
+        headers=case.auth(HOLDER, **{"Stafett-Min-Seq": str(registered)}),
+    )
+    assert opened.status_code == 201, opened.text
+    # A sequence the stream has not reached is a 503 with Retry-After, and writes nothing.
+    ahead = await case.client.post(
+        "/api/v1/cases",
+        json={
+            "unit_id": "siljan-ungdomsskole",
+            "level": 0,
+            "child": {"pseudonym": "Elev C"},
+            "concern": "x",
+        },
+        headers=case.auth(HOLDER, **{"Stafett-Min-Seq": str(registered + 10_000)}),
+    )
+    assert ahead.status_code == 503
+    assert ahead.headers["retry-after"] == "1"
+    assert ahead.headers["content-type"] == "application/problem+json"
+    malformed = await case.client.post(
+        "/api/v1/cases", json={}, headers=case.auth(HOLDER, **{"Stafett-Min-Seq": "-1"})
+    )
+    assert malformed.status_code == 400
