@@ -72,3 +72,9 @@ def test_csrf_is_compared_in_constant_time_and_needs_a_value() -> None:
     assert session.valid_csrf(session.csrf)
     assert not session.valid_csrf(None)
     assert not session.valid_csrf(session.csrf + "x")
+
+
+def test_a_token_too_large_for_a_cookie_cannot_be_sealed() -> None:
+    sealer = SessionSealer(KEY, secure=False)
+    with pytest.raises(ValueError, match="does not fit"):
+        sealer.seal(Session(person_id="p", token="x" * 4000, expires_at=time.time() + 60))

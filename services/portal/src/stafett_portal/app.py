@@ -282,8 +282,14 @@ def _bare_page(request: Request) -> Page:
 
 
 def _store(portal: Portal, response: Response, session: Session) -> Response:
+    try:
+        sealed = portal.sealer.seal(session)
+    except ValueError:  # a token too large for a cookie: refused, never split or stored
+        session.sign_out()
+        session.flash = "Innloggingen kunne ikke fullføres. Kontakt brukerstøtte."
+        sealed = portal.sealer.seal(session)
     max_age = max(int(session.expires_at - time.time()), 60) if session.token else 3600
-    response.set_cookie(value=portal.sealer.seal(session), **portal.sealer.cookie_args(max_age))
+    response.set_cookie(value=sealed, **portal.sealer.cookie_args(max_age))
     return response
 
 
