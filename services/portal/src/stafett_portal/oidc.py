@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 import jwt
@@ -34,6 +34,11 @@ class SignedIn:
     subject: str
     access_token: str
     expires_at: float
+
+
+def _same(given: str, kept: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input (a forged query parameter)."""
+    return secrets.compare_digest(given.encode(), kept.encode())
 
 
 def _challenge(verifier: str) -> str:
@@ -86,10 +91,12 @@ class OidcClient:
         return f"{endpoint}?{urlencode(query)}", state
 
     async def finish(self, code: str, state: str, kept: dict[str, str]) -> SignedIn:
-        if not kept or not secrets.compare_digest(state, kept.get("state", "")):
+        if not kept or not _same(state, kept.get("state", "")):
             raise LoginFailed("state does not match")
         if time.time() - int(kept.get("started", "0")) > 600:
             raise LoginFailed("the sign-in took too long")
+        if not code:  # the issuer answered with ?error=… (declined, or asked the wrong way)
+            raise LoginFailed("the issuer did not sign the person in")
         meta = await self._meta()
         endpoint = self.config.token_endpoint or str(meta["token_endpoint"])
         form = {
@@ -102,7 +109,10 @@ class OidcClient:
         secret = self.config.client_secret
         try:
             if secret is not None:  # client_secret_basic; a public client relies on PKCE alone
-                basic = httpx.BasicAuth(self.config.client_id, secret.get_secret_value())
+                # RFC 6749 2.3.1: both are form-encoded before they go into the Basic header.
+                basic = httpx.BasicAuth(
+                    quote_plus(self.config.client_id), quote_plus(secret.get_secret_value())
+                )
                 response = await self._http.post(endpoint, data=form, auth=basic)
             else:
                 response = await self._http.post(endpoint, data=form)
@@ -135,7 +145,7 @@ class OidcClient:
             )
         except (jwt.PyJWTError, KeyError) as exc:
             raise LoginFailed("the ID token does not hold up") from exc
-        if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
+        if not _same(str(claims.get("nonce", "")), nonce):
             raise LoginFailed("nonce does not match")
         return claims
 

@@ -51,7 +51,8 @@ class Session(BaseModel):
         self.csrf = secrets.token_urlsafe(24)
 
     def valid_csrf(self, value: str | None) -> bool:
-        return value is not None and secrets.compare_digest(value, self.csrf)
+        # as bytes: compare_digest refuses non-ASCII str, and a form may send anything
+        return value is not None and secrets.compare_digest(value.encode(), self.csrf.encode())
 
 
 class SessionSealer:
