@@ -367,6 +367,23 @@ def _field_errors(exc: ApiError, fields: list[Field]) -> dict[str, str]:
     return errors
 
 
+async def _to_issuer(page: Page, oidc: OidcClient) -> Response:
+    """Send the person to the staff issuer, keeping state, nonce and verifier in the session."""
+    try:
+        url, kept = await oidc.begin()
+    except LoginFailed:
+        _log.warning("issuer_unavailable")
+        return render(
+            page,
+            "pages/error.html",
+            503,
+            title="Innloggingen er ikke tilgjengelig",
+            message="Innloggingstjenesten svarer ikke nå. Prøv igjen om litt.",
+        )
+    page.session.login_state = kept
+    return _store(_portal(page.request), RedirectResponse(url, status_code=303), page.session)
+
+
 # --- routes --------------------------------------------------------------------------------
 
 
@@ -404,9 +421,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         portal = _portal(request)
         page = _bare_page(request)
         if portal.oidc is not None and portal.dev is None:
-            url, kept = await portal.oidc.begin()
-            page.session.login_state = kept
-            return _store(portal, RedirectResponse(url, status_code=303), page.session)
+            return await _to_issuer(page, portal.oidc)
         if portal.dev is None:
             return render(
                 page,
@@ -462,10 +477,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         portal = _portal(request)
         if portal.oidc is None:
             raise StarletteHTTPException(404)
-        page = await _page(request, signed_in=False)
-        url, kept = await portal.oidc.begin()
-        page.session.login_state = kept
-        return _store(portal, RedirectResponse(url, status_code=303), page.session)
+        return await _to_issuer(_bare_page(request), portal.oidc)
 
     @app.get("/logg-inn/svar", include_in_schema=False)
     async def sign_in_answer(
@@ -476,7 +488,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         portal = _portal(request)
         if portal.oidc is None:
             raise StarletteHTTPException(404)
-        page = await _page(request, signed_in=False)
+        page = _bare_page(request)  # signing in never waits for a service
         kept = page.session.login_state or {}
         page.session.login_state = None
         try:
@@ -496,6 +508,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         page.session.expires_at = min(
             signed.expires_at, time.time() + portal.settings.session_max_s
         )
+        _log.info("signed_in", issuer="oidc")
         return redirect(page, "/saker")
 
     @app.post("/logg-ut", include_in_schema=False)
