@@ -27,6 +27,16 @@ class OidcClientSettings(BaseModel):
     token_endpoint: str | None = None
     end_session_endpoint: str | None = None
 
+    @model_validator(mode="after")
+    def _asks_for_an_id_token(self) -> OidcClientSettings:
+        if "openid" not in self.scopes:
+            raise ValueError("the scopes of STAFETT_PORTAL_OIDC must include openid")
+        return self
+
+    def endpoints(self) -> list[str]:
+        given = (self.authorization_endpoint, self.token_endpoint, self.end_session_endpoint)
+        return [self.issuer, *(e for e in given if e is not None)]
+
 
 class PortalSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STAFETT_PORTAL_", extra="ignore")
@@ -76,3 +86,5 @@ class PortalSettings(BaseSettings):
             raise SettingsError("production needs STAFETT_PORTAL_OIDC (the staff issuer)")
         if not self.secure_cookies:
             raise SettingsError("production needs an https:// STAFETT_PORTAL_PUBLIC_URL")
+        if not all(url.startswith("https://") for url in self.oidc.endpoints()):
+            raise SettingsError("production needs an https:// issuer in STAFETT_PORTAL_OIDC")
