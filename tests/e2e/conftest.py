@@ -74,8 +74,11 @@ def stafett(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         system.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test module. Not for the session: Playwright's synchronous API runs
+    an event loop of its own while it is started, and the asyncio tests after these must not
+    find it running."""
     path = chromium_path()
     if path is None:
         if os.environ.get("CI"):
