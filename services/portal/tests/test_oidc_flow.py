@@ -93,6 +93,7 @@ class Provider:
     id_alg: str = "RS256"
     named_issuer: str | None = None  # the issuer discovery names
     deny: bool = False  # the person (or the issuer) declines
+    access_padding: int = 0  # characters of extra claims in the access token
 
     @property
     def issuer(self) -> str:
@@ -130,6 +131,7 @@ class Provider:
             "iat": now,
             "exp": now + 600,
             "scope": "openid",
+            "groups": "x" * self.access_padding,
         }
         token = jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": KID})
         self.access_tokens.append(token)
@@ -531,6 +533,16 @@ def test_an_issuer_that_declines_is_a_page_and_no_token_request(
     assert _query(back)["error"] == "access_denied"
     _refused(portal.get(back), portal)
     assert provider.token_requests == []
+
+
+def test_an_access_token_too_large_for_the_cookie_is_a_page_not_a_loop(
+    portal: TestClient, provider: Provider
+) -> None:
+    provider.access_padding = 4000
+    answer = _sign_in(portal)
+    assert answer.status_code == 400  # not a redirect that would go back to the issuer
+    assert "Kontakt brukerstøtte" in answer.text
+    assert not _session(portal).signed_in()
 
 
 # --- the ID token --------------------------------------------------------------------------

@@ -384,6 +384,10 @@ async def _to_issuer(page: Page, oidc: OidcClient) -> Response:
     return _store(_portal(page.request), RedirectResponse(url, status_code=303), page.session)
 
 
+def _sign_in_failed(page: Page, message: str) -> Response:
+    return render(page, "pages/error.html", 400, title="Innloggingen mislyktes", message=message)
+
+
 # --- routes --------------------------------------------------------------------------------
 
 
@@ -495,12 +499,8 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
             signed = await portal.oidc.finish(code, state, kept)
         except LoginFailed:
             _log.info("sign_in_failed", issuer="oidc")
-            return render(
-                page,
-                "pages/error.html",
-                400,
-                title="Innloggingen mislyktes",
-                message="Innloggingen ble ikke fullført. Prøv å logge inn på nytt.",
+            return _sign_in_failed(
+                page, "Innloggingen ble ikke fullført. Prøv å logge inn på nytt."
             )
         page.session.sign_out()
         page.session.person_id = signed.subject
@@ -508,6 +508,12 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         page.session.expires_at = min(
             signed.expires_at, time.time() + portal.settings.session_max_s
         )
+        try:
+            portal.sealer.seal(page.session)
+        except ValueError:  # too large for a cookie: said here, not looped through the issuer
+            _log.warning("sign_in_token_too_large", issuer="oidc")
+            page.session.sign_out()
+            return _sign_in_failed(page, "Innloggingen kunne ikke fullføres. Kontakt brukerstøtte.")
         _log.info("signed_in", issuer="oidc")
         return redirect(page, "/saker")
 
