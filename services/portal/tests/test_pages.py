@@ -124,3 +124,21 @@ def test_production_needs_oidc_https_and_a_session_key(tmp_path: Path) -> None:
         oidc=OidcClientSettings(issuer="https://login.example.no", client_id="stafett-portal"),
     )
     create_app(good, common)  # accepted: nothing else is needed to build it
+
+
+def test_a_fault_of_the_portal_is_a_page_in_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stafett_portal import app as portal_app
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a detail that must not be shown")
+
+    monkeypatch.setattr(portal_app, "_page", broken)
+    app = create_app(PortalSettings(), CommonSettings(data_dir=tmp_path))
+    with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as test_client:
+        response = test_client.get("/saker")
+    assert response.status_code == 500
+    assert "Noe gikk galt hos oss" in response.text
+    assert "must not be shown" not in response.text
+    assert "content-security-policy" in response.headers

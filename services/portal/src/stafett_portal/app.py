@@ -33,7 +33,7 @@ from stafett_portal.charts import bar_chart
 from stafett_portal.directory import Directory, Me
 from stafett_portal.forms import Field, FormResult, national_id_field, read_form
 from stafett_portal.oidc import LoginFailed, OidcClient
-from stafett_portal.security import SecurityHeadersMiddleware
+from stafett_portal.security import SecurityHeadersMiddleware, protect
 from stafett_portal.session import Session, SessionSealer
 from stafett_portal.settings import PortalSettings
 from stafett_shared.auth import DevIssuer
@@ -1285,6 +1285,17 @@ def _error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BadForm, on_bad_form)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # A fault of the portal's own: a page in words, the exception's type in the log
+        # (never its message, which could hold what a service answered).
+        _log.error("page_failed", error_type=type(exc).__name__)
+        response = await error_page(request, 500, "error")
+        # This answer leaves outside the middleware that sets the headers on every other.
+        protect(response.headers, hsts=_portal(request).settings.secure_cookies)
+        return response
+
+    app.add_exception_handler(Exception, on_unexpected)
 
 
 def main() -> int:

@@ -6,13 +6,26 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP", "SecurityHeadersMiddleware"]
+__all__ = ["CSP", "SecurityHeadersMiddleware", "protect"]
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'"
 )
+
+
+def protect(headers: MutableHeaders, *, static: bool = False, hsts: bool = False) -> None:
+    """Set the portal's security headers on one response."""
+    headers["Content-Security-Policy"] = CSP
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers.setdefault("Cache-Control", "public, max-age=3600" if static else "no-store")
+    if hsts:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
 
 
 class SecurityHeadersMiddleware:
@@ -28,18 +41,7 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = CSP
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["X-Frame-Options"] = "DENY"
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-                headers["Cross-Origin-Opener-Policy"] = "same-origin"
-                headers.setdefault(
-                    "Cache-Control", "public, max-age=3600" if static else "no-store"
-                )
-                if self.hsts:
-                    headers["Strict-Transport-Security"] = "max-age=31536000"
+                protect(MutableHeaders(scope=message), static=static, hsts=self.hsts)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -215,3 +215,4 @@ def problem_sentence(code: str, status: int) -> str:
     if status >= 500:
         return PROBLEMS["unavailable"]
     return PROBLEMS["error"]
+    500: "Noe gikk galt hos oss",
