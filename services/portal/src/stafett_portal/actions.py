@@ -112,6 +112,20 @@ def _team_fields(ctx: CaseContext) -> list[Field]:
     ]
 
 
+def _remove_fields(ctx: CaseContext) -> list[Field]:
+    # The person is chosen in the form, not named in the address (staff ids are names).
+    members = [
+        (
+            str(m["person_id"]),
+            f"{ctx.directory.person_name(m['person_id'])}, "
+            f"{ctx.directory.unit_name(m.get('unit_id'))}",
+        )
+        for m in ctx.case.get("team", [])
+        if isinstance(m, dict) and isinstance(m.get("person_id"), str)
+    ]
+    return [Field("member", "Hvem skal ut av teamet?", "radio", options=members)]
+
+
 def _handover_fields(ctx: CaseContext) -> list[Field]:
     return [
         Field(
@@ -413,8 +427,8 @@ ACTIONS: dict[str, Action] = {
             "fjern",
             "Fjern fra teamet",
             "Fjern fra teamet",
-            lambda c: [],
-            lambda v, c: Call("DELETE", "case", _case_path(c, f"/team/{c.ref}")),
+            _remove_fields,
+            lambda v, c: Call("DELETE", "case", _case_path(c, f"/team/{v['member']}")),
             "Personen er fjernet fra teamet.",
             danger=True,
         ),
