@@ -22,7 +22,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stafett_consent.domain import Category, Sector, StaffRole
 from stafett_consent.policy import (
     EMERGENCY_DURATION,
     POLICY_VERSION,
@@ -42,6 +41,8 @@ from stafett_consent.policy import (
     decide,
     grants,
 )
+from stafett_shared.contracts.directory import Sector, StaffRole
+from stafett_shared.contracts.log import Category
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -12,16 +12,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from stafett_consent.domain import (
-    EMPTY_GUIDE,
+from stafett_consent.domain import EMPTY_GUIDE, DirectoryState, RegionDocument, diff_directory
+from stafett_shared.contracts.directory import (
     CatalogueMeasure,
-    DirectoryState,
     OrganisationGuideSet,
     OrganisationMeasureCatalogueSet,
     OrganisationRegistered,
     OrgKind,
-    RegionDocument,
-    diff_directory,
 )
 from stafett_shared.envelope import registry
 

@@ -12,12 +12,13 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from nats.aio.client import Client as NATS
 
 from stafett_shared.auth import Principal
-from stafett_shared.envelope import EventData, registry
+from stafett_shared.contracts.access import AccessRecorded, ReadWhat
+from stafett_shared.envelope import registry
 from stafett_shared.eventstore import EventStore
 from stafett_shared.rpc import RpcRemoteError, request
 from stafett_shared.telemetry import current_traceparent
@@ -148,21 +149,6 @@ class AccessClient:
             raise AccessUnavailable("the consent service did not answer") from exc
 
 
-@registry.register
-class AccessRecorded(EventData):
-    """A read of case content (DOMAIN.md: guardians and youth may see who read the log)."""
-
-    event_type = "no.stafett.access.recorded.v1"
-    case_id: str
-    reader_id: str
-    reader_kind: Literal["person", "client"]
-    basis: str | None = None
-    decision_id: str | None = None
-    what: Literal["case", "entries", "consents", "access"]
-    entry_ids: tuple[str, ...] = ()
-    service: str
-
-
 async def record_access(
     store: EventStore,
     *,
@@ -171,7 +157,7 @@ async def record_access(
     principal: Principal,
     basis: str | None,
     decision_id: str | None,
-    what: Literal["case", "entries", "consents", "access"],
+    what: ReadWhat,
     service: str,
     entry_ids: Sequence[str] = (),
 ) -> int:

@@ -11,10 +11,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stafett_case import domain
 from stafett_case.handlers import CaseService, Written
 from stafett_case.indicators import indicators
 from stafett_shared.auth import Principal, PrincipalDep
+from stafett_shared.contracts.case import CloseReason, Outcome
 from stafett_shared.idempotency import (
     IdempotencyStore,
     StoredAnswer,
@@ -89,13 +89,13 @@ class MeasureIn(_In):
 
 
 class EvaluationIn(_In):
-    outcome: domain.Outcome
+    outcome: Outcome
     note: str | None = Field(default=None, max_length=TEXT)
     next_evaluate_by: date | None = None
 
 
 class CloseIn(_In):
-    reason: domain.CloseReason
+    reason: CloseReason
     note: str | None = Field(default=None, max_length=TEXT)
 
 

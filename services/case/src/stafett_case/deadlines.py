@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import and_, select
 
-from stafett_case import domain
 from stafett_case.projections import cases, deadlines_sent, handovers, measures, roles
+from stafett_shared.contracts.case import DeadlineDue
 from stafett_shared.db import sessionmaker, upsert, writer
 from stafett_shared.envelope import registry
 from stafett_shared.eventstore import DuplicateAppend
@@ -44,10 +44,10 @@ async def _leaders(session: Any, unit_id: str) -> list[str]:
 
 async def due_deadlines(
     service: CaseService, policy: DeadlinePolicy, now: datetime
-) -> list[domain.DeadlineDue]:
+) -> list[DeadlineDue]:
     """Every deadline that is due at ``now``, whether or not it was published already."""
     today = now.date()
-    found: list[domain.DeadlineDue] = []
+    found: list[DeadlineDue] = []
     async with service.sessions() as session:
         open_cases = (await session.execute(select(cases).where(cases.c.status == "open"))).all()
         for case in open_cases:
@@ -56,7 +56,7 @@ async def due_deadlines(
                 due = (case.level_changed_at + timedelta(days=policy.level0_days)).date()
                 if today >= due:
                     found.append(
-                        domain.DeadlineDue(
+                        DeadlineDue(
                             case_id=case.case_id,
                             kind="level0_unresolved",
                             due_on=due,
@@ -67,7 +67,7 @@ async def due_deadlines(
             inactive_due = (last + timedelta(days=policy.inactive_days)).date()
             if today >= inactive_due:
                 found.append(
-                    domain.DeadlineDue(
+                    DeadlineDue(
                         case_id=case.case_id,
                         kind="inactive",
                         due_on=inactive_due,
@@ -81,7 +81,7 @@ async def due_deadlines(
             )
             if still_there is None:
                 found.append(
-                    domain.DeadlineDue(
+                    DeadlineDue(
                         case_id=case.case_id,
                         kind="holder_left_unit",
                         due_on=today,
@@ -105,7 +105,7 @@ async def due_deadlines(
                 "measure_evaluation_due" if today >= m.evaluate_by else "measure_evaluation_soon"
             )
             found.append(
-                domain.DeadlineDue(
+                DeadlineDue(
                     case_id=m.case_id,
                     kind=kind,
                     due_on=m.evaluate_by,
@@ -123,7 +123,7 @@ async def due_deadlines(
         ).all()
         for h in waiting:
             found.append(
-                domain.DeadlineDue(
+                DeadlineDue(
                     case_id=h.case_id,
                     kind="handover_unanswered",
                     due_on=(h.requested_at + timedelta(days=policy.handover_days)).date(),

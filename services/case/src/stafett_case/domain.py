@@ -9,7 +9,8 @@ Pure: ``decide(state, command, now)`` returns the events a command yields or rai
 ``CaseError``; ``evolve(state, event)`` returns the next state. No I/O and no clock; personal
 data arrives encrypted, and facts the aggregate cannot know (whether a consent names an
 organisation, which team members a consent covers) arrive in the command, decided by the
-handler from the read models.
+handler from the read models. Its events are the case context's contracts, defined in
+``stafett_shared.contracts.case``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,33 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from stafett_shared.envelope import EventData, registry
+from stafett_shared.contracts.base import Encrypted
+from stafett_shared.contracts.case import (
+    Access,
+    CaseClosedEvent,
+    CaseOpened,
+    CaseReopened,
+    ChildIdentified,
+    ChildWelfareReported,
+    CloseReason,
+    HandoverAccepted,
+    HandoverCancelled,
+    HandoverDeclined,
+    HandoverRequested,
+    HolderRef,
+    LevelChanged,
+    MeasureAdded,
+    MeasureEvaluated,
+    Outcome,
+    TeamMemberAdded,
+    TeamMemberRemoved,
+)
+from stafett_shared.envelope import EventData
 
 CONTEXT = "case"
-Encrypted = str  # "enc:v1:…" from stafett_shared.crypto.FieldCipher
 
 
 class Level(IntEnum):
@@ -33,25 +52,6 @@ class Level(IntEnum):
     OWN_UNIT = 1  # the unit handles it with the child and guardians
     ONE_SERVICE = 2  # the unit needs one other service
     BROAD = 3  # broad cooperation across several services
-
-
-class CloseReason(StrEnum):
-    RESOLVED = "resolved"
-    MOVED = "moved"
-    HANDED_TO_CHILD_WELFARE = "handed_to_child_welfare"
-    CONSENT_WITHDRAWN = "consent_withdrawn"
-    INDIVIDUAL_PLAN_STARTED = "individual_plan_started"
-    AGED_OUT = "aged_out"
-    OTHER = "other"
-
-
-class Outcome(StrEnum):
-    NOT_ACHIEVED = "not_achieved"
-    PARTLY = "partly"
-    ACHIEVED = "achieved"
-
-
-Access = Literal["read", "write"]
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -145,178 +145,6 @@ class InvalidDates(CaseError):
 
 class NotClosed(CaseError):
     code = "not_closed"
-
-
-# --- events ------------------------------------------------------------------------------------
-
-
-class _Event(EventData):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class HolderRef(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    person_id: str
-    unit_id: str
-
-
-@registry.register
-class CaseOpened(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.opened.v1"
-    case_id: str
-    org_id: str
-    unit_id: str
-    level: int
-    holder: HolderRef
-    child_id: str | None = None
-    pseudonym: Encrypted | None = None
-    concern: Encrypted
-
-
-@registry.register
-class ChildIdentified(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.child_identified.v1"
-    case_id: str
-    child_id: str
-
-
-@registry.register
-class LevelChanged(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.level_changed.v1"
-    case_id: str
-    from_level: int
-    level: int
-    reason: Encrypted
-
-
-@registry.register
-class TeamMemberAdded(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.team_member_added.v1"
-    case_id: str
-    person_id: str
-    unit_id: str
-    org_id: str
-    access: Access
-
-
-@registry.register
-class TeamMemberRemoved(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.team_member_removed.v1"
-    case_id: str
-    person_id: str
-
-
-@registry.register
-class HandoverRequested(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.handover_requested.v1"
-    case_id: str
-    handover_id: str
-    from_person_id: str
-    from_unit_id: str
-    to_person_id: str
-    to_unit_id: str
-    to_org_id: str
-    requested_by: str
-    note: Encrypted | None = None
-    consent_id: str | None = None
-
-
-@registry.register
-class HandoverAccepted(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.handover_accepted.v1"
-    case_id: str
-    handover_id: str
-    from_person_id: str
-    to_person_id: str
-    to_unit_id: str
-    to_org_id: str
-    history_travels: bool
-    history_from: datetime | None = None
-    consent_id: str | None = None
-
-
-@registry.register
-class HandoverDeclined(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.handover_declined.v1"
-    case_id: str
-    handover_id: str
-    reason: Encrypted
-
-
-@registry.register
-class HandoverCancelled(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.handover_cancelled.v1"
-    case_id: str
-    handover_id: str
-    cancelled_by: str
-
-
-@registry.register
-class MeasureAdded(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.measure_added.v1"
-    case_id: str
-    measure_id: str
-    title: Encrypted
-    goal: Encrypted
-    responsible_person_id: str
-    start: date
-    evaluate_by: date
-
-
-@registry.register
-class MeasureEvaluated(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.measure_evaluated.v1"
-    case_id: str
-    measure_id: str
-    outcome: Outcome
-    note: Encrypted | None = None
-    evaluated_on: date
-    next_evaluate_by: date | None = None
-
-
-@registry.register
-class ChildWelfareReported(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.child_welfare_reported.v1"
-    case_id: str
-    report_id: str
-    text: Encrypted
-    reported_by: str
-    unit_id: str | None = None
-
-
-@registry.register
-class CaseClosedEvent(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.closed.v1"
-    case_id: str
-    reason: CloseReason
-    note: Encrypted | None = None
-
-
-@registry.register
-class CaseReopened(_Event):
-    event_type: ClassVar[str] = "no.stafett.case.reopened.v1"
-    case_id: str
-    reason: Encrypted
-
-
-@registry.register
-class DeadlineDue(_Event):
-    """A deadline the holder must act on, for notify (published on ``<case>-deadlines``)."""
-
-    event_type: ClassVar[str] = "no.stafett.case.deadline_due.v1"
-    case_id: str
-    kind: Literal[
-        "level0_unresolved",
-        "measure_evaluation_soon",
-        "measure_evaluation_due",
-        "handover_unanswered",
-        "inactive",
-        "holder_left_unit",
-    ]
-    due_on: date
-    ref_id: str | None = None
-    notify_person_ids: tuple[str, ...] = ()
 
 
 # --- state ---------------------------------------------------------------------------------------

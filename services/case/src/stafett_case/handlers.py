@@ -28,6 +28,7 @@ from stafett_case.projections import (
 )
 from stafett_shared.access import AccessClient, AccessDecision, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
+from stafett_shared.contracts.case import CloseReason, Outcome
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
@@ -588,7 +589,7 @@ class CaseService:
         case_id: str,
         measure_id: str,
         *,
-        outcome: domain.Outcome,
+        outcome: Outcome,
         note: str | None,
         next_evaluate_by: date | None,
         if_match: int | None,
@@ -643,7 +644,7 @@ class CaseService:
         self,
         principal: Principal,
         case_id: str,
-        reason: domain.CloseReason,
+        reason: CloseReason,
         note: str | None,
         *,
         if_match: int | None,

@@ -19,6 +19,10 @@ from stafett_consent.decisions import DecisionOut, DecisionPoint
 from stafett_consent.handlers import ConsentService, GuardianInput, Written
 from stafett_consent.policy import Action
 from stafett_shared.auth import Principal, PrincipalDep
+from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN
+from stafett_shared.contracts.consent import EvidenceMethod
+from stafett_shared.contracts.directory import OrgKind, Sector, StaffRole
+from stafett_shared.contracts.log import Category
 from stafett_shared.idempotency import (
     IdempotencyStore,
     StoredAnswer,
@@ -56,17 +60,17 @@ class ChildIn(_In):
 
 class ScopeIn(_In):
     org_ids: list[str] = Field(min_length=1, max_length=50)
-    sectors: list[domain.Sector] = Field(min_length=1, max_length=10)
-    unit_ids: list[Annotated[str, Field(pattern=domain.POLICY_ID_PATTERN)]] = Field(
+    sectors: list[Sector] = Field(min_length=1, max_length=10)
+    unit_ids: list[Annotated[str, Field(pattern=POLICY_ID_PATTERN)]] = Field(
         default_factory=list, max_length=200
     )
     history_travels: bool = False
-    excluded_categories: list[domain.Category] = Field(default_factory=list, max_length=2)
+    excluded_categories: list[Category] = Field(default_factory=list, max_length=2)
     purpose: str = Field(min_length=1, max_length=2000)
 
 
 class EvidenceIn(_In):
-    method: domain.EvidenceMethod
+    method: EvidenceMethod
     reference: str | None = Field(default=None, max_length=500)
 
 
@@ -79,7 +83,7 @@ class ConsentIn(_In):
 
 class SignatureIn(_In):
     grantor_person_id: str = Field(pattern=PERSON)
-    method: domain.EvidenceMethod = domain.EvidenceMethod.DIGITAL_SIGNATURE
+    method: EvidenceMethod = EvidenceMethod.DIGITAL_SIGNATURE
     reference: str | None = Field(default=None, max_length=500)
 
 
@@ -119,7 +123,7 @@ class EmergencyIn(_In):
 
 class AuditScopeIn(_In):
     auditor_person_id: str = Field(pattern=PERSON)
-    org_id: str | None = Field(default=None, pattern=domain.ORG_ID_PATTERN)
+    org_id: str | None = Field(default=None, pattern=ORG_ID_PATTERN)
     case_ids: list[Annotated[str, Field(pattern=ULID)]] = Field(
         default_factory=list, max_length=500
     )
@@ -257,7 +261,7 @@ async def put_directory(
 class UnitOut(BaseModel):
     id: str
     name: str
-    sector: domain.Sector
+    sector: Sector
 
 
 class MeasureOut(BaseModel):
@@ -268,7 +272,7 @@ class MeasureOut(BaseModel):
 class OrganisationOut(BaseModel):
     id: str
     name: str
-    kind: domain.OrgKind
+    kind: OrgKind
     units: list[UnitOut]
     guide: dict[domain.GuideLevel, list[str]] = Field(
         description="Handlingsveilederen: stegene på hvert BTI-nivå (0–3)"
@@ -278,7 +282,7 @@ class OrganisationOut(BaseModel):
 
 class RoleOut(BaseModel):
     unit_id: str
-    role: domain.StaffRole
+    role: StaffRole
 
 
 class StaffOut(BaseModel):
@@ -377,7 +381,7 @@ async def _consent_action(  # noqa: PLR0917 - the three consent routes share it
             consent_id,
             kind=kind,
             grantor_person_id=body.grantor_person_id,
-            method=body.method if isinstance(body, SignatureIn) else domain.EvidenceMethod.PAPER,
+            method=body.method if isinstance(body, SignatureIn) else EvidenceMethod.PAPER,
             reference=body.reference if isinstance(body, SignatureIn) else None,
             reason=body.reason if isinstance(body, GrantorActionIn) else None,
             if_match=_if_match(if_match),

@@ -48,8 +48,9 @@ from stafett_consent.projections import (
     load_entry_facts,
     load_principal_facts,
 )
+from stafett_shared.contracts.access import DecisionRecorded
 from stafett_shared.db import as_utc
-from stafett_shared.envelope import CloudEvent, EventData, registry
+from stafett_shared.envelope import CloudEvent, registry
 from stafett_shared.eventstore import DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
@@ -137,23 +138,6 @@ def create_records_schema(engine: Engine) -> None:
     """The records' tables in a database of their own (on SQLite). In the read models'
     database the Alembic history creates them."""
     audit_metadata.create_all(engine, checkfirst=True)
-
-
-@registry.register
-class DecisionRecorded(EventData):
-    event_type = "no.stafett.access.decision_recorded.v1"
-    decision_id: str
-    principal_id: str
-    principal_kind: Literal["person", "client"]
-    action: str
-    case_id: str
-    entry_id: str | None = None
-    decision: Literal["permit", "deny"]
-    basis: str | None = None
-    consent_id: str | None = None
-    reason: str
-    detail: str
-    policy_version: str
 
 
 _EVENT_FIELDS = tuple(DecisionRecorded.model_fields)

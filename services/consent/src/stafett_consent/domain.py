@@ -3,7 +3,9 @@
 Decide, then evolve: ``decide_consent(state, command, now)`` returns the events a command
 yields or raises a ``ConsentError``; ``evolve_consent(state, event)`` returns the next state.
 No I/O and no clock: time is passed in, and personal data arrives already encrypted (the
-handler encrypts before it decides), so this module never sees a name or a national id.
+handler encrypts before it decides), so this module never sees a name or a national id. Its
+events are the consent and directory contexts' contracts, defined in
+``stafett_shared.contracts.consent`` and ``stafett_shared.contracts.directory``.
 """
 
 from __future__ import annotations
@@ -23,58 +25,43 @@ from pydantic import (
     model_validator,
 )
 
-from stafett_shared.envelope import EventData, registry
+from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN, Encrypted
+from stafett_shared.contracts.consent import (
+    ConsentActivated,
+    ConsentExpired,
+    ConsentRefused,
+    ConsentRequested,
+    ConsentScope,
+    ConsentSigned,
+    ConsentWithdrawn,
+    Evidence,
+    EvidenceMethod,
+    GrantorGroup,
+)
+from stafett_shared.contracts.directory import (
+    CatalogueMeasure,
+    Guide,
+    OrganisationChanged,
+    OrganisationGuideSet,
+    OrganisationMeasureCatalogueSet,
+    OrganisationRegistered,
+    OrgKind,
+    RoleEnded,
+    RoleGranted,
+    Sector,
+    StaffRegistered,
+    StaffRenamed,
+    StaffRole,
+    UnitChanged,
+    UnitClosed,
+    UnitRegistered,
+)
+from stafett_shared.envelope import EventData
 
 CONTEXT = "consent"
-POLICY_ID_PATTERN = r"^[a-z0-9-]{1,64}$"
 PERSON_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
-ORG_ID_PATTERN = r"^[A-Za-z0-9-]{1,32}$"
-ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 MAX_VALIDITY = timedelta(days=3 * 366)
 DEFAULT_VALIDITY = timedelta(days=365)
-Encrypted = str  # "enc:v1:…" produced by stafett_shared.crypto.FieldCipher
-
-
-class Sector(StrEnum):
-    KINDERGARTEN = "kindergarten"
-    SCHOOL = "school"
-    UPPER_SECONDARY = "upper_secondary"
-    HEALTH = "health"
-    PPT = "ppt"
-    CHILD_WELFARE = "child_welfare"
-    NAV = "nav"
-    FAMILY = "family"
-    FOLLOWUP = "followup"
-    OTHER = "other"
-
-
-class StaffRole(StrEnum):
-    LEADER = "leader"
-    TEACHER = "teacher"
-    SOCIAL_WORKER = "social_worker"
-    HEALTH_NURSE = "health_nurse"
-    PP_ADVISER = "pp_adviser"
-    CHILD_WELFARE_WORKER = "child_welfare_worker"
-    NAV_ADVISER = "nav_adviser"
-    COORDINATOR = "coordinator"
-    PILOT = "pilot"
-
-
-class OrgKind(StrEnum):
-    MUNICIPALITY = "municipality"
-    COUNTY = "county"
-    STATE_AGENCY = "state_agency"
-
-
-class Category(StrEnum):
-    HEALTH = "health"
-    CHILD_WELFARE = "child_welfare"
-
-
-class EvidenceMethod(StrEnum):
-    DIGITAL_SIGNATURE = "digital_signature"
-    PAPER = "paper"
-    VERBAL_DOCUMENTED = "verbal_documented"
 
 
 class ConsentStatus(StrEnum):
@@ -135,152 +122,6 @@ class NotInForce(ConsentError):
 class UnknownConsent(ConsentError):
     code = "unknown_consent"
     status = 404
-
-
-# --- events --------------------------------------------------------------------------------
-
-
-class _Event(EventData):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ConsentScope(BaseModel):
-    """To whom information may flow: services, never a named employee (fvl. § 13 a nr. 1)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    org_ids: tuple[str, ...] = Field(min_length=1, max_length=50)
-    sectors: tuple[Sector, ...] = Field(min_length=1, max_length=10)
-    unit_ids: tuple[str, ...] = Field(default=(), max_length=200)
-    history_travels: bool = False
-    excluded_categories: tuple[Category, ...] = ()
-    purpose: Encrypted
-
-    @field_validator("org_ids")
-    @classmethod
-    def _org_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        import re
-
-        for org_id in value:
-            if not re.fullmatch(ORG_ID_PATTERN, org_id):
-                raise ValueError("org id is malformed")
-        return tuple(dict.fromkeys(value))
-
-    @field_validator("unit_ids")
-    @classmethod
-    def _unit_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        import re
-
-        for unit_id in value:
-            if not re.fullmatch(POLICY_ID_PATTERN, unit_id):
-                raise ValueError("unit id is malformed")
-        return tuple(dict.fromkeys(value))
-
-
-class Evidence(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    method: EvidenceMethod
-    reference: Encrypted | None = None
-
-
-class GrantorGroup(BaseModel):
-    """Persons of whom ``needed`` must sign: all of them, or any one."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["guardians", "youth", "person"]
-    members: tuple[str, ...] = Field(min_length=1)
-    needed: Literal["all", "any"] = "all"
-
-    def satisfied_by(self, signed: Iterable[str]) -> bool:
-        done = set(signed) & set(self.members)
-        return bool(done) if self.needed == "any" else done == set(self.members)
-
-
-@registry.register
-class ConsentRequested(_Event):
-    event_type: ClassVar[str] = "no.stafett.consent.requested.v1"
-    consent_id: str
-    case_id: str
-    child_id: str
-    scope: ConsentScope
-    valid_from: datetime
-    valid_until: datetime
-    evidence: Evidence
-    grantors: tuple[GrantorGroup, ...]
-    rule: str
-    age_applied: int
-    threshold_age: int
-    requested_by: str
-
-
-@registry.register
-class ConsentSigned(_Event):
-    event_type: ClassVar[str] = "no.stafett.consent.signed.v1"
-    consent_id: str
-    grantor_person_id: str
-    method: EvidenceMethod
-    reference: Encrypted | None = None
-    recorded_by: str
-
-
-@registry.register
-class ConsentActivated(_Event):
-    event_type: ClassVar[str] = "no.stafett.consent.activated.v1"
-    consent_id: str
-    case_id: str
-
-
-@registry.register
-class ConsentRefused(_Event):
-    event_type: ClassVar[str] = "no.stafett.consent.refused.v1"
-    consent_id: str
-    case_id: str
-    grantor_person_id: str
-    reason: Encrypted | None = None
-    recorded_by: str
-
-
-@registry.register
-class ConsentWithdrawn(_Event):
-    event_type: ClassVar[str] = "no.stafett.consent.withdrawn.v1"
-    consent_id: str
-    case_id: str
-    grantor_person_id: str
-    reason: Encrypted | None = None
-    recorded_by: str
-
-
-@registry.register
-class ConsentExpired(_Event):
-    event_type: ClassVar[str] = "no.stafett.consent.expired.v1"
-    consent_id: str
-    case_id: str
-
-
-@registry.register
-class EmergencyAccessGranted(_Event):
-    event_type: ClassVar[str] = "no.stafett.consent.emergency_access_granted.v1"
-    grant_id: str
-    case_id: str
-    person_id: str
-    reason: Encrypted
-    valid_from: datetime
-    valid_until: datetime
-    notify_person_ids: tuple[str, ...]
-
-
-@registry.register
-class AuditScopeGranted(_Event):
-    event_type: ClassVar[str] = "no.stafett.consent.audit_scope_granted.v1"
-    scope_id: str
-    auditor_person_id: str
-    org_id: str | None = None
-    case_ids: tuple[str, ...] = ()
-    valid_until: datetime
-    reason: str
-    granted_by: str
 
 
 # --- the consent aggregate ----------------------------------------------------------------
@@ -541,22 +382,7 @@ GuideLevel = Literal["0", "1", "2", "3"]
 BTI_LEVELS: tuple[GuideLevel, ...] = ("0", "1", "2", "3")
 GuideStep = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 GuideSteps = Annotated[tuple[GuideStep, ...], Field(max_length=20)]
-Guide = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 EMPTY_GUIDE: Guide = ((), (), (), ())
-
-
-class CatalogueMeasure(BaseModel):
-    """A help measure (tiltak) in an organisation's catalogue ("Oversikt over tiltak")."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    title: str = Field(min_length=1, max_length=200)
-    goal: str | None = Field(default=None, min_length=1, max_length=1000)
-
-    @field_validator("title", "goal", mode="before")
-    @classmethod
-    def _strip(cls, value: object) -> object:
-        return value.strip() if isinstance(value, str) else value
 
 
 class OrganisationDoc(BaseModel):
@@ -636,123 +462,6 @@ class RegionDocument(BaseModel):
 
     def unit_org(self) -> dict[str, str]:
         return {unit.id: org.id for org in self.organisations for unit in org.units}
-
-
-@registry.register
-class OrganisationRegistered(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.organisation_registered.v1"
-    org_id: str
-    region: str
-    name: str
-    kind: OrgKind
-
-
-@registry.register
-class OrganisationChanged(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.organisation_changed.v1"
-    org_id: str
-    name: str
-    kind: OrgKind
-
-
-@registry.register
-class OrganisationGuideSet(_Event):
-    """The organisation's handlingsveileder now reads ``levels``: the steps of BTI levels 0
-    to 3, in order. Organisational text, never personal data."""
-
-    event_type: ClassVar[str] = "no.stafett.directory.organisation_guide_set.v1"
-    org_id: str
-    levels: Guide
-
-
-@registry.register
-class OrganisationMeasureCatalogueSet(_Event):
-    """The organisation's catalogue of help measures now reads ``measures``."""
-
-    event_type: ClassVar[str] = "no.stafett.directory.organisation_measure_catalogue_set.v1"
-    org_id: str
-    measures: tuple[CatalogueMeasure, ...]
-
-
-@registry.register
-class UnitRegistered(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.unit_registered.v1"
-    org_id: str
-    unit_id: str
-    name: str
-    sector: Sector
-
-
-@registry.register
-class UnitChanged(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.unit_changed.v1"
-    org_id: str
-    unit_id: str
-    name: str
-    sector: Sector
-
-
-@registry.register
-class UnitClosed(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.unit_closed.v1"
-    org_id: str
-    unit_id: str
-
-
-@registry.register
-class StaffRegistered(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.staff_registered.v1"
-    person_id: str
-    name: Encrypted
-    name_index: str
-
-
-@registry.register
-class StaffRenamed(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.staff_renamed.v1"
-    person_id: str
-    name: Encrypted
-    name_index: str
-
-
-@registry.register
-class RoleGranted(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.role_granted.v1"
-    person_id: str
-    org_id: str
-    unit_id: str
-    role: StaffRole
-
-
-@registry.register
-class RoleEnded(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.role_ended.v1"
-    person_id: str
-    org_id: str
-    unit_id: str
-    role: StaffRole
-
-
-class GuardianRecord(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    person_id: str = Field(pattern=ULID_PATTERN)
-    national_id: Encrypted
-    national_id_index: str
-    name: Encrypted
-    parental_responsibility: bool
-
-
-@registry.register
-class ChildRegistered(_Event):
-    event_type: ClassVar[str] = "no.stafett.directory.child_registered.v1"
-    child_id: str
-    national_id: Encrypted
-    national_id_index: str
-    name: Encrypted
-    birth_date: Encrypted
-    guardians: tuple[GuardianRecord, ...] = Field(max_length=10)
-    registered_by: str
 
 
 @dataclass(frozen=True, slots=True)

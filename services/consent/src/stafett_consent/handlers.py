@@ -32,6 +32,22 @@ from stafett_consent.projections import (
 from stafett_shared.access import record_access
 from stafett_shared.auth import Principal
 from stafett_shared.canonical import canonical_json
+from stafett_shared.contracts.consent import (
+    AuditScopeGranted,
+    ConsentScope,
+    EmergencyAccessGranted,
+    Evidence,
+    EvidenceMethod,
+)
+from stafett_shared.contracts.directory import (
+    CatalogueMeasure,
+    ChildRegistered,
+    GuardianRecord,
+    Guide,
+    OrgKind,
+    Sector,
+    StaffRole,
+)
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
@@ -207,12 +223,12 @@ class ConsentService:
         staff_rows = (await session.execute(select(staff))).all()
         role_rows = (await session.execute(select(roles))).all()
         return domain.DirectoryState(
-            organisations={o.org_id: (o.name, domain.OrgKind(o.kind)) for o in orgs},
+            organisations={o.org_id: (o.name, OrgKind(o.kind)) for o in orgs},
             guides={o.org_id: _guide(o.guide) for o in orgs},
             catalogues={o.org_id: _catalogue(o.measure_catalogue) for o in orgs},
-            units={u.unit_id: (u.org_id, u.name, domain.Sector(u.sector)) for u in unit_rows},
+            units={u.unit_id: (u.org_id, u.name, Sector(u.sector)) for u in unit_rows},
             staff={s.person_id: s.name_index for s in staff_rows},
-            roles=frozenset((r.person_id, r.unit_id, domain.StaffRole(r.role)) for r in role_rows),
+            roles=frozenset((r.person_id, r.unit_id, StaffRole(r.role)) for r in role_rows),
         )
 
     async def read_directory(self, principal: Principal) -> dict[str, Any]:
@@ -359,7 +375,7 @@ class ConsentService:
         for guardian, nid in zip(guardian_inputs, guardian_nids, strict=True):
             index = self.index(nid.value, context="national_id")
             records.append(
-                domain.GuardianRecord(
+                GuardianRecord(
                     person_id=known_guardians.get(index) or new_id(),
                     national_id=await self.cipher.encrypt(
                         child_id, nid.value, context="guardian_national_id"
@@ -371,7 +387,7 @@ class ConsentService:
                     parental_responsibility=guardian.parental_responsibility,
                 )
             )
-        event = domain.ChildRegistered(
+        event = ChildRegistered(
             child_id=child_id,
             national_id=await self.cipher.encrypt(child_id, child_nid.value, context="national_id"),
             national_id_index=child_index,
@@ -422,7 +438,7 @@ class ConsentService:
         case_id: str,
         scope: dict[str, Any],
         valid_until: datetime | None,
-        evidence_method: domain.EvidenceMethod,
+        evidence_method: EvidenceMethod,
         evidence_reference: str | None,
         idempotency_key: str | None,
         min_seq: int | None = None,
@@ -465,7 +481,7 @@ class ConsentService:
         now = self.clock()
         if valid_until is not None and valid_until <= now:
             raise HandlerError(422, "validity_in_past", "Gyldig til må ligge fram i tid.")
-        covers_health = domain.Sector.HEALTH.value in scope["sectors"]
+        covers_health = Sector.HEALTH.value in scope["sectors"]
         try:
             rule = domain.required_grantors(
                 child_id=case.child_id,
@@ -488,9 +504,9 @@ class ConsentService:
             consent_id=consent_id,
             case_id=case_id,
             child_id=case.child_id,
-            scope=domain.ConsentScope(**{**scope, "purpose": purpose}),
+            scope=ConsentScope(**{**scope, "purpose": purpose}),
             valid_until=valid_until,
-            evidence=domain.Evidence(method=evidence_method, reference=reference),
+            evidence=Evidence(method=evidence_method, reference=reference),
             grantors=rule,
             requested_by=principal.id,
         )
@@ -541,7 +557,7 @@ class ConsentService:
         *,
         kind: Literal["sign", "refuse", "withdraw"],
         grantor_person_id: str,
-        method: domain.EvidenceMethod = domain.EvidenceMethod.DIGITAL_SIGNATURE,
+        method: EvidenceMethod = EvidenceMethod.DIGITAL_SIGNATURE,
         reference: str | None = None,
         reason: str | None = None,
         if_match: int | None = None,
@@ -553,21 +569,17 @@ class ConsentService:
         acting_for_self = principal.kind == "person" and principal.id == grantor_person_id
         if not acting_for_self:
             await self._require(principal, Action.CONSENT_MANAGE, case_id)
-            if kind == "sign" and method is domain.EvidenceMethod.DIGITAL_SIGNATURE:
+            if kind == "sign" and method is EvidenceMethod.DIGITAL_SIGNATURE:
                 raise HandlerError(
                     422,
                     "signature_needs_grantor",
                     "En digital signatur gis av samtykkegiveren selv.",
                 )
-        elif kind == "sign" and method is not domain.EvidenceMethod.DIGITAL_SIGNATURE:
+        elif kind == "sign" and method is not EvidenceMethod.DIGITAL_SIGNATURE:
             raise HandlerError(
                 422, "method_needs_staff", "Papir og muntlig samtykke registreres av ansatte."
             )
-        if (
-            kind == "sign"
-            and method is not domain.EvidenceMethod.DIGITAL_SIGNATURE
-            and not reference
-        ):
+        if kind == "sign" and method is not EvidenceMethod.DIGITAL_SIGNATURE and not reference:
             raise HandlerError(422, "reference_required", "Oppgi referanse til dokumentasjonen.")
         enc_reference = (
             await self.cipher.encrypt(child_id, reference, context="evidence")
@@ -714,13 +726,13 @@ class ConsentService:
                 await session.scalars(
                     select(roles.c.person_id).where(
                         roles.c.unit_id == case.unit_id,
-                        roles.c.role == domain.StaffRole.LEADER.value,
+                        roles.c.role == StaffRole.LEADER.value,
                     )
                 )
             ).all()
         now = self.clock()
         grant_id = new_id()
-        event = domain.EmergencyAccessGranted(
+        event = EmergencyAccessGranted(
             grant_id=grant_id,
             case_id=case_id,
             person_id=principal.id,
@@ -772,7 +784,7 @@ class ConsentService:
                 ):
                     raise HandlerError(422, "unknown_organisation", "Ukjent virksomhet.")
         scope_id = new_id()
-        event = domain.AuditScopeGranted(
+        event = AuditScopeGranted(
             scope_id=scope_id,
             auditor_person_id=auditor_person_id,
             org_id=org_id,
@@ -788,15 +800,15 @@ class ConsentService:
         return Written(scope_id, seq, seq, {"id": scope_id})
 
 
-def _guide(stored: Any) -> domain.Guide:
+def _guide(stored: Any) -> Guide:
     """An organisation's guide as the read model stores it (``None`` before the first)."""
     levels = [tuple(str(step) for step in steps) for steps in (stored or ())]
     levels += [()] * (len(domain.BTI_LEVELS) - len(levels))
     return (levels[0], levels[1], levels[2], levels[3])
 
 
-def _catalogue(stored: Any) -> tuple[domain.CatalogueMeasure, ...]:
-    return tuple(domain.CatalogueMeasure.model_validate(m) for m in (stored or ()))
+def _catalogue(stored: Any) -> tuple[CatalogueMeasure, ...]:
+    return tuple(CatalogueMeasure.model_validate(m) for m in (stored or ()))
 
 
 def _tenant_of(aggregate: str, events: Sequence[EventData]) -> str:

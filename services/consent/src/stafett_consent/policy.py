@@ -19,7 +19,8 @@ from enum import StrEnum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from stafett_consent.domain import Category, Sector, StaffRole
+from stafett_shared.contracts.directory import Sector, StaffRole
+from stafett_shared.contracts.log import Category
 
 POLICY_VERSION = "2026-12-03.1"
 OSLO = ZoneInfo("Europe/Oslo")

@@ -30,7 +30,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from stafett_consent.domain import Category, Sector, StaffRole
 from stafett_consent.policy import (
     INDEXED_ACTIONS,
     RULES,
@@ -48,6 +47,8 @@ from stafett_consent.policy import (
     TeamMember,
     grants,
 )
+from stafett_shared.contracts.directory import Sector, StaffRole
+from stafett_shared.contracts.log import Category
 from stafett_shared.crypto import CryptoError, FieldCipher
 from stafett_shared.db import as_utc, parse_time, upsert_sync
 from stafett_shared.envelope import CloudEvent

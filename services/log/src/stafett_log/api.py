@@ -14,6 +14,7 @@ from stafett_log import domain
 from stafett_log.checkpoints import Checkpointer, ProofError, ProofUnavailable
 from stafett_log.handlers import Appended, LogService
 from stafett_shared.auth import Principal, PrincipalDep
+from stafett_shared.contracts.log import Category, Ground, Kind
 from stafett_shared.idempotency import IdempotencyStore, StoredAnswer, run_once
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
@@ -29,10 +30,10 @@ class _In(BaseModel):
 
 
 class EntryIn(_In):
-    kind: domain.Kind
+    kind: Kind
     text: str = Field(min_length=1, max_length=domain.MAX_TEXT)
     occurred_at: AwareDatetime
-    category: domain.Category | None = None
+    category: Category | None = None
     participants: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=50
     )
@@ -48,7 +49,7 @@ class RetractionIn(_In):
 
 
 class RestrictionIn(_In):
-    ground: domain.Ground
+    ground: Ground
     reason: str = Field(min_length=1, max_length=2000)
     until: AwareDatetime
 

@@ -6,7 +6,8 @@ one, with a reason); the history keeps every version. A leader may withhold an e
 guardians (and the youth) only on a ground from a fixed list, with a reason and an end date.
 
 Pure: ``decide(state, command, now)`` returns events or raises ``LogError``; ``evolve``
-folds them. Text arrives encrypted; the handler checks its length before encrypting.
+folds them. Text arrives encrypted; the handler checks its length before encrypting. Its
+events are the log context's contracts, defined in ``stafett_shared.contracts.log``.
 """
 
 from __future__ import annotations
@@ -14,56 +15,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
-from stafett_shared.envelope import EventData, registry
+from stafett_shared.contracts.base import Encrypted
+from stafett_shared.contracts.log import (
+    Author,
+    Category,
+    EntryAppended,
+    EntryCorrected,
+    EntryRestricted,
+    EntryRetracted,
+    Ground,
+    Kind,
+    Regime,
+)
+from stafett_shared.envelope import EventData
 
 CONTEXT = "log"
-Encrypted = str
 MAX_TEXT = 10_000  # characters of one entry's text (about four pages)
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_RESTRICTION = timedelta(days=3 * 366)
-
-
-class Kind(StrEnum):
-    CONCERN = "concern"
-    OBSERVATION = "observation"
-    CONVERSATION_CHILD = "conversation_child"
-    CONVERSATION_GUARDIAN = "conversation_guardian"
-    CHILD_VOICE = "child_voice"  # «Hva er viktig for deg?»
-    MEETING = "meeting"
-    MEASURE_UPDATE = "measure_update"
-    DECISION = "decision"
-    HANDOVER_NOTE = "handover_note"
-    NOTE = "note"
-
-
-class Category(StrEnum):
-    HEALTH = "health"
-    CHILD_WELFARE = "child_welfare"
-
-
-class Ground(StrEnum):
-    """Legal grounds for withholding an entry from guardians (DOMAIN.md)."""
-
-    # pasient- og brukerrettighetsloven § 3-4: health information about a child aged 12-16
-    # who asks, for reasons that should be respected, that guardians not be told.
-    HEALTH_CHILD_12_16 = "pbrl_3_4_health_child_12_16"
-    # for a child aged 16-18: what guardians do not need to exercise parental responsibility.
-    NOT_NEEDED_16_18 = "pbrl_3_4_not_needed_16_18"
-    # forvaltningsloven § 19: disclosure would harm the child.
-    HARMFUL_TO_CHILD = "fvl_19_harmful_to_child"
-
-
-class Regime(StrEnum):
-    """The confidentiality regime of the author's profession."""
-
-    ADMINISTRATION = "forvaltningsloven"
-    HEALTH = "helsepersonelloven"
-    CHILD_WELFARE = "barnevernsloven"
 
 
 ROLE_REGIME: Mapping[str, Regime] = {
@@ -103,67 +74,6 @@ class AlreadyRetracted(LogError):
 class RestrictionEnd(LogError):
     code = "invalid_restriction_end"
     status = 422
-
-
-class Author(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    person_id: str
-    role: str | None = None
-    unit_id: str | None = None
-
-
-class _Event(EventData):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-@registry.register
-class EntryAppended(_Event):
-    event_type: ClassVar[str] = "no.stafett.log.entry_appended.v1"
-    entry_id: str
-    case_id: str
-    kind: Kind
-    text: Encrypted
-    occurred_at: datetime
-    category: Category | None = None
-    participants: Encrypted | None = None
-    author: Author
-    regime: Regime
-
-
-@registry.register
-class EntryCorrected(_Event):
-    event_type: ClassVar[str] = "no.stafett.log.entry_corrected.v1"
-    entry_id: str
-    case_id: str
-    corrects_entry_id: str
-    text: Encrypted
-    reason: Encrypted
-    category: Category | None = None
-    author: Author
-    regime: Regime
-
-
-@registry.register
-class EntryRetracted(_Event):
-    event_type: ClassVar[str] = "no.stafett.log.entry_retracted.v1"
-    entry_id: str
-    case_id: str
-    retracts_entry_id: str
-    reason: Encrypted
-    author: Author
-
-
-@registry.register
-class EntryRestricted(_Event):
-    event_type: ClassVar[str] = "no.stafett.log.entry_restricted.v1"
-    restriction_id: str
-    entry_id: str
-    case_id: str
-    ground: Ground
-    reason: Encrypted
-    until: datetime
-    decided_by: str
 
 
 @dataclass(frozen=True, slots=True)

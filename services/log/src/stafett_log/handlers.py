@@ -21,6 +21,7 @@ from stafett_log.chain import GENESIS, ChainReport, chain_hash, verify_stored
 from stafett_log.projections import access_records, cases, chains, entries, roles
 from stafett_shared.access import AccessClient, AccessDecision, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
+from stafett_shared.contracts.log import Author, Category, Ground, Kind
 from stafett_shared.crypto import CryptoError, FieldCipher
 from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
@@ -142,9 +143,7 @@ class LogService:
         except AccessUnavailable:
             raise unavailable() from None
 
-    async def _case_and_author(
-        self, case_id: str, principal: Principal
-    ) -> tuple[Any, domain.Author]:
+    async def _case_and_author(self, case_id: str, principal: Principal) -> tuple[Any, Author]:
         """The case's row and the author as at the case's unit, in one read."""
         found = await read_on_loop(
             functools.partial(_case_and_roles, case_id=case_id, person_id=principal.id),
@@ -157,9 +156,9 @@ class LogService:
         at_unit = [r for r in rows if r.unit_id == case.unit_id]
         candidates = at_unit or rows
         if not candidates:
-            return case, domain.Author(person_id=principal.id)
+            return case, Author(person_id=principal.id)
         chosen = candidates[0]
-        return case, domain.Author(person_id=principal.id, role=chosen.role, unit_id=chosen.unit_id)
+        return case, Author(person_id=principal.id, role=chosen.role, unit_id=chosen.unit_id)
 
     def _remember(self, case_id: str, seq: int, link: str) -> None:
         self._heads[case_id] = (seq, link)
@@ -225,7 +224,7 @@ class LogService:
         principal: Principal,
         case_id: str,
         action: str,
-        make: Callable[[domain.Author, str], Any],
+        make: Callable[[Author, str], Any],
         *,
         idempotency_key: str | None = None,
     ) -> Appended:
@@ -328,16 +327,16 @@ class LogService:
         principal: Principal,
         case_id: str,
         *,
-        kind: domain.Kind,
+        kind: Kind,
         text: str,
         occurred_at: datetime,
-        category: domain.Category | None,
+        category: Category | None,
         participants: Sequence[str],
         idempotency_key: str | None,
     ) -> Appended:
         entry_id = new_id()
 
-        async def make(author: domain.Author, owner: str) -> domain.Command:
+        async def make(author: Author, owner: str) -> domain.Command:
             return domain.AppendEntry(
                 entry_id=entry_id,
                 kind=kind,
@@ -377,7 +376,7 @@ class LogService:
         new_entry = new_id()
         await self._entry_in_case(case_id, entry_id)
 
-        async def make(author: domain.Author, owner: str) -> domain.Command:
+        async def make(author: Author, owner: str) -> domain.Command:
             return domain.CorrectEntry(
                 entry_id=new_entry,
                 corrects_entry_id=entry_id,
@@ -402,7 +401,7 @@ class LogService:
         new_entry = new_id()
         await self._entry_in_case(case_id, entry_id)
 
-        async def make(author: domain.Author, owner: str) -> domain.Command:
+        async def make(author: Author, owner: str) -> domain.Command:
             return domain.RetractEntry(
                 entry_id=new_entry,
                 retracts_entry_id=entry_id,
@@ -420,7 +419,7 @@ class LogService:
         case_id: str,
         entry_id: str,
         *,
-        ground: domain.Ground,
+        ground: Ground,
         reason: str,
         until: datetime,
         idempotency_key: str | None,
@@ -428,7 +427,7 @@ class LogService:
         await self._entry_in_case(case_id, entry_id)
         restriction_id = new_id()
 
-        async def make(_author: domain.Author, owner: str) -> domain.Command:
+        async def make(_author: Author, owner: str) -> domain.Command:
             return domain.RestrictEntry(
                 restriction_id=restriction_id,
                 entry_id=entry_id,
@@ -492,7 +491,7 @@ class LogService:
             if (
                 hide_before is not None
                 and recorded < as_utc(hide_before)
-                and (row.kind != domain.Kind.HANDOVER_NOTE)
+                and (row.kind != Kind.HANDOVER_NOTE)
             ):
                 continue
             gated = row.category is not None or (

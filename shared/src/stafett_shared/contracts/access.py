@@ -1,0 +1,58 @@
+"""The access context: reads of case content and the decisions that allowed or refused them,
+on ``stafett.ev.access.<case id>``.
+
+Every service that serves case content records its reads (``AccessRecorded``, any service);
+only the decision point records decisions (``DecisionRecorded``, the consent service).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from stafett_shared.contracts.base import ContractEvent
+from stafett_shared.envelope import registry
+
+__all__ = ["AccessEvent", "AccessRecorded", "DecisionRecorded", "ReadWhat"]
+
+ReadWhat = Literal["case", "entries", "consents", "access"]
+
+
+class AccessEvent(ContractEvent):
+    context: ClassVar[str] = "access"
+    owner: ClassVar[str | None] = None  # every service that serves case content
+    subject_pattern: ClassVar[str] = "stafett.ev.access.{case_id}"
+
+
+@registry.register
+class AccessRecorded(AccessEvent):
+    """A read of case content (DOMAIN.md: guardians and youth may see who read the log)."""
+
+    event_type: ClassVar[str] = "no.stafett.access.recorded.v1"
+    case_id: str
+    reader_id: str
+    reader_kind: Literal["person", "client"]
+    basis: str | None = None
+    decision_id: str | None = None
+    what: ReadWhat
+    entry_ids: tuple[str, ...] = ()
+    service: str
+
+
+@registry.register
+class DecisionRecorded(AccessEvent):
+    """An access decision the audited history must hold: a denial, or an auditor's permit."""
+
+    event_type: ClassVar[str] = "no.stafett.access.decision_recorded.v1"
+    owner: ClassVar[str | None] = "consent"
+    decision_id: str
+    principal_id: str
+    principal_kind: Literal["person", "client"]
+    action: str
+    case_id: str
+    entry_id: str | None = None
+    decision: Literal["permit", "deny"]
+    basis: str | None = None
+    consent_id: str | None = None
+    reason: str
+    detail: str
+    policy_version: str

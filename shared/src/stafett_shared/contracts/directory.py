@@ -1,0 +1,218 @@
+"""The directory context's events, owned by the consent service: organisations and their
+units (``stafett.ev.directory.org-<org id>``), staff and their roles
+(``stafett.ev.directory.person-<person id>``) and registered children with their guardians
+(``stafett.ev.directory.nid-<blind index>``, one subject per national id)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from stafett_shared.contracts.base import ULID_PATTERN, ContractEvent, Encrypted
+from stafett_shared.envelope import registry
+
+__all__ = [
+    "CatalogueMeasure",
+    "ChildRegistered",
+    "DirectoryEvent",
+    "GuardianRecord",
+    "Guide",
+    "OrgKind",
+    "OrganisationChanged",
+    "OrganisationGuideSet",
+    "OrganisationMeasureCatalogueSet",
+    "OrganisationRegistered",
+    "RoleEnded",
+    "RoleGranted",
+    "Sector",
+    "StaffRegistered",
+    "StaffRenamed",
+    "StaffRole",
+    "UnitChanged",
+    "UnitClosed",
+    "UnitRegistered",
+]
+
+
+class Sector(StrEnum):
+    KINDERGARTEN = "kindergarten"
+    SCHOOL = "school"
+    UPPER_SECONDARY = "upper_secondary"
+    HEALTH = "health"
+    PPT = "ppt"
+    CHILD_WELFARE = "child_welfare"
+    NAV = "nav"
+    FAMILY = "family"
+    FOLLOWUP = "followup"
+    OTHER = "other"
+
+
+class StaffRole(StrEnum):
+    LEADER = "leader"
+    TEACHER = "teacher"
+    SOCIAL_WORKER = "social_worker"
+    HEALTH_NURSE = "health_nurse"
+    PP_ADVISER = "pp_adviser"
+    CHILD_WELFARE_WORKER = "child_welfare_worker"
+    NAV_ADVISER = "nav_adviser"
+    COORDINATOR = "coordinator"
+    PILOT = "pilot"
+
+
+class OrgKind(StrEnum):
+    MUNICIPALITY = "municipality"
+    COUNTY = "county"
+    STATE_AGENCY = "state_agency"
+
+
+Guide = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+"""An organisation's handlingsveileder: the steps of BTI levels 0 to 3, in order."""
+
+
+class CatalogueMeasure(BaseModel):
+    """A help measure (tiltak) in an organisation's catalogue ("Oversikt over tiltak")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    goal: str | None = Field(default=None, min_length=1, max_length=1000)
+
+    @field_validator("title", "goal", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+
+class GuardianRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    person_id: str = Field(pattern=ULID_PATTERN)
+    national_id: Encrypted
+    national_id_index: str
+    name: Encrypted
+    parental_responsibility: bool
+
+
+class DirectoryEvent(ContractEvent):
+    context: ClassVar[str] = "directory"
+    owner: ClassVar[str | None] = "consent"
+
+
+class _OrganisationEvent(DirectoryEvent):
+    subject_pattern: ClassVar[str] = "stafett.ev.directory.org-{org_id}"
+
+
+class _PersonEvent(DirectoryEvent):
+    subject_pattern: ClassVar[str] = "stafett.ev.directory.person-{person_id}"
+
+
+@registry.register
+class OrganisationRegistered(_OrganisationEvent):
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_registered.v1"
+    org_id: str
+    region: str
+    name: str
+    kind: OrgKind
+
+
+@registry.register
+class OrganisationChanged(_OrganisationEvent):
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_changed.v1"
+    org_id: str
+    name: str
+    kind: OrgKind
+
+
+@registry.register
+class OrganisationGuideSet(_OrganisationEvent):
+    """The organisation's handlingsveileder now reads ``levels``: the steps of BTI levels 0
+    to 3, in order. Organisational text, never personal data."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_guide_set.v1"
+    org_id: str
+    levels: Guide
+
+
+@registry.register
+class OrganisationMeasureCatalogueSet(_OrganisationEvent):
+    """The organisation's catalogue of help measures now reads ``measures``."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_measure_catalogue_set.v1"
+    org_id: str
+    measures: tuple[CatalogueMeasure, ...]
+
+
+@registry.register
+class UnitRegistered(_OrganisationEvent):
+    event_type: ClassVar[str] = "no.stafett.directory.unit_registered.v1"
+    org_id: str
+    unit_id: str
+    name: str
+    sector: Sector
+
+
+@registry.register
+class UnitChanged(_OrganisationEvent):
+    event_type: ClassVar[str] = "no.stafett.directory.unit_changed.v1"
+    org_id: str
+    unit_id: str
+    name: str
+    sector: Sector
+
+
+@registry.register
+class UnitClosed(_OrganisationEvent):
+    event_type: ClassVar[str] = "no.stafett.directory.unit_closed.v1"
+    org_id: str
+    unit_id: str
+
+
+@registry.register
+class StaffRegistered(_PersonEvent):
+    event_type: ClassVar[str] = "no.stafett.directory.staff_registered.v1"
+    person_id: str
+    name: Encrypted
+    name_index: str
+
+
+@registry.register
+class StaffRenamed(_PersonEvent):
+    event_type: ClassVar[str] = "no.stafett.directory.staff_renamed.v1"
+    person_id: str
+    name: Encrypted
+    name_index: str
+
+
+@registry.register
+class RoleGranted(_PersonEvent):
+    event_type: ClassVar[str] = "no.stafett.directory.role_granted.v1"
+    person_id: str
+    org_id: str
+    unit_id: str
+    role: StaffRole
+
+
+@registry.register
+class RoleEnded(_PersonEvent):
+    event_type: ClassVar[str] = "no.stafett.directory.role_ended.v1"
+    person_id: str
+    org_id: str
+    unit_id: str
+    role: StaffRole
+
+
+@registry.register
+class ChildRegistered(DirectoryEvent):
+    # One subject per national id (its blind index, cut to fit a subject token): two
+    # registrations of one child cannot both win.
+    event_type: ClassVar[str] = "no.stafett.directory.child_registered.v1"
+    subject_pattern: ClassVar[str] = "stafett.ev.directory.nid-{national_id_index:.40}"
+    child_id: str
+    national_id: Encrypted
+    national_id_index: str
+    name: Encrypted
+    birth_date: Encrypted
+    guardians: tuple[GuardianRecord, ...] = Field(max_length=10)
+    registered_by: str
