@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from pydantic import ValidationError
 
 from stafett_shared.auth import Principal
-from stafett_shared.contracts.access import AccessRecorded, ReadWhat
+from stafett_shared.contracts.access import AccessDecision, AccessRecorded, ReadWhat
 from stafett_shared.envelope import registry
 from stafett_shared.eventstore import EventStore
 from stafett_shared.rpc import RpcRemoteError, request
@@ -46,31 +46,6 @@ FILTER_SUBJECT = "stafett.rpc.consent.filter"
 
 class AccessUnavailable(Exception):
     """The consent service did not answer, or its read model is behind: fail closed."""
-
-
-@dataclass(frozen=True, slots=True)
-class AccessDecision:
-    decision: str
-    basis: str | None
-    consent_id: str | None
-    reason: str
-    decision_id: str
-    policy_version: str
-
-    @property
-    def permitted(self) -> bool:
-        return self.decision == "permit"
-
-    @classmethod
-    def from_reply(cls, reply: dict[str, Any]) -> AccessDecision:
-        return cls(
-            decision=str(reply["decision"]),
-            basis=reply.get("basis"),
-            consent_id=reply.get("consent_id"),
-            reason=str(reply.get("reason", "")),
-            decision_id=str(reply["decision_id"]),
-            policy_version=str(reply.get("policy_version", "")),
-        )
 
 
 class AccessClient:
@@ -112,7 +87,11 @@ class AccessClient:
         }
         if min_seq:
             payload["min_seq"] = min_seq
-        decision = AccessDecision.from_reply(await self._ask(CHECK_SUBJECT, payload))
+        reply = await self._ask(CHECK_SUBJECT, payload)
+        try:
+            decision = AccessDecision.model_validate(reply)
+        except ValidationError as exc:
+            raise AccessUnavailable("the consent service's answer is not a decision") from exc
         if decision.permitted and self._ttl > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -15,10 +15,11 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from stafett_consent import domain
-from stafett_consent.decisions import DecisionOut, DecisionPoint
+from stafett_consent.decisions import DecisionPoint
 from stafett_consent.handlers import ConsentService, GuardianInput, Written
 from stafett_consent.policy import Action
 from stafett_shared.auth import Principal, PrincipalDep
+from stafett_shared.contracts.access import AccessDecision
 from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN
 from stafett_shared.contracts.consent import EvidenceMethod
 from stafett_shared.contracts.directory import OrgKind, Sector, StaffRole
@@ -131,15 +132,6 @@ class AuditScopeIn(_In):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class DecisionAnswer(BaseModel):
-    decision: Literal["permit", "deny"]
-    basis: str | None
-    consent_id: str | None
-    reason: str
-    decision_id: str
-    policy_version: str
-
-
 # --- dependencies ------------------------------------------------------------------------------
 
 
@@ -207,17 +199,6 @@ def _may_ask(caller: Principal, subject: PrincipalRef) -> None:
     if caller.kind == "person" and subject.kind == "person" and subject.id == caller.id:
         return
     raise Problem(403, "forbidden", "Du kan bare spørre om egne tilganger.")
-
-
-def _answer(out: DecisionOut) -> DecisionAnswer:
-    return DecisionAnswer(
-        decision=out.decision,
-        basis=out.basis,
-        consent_id=out.consent_id,
-        reason=out.reason,
-        decision_id=out.decision_id,
-        policy_version=out.policy_version,
-    )
 
 
 # --- directory -------------------------------------------------------------------------------
@@ -476,7 +457,7 @@ async def get_consents(
 @router.post("/decisions", summary="Tilgangsbeslutning for én handling på én sak")
 async def post_decision(
     *, body: DecisionIn, principal: PrincipalDep, decisions: DecisionsDep
-) -> DecisionAnswer:
+) -> AccessDecision:
     subject = _principal_of(body.principal)
     _may_ask(principal, subject)
     try:
@@ -490,7 +471,7 @@ async def post_decision(
         )
     except ProjectionBehind:
         raise _behind() from None
-    return _answer(out)
+    return out
 
 
 @router.post("/decisions/filter", summary="Hvilke av disse sakene kan personen se")

@@ -124,14 +124,7 @@ async def _start(runtime: Runtime) -> None:
             )
         except ProjectionBehind:
             raise RpcRemoteError("behind", "the read model has not reached min_seq") from None
-        return {
-            "decision": out.decision,
-            "basis": out.basis,
-            "consent_id": out.consent_id,
-            "reason": out.reason,
-            "decision_id": out.decision_id,
-            "policy_version": out.policy_version,
-        }
+        return out.model_dump()  # the AccessDecision the client reads back
 
     async def filter_(payload: dict[str, Any]) -> dict[str, Any]:
         principal_id, kind = _principal(payload)

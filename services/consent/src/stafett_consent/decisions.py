@@ -48,7 +48,7 @@ from stafett_consent.projections import (
     load_entry_facts,
     load_principal_facts,
 )
-from stafett_shared.contracts.access import DecisionRecorded
+from stafett_shared.contracts.access import AccessDecision, DecisionRecorded
 from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, registry
 from stafett_shared.eventstore import DuplicateAppend, EventStore
@@ -171,20 +171,6 @@ def _record_row(q: _Question, decision: Decision) -> dict[str, Any]:
         "detail": decision.detail,
         "policy_version": decision.policy_version,
     }
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionOut:
-    decision: Literal["permit", "deny"]
-    basis: str | None
-    consent_id: str | None
-    reason: str
-    decision_id: str
-    policy_version: str
-
-    @property
-    def permitted(self) -> bool:
-        return self.decision == "permit"
 
 
 class DecisionPoint:
@@ -316,7 +302,7 @@ class DecisionPoint:
         principal_kind: Literal["person", "client"] = "person",
         entry_id: str | None = None,
         min_seq: int | None = None,
-    ) -> DecisionOut:
+    ) -> AccessDecision:
         if min_seq:
             await self._projector.wait_for(min_seq, self._wait)
         now = self._clock()
@@ -333,16 +319,21 @@ class DecisionPoint:
                 _log.error("decision_not_recorded", error_type=type(exc).__name__)
                 recorded = False
         if not recorded:
-            return DecisionOut("deny", None, None, "not_recorded", decision_id, POLICY_VERSION)
+            return AccessDecision(
+                decision="deny",
+                reason="not_recorded",
+                decision_id=decision_id,
+                policy_version=POLICY_VERSION,
+            )
         if case_org is not None and not decision.permit:
             self._queued.set()
-        return DecisionOut(
-            "permit" if decision.permit else "deny",
-            decision.basis,
-            decision.consent_id,
-            decision.reason,
-            decision_id,
-            decision.policy_version,
+        return AccessDecision(
+            decision="permit" if decision.permit else "deny",
+            basis=decision.basis,
+            consent_id=decision.consent_id,
+            reason=decision.reason,
+            decision_id=decision_id,
+            policy_version=decision.policy_version,
         )
 
     def _decide_and_record(

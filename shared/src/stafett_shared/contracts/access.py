@@ -1,5 +1,7 @@
 """The access context: reads of case content and the decisions that allowed or refused them,
-on ``stafett.ev.access.<case id>``.
+on ``stafett.ev.access.<case id>``; and the access decision's reply, the one answer of the
+consent service's decision point over NATS (``stafett.rpc.consent.check``) and over HTTP
+(``POST /api/v1/decisions``).
 
 Every service that serves case content records its reads (``AccessRecorded``, any service);
 only the decision point records decisions (``DecisionRecorded``, the consent service).
@@ -9,10 +11,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from stafett_shared.contracts.base import ContractEvent
 from stafett_shared.envelope import registry
 
-__all__ = ["AccessEvent", "AccessRecorded", "DecisionRecorded", "ReadWhat"]
+__all__ = ["AccessDecision", "AccessEvent", "AccessRecorded", "DecisionRecorded", "ReadWhat"]
 
 ReadWhat = Literal["case", "entries", "consents", "access"]
 
@@ -56,3 +60,23 @@ class DecisionRecorded(AccessEvent):
     reason: str
     detail: str
     policy_version: str
+
+
+class AccessDecision(BaseModel):
+    """The decision point's answer to ``(principal, action, resource, min_seq)``.
+
+    Not an event: a reply. A reader ignores fields it does not know, so the consent service
+    may add one before every client knows it (never rename or remove one)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    decision: Literal["permit", "deny"]
+    basis: str | None = None
+    consent_id: str | None = None
+    reason: str
+    decision_id: str
+    policy_version: str
+
+    @property
+    def permitted(self) -> bool:
+        return self.decision == "permit"
