@@ -117,6 +117,20 @@ BASES = {
     "duty_to_report": "opplysningsplikten til barnevernet",
 }
 
+# Why someone could read, as the readers' list says it about them: "leste saken som …".
+READ_BASES = {
+    "holder": "som stafettholder",
+    "own_unit": "som ansatt ved enheten som eier saken",
+    "unit_leader": "som leder ved enheten som eier saken",
+    "team": "som medlem av teamet, fordi et samtykke dekker tjenesten",
+    "guardian": "som foresatt med foreldreansvar",
+    "self": "som barnet saken gjelder",
+    "emergency": "med nødtilgang og en skriftlig begrunnelse",
+    "auditor": "som tilsyn",
+    "handover_addressee": "fordi de er bedt om å overta stafetten",
+    "duty_to_report": "etter opplysningsplikten til barnevernet",
+}
+
 READ_WHAT = {
     "case": "saken",
     "entries": "loggen",
