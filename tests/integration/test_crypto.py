@@ -33,8 +33,10 @@ async def _append_child_event(
 ) -> tuple[str, int]:
     data = {
         "child_id": child,
-        "name": await cipher.encrypt(child, NAME, context="name"),
-        "national_id": await cipher.encrypt(child, NATIONAL_ID, context="national_id"),
+        "name": await cipher.encrypt(child, NAME, aggregate=child, context="name"),
+        "national_id": await cipher.encrypt(
+            child, NATIONAL_ID, aggregate=child, context="national_id"
+        ),
     }
     subject = store.subject("directory", child)
     event = make_event(
@@ -57,8 +59,11 @@ async def test_encrypted_fields_are_unreadable_in_the_stored_message(
     assert b"Nordmann" not in stored.data
     (commit,) = await event_store.load(subject)
     data = commit.events[0].data
-    assert await cipher.decrypt(child, data["name"], context="name") == NAME
-    assert await cipher.decrypt(child, data["national_id"], context="national_id") == NATIONAL_ID
+    assert await cipher.decrypt(child, data["name"], aggregate=child, context="name") == NAME
+    assert (
+        await cipher.decrypt(child, data["national_id"], aggregate=child, context="national_id")
+        == NATIONAL_ID
+    )
 
 
 async def test_shredding_a_childs_key_makes_the_data_unreadable_everywhere_but_the_event_loads(
@@ -74,7 +79,7 @@ async def test_shredding_a_childs_key_makes_the_data_unreadable_everywhere_but_t
     elsewhere_cipher = FieldCipher(elsewhere)
     (commit,) = await event_store.load(subject)
     token = commit.events[0].data["name"]
-    assert await elsewhere_cipher.decrypt(child, token, context="name") == NAME
+    assert await elsewhere_cipher.decrypt(child, token, aggregate=child, context="name") == NAME
     revision = (
         await (await nats_client.jetstream().key_value("STAFETT_KEYS")).get(f"owner.{child}")
     ).revision
@@ -84,35 +89,40 @@ async def test_shredding_a_childs_key_makes_the_data_unreadable_everywhere_but_t
     (reloaded,) = await event_store.load(subject)  # the event still loads and is unchanged
     assert reloaded.data == commit.data
     with pytest.raises(KeyShredded):
-        await cipher.decrypt(child, token, context="name")
+        await cipher.decrypt(child, token, aggregate=child, context="name")
     fresh = KeyStore(nats_client.jetstream(), keys._keks_raw, "kek-1")
     await fresh.ensure_bucket()
     with pytest.raises(KeyShredded):
-        await FieldCipher(fresh).decrypt(child, token, context="name")
+        await FieldCipher(fresh).decrypt(child, token, aggregate=child, context="name")
     # Nothing new can be written under a shredded child's key either.
     with pytest.raises(KeyShredded):
-        await cipher.encrypt(child, "ny tekst")
+        await cipher.encrypt(child, "ny tekst", aggregate=child, context="name")
     # The wrapped key's message was erased from the bucket's stream.
     assert revision is not None
     with pytest.raises(nats.js.errors.NotFoundError):
         await nats_client.jetstream().get_msg("KV_STAFETT_KEYS", revision)
     # Other children are untouched.
     (other,) = await event_store.load(other_subject)
-    assert await cipher.decrypt(other_child, other.events[0].data["name"], context="name") == NAME
+    assert (
+        await cipher.decrypt(
+            other_child, other.events[0].data["name"], aggregate=other_child, context="name"
+        )
+        == NAME
+    )
 
 
 async def test_a_ciphertext_cannot_be_moved_to_another_child_or_field(keys: KeyStore) -> None:
     cipher = FieldCipher(keys)
     child, other = new_id(), new_id()
-    token = await cipher.encrypt(child, NAME, context="name")
-    await cipher.encrypt(other, "x")
+    token = await cipher.encrypt(child, NAME, aggregate=child, context="name")
+    await cipher.encrypt(other, "x", aggregate=other, context="name")
     with pytest.raises(DecryptionFailed):
-        await cipher.decrypt(other, token, context="name")
+        await cipher.decrypt(other, token, aggregate=other, context="name")
     with pytest.raises(DecryptionFailed):
-        await cipher.decrypt(child, token, context="national_id")
+        await cipher.decrypt(child, token, aggregate=child, context="national_id")
     tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
     with pytest.raises(DecryptionFailed):
-        await cipher.decrypt(child, tampered, context="name")
+        await cipher.decrypt(child, tampered, aggregate=child, context="name")
 
 
 async def test_two_writers_making_a_childs_first_key_agree_on_one_key(

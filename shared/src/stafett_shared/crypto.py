@@ -4,8 +4,10 @@
   (KEK, AES-256-GCM) and kept in the JetStream key/value bucket ``STAFETT_KEYS``, which,
   unlike ``EVENTS``, allows deletion.
 * A field is AES-256-GCM under the child's data key with a fresh 96-bit nonce; the associated
-  data binds the ciphertext to the child and to the field's context, so it cannot be moved to
-  another child or field unnoticed. Text form: ``enc:v1:<base64url(nonce ‖ ciphertext)>``.
+  data binds the ciphertext to the child, to the aggregate whose event carries it and to the
+  field, so it cannot be moved to another child, event stream or field unnoticed. Text form:
+  ``enc:v2:<base64url(nonce ‖ ciphertext)>``; the older ``enc:v1:`` (bound to child and field
+  only) is still read.
 * Shredding securely erases the wrapped key from the bucket (JetStream overwrites the message
   on delete) and leaves a tombstone, so the key is never made again. The events stay and
   still load and verify; their personal data can no longer be read by anyone.
@@ -50,7 +52,8 @@ __all__ = [
 ]
 
 KEY_BUCKET = "STAFETT_KEYS"
-_PREFIX = "enc:v1:"
+_PREFIX = "enc:v2:"  # written today: bound to owner, aggregate and field
+_PREFIX_V1 = "enc:v1:"  # read only: bound to owner and field
 _NONCE = 12
 _TOMBSTONE = b'{"shredded":true}'
 
@@ -242,41 +245,62 @@ class KeyStore:
 
 
 class FieldCipher:
-    """Encrypts and decrypts personal-data fields of events under the owner's data key."""
+    """Encrypts and decrypts personal-data fields of events under the owner's data key.
+
+    A ciphertext is bound by its associated data to the owner, to the aggregate whose event
+    carries it (the id in the event's subject) and to the event field, so that a stream
+    writer cannot move it into another event: ``enc:v2:`` tokens, AAD
+    ``stafett:v2:<owner>:<aggregate>:<field>``. Tokens written before that (``enc:v1:``,
+    AAD ``stafett:v1:<owner>:<field>``) stay readable; nothing new is written in that form.
+    See docs/security.md, "Field encryption: associated data".
+    """
 
     def __init__(self, keys: KeyStore) -> None:
         self._keys = keys
 
     @staticmethod
-    def _aad(owner: str, context: str) -> bytes:
-        return f"stafett:v1:{owner}:{context}".encode()
+    def _aad(version: str, owner: str, aggregate: str, context: str) -> bytes:
+        if version == _PREFIX_V1:
+            return f"stafett:v1:{owner}:{context}".encode()
+        if not AGGREGATE_ID_PATTERN.fullmatch(aggregate):
+            raise CryptoError("aggregate id may hold only letters, digits, '_' and '-'")
+        return f"stafett:v2:{owner}:{aggregate}:{context}".encode()
 
-    async def encrypt(self, owner: str, plaintext: str, *, context: str = "") -> str:
+    async def encrypt(self, owner: str, plaintext: str, *, aggregate: str, context: str) -> str:
+        """Seal ``plaintext`` for the ``context`` field of an event of ``aggregate``."""
+        aad = self._aad(_PREFIX, owner, aggregate, context)
         key = await self._keys.data_key(owner, create=True)
         nonce = os.urandom(_NONCE)
-        sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), self._aad(owner, context))
+        sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), aad)
         return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
-    async def decrypt(self, owner: str, token: str, *, context: str = "") -> str:
-        if not token.startswith(_PREFIX):
+    async def decrypt(self, owner: str, token: str, *, aggregate: str, context: str) -> str:
+        """Open a token of the ``context`` field of an event of ``aggregate`` (for a v1 token,
+        which is bound to no aggregate, ``aggregate`` is not checked)."""
+        version = next((p for p in (_PREFIX, _PREFIX_V1) if token.startswith(p)), None)
+        if version is None:
             raise DecryptionFailed("not an encrypted field")
-        body = token[len(_PREFIX) :]
+        body = token[len(version) :]
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except ValueError as exc:
             raise DecryptionFailed("the field is not valid base64") from exc
         if len(raw) < _NONCE + 16:
             raise DecryptionFailed("the field is too short")
+        try:
+            aad = self._aad(version, owner, aggregate, context)
+        except CryptoError as exc:
+            raise DecryptionFailed("the field does not belong here") from exc
         key = await self._keys.data_key(owner)
         try:
-            plain = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], self._aad(owner, context))
+            plain = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], aad)
         except InvalidTag as exc:
             raise DecryptionFailed("the field does not belong here or was altered") from exc
         return plain.decode("utf-8")
 
     @staticmethod
     def is_encrypted(value: str) -> bool:
-        return value.startswith(_PREFIX)
+        return value.startswith((_PREFIX, _PREFIX_V1))
 
 
 class BlindIndex:

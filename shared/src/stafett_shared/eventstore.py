@@ -5,7 +5,9 @@
   ``Nats-Expected-Last-Subject-Sequence`` checks (optimistic concurrency).
 * ``Nats-Msg-Id`` carries the command's idempotency key; JetStream drops a repeat inside the
   duplicate window, and a repeat that loses the concurrency check is recognised by its key
-  in the aggregate's newer commits.
+  in the aggregate's newer commits. A client's key travels only as a digest scoped to the
+  principal, route and subject (``stafett_shared.msgid``), so one caller's key can neither
+  drop another caller's write nor an id Stafett makes itself.
 * Reads use batched direct get (``$JS.API.DIRECT.GET``): stateless on the server, so they
   survive server restarts and leader changes without consumer bookkeeping. ``bench/`` compares
   it with an ordered consumer; see docs/decisions/0002-event-store-reads.md.
@@ -39,6 +41,7 @@ from stafett_shared.envelope import (
     encode_commit,
 )
 from stafett_shared.ids import AGGREGATE_ID_PATTERN
+from stafett_shared.msgid import CLIENT_KEY_PREFIX, ClientKey
 from stafett_shared.telemetry import inject_headers
 
 __all__ = [
@@ -273,13 +276,19 @@ class EventStore:
         events: Sequence[CloudEvent],
         *,
         expected_version: int | None,
-        idempotency_key: str | None = None,
+        idempotency_key: str | ClientKey | None = None,
+        creates: bool = False,
     ) -> AppendResult:
         """Store ``events`` as one commit on ``subject``.
 
         ``expected_version`` is the stream sequence of the aggregate's last commit as the
         command saw it (0: the aggregate must be new; None: no check, for facts such as access
-        records). Raises ``ConcurrencyConflict``, ``DuplicateAppend``, ``StoreUnavailable``.
+        records). ``idempotency_key`` is an id Stafett made (a string, used as it is) or a
+        client's key (a ``ClientKey``, used as a digest with the subject). ``creates``: the
+        command made the aggregate's id, which a repeat makes anew, so a client's key is bound
+        to the context's subjects rather than to this one. Raises ``ConcurrencyConflict``,
+        ``DuplicateAppend`` (``seq`` is the stored commit's, which may be on another subject
+        when ``creates``), ``StoreUnavailable``.
         """
         if not subject.startswith(self.prefix + "."):
             raise ValueError("subject is outside the event stream")
@@ -291,8 +300,9 @@ class EventStore:
         headers: dict[str, str] = {"Content-Type": BATCH_CONTENT_TYPE}
         if expected_version is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_version)
-        if idempotency_key is not None:
-            headers["Nats-Msg-Id"] = idempotency_key
+        msg_id = self._message_id(subject, idempotency_key, creates=creates)
+        if msg_id is not None:
+            headers["Nats-Msg-Id"] = msg_id
         with _tracer.start_as_current_span(
             "eventstore.append",
             kind=SpanKind.PRODUCER,
@@ -307,7 +317,7 @@ class EventStore:
                 ack = await self._js.publish(subject, body, headers=headers, timeout=self._timeout)
             except nats.js.errors.APIError as exc:
                 if exc.err_code == _WRONG_LAST_SEQ and expected_version is not None:
-                    await self._raise_conflict(subject, expected_version, idempotency_key, exc)
+                    await self._raise_conflict(subject, expected_version, msg_id, exc)
                 if exc.code == 503:
                     raise StoreUnavailable("JetStream is unavailable") from exc
                 raise EventStoreError(f"append refused: {exc.description}") from exc
@@ -318,6 +328,17 @@ class EventStore:
         if ack.duplicate:
             raise DuplicateAppend(subject, int(ack.seq))
         return AppendResult(subject=subject, seq=int(ack.seq))
+
+    @staticmethod
+    def _message_id(subject: str, key: str | ClientKey | None, *, creates: bool) -> str | None:
+        if key is None:
+            return None
+        if isinstance(key, ClientKey):
+            scope = subject.rsplit(".", 1)[0] + ".*" if creates else subject
+            return key.message_id(scope)
+        if key.startswith(CLIENT_KEY_PREFIX):
+            raise ValueError("an internal message id must not look like a client key's")
+        return key
 
     async def _raise_conflict(
         self,

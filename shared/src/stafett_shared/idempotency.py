@@ -1,7 +1,8 @@
 """HTTP idempotency: a ``POST`` repeated with the same ``Idempotency-Key`` gets the first
 answer and writes nothing new (CONTRACT.md). The answer is kept in the service's database;
-the key also travels to JetStream as ``Nats-Msg-Id``, which catches a repeat that races the
-first request."""
+the key also travels to JetStream in ``Nats-Msg-Id``, which catches a repeat that races the
+first request or follows a crash before the answer was kept. It travels as a digest scoped to
+the principal, the route and the subject (``stafett_shared.msgid``), never as sent."""
 
 from __future__ import annotations
 
@@ -9,20 +10,24 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from stafett_shared.auth import PrincipalDep
 from stafett_shared.db import upsert
+from stafett_shared.msgid import ClientKey
 from stafett_shared.problems import Problem
 
 __all__ = [
+    "ClientKeyDep",
     "IdempotencyStore",
     "StoredAnswer",
+    "client_key",
     "idempotency_table",
     "parse_if_match",
     "run_once",
@@ -54,6 +59,28 @@ def valid_key(key: str | None) -> str | None:
             400, "bad_request", "Idempotency-Key må være 8–128 tegn: bokstaver, tall, . _ : -"
         )
     return key
+
+
+def _route(request: Request) -> str:
+    """Method and route template (``POST /api/v1/logs/{case_id}/entries``)."""
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", None) or request.url.path
+    return f"{request.method} {template}"
+
+
+async def client_key(
+    request: Request,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> ClientKey | None:
+    """The request's ``Idempotency-Key`` scoped to its caller and route (400 when malformed)."""
+    key = valid_key(idempotency_key)
+    if key is None:
+        return None
+    return ClientKey(f"{principal.kind}:{principal.id}", _route(request), key)
+
+
+ClientKeyDep = Annotated[ClientKey | None, Depends(client_key)]
 
 
 class StoredAnswer:
@@ -122,21 +149,20 @@ class IdempotencyStore:
 async def run_once(
     request: Request,
     principal_id: str,
-    key: str | None,
+    key: ClientKey | None,
     store: IdempotencyStore,
     write: Callable[[], Awaitable[StoredAnswer]],
 ) -> JSONResponse:
     """Run ``write`` once per idempotency key and caller; a repeat gets the first answer."""
-    key = valid_key(key)
     route = f"{request.method} {request.url.path}"
     digest = store.request_hash(route, await request.body())
     if key is not None:
-        earlier = await store.find(principal_id, key, route, digest)
+        earlier = await store.find(principal_id, key.key, route, digest)
         if earlier is not None:
             return JSONResponse(earlier.body, earlier.status, headers=earlier.headers)
     answer = await write()
     if key is not None:
-        await store.save(principal_id, key, route, digest, answer)
+        await store.save(principal_id, key.key, route, digest, answer)
     return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
 

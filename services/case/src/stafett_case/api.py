@@ -16,12 +16,14 @@ from stafett_case.indicators import indicators
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.contracts.case import CloseReason, Outcome
 from stafett_shared.idempotency import (
+    ClientKeyDep,
     IdempotencyStore,
     StoredAnswer,
     parse_if_match,
     run_once,
     written_answer,
 )
+from stafett_shared.msgid import ClientKey
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -119,7 +121,7 @@ async def _idempotency(request: Request) -> IdempotencyStore:
 
 ServiceDep = Annotated[CaseService, Depends(_service)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+IdempotencyKey = ClientKeyDep
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 MinSeq = Annotated[int | None, Header(alias="Stafett-Min-Seq", ge=0)]
 CaseId = Annotated[str, Path(pattern=ULID)]
@@ -129,7 +131,7 @@ HandoverId = Annotated[str, Path(pattern=ULID)]
 async def _once(  # noqa: PLR0917 - every write route passes the same six
     request: Request,
     principal: Principal,
-    key: str | None,
+    key: ClientKey | None,
     store: IdempotencyStore,
     status: int,
     write: Callable[[], Awaitable[Written]],
@@ -396,7 +398,7 @@ async def _answer(  # noqa: PLR0917 - the three handover answers share it
     principal: Principal,
     service: CaseService,
     store: IdempotencyStore,
-    idempotency_key: str | None,
+    idempotency_key: ClientKey | None,
     if_match: str | None,
 ) -> JSONResponse:
     return await _once(

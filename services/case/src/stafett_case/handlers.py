@@ -34,6 +34,7 @@ from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
+from stafett_shared.msgid import ClientKey
 from stafett_shared.nationalid import InvalidNationalId, parse_national_id
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.problems import unavailable as unavailable_problem
@@ -138,11 +139,13 @@ class CaseService:
         make: Callable[[domain.CaseState], Any],
         *,
         if_match: int | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: ClientKey | None = None,
         tenant: str | None = None,
-    ) -> tuple[int, list[EventData], domain.CaseState]:
+    ) -> tuple[str, int, list[EventData], domain.CaseState]:
         """Load, decide, publish with optimistic concurrency, apply; retry on a conflict
-        unless the caller sent If-Match."""
+        unless the caller sent If-Match. Answers the case id, the commit's sequence, its
+        events and the case's state after it: for a repeated request (same caller and key),
+        those of the commit stored the first time. ``tenant`` is given when opening a case."""
         subject = self.store.subject("case", case_id)
         for _attempt in range(MAX_RETRIES):
             commits = await self.store.load(subject)
@@ -162,13 +165,17 @@ class CaseService:
             envelopes = [self._envelope(e, case_id, owner, principal, now) for e in events]
             try:
                 result = await self.store.append(
-                    subject, envelopes, expected_version=version, idempotency_key=idempotency_key
+                    subject,
+                    envelopes,
+                    expected_version=version,
+                    idempotency_key=idempotency_key,
+                    creates=tenant is not None,
                 )
                 seq = result.seq
                 await self.projector.apply_own(subject, seq, envelopes)
             except DuplicateAppend as repeat:
-                seq = repeat.seq
                 await self.projector.catch_up()
+                return await self._stored(repeat.seq)
             except ConcurrencyConflict:
                 if if_match is not None:
                     raise HandlerError(
@@ -178,8 +185,18 @@ class CaseService:
             after = state
             for event in events:
                 after = domain.evolve(after, event)
-            return seq, events, after
+            return case_id, seq, events, after
         raise HandlerError(409, "conflict", "Saken endres av mange samtidig; prøv igjen.")
+
+    async def _stored(self, seq: int) -> tuple[str, int, list[EventData], domain.CaseState]:
+        """The commit a repeated request stored the first time, and the case after it."""
+        stored = await self.store.get(seq)
+        if stored is None or not stored.subject.startswith(f"{self.store.prefix}.case."):
+            raise unavailable_problem("Saken kunne ikke leses; prøv igjen.")
+        case_id = stored.subject.rsplit(".", 1)[-1]
+        commits = [c for c in await self.store.load(stored.subject) if c.seq <= seq]
+        state = domain.replay(registry.payload(e) for c in commits for e in c.events)
+        return case_id, seq, [registry.payload(e) for e in stored.events], state
 
     def _envelope(
         self, payload: EventData, case_id: str, tenant: str, actor: Principal, now: datetime
@@ -198,10 +215,13 @@ class CaseService:
         """Whose key protects the case's text: the child's once known, else the case's own."""
         return state.child_id or case_id
 
-    async def _encrypt(self, owner: str, text: str | None, context: str) -> str | None:
+    async def _encrypt(
+        self, owner: str, case_id: str, text: str | None, context: str
+    ) -> str | None:
+        """Seal a field of an event of ``case_id`` (None stays None)."""
         if text is None:
             return None
-        return await self.cipher.encrypt(owner, text, context=context)
+        return await self.cipher.encrypt(owner, text, aggregate=case_id, context=context)
 
     # --- open and identify -------------------------------------------------------------------
 
@@ -232,7 +252,7 @@ class CaseService:
         national_id: str | None,
         pseudonym: str | None,
         concern: str,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         async with self.sessions() as session:
             unit = (await session.execute(select(units).where(units.c.unit_id == unit_id))).first()
@@ -248,8 +268,10 @@ class CaseService:
         child_id = await self._child_by_national_id(national_id) if national_id else None
         case_id = new_id()
         owner = child_id or case_id
-        concern_enc = await self.cipher.encrypt(owner, concern, context="concern")
-        pseudonym_enc = await self._encrypt(owner, pseudonym, "pseudonym")
+        concern_enc = await self.cipher.encrypt(
+            owner, concern, aggregate=case_id, context="concern"
+        )
+        pseudonym_enc = await self._encrypt(owner, case_id, pseudonym, "pseudonym")
 
         async def make(_state: domain.CaseState) -> domain.Command:
             return domain.OpenCase(
@@ -263,7 +285,7 @@ class CaseService:
                 pseudonym=pseudonym_enc,
             )
 
-        seq, _events, state = await self._commit(
+        case_id, seq, _events, state = await self._commit(
             principal, case_id, make, idempotency_key=idempotency_key, tenant=unit.org_id
         )
         return Written(
@@ -286,7 +308,7 @@ class CaseService:
         national_id: str,
         *,
         if_match: int | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         await self.require(principal, "case:write", case_id)
         child_id = await self._child_by_national_id(national_id)
@@ -296,21 +318,38 @@ class CaseService:
 
         return await self._written(principal, case_id, make, if_match, idempotency_key)
 
-    async def _written(  # noqa: PLR0917 - every write handler passes the same five
+    async def _written(
         self,
         principal: Principal,
         case_id: str,
         make: Callable[[domain.CaseState], Any],
         if_match: int | None,
-        idempotency_key: str | None,
-        extra: dict[str, Any] | None = None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
-        seq, _events, state = await self._commit(
+        _case, seq, _events, state = await self._commit(
             principal, case_id, make, if_match=if_match, idempotency_key=idempotency_key
         )
         body = {"id": case_id, "level": state.level, "status": state.status, "version": seq}
-        body.update(extra or {})
         return Written(case_id, seq, seq, body)
+
+    async def _made(  # noqa: PLR0917 - the write handlers' five and what they made
+        self,
+        principal: Principal,
+        case_id: str,
+        make: Callable[[domain.CaseState], Any],
+        if_match: int | None,
+        idempotency_key: ClientKey | None,
+        made: str,
+    ) -> tuple[str, int]:
+        """Commit a command that makes a thing in the case (a handover, a measure, a
+        report); answers the id of the thing as stored, and the case's version."""
+        _case, seq, events, _state = await self._commit(
+            principal, case_id, make, if_match=if_match, idempotency_key=idempotency_key
+        )
+        made_id = next((getattr(e, made) for e in events if hasattr(e, made)), None)
+        if not isinstance(made_id, str):
+            raise unavailable_problem("Saken kunne ikke leses; prøv igjen.")
+        return made_id, seq
 
     # --- level and team -------------------------------------------------------------------------
 
@@ -322,7 +361,7 @@ class CaseService:
         reason: str,
         *,
         if_match: int | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         await self.require(principal, "case:manage", case_id)
 
@@ -330,7 +369,9 @@ class CaseService:
             uncovered = await self._uncovered_team(state) if level >= 2 else frozenset()
             owner = await self._owner(state, case_id)
             return domain.ChangeLevel(
-                level, await self.cipher.encrypt(owner, reason, context="reason"), uncovered
+                level,
+                await self.cipher.encrypt(owner, reason, aggregate=case_id, context="reason"),
+                uncovered,
             )
 
         return await self._written(principal, case_id, make, if_match, idempotency_key)
@@ -400,7 +441,7 @@ class CaseService:
         unit_id: str,
         access: str,
         if_match: int | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         await self.require(principal, "case:manage", case_id)
         unit = await self._unit(unit_id)
@@ -467,7 +508,7 @@ class CaseService:
         to_unit_id: str,
         note: str | None,
         if_match: int | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         await self.require(principal, "case:manage", case_id)
         unit = await self._unit(to_unit_id)
@@ -483,19 +524,14 @@ class CaseService:
                 to_unit_id=to_unit_id,
                 to_org_id=unit.org_id,
                 requested_by=principal.id,
-                note=await self._encrypt(owner, note, "handover_note"),
+                note=await self._encrypt(owner, case_id, note, "handover_note"),
                 consent=await self._cross_org_consent(case_id, unit.org_id, state.org_id),
             )
 
-        written = await self._written(
-            principal, case_id, make, if_match, idempotency_key, extra={"handover_id": handover_id}
+        made_id, seq = await self._made(
+            principal, case_id, make, if_match, idempotency_key, "handover_id"
         )
-        return Written(
-            handover_id,
-            written.version,
-            written.seq,
-            {"id": handover_id, "status": "pending", "case_version": written.seq},
-        )
+        return Written(made_id, seq, seq, {"id": made_id, "status": "pending", "case_version": seq})
 
     async def answer_handover(
         self,
@@ -506,7 +542,7 @@ class CaseService:
         answer: str,
         reason: str | None,
         if_match: int | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         async with self.sessions() as session:
             pending = (
@@ -533,7 +569,9 @@ class CaseService:
                 return domain.AcceptHandover(handover_id, principal.id, consent)
             if answer == "decline":
                 owner = await self._owner(state, case_id)
-                text = await self.cipher.encrypt(owner, reason or "", context="reason")
+                text = await self.cipher.encrypt(
+                    owner, reason or "", aggregate=case_id, context="reason"
+                )
                 return domain.DeclineHandover(handover_id, principal.id, text)
             return domain.CancelHandover(handover_id, principal.id)
 
@@ -559,7 +597,7 @@ class CaseService:
         start: date,
         evaluate_by: date,
         if_match: int | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         await self.require(principal, "case:write", case_id)
         measure_id = new_id()
@@ -568,20 +606,21 @@ class CaseService:
             owner = await self._owner(state, case_id)
             return domain.AddMeasure(
                 measure_id=measure_id,
-                title=await self.cipher.encrypt(owner, title, context="measure_title"),
-                goal=await self.cipher.encrypt(owner, goal, context="measure_goal"),
+                title=await self.cipher.encrypt(
+                    owner, title, aggregate=case_id, context="measure_title"
+                ),
+                goal=await self.cipher.encrypt(
+                    owner, goal, aggregate=case_id, context="measure_goal"
+                ),
                 responsible_person_id=responsible_person_id,
                 start=start,
                 evaluate_by=evaluate_by,
             )
 
-        written = await self._written(principal, case_id, make, if_match, idempotency_key)
-        return Written(
-            measure_id,
-            written.version,
-            written.seq,
-            {"id": measure_id, "case_version": written.seq},
+        made_id, seq = await self._made(
+            principal, case_id, make, if_match, idempotency_key, "measure_id"
         )
+        return Written(made_id, seq, seq, {"id": made_id, "case_version": seq})
 
     async def evaluate_measure(
         self,
@@ -593,7 +632,7 @@ class CaseService:
         note: str | None,
         next_evaluate_by: date | None,
         if_match: int | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         await self.require(principal, "case:write", case_id)
 
@@ -602,7 +641,7 @@ class CaseService:
             return domain.EvaluateMeasure(
                 measure_id,
                 outcome,
-                await self._encrypt(owner, note, "evaluation_note"),
+                await self._encrypt(owner, case_id, note, "evaluation_note"),
                 next_evaluate_by,
             )
 
@@ -620,7 +659,7 @@ class CaseService:
         case_id: str,
         *,
         text: str,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         # Opplysningsplikt: never blocked for lack of consent; any staff may report.
         await self.require(principal, "case:report", case_id)
@@ -630,15 +669,15 @@ class CaseService:
             owner = await self._owner(state, case_id)
             return domain.ReportToChildWelfare(
                 report_id,
-                await self.cipher.encrypt(owner, text, context="report"),
+                await self.cipher.encrypt(owner, text, aggregate=case_id, context="report"),
                 principal.id,
                 None,
             )
 
-        written = await self._written(principal, case_id, make, None, idempotency_key)
-        return Written(
-            report_id, written.version, written.seq, {"id": report_id, "case_version": written.seq}
+        made_id, seq = await self._made(
+            principal, case_id, make, None, idempotency_key, "report_id"
         )
+        return Written(made_id, seq, seq, {"id": made_id, "case_version": seq})
 
     async def close(
         self,
@@ -648,13 +687,13 @@ class CaseService:
         note: str | None,
         *,
         if_match: int | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         await self.require(principal, "case:manage", case_id)
 
         async def make(state: domain.CaseState) -> domain.Command:
             owner = await self._owner(state, case_id)
-            return domain.CloseCase(reason, await self._encrypt(owner, note, "close_note"))
+            return domain.CloseCase(reason, await self._encrypt(owner, case_id, note, "close_note"))
 
         return await self._written(principal, case_id, make, if_match, idempotency_key)
 
@@ -665,31 +704,37 @@ class CaseService:
         reason: str,
         *,
         if_match: int | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         await self.require(principal, "case:manage", case_id)
 
         async def make(state: domain.CaseState) -> domain.Command:
             owner = await self._owner(state, case_id)
-            return domain.ReopenCase(await self.cipher.encrypt(owner, reason, context="reason"))
+            return domain.ReopenCase(
+                await self.cipher.encrypt(owner, reason, aggregate=case_id, context="reason")
+            )
 
         return await self._written(principal, case_id, make, if_match, idempotency_key)
 
     # --- reading --------------------------------------------------------------------------
 
-    async def _decrypt(self, owner: str, token: str | None, context: str) -> str | None:
+    async def _decrypt(
+        self, owner: str, token: str | None, context: str, *, aggregate: str
+    ) -> str | None:
+        """A field of an event of ``aggregate``; None when it cannot be read: shredded at the
+        end of retention (gone for good), or not written for this aggregate and field."""
         if token is None:
             return None
         try:
-            return await self.cipher.decrypt(owner, token, context=context)
+            return await self.cipher.decrypt(owner, token, aggregate=aggregate, context=context)
         except CryptoError:
-            return None  # shredded at the end of retention: the text is gone for good
+            return None
 
     async def _decrypt_first(
-        self, owners: Sequence[str], token: str | None, context: str
+        self, owners: Sequence[str], token: str | None, context: str, *, aggregate: str
     ) -> str | None:
         for owner in dict.fromkeys(owners):
-            text = await self._decrypt(owner, token, context)
+            text = await self._decrypt(owner, token, context, aggregate=aggregate)
             if text is not None:
                 return text
         return None
@@ -755,17 +800,25 @@ class CaseService:
             "child": (
                 {
                     "id": child.child_id,
-                    "name": await self._decrypt(child.child_id, child.name, "name"),
+                    "name": await self._decrypt(
+                        child.child_id, child.name, "name", aggregate=child.child_id
+                    ),
                     "national_id": await self._decrypt(
-                        child.child_id, child.national_id, "national_id"
+                        child.child_id, child.national_id, "national_id", aggregate=child.child_id
                     ),
                 }
                 if child is not None
-                else {"pseudonym": await self._decrypt(owner, row.pseudonym, "pseudonym")}
+                else {
+                    "pseudonym": await self._decrypt(
+                        owner, row.pseudonym, "pseudonym", aggregate=case_id
+                    )
+                }
             ),
             # Text written before the child was identified is under the case's own key.
             "concern": (
-                await self._decrypt_first((owner, case_id), row.concern, "concern")
+                await self._decrypt_first(
+                    (owner, case_id), row.concern, "concern", aggregate=case_id
+                )
                 if history_from is None
                 else None
             ),
@@ -785,8 +838,10 @@ class CaseService:
             "measures": [
                 {
                     "id": m.measure_id,
-                    "title": await self._decrypt(owner, m.title, "measure_title"),
-                    "goal": await self._decrypt(owner, m.goal, "measure_goal"),
+                    "title": await self._decrypt(
+                        owner, m.title, "measure_title", aggregate=case_id
+                    ),
+                    "goal": await self._decrypt(owner, m.goal, "measure_goal", aggregate=case_id),
                     "responsible_person_id": m.responsible_person_id,
                     "start": m.start,
                     "evaluate_by": m.evaluate_by,
@@ -811,7 +866,9 @@ class CaseService:
                     "previous_level": lv.previous_level,
                     # A reason given before the history stopped travelling stays behind.
                     "reason": (
-                        await self._decrypt_first((owner, case_id), lv.reason, "reason")
+                        await self._decrypt_first(
+                            (owner, case_id), lv.reason, "reason", aggregate=case_id
+                        )
                         if history_from is None or as_utc(lv.changed_at) >= history_from
                         else None
                     ),
@@ -858,9 +915,11 @@ class CaseService:
             "requested_at": as_utc(h.requested_at),
             "answered_at": as_utc(h.answered_at),
             # Text written before the child was identified is under the case's own key.
-            "note": await self._decrypt_first((owner, case_id), h.note, "handover_note"),
+            "note": await self._decrypt_first(
+                (owner, case_id), h.note, "handover_note", aggregate=case_id
+            ),
             "decline_reason": await self._decrypt_first(
-                (owner, case_id), h.decline_reason, "reason"
+                (owner, case_id), h.decline_reason, "reason", aggregate=case_id
             ),
         }
 
@@ -910,7 +969,9 @@ class CaseService:
             "to_unit_id": h.to_unit_id,
             "to_org_id": h.to_org_id,
             "requested_at": as_utc(h.requested_at),
-            "note": await self._decrypt_first((owner, case_id), h.note, "handover_note"),
+            "note": await self._decrypt_first(
+                (owner, case_id), h.note, "handover_note", aggregate=case_id
+            ),
         }
 
     async def waiting_for(self, principal: Principal, limit: int = 50) -> list[dict[str, Any]]:

@@ -24,12 +24,14 @@ from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN
 from stafett_shared.contracts.consent import EvidenceMethod
 from stafett_shared.contracts.directory import OrgKind, Sector, StaffRole
 from stafett_shared.contracts.log import Category
+    ClientKeyDep,
 from stafett_shared.idempotency import (
     IdempotencyStore,
     StoredAnswer,
     parse_if_match,
     run_once,
     written_answer,
+from stafett_shared.msgid import ClientKey
 )
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
@@ -153,7 +155,7 @@ async def _idempotency(request: Request) -> IdempotencyStore:
 ServiceDep = Annotated[ConsentService, Depends(_service)]
 DecisionsDep = Annotated[DecisionPoint, Depends(_decisions)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+IdempotencyKey = ClientKeyDep
 MinSeq = Annotated[int | None, Header(alias="Stafett-Min-Seq", ge=0)]
 
 
@@ -164,7 +166,7 @@ def _written(status: int, written: Written) -> StoredAnswer:
 async def _once(
     request: Request,
     principal: Principal,
-    key: str | None,
+    key: ClientKey | None,
     store: IdempotencyStore,
     write: Callable[[], Awaitable[StoredAnswer]],
 ) -> JSONResponse:
@@ -353,7 +355,7 @@ async def _consent_action(  # noqa: PLR0917 - the three consent routes share it
     consent_id: str,
     kind: Literal["sign", "refuse", "withdraw"],
     body: SignatureIn | GrantorActionIn,
-    idempotency_key: str | None,
+    idempotency_key: ClientKey | None,
     if_match: str | None,
 ) -> JSONResponse:
     async def write() -> StoredAnswer:

@@ -52,6 +52,7 @@ from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
+from stafett_shared.msgid import ClientKey
 from stafett_shared.nationalid import InvalidNationalId, parse_national_id
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.projector import Projector
@@ -133,7 +134,7 @@ class ConsentService:
         events: Sequence[CloudEvent],
         *,
         expected: int,
-        key: str | None,
+        key: str | ClientKey | None,
     ) -> int:
         """Append one commit and apply it to the read models before answering."""
         subject = self.store.subject(context, aggregate_id)
@@ -147,6 +148,28 @@ class ConsentService:
             seq = repeat.seq
             await self.projector.catch_up()
         return seq
+
+    async def _publish_new(
+        self, aggregate_id: str, events: Sequence[CloudEvent], key: ClientKey | None
+    ) -> tuple[str, int, Sequence[CloudEvent]]:
+        """Append the first commit of a consent aggregate whose id the command made, and
+        apply it. Answers its id, sequence and events: for a repeated request (same caller
+        and key), those stored the first time, under the id made then."""
+        subject = self.store.subject("consent", aggregate_id)
+        try:
+            result = await self.store.append(
+                subject, events, expected_version=0, idempotency_key=key, creates=True
+            )
+        except DuplicateAppend as repeat:
+            await self.projector.catch_up()
+            stored = await self.store.get(repeat.seq)
+            if stored is None or not stored.events:
+                raise HandlerError(
+                    503, "unavailable", "Svaret kunne ikke leses; prøv igjen."
+                ) from None
+            return stored.subject.rsplit(".", 1)[-1], repeat.seq, stored.events
+        await self.projector.apply_own(subject, result.seq, events)
+        return aggregate_id, result.seq, events
 
     async def _require(
         self, principal: Principal, action: Action, case_id: str, min_seq: int | None = None
@@ -183,7 +206,9 @@ class ConsentService:
             if current.staff.get(person.id) == index:
                 names[person.id] = domain.StaffName("", index)
             else:
-                encrypted = await self.cipher.encrypt(person.id, person.name, context="name")
+                encrypted = await self.cipher.encrypt(
+                    person.id, person.name, aggregate=f"person-{person.id}", context="name"
+                )
                 names[person.id] = domain.StaffName(encrypted, index)
         changes = domain.diff_directory(current, document, names)
         digest = hashlib.sha256(canonical_json(document.model_dump(mode="json"))).hexdigest()
@@ -319,7 +344,9 @@ class ConsentService:
             if token is None:
                 return None
             try:
-                return await self.cipher.decrypt(person_id, token, context="name")
+                return await self.cipher.decrypt(
+                    person_id, token, aggregate=f"person-{person_id}", context="name"
+                )
             except CryptoError:
                 return None
 
@@ -378,22 +405,27 @@ class ConsentService:
                 GuardianRecord(
                     person_id=known_guardians.get(index) or new_id(),
                     national_id=await self.cipher.encrypt(
-                        child_id, nid.value, context="guardian_national_id"
+                        child_id, nid.value, aggregate=child_id, context="guardian_national_id"
                     ),
                     national_id_index=index,
                     name=await self.cipher.encrypt(
-                        child_id, guardian.name, context="guardian_name"
+                        child_id, guardian.name, aggregate=child_id, context="guardian_name"
                     ),
                     parental_responsibility=guardian.parental_responsibility,
                 )
             )
         event = ChildRegistered(
             child_id=child_id,
-            national_id=await self.cipher.encrypt(child_id, child_nid.value, context="national_id"),
+            national_id=await self.cipher.encrypt(
+                child_id, child_nid.value, aggregate=child_id, context="national_id"
+            ),
             national_id_index=child_index,
-            name=await self.cipher.encrypt(child_id, name, context="name"),
+            name=await self.cipher.encrypt(child_id, name, aggregate=child_id, context="name"),
             birth_date=await self.cipher.encrypt(
-                child_id, child_nid.birth_date.isoformat(), context="birth_date"
+                child_id,
+                child_nid.birth_date.isoformat(),
+                aggregate=child_id,
+                context="birth_date",
             ),
             guardians=tuple(records),
             registered_by=principal.id,
@@ -440,7 +472,7 @@ class ConsentService:
         valid_until: datetime | None,
         evidence_method: EvidenceMethod,
         evidence_reference: str | None,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
         min_seq: int | None = None,
     ) -> Written:
         await self._require(principal, Action.CONSENT_MANAGE, case_id, min_seq)
@@ -494,9 +526,13 @@ class ConsentService:
         except domain.ConsentError as exc:
             raise HandlerError(exc.status, exc.code, _NORWEGIAN.get(exc.code, str(exc))) from None
         consent_id = new_id()
-        purpose = await self.cipher.encrypt(case.child_id, scope["purpose"], context="purpose")
+        purpose = await self.cipher.encrypt(
+            case.child_id, scope["purpose"], aggregate=consent_id, context="purpose"
+        )
         reference = (
-            await self.cipher.encrypt(case.child_id, evidence_reference, context="evidence")
+            await self.cipher.encrypt(
+                case.child_id, evidence_reference, aggregate=consent_id, context="evidence"
+            )
             if evidence_reference
             else None
         )
@@ -515,7 +551,7 @@ class ConsentService:
             self._envelope(e, subject=consent_id, tenant=case.org_id, actor=principal, now=now)
             for e in events
         ]
-        seq = await self._publish(consent_id, "consent", envelopes, expected=0, key=idempotency_key)
+        consent_id, seq, _stored = await self._publish_new(consent_id, envelopes, idempotency_key)
         return Written(
             consent_id,
             seq,
@@ -561,7 +597,7 @@ class ConsentService:
         reference: str | None = None,
         reason: str | None = None,
         if_match: int | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: ClientKey | None = None,
     ) -> Written:
         """A grantor signs, refuses or withdraws with their own token; staff who may manage the
         case's consents record it on paper or as documented verbal consent."""
@@ -582,12 +618,14 @@ class ConsentService:
         if kind == "sign" and method is not EvidenceMethod.DIGITAL_SIGNATURE and not reference:
             raise HandlerError(422, "reference_required", "Oppgi referanse til dokumentasjonen.")
         enc_reference = (
-            await self.cipher.encrypt(child_id, reference, context="evidence")
+            await self.cipher.encrypt(child_id, reference, aggregate=consent_id, context="evidence")
             if reference
             else None
         )
         enc_reason = (
-            await self.cipher.encrypt(child_id, reason, context="reason") if reason else None
+            await self.cipher.encrypt(child_id, reason, aggregate=consent_id, context="reason")
+            if reason
+            else None
         )
         subject = self.store.subject("consent", consent_id)
         for _attempt in range(MAX_RETRIES):
@@ -714,7 +752,7 @@ class ConsentService:
     # --- emergency access and audit scopes -------------------------------------------------
 
     async def grant_emergency_access(
-        self, principal: Principal, *, case_id: str, reason: str, idempotency_key: str | None
+        self, principal: Principal, *, case_id: str, reason: str, idempotency_key: ClientKey | None
     ) -> Written:
         if principal.kind != "person" or not await self._is_staff(principal.id):
             raise _forbidden()
@@ -736,9 +774,11 @@ class ConsentService:
             grant_id=grant_id,
             case_id=case_id,
             person_id=principal.id,
-            reason=await self.cipher.encrypt(case.child_id or case_id, reason, context="reason")
+            reason=await self.cipher.encrypt(
+                case.child_id or case_id, reason, aggregate=grant_id, context="reason"
+            )
             if case.child_id
-            else await self.cipher.encrypt(case_id, reason, context="reason"),
+            else await self.cipher.encrypt(case_id, reason, aggregate=grant_id, context="reason"),
             valid_from=now,
             valid_until=now + EMERGENCY_DURATION,
             notify_person_ids=tuple(sorted({*leaders, case.holder_id})),
@@ -746,12 +786,14 @@ class ConsentService:
         envelope = self._envelope(
             event, subject=grant_id, tenant=case.org_id, actor=principal, now=now
         )
-        seq = await self._publish(grant_id, "consent", [envelope], expected=0, key=idempotency_key)
+        grant_id, seq, stored = await self._publish_new(grant_id, [envelope], idempotency_key)
+        granted = registry.payload(stored[0])
+        valid_until = getattr(granted, "valid_until", event.valid_until)
         return Written(
             grant_id,
             seq,
             seq,
-            {"id": grant_id, "case_id": case_id, "valid_until": event.valid_until.isoformat()},
+            {"id": grant_id, "case_id": case_id, "valid_until": valid_until.isoformat()},
         )
 
     async def grant_audit_scope(
@@ -763,7 +805,7 @@ class ConsentService:
         case_ids: Sequence[str],
         until: datetime,
         reason: str,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Written:
         if principal.kind != "person" or principal.id not in self.admins:
             raise HandlerError(403, "forbidden", "Bare administratorer kan gi tilsynstilgang.")
@@ -796,7 +838,7 @@ class ConsentService:
         envelope = self._envelope(
             event, subject=scope_id, tenant=org_id or "region", actor=principal, now=now
         )
-        seq = await self._publish(scope_id, "consent", [envelope], expected=0, key=idempotency_key)
+        scope_id, seq, _stored = await self._publish_new(scope_id, [envelope], idempotency_key)
         return Written(scope_id, seq, seq, {"id": scope_id})
 
 

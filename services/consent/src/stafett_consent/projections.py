@@ -842,6 +842,6 @@ class ConsentProjection(BlockingProjection):
             return None
         with contextlib.suppress(CryptoError, ValueError):
             return date.fromisoformat(
-                await self.cipher.decrypt(child_id, token, context="birth_date")
+                await self.cipher.decrypt(child_id, token, aggregate=child_id, context="birth_date")
             )
         return None

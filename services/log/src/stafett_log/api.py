@@ -15,7 +15,8 @@ from stafett_log.checkpoints import Checkpointer, ProofError, ProofUnavailable
 from stafett_log.handlers import Appended, LogService
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.contracts.log import Category, Ground, Kind
-from stafett_shared.idempotency import IdempotencyStore, StoredAnswer, run_once
+from stafett_shared.idempotency import ClientKeyDep, IdempotencyStore, StoredAnswer, run_once
+from stafett_shared.msgid import ClientKey
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -66,7 +67,7 @@ async def _idempotency(request: Request) -> IdempotencyStore:
 
 ServiceDep = Annotated[LogService, Depends(_service)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+IdempotencyKey = ClientKeyDep
 MinSeq = Annotated[int | None, Header(alias="Stafett-Min-Seq", ge=0)]
 CaseId = Annotated[str, Path(pattern=ULID)]
 EntryId = Annotated[str, Path(pattern=ULID)]
@@ -75,7 +76,7 @@ EntryId = Annotated[str, Path(pattern=ULID)]
 async def _append(
     request: Request,
     principal: Principal,
-    key: str | None,
+    key: ClientKey | None,
     store: IdempotencyStore,
     write: Callable[[], Awaitable[Appended]],
 ) -> JSONResponse:

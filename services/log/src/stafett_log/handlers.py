@@ -33,6 +33,7 @@ from stafett_shared.eventstore import (
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
 from stafett_shared.loopdb import read_on_loop
+from stafett_shared.msgid import ClientKey
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.problems import unavailable as unavailable_problem
 from stafett_shared.projector import ProjectionBehind, Projector
@@ -226,9 +227,12 @@ class LogService:
         action: str,
         make: Callable[[Author, str], Any],
         *,
-        idempotency_key: str | None = None,
+        idempotency_key: ClientKey | None = None,
+        answer_id: str = "entry_id",
     ) -> Appended:
-        """Decide and append one log event as the next link of the case's chain."""
+        """Decide and append one log event as the next link of the case's chain. The answer
+        is the stored event's ``answer_id`` field, its sequence and its hash: for a repeated
+        request (same caller and key), those of the event stored the first time."""
         decision = await self._decision(principal, action, case_id)
         if not decision.permitted:
             raise not_found()
@@ -273,11 +277,11 @@ class LogService:
                         idempotency_key=idempotency_key,
                     )
                 except DuplicateAppend as repeat:
-                    # The same request again: answer as the first time. The chain's head
-                    # may have moved since; read it from the read model next time.
+                    # The same request again: answer with what the first one stored, not
+                    # with the ids made just now. The chain's head may have moved since;
+                    # read it from the read model next time.
                     self._heads.pop(case_id, None)
-                    stored = await self.store.get(repeat.seq)
-                    event = stored.events[0] if stored else event
+                    event, payload = await self._stored(repeat.seq, subject)
                     seq = repeat.seq
                     break
                 except ConcurrencyConflict:
@@ -291,7 +295,15 @@ class LogService:
             else:
                 raise HandlerError(409, "conflict", "Loggen skrives av mange samtidig; prøv igjen.")
         await self._applied(seq, own)
-        return Appended(str(getattr(payload, "entry_id", "")), seq, event.hash or "")
+        return Appended(str(getattr(payload, answer_id, "")), seq, event.hash or "")
+
+    async def _stored(self, seq: int, subject: str) -> tuple[CloudEvent, EventData]:
+        """The event a repeated request stored the first time, at ``seq`` on ``subject``."""
+        stored = await self.store.get(seq)
+        if stored is None or stored.subject != subject or len(stored.events) != 1:
+            raise unavailable("Innføringen kunne ikke leses; prøv igjen.")
+        event = stored.events[0]
+        return event, registry.payload(event)
 
     def _linked(  # noqa: PLR0917 - the parts of one envelope
         self,
@@ -315,10 +327,13 @@ class LogService:
         link = chain_hash(prevhash, unsigned.to_json_dict())
         return CloudEvent.model_validate({**unsigned.to_json_dict(), "hash": link})
 
-    async def _encrypt(self, owner: str, text: str | None, context: str) -> str | None:
+    async def _encrypt(
+        self, owner: str, case_id: str, text: str | None, context: str
+    ) -> str | None:
+        """Seal a field of an event on the log of ``case_id`` (None stays None)."""
         if text is None:
             return None
-        return await self.cipher.encrypt(owner, text, context=context)
+        return await self.cipher.encrypt(owner, text, aggregate=case_id, context=context)
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -332,7 +347,7 @@ class LogService:
         occurred_at: datetime,
         category: Category | None,
         participants: Sequence[str],
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Appended:
         entry_id = new_id()
 
@@ -340,11 +355,16 @@ class LogService:
             return domain.AppendEntry(
                 entry_id=entry_id,
                 kind=kind,
-                text=await self.cipher.encrypt(owner, text, context="entry_text"),
+                text=await self.cipher.encrypt(
+                    owner, text, aggregate=case_id, context="entry_text"
+                ),
                 occurred_at=occurred_at,
                 category=category,
                 participants=await self._encrypt(
-                    owner, json.dumps(list(participants), ensure_ascii=False), "participants"
+                    owner,
+                    case_id,
+                    json.dumps(list(participants), ensure_ascii=False),
+                    "participants",
                 )
                 if participants
                 else None,
@@ -371,7 +391,7 @@ class LogService:
         *,
         text: str,
         reason: str,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Appended:
         new_entry = new_id()
         await self._entry_in_case(case_id, entry_id)
@@ -380,8 +400,12 @@ class LogService:
             return domain.CorrectEntry(
                 entry_id=new_entry,
                 corrects_entry_id=entry_id,
-                text=await self.cipher.encrypt(owner, text, context="entry_text"),
-                reason=await self.cipher.encrypt(owner, reason, context="reason"),
+                text=await self.cipher.encrypt(
+                    owner, text, aggregate=case_id, context="entry_text"
+                ),
+                reason=await self.cipher.encrypt(
+                    owner, reason, aggregate=case_id, context="reason"
+                ),
                 author=author,
             )
 
@@ -396,7 +420,7 @@ class LogService:
         entry_id: str,
         *,
         reason: str,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Appended:
         new_entry = new_id()
         await self._entry_in_case(case_id, entry_id)
@@ -405,7 +429,9 @@ class LogService:
             return domain.RetractEntry(
                 entry_id=new_entry,
                 retracts_entry_id=entry_id,
-                reason=await self.cipher.encrypt(owner, reason, context="reason"),
+                reason=await self.cipher.encrypt(
+                    owner, reason, aggregate=case_id, context="reason"
+                ),
                 author=author,
             )
 
@@ -422,7 +448,7 @@ class LogService:
         ground: Ground,
         reason: str,
         until: datetime,
-        idempotency_key: str | None,
+        idempotency_key: ClientKey | None,
     ) -> Appended:
         await self._entry_in_case(case_id, entry_id)
         restriction_id = new_id()
@@ -432,24 +458,34 @@ class LogService:
                 restriction_id=restriction_id,
                 entry_id=entry_id,
                 ground=ground,
-                reason=await self.cipher.encrypt(owner, reason, context="reason"),
+                reason=await self.cipher.encrypt(
+                    owner, reason, aggregate=case_id, context="reason"
+                ),
                 until=until,
                 decided_by=principal.id,
             )
 
-        appended = await self.write(
-            principal, case_id, "log:restrict", make, idempotency_key=idempotency_key
+        return await self.write(
+            principal,
+            case_id,
+            "log:restrict",
+            make,
+            idempotency_key=idempotency_key,
+            answer_id="restriction_id",
         )
-        return Appended(restriction_id, appended.seq, appended.hash)
 
     # --- reading -------------------------------------------------------------------------------
 
-    async def _decrypt(self, owners: Sequence[str], token: str | None, context: str) -> str | None:
+    async def _decrypt(
+        self, owners: Sequence[str], token: str | None, context: str, *, aggregate: str
+    ) -> str | None:
+        """A field of an event on the log of ``aggregate``; None when no owner's key opens it
+        for that log and field (shredded, or moved there from elsewhere)."""
         if token is None:
             return None
         for owner in dict.fromkeys(owners):
             try:
-                return await self.cipher.decrypt(owner, token, context=context)
+                return await self.cipher.decrypt(owner, token, aggregate=aggregate, context=context)
             except CryptoError:
                 continue
         return None
@@ -506,7 +542,7 @@ class LogService:
             owners = (row.key_owner, case.child_id or case_id, case_id)
             history = [
                 {
-                    "text": await self._decrypt(owners, row.text, "entry_text"),
+                    "text": await self._decrypt(owners, row.text, "entry_text", aggregate=case_id),
                     "recorded_at": row.recorded_at,
                     "author_id": row.author_id,
                     "reason": None,
@@ -515,10 +551,14 @@ class LogService:
             for correction in versions.get(row.entry_id, []):
                 history.append(
                     {
-                        "text": await self._decrypt(owners, correction.text, "entry_text"),
+                        "text": await self._decrypt(
+                            owners, correction.text, "entry_text", aggregate=case_id
+                        ),
                         "recorded_at": correction.recorded_at,
                         "author_id": correction.author_id,
-                        "reason": await self._decrypt(owners, correction.reason, "reason"),
+                        "reason": await self._decrypt(
+                            owners, correction.reason, "reason", aggregate=case_id
+                        ),
                     }
                 )
             retraction = retractions.get(row.entry_id)
@@ -540,12 +580,15 @@ class LogService:
                     "text": history[-1]["text"],
                     "status": status,
                     "retraction_reason": (
-                        await self._decrypt(owners, retraction.reason, "reason")
+                        await self._decrypt(owners, retraction.reason, "reason", aggregate=case_id)
                         if retraction
                         else None
                     ),
                     "participants": json.loads(
-                        await self._decrypt(owners, row.participants, "participants") or "[]"
+                        await self._decrypt(
+                            owners, row.participants, "participants", aggregate=case_id
+                        )
+                        or "[]"
                     ),
                     "versions": history,
                     "restricted": row.restricted_until is not None

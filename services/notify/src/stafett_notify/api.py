@@ -143,7 +143,9 @@ async def get_preferences(*, principal: PrincipalDep, runtime: RuntimeDep) -> di
     address = None
     if row is not None and row.email_address:
         try:
-            address = await runtime.cipher.decrypt(principal.id, row.email_address, context="email")
+            address = await runtime.cipher.decrypt(
+                principal.id, row.email_address, aggregate=principal.id, context="email"
+            )
         except CryptoError:
             address = None
     return {
@@ -164,7 +166,9 @@ async def put_preferences(
     if body.channels.email and not body.email_address:
         raise Problem(422, "email_address_required", "Oppgi en e-postadresse for e-postvarsler.")
     token = (
-        await runtime.cipher.encrypt(principal.id, body.email_address, context="email")
+        await runtime.cipher.encrypt(
+            principal.id, body.email_address, aggregate=principal.id, context="email"
+        )
         if body.email_address
         else None
     )
@@ -200,7 +204,9 @@ async def post_webhook(
                 webhook_id=webhook_id,
                 owner_id=principal.id,
                 url=body.url,
-                secret=await runtime.cipher.encrypt(principal.id, body.secret, context="webhook"),
+                secret=await runtime.cipher.encrypt(
+                    principal.id, body.secret, aggregate=webhook_id, context="webhook"
+                ),
                 event_types=body.event_types,
                 created_at=datetime.now(UTC),
             )

@@ -365,7 +365,9 @@ class Deliverer:
 
     async def _address(self, person_id: str, token: str) -> str:
         try:
-            return await self._cipher.decrypt(person_id, token, context="email")
+            return await self._cipher.decrypt(
+                person_id, token, aggregate=person_id, context="email"
+            )
         except CryptoError as exc:
             raise DeliveryFailed("the e-mail address cannot be read") from exc
 
@@ -402,7 +404,9 @@ class Deliverer:
         if hook is None:
             return "delivered"  # the subscription was removed: nothing to send
         try:
-            secret = await self._cipher.decrypt(hook.owner_id, hook.secret, context="webhook")
+            secret = await self._cipher.decrypt(
+                hook.owner_id, hook.secret, aggregate=hook.webhook_id, context="webhook"
+            )
         except CryptoError as exc:
             raise DeliveryFailed("the webhook secret cannot be read") from exc
         body = json.dumps(
