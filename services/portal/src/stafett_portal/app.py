@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -998,12 +998,16 @@ def _new_case_fields(page: Page) -> list[Field]:
         ),
         Field(
             "pseudonym",
-            "Kallenavn for anonym sak",
+            "Kallenavn",
             required=False,
             max_length=100,
             hint="For eksempel «Elev B». Ikke barnets navn.",
+            needed_when="når saken er anonym",
         ),
-        national_id_field("national_id", "Barnets fødselsnummer", required=False),
+        replace(
+            national_id_field("national_id", "Barnets fødselsnummer", required=False),
+            needed_when="når barnet er registrert",
+        ),
         Field(
             "level",
             "Nivå",

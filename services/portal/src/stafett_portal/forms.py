@@ -30,6 +30,7 @@ class Field:
     inputmode: str | None = None
     autocomplete: str | None = None
     missing: str | None = None  # the message when a required field is empty
+    needed_when: str | None = None  # said instead of «valgfritt» when another answer decides
 
 
 def national_id_field(
