@@ -24,15 +24,15 @@ from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN
 from stafett_shared.contracts.consent import EvidenceMethod
 from stafett_shared.contracts.directory import OrgKind, Sector, StaffRole
 from stafett_shared.contracts.log import Category
-    ClientKeyDep,
 from stafett_shared.idempotency import (
+    ClientKeyDep,
     IdempotencyStore,
     StoredAnswer,
     parse_if_match,
     run_once,
     written_answer,
-from stafett_shared.msgid import ClientKey
 )
+from stafett_shared.msgid import ClientKey
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
