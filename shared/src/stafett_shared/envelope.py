@@ -117,6 +117,9 @@ class EventRegistry:
         known = self._models.get(event_type)
         if known is not None and known is not model:
             raise EnvelopeError(f"{event_type} is registered twice")
+        if event_type in self._upcasters:
+            # Its events would be upcast and never read by this model.
+            raise EnvelopeError(f"{event_type} is retired: it has an upcaster")
         self._models[event_type] = model
         return model
 
@@ -147,7 +150,10 @@ class EventRegistry:
         return current_type, current
 
     def payload(self, event: CloudEvent) -> EventData:
-        """The event's payload as its current model, upcast when it was written by an old one."""
+        """The event's payload as its current model, upcast when it was written by an old one.
+
+        Every reader decodes through here, so upcasters run wherever events are read; the
+        returned model, not ``event.type``, says which version the reader holds."""
         event_type, data = self.upcast(event.type, event.data)
         model = self.model_for(event_type)
         try:
