@@ -216,6 +216,7 @@ STATUS_TITLES = {
     422: "Noe må rettes",
     429: "For mange forespørsler",
     503: "Prøv igjen om litt",
+    500: "Noe gikk galt hos oss",
 }
 
 
@@ -229,4 +230,3 @@ def problem_sentence(code: str, status: int) -> str:
     if status >= 500:
         return PROBLEMS["unavailable"]
     return PROBLEMS["error"]
-    500: "Noe gikk galt hos oss",
