@@ -15,6 +15,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stafett_shared.db import create_engine, create_sync_engine, position_table
+from stafett_shared.envelope import CloudEvent, encode_commit
 from stafett_shared.eventstore import EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.loopdb import loop_engine
@@ -320,3 +321,67 @@ async def test_a_running_projector_survives_a_nats_restart(
         await projector.aclose()
         await nc.close()
         await engine.dispose()
+
+
+async def test_a_message_the_guard_refuses_is_quarantined_and_projection_goes_on(
+    event_store: EventStore, nats_client: NATS, engine: AsyncEngine, kind: str
+) -> None:
+    """Garbage, a forged source, an event of another aggregate and a payload its model
+    refuses: each is quarantined and skipped on every path (catch-up, a writer's own commit,
+    the running loop and a rebuild), and the commits around them are applied."""
+    js = nats_client.jetstream()
+    projector = counting_projector(kind, event_store, engine, idle_poll_s=0.2)
+    expected = await _append_history(event_store, 3)
+    aggregate = new_id()
+    subject = event_store.subject("case", aggregate)
+    refused = {
+        (await js.publish(subject, b"\x00\xff not a commit")).seq: "undecodable",
+        (await js.publish(subject, b"[]")).seq: "undecodable",
+        (await js.publish(subject, _raw(make_event(aggregate, source="stafett/log")))).seq: (
+            "wrong_source"
+        ),
+        (await js.publish(subject, _raw(make_event(new_id())))).seq: "wrong_aggregate",
+        (await js.publish(subject, _raw(make_event(aggregate, data={"n": "x"})))).seq: (
+            "invalid_payload"
+        ),
+        (
+            await js.publish(subject, _raw(make_event(aggregate, "no.stafett.case.gone.v1")))
+        ).seq: "unknown_type",
+        (await js.publish("stafett.ev.billing.x", _raw(make_event("x")))).seq: "bad_subject",
+    }
+    more = await _append_history(event_store, 2, aggregates=2)
+    assert await projector.catch_up() == 12
+    assert _as_counts(await rows(engine)) == {**expected, **more}
+    assert {q.seq: q.reason for q in await projector.quarantine()} == refused
+    assert await _position(engine) == 12
+
+    # A writer's own commit passes the same guard.
+    own = await js.publish(subject, _raw(make_event(aggregate, source="stafett/consent")))
+    forged = make_event(aggregate, source="stafett/consent")
+    assert await projector.apply_own(subject, own.seq, [forged]) == own.seq
+    refused[own.seq] = "wrong_source"
+
+    # And so does the running loop, which never stops for one message.
+    projector.start()
+    try:
+        garbage = await js.publish(subject, b"{")
+        refused[garbage.seq] = "undecodable"
+        last = await _append_history(event_store, 1, aggregates=1)
+        assert await projector.wait_for(garbage.seq + 1, timeout_s=10) == garbage.seq + 1
+        assert projector.running
+    finally:
+        await projector.stop()
+    counts = {**expected, **more, **last}  # every call appends to aggregates of its own
+    assert _as_counts(await rows(engine)) == counts
+    assert {q.seq: q.reason for q in await projector.quarantine()} == refused
+
+    # A rebuild judges the whole stream again and ends in the same rows and quarantine.
+    assert await projector.rebuild() == garbage.seq + 1
+    assert _as_counts(await rows(engine)) == counts
+    assert {q.seq: q.reason for q in await projector.quarantine()} == refused
+    await projector.aclose()
+    await engine.dispose()
+
+
+def _raw(event: CloudEvent) -> bytes:
+    return encode_commit([event])

@@ -14,12 +14,13 @@ from stafett_shared.eventstore import EventStore, StoredCommit
 from stafett_shared.ids import new_id
 from stafett_shared.projector import Projection, Projector
 from stafett_shared.telemetry import FASTAPI_TELEMETRY, TracingMiddleware, current_traceparent
-from stafett_shared.testing.counting import create_tables
+from stafett_shared.testing.counting import counted_events, create_tables
 from stafett_shared.testing.events import make_event
 
 
 class _RecordingProjection(Projection):
     name = "recording"
+    event_registry = counted_events  # the test's event is not a real case.opened
 
     def __init__(self) -> None:
         self.seen: list[tuple[int, int]] = []

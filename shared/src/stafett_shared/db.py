@@ -9,7 +9,17 @@ from typing import Any, overload
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, bindparam, event
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    event,
+)
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -30,6 +40,7 @@ __all__ = [
     "create_sync_engine",
     "parse_time",
     "position_table",
+    "quarantine_table",
     "run_migrations",
     "sessionmaker",
     "sync_url",
@@ -46,6 +57,23 @@ position_table = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 """The last stream sequence each projection applied, written in the same transaction as its rows."""
+
+
+def _quarantine_columns() -> tuple[Column[Any], ...]:
+    return (
+        Column("projection", String(64), primary_key=True),
+        Column("seq", BigInteger, primary_key=True),
+        Column("subject", String(200), nullable=False),
+        Column("reason", String(32), nullable=False),
+        Column("event_index", Integer, nullable=True),
+        Column("quarantined_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+quarantine_table = Table("projection_quarantine", _positions_metadata, *_quarantine_columns())
+"""Stream messages a projection refused and skipped (``stafett_shared.contracts``): where
+they are and why, never what they hold. Written in the transaction that moves the position
+past them."""
 
 
 @overload
@@ -271,6 +299,13 @@ def create_position_table_op() -> None:
         Column("last_seq", BigInteger, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
     )
+
+
+def create_quarantine_table_op() -> None:
+    """For a service's Alembic history: the table of quarantined stream messages."""
+    from alembic import op
+
+    op.create_table("projection_quarantine", *_quarantine_columns())
 
 
 def alembic_env(target_metadata: MetaData | None) -> None:

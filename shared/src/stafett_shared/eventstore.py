@@ -458,12 +458,14 @@ class EventStore:
         )
 
     async def subscribe_batches(
-        self, from_seq: int, *, idle_poll: float = 1.0
+        self, from_seq: int, *, idle_poll: float = 1.0, decode: bool = True
     ) -> AsyncIterator[list[StoredCommit]]:
         """Batches of commits from ``from_seq`` on, waiting for new ones; never ends.
 
         A core subscription on the stream's subjects wakes the reader; the reading itself is
-        stateless direct get, so a server restart under a projector loses nothing.
+        stateless direct get, so a server restart under a projector loses nothing. With
+        ``decode=False`` the commits carry their bytes only (the projector decodes them
+        itself, so that a message that does not decode is quarantined, not fatal).
         """
         wake = asyncio.Event()
 
@@ -477,7 +479,7 @@ class EventStore:
             while True:
                 wake.clear()
                 try:
-                    commits = await self.read(next_seq)
+                    commits = await self.read(next_seq, decode=decode)
                 except StoreUnavailable:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)

@@ -5,6 +5,14 @@ transaction, so a crash at any point either applied a commit with its position o
 after a restart the projector reads from position + 1 and never applies a commit twice. No
 consumer state lives on the server. ``rebuild`` empties the projection's tables and replays
 from sequence 1, giving the rows an incremental run gives.
+
+Every commit passes one guard before it reaches a projection, on every path (the loop,
+catch-up, a gap read, a writer's own commit, a rebuild): it is decoded here, not by the
+store, and judged by ``stafett_shared.contracts.check_commit``. A commit refused, or one
+that does not decode, is quarantined: a row in ``projection_quarantine`` (sequence, subject,
+reason; never its content) in the transaction that moves the position past it, a metric and
+a log line. It is never applied and never tried again, so one message cannot stop a
+projection or the start of a service.
 """
 
 from __future__ import annotations
@@ -14,28 +22,58 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import metrics
 from sqlalchemy import Select, Table, bindparam, delete, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from stafett_shared.db import position_table, sessionmaker, upsert, upsert_sync, writer
-from stafett_shared.envelope import CloudEvent, encode_commit
+from stafett_shared.contracts import Reason, Rejection, check_commit, subject_context
+from stafett_shared.db import (
+    as_utc,
+    position_table,
+    quarantine_table,
+    sessionmaker,
+    upsert,
+    upsert_sync,
+    writer,
+)
+from stafett_shared.envelope import (
+    CloudEvent,
+    EnvelopeError,
+    EventRegistry,
+    decode_commit,
+    encode_commit,
+)
+from stafett_shared.envelope import registry as default_registry
 from stafett_shared.eventstore import EventStore, StoredCommit, StoreUnavailable
 from stafett_shared.logging import get_logger
 from stafett_shared.loopdb import LoopCheckpoints, loop_first
 from stafett_shared.telemetry import start_consumer_span
 
-__all__ = ["BlockingProjection", "Projection", "ProjectionBehind", "Projector"]
+__all__ = [
+    "BlockingProjection",
+    "Projection",
+    "ProjectionBehind",
+    "ProjectionStale",
+    "Projector",
+    "Quarantined",
+]
 
 _log = get_logger("stafett.projector")
+_quarantined = metrics.get_meter("stafett.projector").create_counter(
+    "stafett.projector.quarantined",
+    unit="{message}",
+    description="Stream messages a projection refused and skipped",
+)
 
 
 class ProjectionBehind(Exception):
@@ -45,6 +83,26 @@ class ProjectionBehind(Exception):
         super().__init__(f"projection at {position}, wanted {wanted}")
         self.wanted = wanted
         self.position = position
+
+
+class ProjectionStale(ProjectionBehind):
+    """The read model has lagged the stream for longer than its reader accepts: an answer
+    from it would rest on stale facts (answer 503)."""
+
+    def __init__(self, wanted: int, position: int, behind_s: float) -> None:
+        super().__init__(wanted, position)
+        self.behind_s = behind_s
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A stream message a projection refused: where it is and why, never what it holds."""
+
+    seq: int
+    subject: str
+    reason: str
+    event_index: int | None
+    quarantined_at: datetime
 
 
 def _context(event_type: str) -> str:
@@ -61,6 +119,8 @@ class Projection(abc.ABC):
     contexts: frozenset[str] | None = None
     """The contexts of the event types it reads (``no.stafett.<context>.<name>.v1``), or None
     for all. A batch of commits with none of them costs the read model no transaction."""
+    event_registry: EventRegistry = default_registry
+    """The payload models the events of a commit must validate against to be applied."""
 
     def wants(self, commit: StoredCommit) -> bool:
         if self.contexts is None:
@@ -70,6 +130,13 @@ class Projection(abc.ABC):
     @abc.abstractmethod
     async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
         """Apply one commit. Runs inside the projector's transaction; must not commit."""
+
+    async def quarantined(  # noqa: B027 - a hook; most projections need nothing here
+        self, session: AsyncSession, commit: StoredCommit
+    ) -> None:
+        """A commit the guard refused, in the transaction that moves past it. Its events are
+        not given (nothing in the message is trusted); only its sequence, subject and stored
+        bytes are. Nothing by default."""
 
 
 class BlockingProjection(Projection):
@@ -93,6 +160,12 @@ class BlockingProjection(Projection):
         await self.prepare([commit])
         await session.run_sync(lambda sync: self.apply_sync(sync.connection(), commit))
 
+    def quarantined_sync(self, conn: Connection, commit: StoredCommit) -> None:
+        """``quarantined`` on a blocking connection. Nothing by default."""
+
+    async def quarantined(self, session: AsyncSession, commit: StoredCommit) -> None:
+        await session.run_sync(lambda sync: self.quarantined_sync(sync.connection(), commit))
+
 
 LOOP_BATCH = 8
 """Batches of at most this many commits are applied on the event loop (with a loop engine):
@@ -106,9 +179,23 @@ _MOVE_POSITION = (
 )
 
 
-def _contiguous(commits: Sequence[StoredCommit], after: int) -> list[StoredCommit]:
+@dataclass(frozen=True, slots=True)
+class _Screened:
+    """A stored commit after the guard: its events decoded and accepted (``rejection`` None),
+    or refused, with no events. A refused commit of contexts the projection does not read
+    passes as one without events, skipped like any such commit."""
+
+    commit: StoredCommit
+    rejection: Rejection | None = None
+
+    @property
+    def seq(self) -> int:
+        return self.commit.seq
+
+
+def _contiguous(commits: Sequence[_Screened], after: int) -> list[_Screened]:
     """The commits that follow ``after`` one by one, up to the first that does not."""
-    run: list[StoredCommit] = []
+    run: list[_Screened] = []
     for commit in commits:
         if commit.seq != after + len(run) + 1:
             break
@@ -165,6 +252,7 @@ class Projector:
         self._advanced = asyncio.Event()
         self._stream_last_seq = 0
         self._caught_up_at: float | None = None
+        self._behind_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -204,6 +292,21 @@ class Projector:
         if self._caught_up_at is None:
             return False
         return self.lag == 0 or time.monotonic() - self._caught_up_at <= seconds
+
+    def behind_for(self) -> float:
+        """For how long (seconds) the read model has been behind the stream's end as last
+        observed: 0.0 when it has applied all it saw; infinite when its loop has died."""
+        if self._task is not None and self._task.done():
+            return math.inf
+        if self._behind_since is None:
+            return 0.0
+        return time.monotonic() - self._behind_since
+
+    def _observe(self, last_seq: int) -> None:
+        """The stream reaches at least ``last_seq``: note when the read model fell behind."""
+        self._stream_last_seq = max(self._stream_last_seq, last_seq)
+        if self._behind_since is None and self._stream_last_seq > self.known_position:
+            self._behind_since = time.monotonic()
 
     def _position_query(self) -> Select[Any]:
         stmt = select(position_table.c.last_seq).where(position_table.c.name == self.name)
@@ -250,27 +353,38 @@ class Projector:
         if self._position >= 0 and commits[-1].seq <= self._position:
             # Applied meanwhile (a writer's own commit, while this batch waited for the lock).
             return self._position
-        if self._position >= 0 and self._skippable(commits):
+        screened = self._screen(commits)
+        if self._position >= 0 and self._skippable(screened):
             # Nothing here for this read model: move on without a transaction. The position
             # on disk follows with the next commit that matters; after a restart these few
             # commits are read again and skipped again.
             await self._set_position(commits[-1].seq)
             return commits[-1].seq
         if self._blocking is not None:
-            applied = await self._apply_blocking(commits)
+            applied = await self._apply_blocking(screened)
             await self._set_position(applied)
             return applied
         async with self._sessions() as session, session.begin():
             stored = await self._locked_position(session)
             # Ahead of the stored position in memory only by commits skipped as irrelevant.
             position = max(stored, self._position)
-            pending = [c for c in commits if c.seq > position]
+            pending = [c for c in screened if c.seq > position]
             if pending and pending[0].seq != position + 1:
-                gap = await self.store.read(position + 1, limit=pending[0].seq - position - 1)
+                gap = await self._read(position + 1, limit=pending[0].seq - position - 1)
                 pending = [*gap, *pending]
             run = _contiguous(pending, position)
-            for commit in run:
-                if self.projection.wants(commit):
+            for screened_commit in run:
+                commit, rejection = screened_commit.commit, screened_commit.rejection
+                if rejection is not None:
+                    await upsert(
+                        session,
+                        quarantine_table,
+                        self._quarantine_row(commit, rejection),
+                        update=False,
+                    )
+                    await self.projection.quarantined(session, commit)
+                    self._report(commit, rejection)
+                elif self.projection.wants(commit):
                     with self._span(commit):
                         await self.projection.apply(session, commit)
             applied = run[-1].seq if run else position
@@ -282,14 +396,14 @@ class Projector:
     async def _in_thread(self, fn: Callable[[], None]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
-    async def _apply_blocking(self, commits: Sequence[StoredCommit]) -> int:
+    async def _apply_blocking(self, commits: Sequence[_Screened]) -> int:
         """The batch in one call: a small one on the event loop where there is a loop engine
         (unless a lock is held), else in the projector's thread. A gap before it is read
         here."""
         batch, gap_read = list(commits), False
         assert isinstance(self.projection, BlockingProjection)
         while True:
-            await self.projection.prepare(batch)
+            await self.projection.prepare([c.commit for c in batch if c.rejection is None])
             on_loop = None
             if self._loop is not None and len(batch) <= LOOP_BATCH:
                 on_loop = functools.partial(self._apply_on_loop, batch, gap_read)
@@ -298,16 +412,16 @@ class Projector:
             )
             if not isinstance(outcome, _Gap):
                 return outcome
-            gap = await self.store.read(outcome.after + 1, limit=outcome.before - outcome.after - 1)
+            gap = await self._read(outcome.after + 1, limit=outcome.before - outcome.after - 1)
             batch, gap_read = [*gap, *batch], True
 
-    def _apply_on_loop(self, batch: Sequence[StoredCommit], gap_read: bool) -> int | _Gap:
+    def _apply_on_loop(self, batch: Sequence[_Screened], gap_read: bool) -> int | _Gap:
         outcome = self._apply_batch(batch, self._position, gap_read, self._loop)
         if self._checkpoints is not None:
             self._checkpoints.wrote()
         return outcome
 
-    async def _apply_in_thread(self, batch: Sequence[StoredCommit], gap_read: bool) -> int | _Gap:
+    async def _apply_in_thread(self, batch: Sequence[_Screened], gap_read: bool) -> int | _Gap:
         context = contextvars.copy_context()  # the caller's trace, into the thread
         return await asyncio.get_running_loop().run_in_executor(
             self._thread,
@@ -320,7 +434,7 @@ class Projector:
         )
 
     def _apply_batch(
-        self, commits: Sequence[StoredCommit], known: int, gap_read: bool, engine: Engine | None
+        self, commits: Sequence[_Screened], known: int, gap_read: bool, engine: Engine | None
     ) -> int | _Gap:
         """What ``_apply_locked`` does, on a blocking connection of ``engine``."""
         if engine is None or not isinstance(self.projection, BlockingProjection):
@@ -333,8 +447,18 @@ class Projector:
             if pending and pending[0].seq != position + 1 and not gap_read:
                 return _Gap(position, pending[0].seq)
             run = _contiguous(pending, position)
-            for commit in run:
-                if projection.wants(commit):
+            for screened in run:
+                commit, rejection = screened.commit, screened.rejection
+                if rejection is not None:
+                    upsert_sync(
+                        conn,
+                        quarantine_table,
+                        self._quarantine_row(commit, rejection),
+                        update=False,
+                    )
+                    projection.quarantined_sync(conn, commit)
+                    self._report(commit, rejection)
+                elif projection.wants(commit):
                     with self._span(commit):
                         projection.apply_sync(conn, commit)
             applied = run[-1].seq if run else position
@@ -349,19 +473,118 @@ class Projector:
             {"stafett.seq": commit.seq, "stafett.projection": self.name},
         )
 
-    def _skippable(self, commits: Sequence[StoredCommit]) -> bool:
+    def _skippable(self, commits: Sequence[_Screened]) -> bool:
         expected = self._position + 1
-        for commit in commits:
-            if commit.seq != expected or self.projection.wants(commit):
+        for screened in commits:
+            if (
+                screened.seq != expected
+                or screened.rejection is not None
+                or self.projection.wants(screened.commit)
+            ):
                 return False
             expected += 1
         return True
+
+    # --- the guard ------------------------------------------------------------------------
+
+    async def _read(self, from_seq: int, *, limit: int) -> list[_Screened]:
+        """Commits of the stream, screened; a message that does not decode is one too."""
+        return self._screen(await self.store.read(from_seq, limit=limit, decode=False))
+
+    def _screen(self, commits: Sequence[StoredCommit]) -> list[_Screened]:
+        return [self._screen_one(commit) for commit in commits]
+
+    def _screen_one(self, commit: StoredCommit) -> _Screened:
+        """Decode a commit (unless it was) and let ``check_commit`` judge it. Every path to
+        the read model passes here: the loop, catch-up, gap reads and a writer's own
+        commit alike."""
+        events = commit.events
+        if events:
+            rejection = self._check(commit.subject, events)
+        else:
+            try:
+                events = decode_commit(commit.data)
+            except EnvelopeError:
+                rejection = Rejection(Reason.UNDECODABLE)
+            else:
+                rejection = self._check(commit.subject, events)
+                commit = replace(commit, events=events)
+        if rejection is None:
+            return _Screened(commit)
+        bare = replace(commit, events=())
+        if not self._concerns(commit.subject, events):
+            return _Screened(bare)  # the readers of its contexts quarantine it
+        return _Screened(bare, rejection)
+
+    def _check(self, subject: str, events: Sequence[CloudEvent]) -> Rejection | None:
+        return check_commit(
+            subject,
+            events,
+            prefix=self.store.prefix,
+            events_registry=self.projection.event_registry,
+        )
+
+    def _concerns(self, subject: str, events: Sequence[CloudEvent]) -> bool:
+        """Whether a refused commit is this projection's to quarantine: it reads the
+        subject's context or that of one of the events the message claims to hold."""
+        contexts = self.projection.contexts
+        if contexts is None:
+            return True
+        parts = subject_context(subject, self.store.prefix)
+        if parts is not None and parts[0] in contexts:
+            return True
+        return any(event.context in contexts for event in events)
+
+    def _quarantine_row(self, commit: StoredCommit, rejection: Rejection) -> dict[str, Any]:
+        return {
+            "projection": self.name,
+            "seq": commit.seq,
+            "subject": commit.subject[:200],
+            "reason": rejection.reason.value,
+            "event_index": rejection.event,
+            "quarantined_at": datetime.now(UTC),
+        }
+
+    def _report(self, commit: StoredCommit, rejection: Rejection) -> None:
+        """The metric and the log line of a quarantined commit: ids and the reason only."""
+        _quarantined.add(1, {"stafett.projection": self.name, "stafett.reason": rejection.reason})
+        _log.warning(
+            "projection_quarantined",
+            projection=self.name,
+            seq=commit.seq,
+            subject=commit.subject[:200],
+            reason=rejection.reason.value,
+            event_index=rejection.event,
+        )
+
+    async def quarantine(self) -> list[Quarantined]:
+        """The messages this projection refused, in stream order."""
+        q = quarantine_table.c
+        async with self._readers() as session:
+            rows = await session.execute(
+                select(q.seq, q.subject, q.reason, q.event_index, q.quarantined_at)
+                .where(q.projection == self.name)
+                .order_by(q.seq)
+            )
+            return [
+                Quarantined(
+                    seq=int(row.seq),
+                    subject=row.subject,
+                    reason=row.reason,
+                    event_index=row.event_index,
+                    quarantined_at=as_utc(row.quarantined_at),
+                )
+                for row in rows
+            ]
+
+    # --- position, in memory --------------------------------------------------------------
 
     async def _set_position(self, applied: int) -> None:
         self._position = applied
         self._stream_last_seq = max(self._stream_last_seq, applied)
         if applied >= self._stream_last_seq:
             self._caught_up_at = time.monotonic()
+            self._behind_since = None
         # Wake every waiter, then give later waiters a fresh event.
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
@@ -381,14 +604,16 @@ class Projector:
 
     async def catch_up(self) -> int:
         """Apply everything the stream holds now; returns the position reached."""
-        self._stream_last_seq = max(self._stream_last_seq, await self.store.last_seq())
+        self._observe(await self.store.last_seq())
         position = await self.position()
         while True:
-            commits = await self.store.read(position + 1, limit=self._batch)
+            commits = await self.store.read(position + 1, limit=self._batch, decode=False)
             if not commits:
                 break
             position = await self.apply_commits(commits)
         self._caught_up_at = time.monotonic()
+        if position >= self._stream_last_seq:
+            self._behind_since = None
         return position
 
     async def rebuild(self) -> int:
@@ -398,6 +623,9 @@ class Projector:
                 await self._locked_position(session)
                 for table in reversed(list(self.projection.tables)):
                     await session.execute(delete(table))
+                await session.execute(
+                    delete(quarantine_table).where(quarantine_table.c.projection == self.name)
+                )
                 await session.execute(_MOVE_POSITION, self._moved(0))
             self._position = 0
         _log.info("projection_rebuild_started", projection=self.name)
@@ -431,11 +659,11 @@ class Projector:
             try:
                 position = await self.catch_up()
                 async for commits in self.store.subscribe_batches(
-                    position + 1, idle_poll=self._idle_poll
+                    position + 1, idle_poll=self._idle_poll, decode=False
                 ):
                     if self.stopping():
                         return
-                    self._stream_last_seq = max(self._stream_last_seq, commits[-1].seq)
+                    self._observe(commits[-1].seq)
                     if commits[-1].seq <= self.known_position:
                         continue  # a writer applied these already (read-your-writes)
                     await self.apply_commits(commits)
@@ -487,5 +715,6 @@ class Projector:
             task.result()
 
     async def refresh_stream_position(self) -> None:
-        """Observe the stream's end, so ``lag`` is current (readiness checks call this)."""
-        self._stream_last_seq = max(self._stream_last_seq, await self.store.last_seq())
+        """Observe the stream's end, so ``lag`` and ``behind_for`` are current (readiness
+        checks and the consent service's decisions call this)."""
+        self._observe(await self.store.last_seq())

@@ -180,18 +180,31 @@ class ConsentHarness:
                 "level": 1,
                 "holder": {"person_id": holder, "unit_id": unit_id},
                 "child_id": child_id,
+                "concern": "enc:v1:test",  # a valid payload, or the projector refuses it
             },
         )
         await self.runtime.projector.wait_for(seq, 5)
         return case_id, seq
 
     async def add_team_member(
-        self, case_id: str, person_id: str, unit_id: str, access: str = "read"
+        self,
+        case_id: str,
+        person_id: str,
+        unit_id: str,
+        access: str = "read",
+        *,
+        org_id: str = "4010",
     ) -> int:
         return await self.publish_case_event(
             case_id,
             "team_member_added",
-            {"person_id": person_id, "unit_id": unit_id, "access": access},
+            {
+                "case_id": case_id,
+                "person_id": person_id,
+                "unit_id": unit_id,
+                "org_id": org_id,
+                "access": access,
+            },
         )
 
     async def decide(

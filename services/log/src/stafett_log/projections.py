@@ -137,13 +137,20 @@ class LogProjection(BlockingProjection):
     tables = tuple(metadata.sorted_tables)
 
     def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
+        self._leaf(conn, commit)
+        for event in commit.events:
+            self._apply(conn, event, commit.seq)
+
+    def quarantined_sync(self, conn: Connection, commit: StoredCommit) -> None:
+        # The tree proves what the stream holds, so a refused message is a leaf all the same.
+        self._leaf(conn, commit)
+
+    def _leaf(self, conn: Connection, commit: StoredCommit) -> None:
         upsert_sync(
             conn, leaves, {"seq": commit.seq, "leaf_hash": leaf_hash(commit.data)}, update=False
         )
         if commit.seq % TILE_LEAVES == 0:
             self._tile(conn, commit.seq)
-        for event in commit.events:
-            self._apply(conn, event, commit.seq)
 
     def _tile(self, conn: Connection, last_seq: int) -> None:
         """Store the root of the tile that the leaf of ``last_seq`` completes."""

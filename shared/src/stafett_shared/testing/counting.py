@@ -11,9 +11,10 @@ import argparse
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import nats
+from pydantic import ConfigDict
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -30,9 +31,25 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from stafett_shared.db import create_engine, create_sync_engine, position_table
+from stafett_shared.envelope import EventData, EventRegistry
 from stafett_shared.eventstore import EventStore, StoredCommit
 from stafett_shared.loopdb import loop_engine
 from stafett_shared.projector import BlockingProjection, Projection, Projector
+
+counted_events = EventRegistry()
+"""The counting projection's own payload models: the test events, not the services'."""
+
+
+@counted_events.register
+class Counted(EventData):
+    """What the tests append: ``make_event``'s default payload, or a number and an index."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    event_type: ClassVar[str] = "no.stafett.case.opened.v1"
+    level: int | None = None
+    n: int | None = None
+    k: int | None = None
+
 
 metadata = MetaData()
 counts = Table(
@@ -69,6 +86,7 @@ def _count(commit: StoredCommit, current: int | None) -> Executable:
 class CountingProjection(Projection):
     name = "counting"
     tables = (counts,)
+    event_registry = counted_events
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
@@ -86,6 +104,7 @@ class BlockingCountingProjection(BlockingProjection):
 
     name = "counting"
     tables = (counts,)
+    event_registry = counted_events
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s

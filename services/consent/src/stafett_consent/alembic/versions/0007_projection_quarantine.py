@@ -1,0 +1,29 @@
+"""projection quarantine: the stream messages the consent projection refused and skipped
+
+A message whose context, aggregate, source or payload is not what its subject allows, or
+that does not decode, is recorded here (sequence, subject, reason, time; never its content)
+and skipped; `stafett projections quarantine consent` lists them (docs/operators.md).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-08 10:00:00.000000
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from stafett_shared.db import create_quarantine_table_op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    create_quarantine_table_op()
+
+
+def downgrade() -> None:
+    op.drop_table("projection_quarantine")
