@@ -132,7 +132,7 @@ def test_a_case_goes_from_the_teacher_to_the_county_school(
     expect(tove.page.get_by_role("alert")).to_contain_text("Fyll ut «Hva er du bekymret for?»")
     expect(tove.page.get_by_label("Barnets fødselsnummer")).to_have_value(child)
     tove.page.get_by_label("Hva er du bekymret for?").fill("Fravær hver mandag i en måned.")
-    tove.click("button", "Opprett saken", "saken")
+    tove.click("button", "Opprett saken", "saken-opprettet")
     expect(tove.page.get_by_role("status")).to_contain_text("Saken er opprettet")
     case_id = tove.page.url.rstrip("/").rsplit("/", 1)[1]
     assert re.fullmatch(r"[0-9A-Z]{26}", case_id)
@@ -150,6 +150,8 @@ def test_a_case_goes_from_the_teacher_to_the_county_school(
         expect(tove.page.get_by_role("status")).to_contain_text("Innføringen er lagret")
     expect(tove.page.get_by_text("Barnets egne ord", exact=True)).to_be_visible()
     tove.check("stafettloggen")
+    tove.goto(f"/saker/{case_id}/lest", "hvem-har-lest")
+    expect(tove.page.get_by_text("som stafettholder").first).to_be_visible()
 
     # She adds the school nurse to the team and asks for consent (nurse and county school).
     tove.goto(f"/saker/{case_id}/team", "legg-til-i-teamet")
@@ -195,7 +197,7 @@ def test_a_case_goes_from_the_teacher_to_the_county_school(
                 break
             time.sleep(0.2)
         assert items[0]["status"] == "active"
-    tove.goto(f"/saker/{case_id}")
+    tove.goto(f"/saker/{case_id}", "saken")
     expect(tove.page.get_by_text("Gyldig", exact=True)).to_be_visible()
 
     # The nurse finds the case in her list and reads the log.
