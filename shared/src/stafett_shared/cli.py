@@ -255,6 +255,27 @@ def rebuild(
     raise typer.Exit(result.returncode)
 
 
+@projections.command("quarantine")
+def quarantine(
+    service: Annotated[
+        str | None, typer.Argument(help="case, log, consent eller notify; uten: alle fire")
+    ] = None,
+) -> None:
+    """Vis meldinger en tjeneste har lagt i karantene: sekvens, subject, årsak og tid."""
+    if service is not None and service not in PROJECTING:
+        err.print(f"[red]Ukjent tjeneste: {service}[/red]")
+        raise typer.Exit(2)
+    code = 0
+    for name in [service] if service else PROJECTING:
+        result = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", f"stafett_{name}", "quarantine"],
+            env=dict(os.environ),
+            check=False,
+        )
+        code = max(code, result.returncode)
+    raise typer.Exit(code)
+
+
 @app.command()
 def bench(
     script: Annotated[str, typer.Argument(help="Skript i bench/ uten .py")] = "eventstore",

@@ -502,7 +502,8 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
 
 
 def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
-    """Entry point of a service process: ``serve`` (default) or ``rebuild``."""
+    """Entry point of a service process: ``serve`` (default), ``rebuild``, ``quarantine``
+    or one of the service's own commands."""
     args = list(sys.argv[1:] if argv is None else argv)
     settings = CommonSettings()
     service = spec.settings_type()
@@ -511,10 +512,12 @@ def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     command = args[0] if args else "serve"
     if command == "rebuild":
         return asyncio.run(_rebuild(spec, settings, service))
+    if command == "quarantine":
+        return asyncio.run(_quarantine(spec, settings, service))
     if command in spec.commands:
         return asyncio.run(_command(spec, settings, service, command))
     if command != "serve":
-        usage = "|".join(["serve", "rebuild", *spec.commands])
+        usage = "|".join(["serve", "rebuild", "quarantine", *spec.commands])
         print(f"usage: python -m stafett_{spec.name} [{usage}]", file=sys.stderr)  # noqa: T201
         return 2
     app = create_app(spec, settings, service)
@@ -540,4 +543,17 @@ async def _rebuild(spec: ServiceSpec, settings: CommonSettings, service: Service
     async with open_runtime(spec, settings, service) as runtime:
         position = await runtime.projector.rebuild()
     print(f"{spec.name}: read models rebuilt up to sequence {position}")  # noqa: T201
+    return 0
+
+
+async def _quarantine(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> int:
+    """Print the stream messages the service's projection refused, one a line:
+    ``<service> <seq> <subject> <reason> <event index or -> <time>``, tab-separated."""
+    async with open_runtime(spec, settings, service) as runtime:
+        rows = await runtime.projector.quarantine()
+    for row in rows:
+        index = "-" if row.event_index is None else str(row.event_index)
+        when = row.quarantined_at.isoformat().replace("+00:00", "Z")
+        sys.stdout.write(f"{spec.name}\t{row.seq}\t{row.subject}\t{row.reason}\t{index}\t{when}\n")
+    sys.stderr.write(f"{spec.name}: {len(rows)} melding(er) i karantene\n")
     return 0
