@@ -481,6 +481,18 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
         telemetry=FASTAPI_TELEMETRY,
     )
     install_problem_handlers(app)
+
+    @app.exception_handler(ProjectionBehind)
+    async def _behind(_request: Request, _exc: ProjectionBehind) -> Response:
+        # A read model too far behind to answer from (a decision on stale facts, a
+        # Stafett-Min-Seq not reached): fail closed, and say when to ask again.
+        return problem_response(
+            503,
+            "unavailable",
+            "Lesemodellen henger etter; prøv igjen om litt.",
+            headers={"Retry-After": "1"},
+        )
+
     app.include_router(_health_router())
     app.include_router(_docs_router(spec.title, "/openapi.json"))
     for router in spec.routers:

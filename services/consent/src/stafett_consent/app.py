@@ -23,7 +23,7 @@ from stafett_shared.crypto import BlindIndex, FieldCipher, load_or_create_kek
 from stafett_shared.db import create_sync_engine, sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
-from stafett_shared.projector import ProjectionBehind
+from stafett_shared.projector import ProjectionBehind, ProjectionStale
 from stafett_shared.rpc import RpcRemoteError, serve
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings
@@ -85,6 +85,7 @@ async def _start(runtime: Runtime) -> None:
         store=runtime.store,
         settings=_policy_settings(settings),
         min_seq_wait_s=runtime.settings.min_seq_wait_s,
+        max_lag_s=settings.decision_max_lag_s,
     )
     decisions.start()
     service = ConsentService(
@@ -122,6 +123,8 @@ async def _start(runtime: Runtime) -> None:
                 entry_id=entry_id if isinstance(entry_id, str) else None,
                 min_seq=_min_seq(payload),
             )
+        except ProjectionStale:
+            raise RpcRemoteError("unavailable", "the read model lags the stream") from None
         except ProjectionBehind:
             raise RpcRemoteError("behind", "the read model has not reached min_seq") from None
         return out.model_dump()  # the AccessDecision the client reads back
@@ -143,6 +146,8 @@ async def _start(runtime: Runtime) -> None:
                 principal_kind=kind,
                 min_seq=_min_seq(payload),
             )
+        except ProjectionStale:
+            raise RpcRemoteError("unavailable", "the read model lags the stream") from None
         except ProjectionBehind:
             raise RpcRemoteError("behind", "the read model has not reached min_seq") from None
         return {"permitted": permitted}

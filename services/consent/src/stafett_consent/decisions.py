@@ -51,11 +51,11 @@ from stafett_consent.projections import (
 from stafett_shared.contracts.access import AccessDecision, DecisionRecorded
 from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, registry
-from stafett_shared.eventstore import DuplicateAppend, EventStore
+from stafett_shared.eventstore import DuplicateAppend, EventStore, StoreUnavailable
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
 from stafett_shared.loopdb import LoopCheckpoints, is_busy, loop_engine, loop_first
-from stafett_shared.projector import Projector
+from stafett_shared.projector import ProjectionStale, Projector
 from stafett_shared.service import stop_tasks
 
 audit_metadata = MetaData()
@@ -107,6 +107,19 @@ only, so asking again and again cannot grow the append-only stream without end."
 DENIALS_REMEMBERED = 10_000
 RELAY_POLL_S = 5.0
 RELAY_GATHER_S = 0.05
+MAX_LAG_S = 5.0
+"""Decisions fail closed (``ProjectionStale``: 503, or an ``unavailable`` reply over NATS)
+while the consent projection has been behind the stream for longer than this. A withdrawn
+consent or an ended role then stops permitting within this bound plus a caller's one-second
+permit cache. Ordinary catch-up stays well inside it: a writer's own commit is applied
+before it answers, a burst of a few hundred commits takes the projector tens of
+milliseconds, and a ``Stafett-Min-Seq`` wait gives up after two seconds; five seconds leaves
+room for a slow disk, a lock held by an operator's tool or a pause of the process without
+refusing decisions, and is short enough that a projector that has stopped (a database that
+hangs, a defect) is noticed before a stale permit matters."""
+LAG_WATCH_S = 1.0
+"""How often the decision point looks at the stream's end, so that a projector that no
+longer reads is seen to fall behind even when nothing else looks."""
 _log = get_logger("stafett.consent.decisions")
 _T = TypeVar("_T")
 
@@ -200,6 +213,7 @@ class DecisionPoint:
         store: EventStore,
         settings: PolicySettings | None = None,
         min_seq_wait_s: float = 2.0,
+        max_lag_s: float = MAX_LAG_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
@@ -208,12 +222,14 @@ class DecisionPoint:
         self._store = store
         self._settings = settings or PolicySettings()
         self._wait = min_seq_wait_s
+        self.max_lag_s = max_lag_s
         self._clock = clock
         workers = 1 if engine.dialect.name == "sqlite" else 4
         self._thread = ThreadPoolExecutor(workers, thread_name_prefix="stafett-decisions")
         self._queued = asyncio.Event()
         self._relaying = asyncio.Lock()
         self._relay: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         # When each (principal, kind, action, case) was last denied as an event; read and
         # written by the worker threads and the loop alike.
         self._denial_events: OrderedDict[tuple[str, str, str, str], float] = OrderedDict()
@@ -228,9 +244,29 @@ class DecisionPoint:
         )
 
     def start(self) -> None:
-        """Start the relay that publishes recorded denials (and any left from before)."""
+        """Start the relay that publishes recorded denials (and any left from before), and
+        the watch on the projection's lag."""
         if self._relay is None:
             self._relay = asyncio.create_task(self._relay_loop(), name="decision-relay")
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._watch_lag(), name="decision-lag-watch")
+
+    async def _watch_lag(self) -> None:
+        while True:
+            await asyncio.sleep(LAG_WATCH_S)
+            # Unreachable stream: nothing new can be written either; the next look tells.
+            with contextlib.suppress(StoreUnavailable):
+                await self._projector.refresh_stream_position()
+
+    def _ensure_current(self) -> None:
+        """Fail closed while the read model lags the stream beyond ``max_lag_s``."""
+        behind = self._projector.behind_for()
+        if behind > self.max_lag_s:
+            raise ProjectionStale(
+                self._projector.known_position + self._projector.lag,
+                self._projector.known_position,
+                behind,
+            )
 
     async def aclose(self) -> None:
         """Stop the relay and the worker threads; close the decision point's connections.
@@ -238,6 +274,9 @@ class DecisionPoint:
         if self._relay is not None:
             await stop_tasks([self._relay])
             self._relay = None
+        if self._watch is not None:
+            await stop_tasks([self._watch])
+            self._watch = None
         if self._checkpoints is not None:
             await self._checkpoints.aclose()
         await asyncio.to_thread(self._close)
@@ -305,6 +344,7 @@ class DecisionPoint:
     ) -> AccessDecision:
         if min_seq:
             await self._projector.wait_for(min_seq, self._wait)
+        self._ensure_current()
         now = self._clock()
         decision_id = new_id()
         question = _Question(
@@ -421,6 +461,7 @@ class DecisionPoint:
         """Which of ``case_ids`` the principal may ``action``: one query on the access index."""
         if min_seq:
             await self._projector.wait_for(min_seq, self._wait)
+        self._ensure_current()
         if principal_kind == "client":
             return []
         args = (principal_id, action, list(case_ids), self._clock())

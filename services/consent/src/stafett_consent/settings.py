@@ -17,4 +17,6 @@ class ConsentSettings(ServiceSettings):
     health_youth_consent_age: int = Field(default=16, ge=12, le=18)
     one_guardian_enough: bool = False
     expiry_check_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
+    decision_max_lag_s: float = Field(default=5.0, gt=0.0, le=60.0)
+    """Decisions answer 503 while the projection lags the stream longer (decisions.MAX_LAG_S)."""
     region_document_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
