@@ -46,6 +46,9 @@ def test_the_embedded_system_starts_nats_the_portal_and_four_ready_services(
                 assert openapi["openapi"].startswith("3.1")
                 asyncapi = client.get(f"{base}/asyncapi.json").json()
                 assert asyncapi["asyncapi"] == "3.0.0"
+                schemas = client.get(f"{base}/schemas.json").json()
+                messages = asyncapi["components"]["messages"].values()
+                assert sorted(schemas) == sorted(m["name"] for m in messages)
                 missing = client.get(f"{base}/api/v1/no-such-thing")
                 assert missing.status_code == 404
                 assert missing.headers["content-type"] == "application/problem+json"

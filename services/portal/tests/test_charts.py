@@ -20,3 +20,9 @@ def test_labels_cannot_inject_markup() -> None:
     svg = bar_chart("<script>", [("<b>", 1)])
     assert "<script>" not in svg and "<b>" not in svg
     ET.fromstring(svg)
+
+
+def test_two_charts_on_one_page_have_ids_of_their_own() -> None:
+    first = ET.fromstring(bar_chart("A", [("x", 5)], ident="chart-a"))
+    second = ET.fromstring(bar_chart("B", [("x", 5)], ident="chart-b"))
+    assert first.attrib["aria-labelledby"] != second.attrib["aria-labelledby"]

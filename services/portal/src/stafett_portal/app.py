@@ -891,11 +891,13 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         chart = bar_chart(
             f"Saker opprettet per nivå, {label}",
             [(texts.LEVEL_SHORT[n], levels.get(str(n), 0)) for n in range(4)],
+            ident="chart-levels",
         )
         outcomes = result.get("outcomes", {})
         outcome_chart = bar_chart(
             f"Resultat av evalueringer, {label}",
             [(texts.OUTCOMES[k], outcomes.get(k, 0)) for k in texts.OUTCOMES],
+            ident="chart-outcomes",
         )
         return render(
             page,

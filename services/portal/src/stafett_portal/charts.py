@@ -9,8 +9,11 @@ from xml.sax.saxutils import escape
 __all__ = ["bar_chart"]
 
 
-def bar_chart(title: str, bars: Sequence[tuple[str, int | str]], *, width: int = 320) -> str:
-    """A horizontal bar chart; each bar is (label, count or "<5")."""
+def bar_chart(
+    title: str, bars: Sequence[tuple[str, int | str]], *, ident: str = "chart", width: int = 320
+) -> str:
+    """A horizontal bar chart; each bar is (label, count or "<5"). ``ident`` keeps the ids of
+    several charts on one page apart."""
     row = 36
     label_w = 110
     height = row * len(bars) + 8
@@ -19,8 +22,8 @@ def bar_chart(title: str, bars: Sequence[tuple[str, int | str]], *, width: int =
     span = width - label_w - 48
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {width} {height}" '
-        f'width="100%" aria-labelledby="chart-title" class="chart">',
-        f'<title id="chart-title">{escape(title)}</title>',
+        f'width="100%" aria-labelledby="{ident}-title" class="chart">',
+        f'<title id="{ident}-title">{escape(title)}</title>',
     ]
     for i, (label, value) in enumerate(bars):
         y = 4 + i * row
