@@ -46,6 +46,7 @@ from stafett_shared.problems import (
 )
 from stafett_shared.projector import Projection, ProjectionBehind, Projector
 from stafett_shared.ratelimit import RateLimiter
+from stafett_shared.schemas import schemas_router
 from stafett_shared.settings import CommonSettings, ServiceSettings
 from stafett_shared.telemetry import FASTAPI_TELEMETRY, TracingMiddleware, configure_tracing
 
@@ -503,6 +504,8 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
     @app.get("/asyncapi.json", tags=["drift"], summary="Hendelsene tjenesten eier (AsyncAPI 3)")
     async def asyncapi() -> dict[str, Any]:
         return asyncapi_document(spec)
+
+    app.include_router(schemas_router(spec.contexts))  # the same events' JSON Schema
 
     app.add_middleware(MinSeqMiddleware, wait_s=settings.min_seq_wait_s)
     app.add_middleware(ResponseHeadersMiddleware)
