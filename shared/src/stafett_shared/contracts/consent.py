@@ -31,12 +31,17 @@ __all__ = [
     "ConsentRequested",
     "ConsentScope",
     "ConsentSigned",
+    "ConsentStatus",
     "ConsentWithdrawn",
     "EmergencyAccessGranted",
     "Evidence",
     "EvidenceMethod",
     "GrantorGroup",
 ]
+
+
+ConsentStatus = Literal["pending", "active", "refused", "withdrawn", "expired"]
+"""Where a consent stands: waiting for its grantors, in force, or ended without or after it."""
 
 
 class EvidenceMethod(StrEnum):
@@ -104,6 +109,8 @@ class ConsentEvent(ContractEvent):
 @registry.register
 class ConsentRequested(ConsentEvent):
     event_type: ClassVar[str] = "no.stafett.consent.requested.v1"
+    consent_status: ClassVar[ConsentStatus] = "pending"
+    """The consent's status after this event (every reader's, never a payload field)."""
     consent_id: str
     case_id: str
     child_id: str
@@ -131,6 +138,7 @@ class ConsentSigned(ConsentEvent):
 @registry.register
 class ConsentActivated(ConsentEvent):
     event_type: ClassVar[str] = "no.stafett.consent.activated.v1"
+    consent_status: ClassVar[ConsentStatus] = "active"
     consent_id: str
     case_id: str
 
@@ -138,6 +146,7 @@ class ConsentActivated(ConsentEvent):
 @registry.register
 class ConsentRefused(ConsentEvent):
     event_type: ClassVar[str] = "no.stafett.consent.refused.v1"
+    consent_status: ClassVar[ConsentStatus] = "refused"
     consent_id: str
     case_id: str
     grantor_person_id: str
@@ -148,6 +157,7 @@ class ConsentRefused(ConsentEvent):
 @registry.register
 class ConsentWithdrawn(ConsentEvent):
     event_type: ClassVar[str] = "no.stafett.consent.withdrawn.v1"
+    consent_status: ClassVar[ConsentStatus] = "withdrawn"
     consent_id: str
     case_id: str
     grantor_person_id: str
@@ -158,6 +168,7 @@ class ConsentWithdrawn(ConsentEvent):
 @registry.register
 class ConsentExpired(ConsentEvent):
     event_type: ClassVar[str] = "no.stafett.consent.expired.v1"
+    consent_status: ClassVar[ConsentStatus] = "expired"
     consent_id: str
     case_id: str
 
