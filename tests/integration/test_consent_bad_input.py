@@ -635,16 +635,18 @@ async def test_a_stale_if_match_is_a_version_conflict(consent: ConsentHarness) -
         409,
         "version_conflict",
     )
-    await _refused(
-        consent,
-        consent.client.post(
-            f"/api/v1/consents/{consent_id}/withdrawals",
-            json={"grantor_person_id": mother},
-            headers={**consent.auth(mother), "If-Match": "not-a-version"},
-        ),
-        400,
-        "bad_request",
-    )
+    # Only the documented format: int() would also take "1_0", "+3" or other scripts' digits.
+    for malformed in ("not-a-version", "1_0", '"+3"', '"' + "9" * 19 + '"', 'W/"-1"'):
+        await _refused(
+            consent,
+            consent.client.post(
+                f"/api/v1/consents/{consent_id}/withdrawals",
+                json={"grantor_person_id": mother},
+                headers={**consent.auth(mother), "If-Match": malformed},
+            ),
+            400,
+            "bad_request",
+        )
     current = await consent.client.post(
         f"/api/v1/consents/{consent_id}/signatures",
         json={"grantor_person_id": father},

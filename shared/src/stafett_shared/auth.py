@@ -22,6 +22,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from stafett_shared.crypto import load_or_create_signing_key, load_signing_key
@@ -269,7 +270,20 @@ def _principal(claims: dict[str, Any], issuer: str) -> Principal:
         raise Unauthenticated("token subject is not a valid id") from exc
 
 
-async def current_principal(request: Request) -> Principal:
+# Declares the Bearer scheme in the OpenAPI document of every operation that authenticates;
+# the header is read and checked below, so this never answers by itself.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="An access token from a trusted issuer (OpenID Connect), or a client's.",
+)
+
+
+async def current_principal(
+    request: Request,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+) -> Principal:
     """FastAPI dependency: the authenticated caller, or 401 problem+json."""
     verifier: TokenVerifier = request.app.state.token_verifier
     header = request.headers.get("authorization", "")

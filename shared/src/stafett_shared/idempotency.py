@@ -24,6 +24,7 @@ from stafett_shared.msgid import ClientKey
 from stafett_shared.problems import Problem
 
 __all__ = [
+    "IF_MATCH_PATTERN",
     "ClientKeyDep",
     "IdempotencyStore",
     "StoredAnswer",
@@ -173,11 +174,17 @@ def written_answer(status: int, body: Any, version: int, seq: int) -> StoredAnsw
     )
 
 
+# An aggregate version as an ETag gives it, strong or weak, quoted or not (the OpenAPI
+# documents describe If-Match with this pattern).
+IF_MATCH_PATTERN = r'^(W/)?("[0-9]{1,18}"|[0-9]{1,18})$'
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
+
+
 def parse_if_match(value: str | None) -> int | None:
-    """The version in an ``If-Match`` header (``"12"`` or ``W/"12"``)."""
+    """The version in an ``If-Match`` header (``"12"`` or ``W/"12"``); anything else, as
+    ``1_0``, ``+12`` or other scripts' digits that ``int`` would take, is 400."""
     if value is None:
         return None
-    try:
-        return int(value.strip().removeprefix("W/").strip('"'))
-    except ValueError:
-        raise Problem(400, "bad_request", "If-Match må være en versjon fra ETag.") from None
+    if not _IF_MATCH.fullmatch(value.strip()):
+        raise Problem(400, "bad_request", "If-Match må være en versjon fra ETag.")
+    return int(value.strip().removeprefix("W/").strip('"'))

@@ -38,6 +38,7 @@ from stafett_shared.envelope import registry
 from stafett_shared.eventstore import EventStore
 from stafett_shared.logging import configure_logging, get_logger
 from stafett_shared.loopdb import loop_engine
+from stafett_shared.openapi import install_openapi
 from stafett_shared.problems import (
     BodySizeLimitMiddleware,
     Problem,
@@ -236,7 +237,11 @@ def _health_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Klar: database, NATS, strøm og lesemodell")
+    @router.get(
+        "/readyz",
+        summary="Klar: database, NATS, strøm og lesemodell",
+        responses={503: {"description": "Ikke klar"}},
+    )
     async def readyz(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
         checks: dict[str, str] = {}
@@ -482,6 +487,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
         telemetry=FASTAPI_TELEMETRY,
     )
     install_problem_handlers(app)
+    install_openapi(app)  # errors, headers and security as the service really answers
 
     @app.exception_handler(ProjectionBehind)
     async def _behind(_request: Request, _exc: ProjectionBehind) -> Response:

@@ -33,6 +33,7 @@ from stafett_shared.idempotency import (
     written_answer,
 )
 from stafett_shared.msgid import ClientKey
+from stafett_shared.openapi import answers
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -209,6 +210,7 @@ def _may_ask(caller: Principal, subject: PrincipalRef) -> None:
 @router.put(
     "/directory",
     summary="Last regionsdokumentet (virksomheter, enheter, ansatte med roller)",
+    responses=answers(415),  # neither JSON nor YAML
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -317,7 +319,12 @@ async def post_child(
 # --- consents --------------------------------------------------------------------------------
 
 
-@router.post("/consents", status_code=201, summary="Be om samtykke for en sak")
+@router.post(
+    "/consents",
+    status_code=201,
+    summary="Be om samtykke for en sak",
+    responses=answers(404),  # a case the caller may not see
+)
 async def post_consent(
     *,
     request: Request,
@@ -442,7 +449,7 @@ def _check_ulid(value: str) -> None:
         raise Problem(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
 
 
-@router.get("/consents", summary="Samtykker for en sak")
+@router.get("/consents", summary="Samtykker for en sak", responses=answers(404))
 async def get_consents(
     *,
     principal: PrincipalDep,
@@ -495,7 +502,9 @@ async def post_filter(
     return {"permitted": permitted}
 
 
-@router.get("/decision-records", summary="Registrerte beslutninger (for tilsyn)")
+@router.get(
+    "/decision-records", summary="Registrerte beslutninger (for tilsyn)", responses=answers(404)
+)
 async def get_decision_records(
     *,
     principal: PrincipalDep,
@@ -517,7 +526,12 @@ async def get_decision_records(
 # --- emergency access and audit scopes ---------------------------------------------------------
 
 
-@router.post("/emergency-access", status_code=201, summary="Nødtilgang i 24 timer")
+@router.post(
+    "/emergency-access",
+    status_code=201,
+    summary="Nødtilgang i 24 timer",
+    responses=answers(404),  # a case the caller may not see
+)
 async def post_emergency_access(
     *,
     request: Request,

@@ -17,6 +17,7 @@ from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.contracts.log import Category, Ground, Kind
 from stafett_shared.idempotency import ClientKeyDep, IdempotencyStore, StoredAnswer, run_once
 from stafett_shared.msgid import ClientKey
+from stafett_shared.openapi import answers
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -269,7 +270,11 @@ async def _checkpoints(request: Request) -> Checkpointer:
 CheckpointsDep = Annotated[Checkpointer, Depends(_checkpoints)]
 
 
-@router.get("/checkpoints/latest", summary="Siste signerte sjekkpunkt over hele hendelsesstrømmen")
+@router.get(
+    "/checkpoints/latest",
+    summary="Siste signerte sjekkpunkt over hele hendelsesstrømmen",
+    responses=answers(404),  # before the first checkpoint
+)
 async def latest_checkpoint(
     *, principal: PrincipalDep, checkpoints: CheckpointsDep
 ) -> JSONResponse:
