@@ -186,6 +186,26 @@ async def test_an_append_is_answered_even_when_applying_it_at_once_fails(
     assert [e["id"] for e in items].count(written.json()["id"]) == 1
 
 
+async def test_a_who_read_cursor_beyond_any_sequence_is_invalid_input_not_a_server_error(
+    consent: ConsentHarness, case_service: CaseHarness, log_service: LogHarness
+) -> None:
+    """A cursor past 64 bits reached the database, which could not bind it: a 500. Found
+    probing the bounds the OpenAPI document left open (the integer had no maximum)."""
+    log = log_service
+    case_id, _ = await _case(consent, case_service, log)
+    headers = log.auth("ann-kristin-allum")
+    for cursor in (str(2**63), "9" * 30):
+        refused = await log.client.get(
+            f"/api/v1/logs/{case_id}/access", params={"cursor": cursor}, headers=headers
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+    largest = await log.client.get(
+        f"/api/v1/logs/{case_id}/access", params={"cursor": str(2**63 - 1)}, headers=headers
+    )
+    assert largest.status_code == 200, largest.text
+
+
 async def test_bad_log_input_is_refused_and_writes_nothing(
     consent: ConsentHarness, case_service: CaseHarness, log_service: LogHarness
 ) -> None:

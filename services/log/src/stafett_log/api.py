@@ -25,6 +25,7 @@ router = APIRouter(tags=["stafettlogg"])
 
 ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 PERSON = r"^[A-Za-z0-9-]{1,64}$"
+SEQ_MAX = 2**63 - 1  # a stream sequence as the databases keep it (signed 64-bit)
 
 
 class _In(BaseModel):
@@ -241,7 +242,7 @@ async def access_view(
     principal: PrincipalDep,
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=SEQ_MAX)] = None,
 ) -> JSONResponse:
     items = await service.access_view(principal, case_id, limit=limit, before=cursor)
     next_cursor = items[-1]["seq"] if len(items) == limit else None
