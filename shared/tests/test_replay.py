@@ -11,21 +11,38 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from stafett_shared import replay as replay_module
 from stafett_shared.cli import app
-from stafett_shared.envelope import encode_commit
+from stafett_shared.contracts.case import CaseOpened, LevelChanged
+from stafett_shared.envelope import EventRegistry, encode_commit
 from stafett_shared.eventstore import parse_stream_time
 from stafett_shared.replay import ReplayError, replay
 from stafett_shared.testing.events import make_event
 
 CASE = "01JCASE0000000000000000001"
 OTHER = "01JCASE0000000000000000002"
+CONSENT = "01JCONS0000000000000000001"
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def _history() -> list[tuple[str, str, dict[str, Any]]]:
-    """(type, subject, data) in stream order; message n is stored at START + n hours."""
+    """(type, subject, data) in stream order; message n is stored at START + n hours. Every
+    payload is one its contract accepts."""
+    at = START.isoformat()
+    entry = {
+        "case_id": CASE,
+        "kind": "note",
+        "text": "enc:v1:kryptert",
+        "author": {"person_id": "ann"},
+        "regime": "forvaltningsloven",
+    }
+    consent = {"consent_id": CONSENT, "case_id": CASE}
     return [
-        ("directory.role_granted", "person-ann", {"person_id": "ann", "unit_id": "skole"}),
+        (
+            "directory.role_granted",
+            "person-ann",
+            {"person_id": "ann", "org_id": "4010", "unit_id": "skole", "role": "teacher"},
+        ),
         (
             "case.opened",
             CASE,
@@ -35,30 +52,116 @@ def _history() -> list[tuple[str, str, dict[str, Any]]]:
                 "unit_id": "skole",
                 "level": 1,
                 "holder": {"person_id": "ann", "unit_id": "skole"},
+                "concern": "enc:v1:kryptert",
             },
         ),
-        ("case.team_member_added", CASE, {"case_id": CASE, "person_id": "bjorn"}),
-        ("log.entry_appended", CASE, {"entry_id": "e1", "text": {"ct": "kryptert"}}),
-        ("access.recorded", CASE, {"case_id": CASE, "reader_id": "mor", "basis": "guardian"}),
-        ("consent.requested", "01JCONS", {"consent_id": "k1", "case_id": CASE}),
-        ("consent.activated", "01JCONS", {"consent_id": "k1", "case_id": CASE}),
-        ("case.level_changed", CASE, {"case_id": CASE, "level": 2}),
+        (
+            "case.team_member_added",
+            CASE,
+            {
+                "case_id": CASE,
+                "person_id": "bjorn",
+                "unit_id": "skole",
+                "org_id": "4010",
+                "access": "read",
+            },
+        ),
+        ("log.entry_appended", CASE, {**entry, "entry_id": "e1", "occurred_at": at}),
+        (
+            "access.recorded",
+            CASE,
+            {
+                "case_id": CASE,
+                "reader_id": "mor",
+                "reader_kind": "person",
+                "basis": "guardian",
+                "what": "entries",
+                "service": "log",
+            },
+        ),
+        ("consent.requested", CONSENT, _requested()),
+        ("consent.activated", CONSENT, consent),
+        (
+            "case.level_changed",
+            CASE,
+            {"case_id": CASE, "from_level": 1, "level": 2, "reason": "enc:v1:kryptert"},
+        ),
         (
             "access.decision_recorded",
             CASE,
-            {"case_id": CASE, "decision": "deny", "principal_id": "vidar"},
+            {
+                "decision_id": "d1",
+                "principal_id": "vidar",
+                "principal_kind": "person",
+                "action": "case:read",
+                "case_id": CASE,
+                "decision": "deny",
+                "reason": "no_basis",
+                "detail": "",
+                "policy_version": "1",
+            },
         ),
-        ("log.entry_corrected", CASE, {"entry_id": "e2", "corrects_entry_id": "e1"}),
+        (
+            "log.entry_corrected",
+            CASE,
+            {
+                **{k: v for k, v in entry.items() if k != "kind"},
+                "entry_id": "e2",
+                "corrects_entry_id": "e1",
+                "reason": "enc:v1:kryptert",
+            },
+        ),
         ("case.team_member_removed", CASE, {"case_id": CASE, "person_id": "bjorn"}),
         (
             "case.handover_accepted",
             CASE,
-            {"case_id": CASE, "to_person_id": "cecilie", "to_unit_id": "vgs", "to_org_id": "40"},
+            {
+                "case_id": CASE,
+                "handover_id": "h1",
+                "from_person_id": "ann",
+                "to_person_id": "cecilie",
+                "to_unit_id": "vgs",
+                "to_org_id": "40",
+                "history_travels": True,
+            },
         ),
-        ("consent.withdrawn", "01JCONS", {"consent_id": "k1", "case_id": CASE}),
+        (
+            "consent.withdrawn",
+            CONSENT,
+            {**consent, "grantor_person_id": "mor", "recorded_by": "ann"},
+        ),
         ("case.closed", CASE, {"case_id": CASE, "reason": "resolved"}),
-        ("case.opened", OTHER, {"case_id": OTHER, "unit_id": "skole", "level": 0}),
+        (
+            "case.opened",
+            OTHER,
+            {
+                "case_id": OTHER,
+                "org_id": "4010",
+                "unit_id": "skole",
+                "level": 0,
+                "holder": {"person_id": "ann", "unit_id": "skole"},
+                "concern": "enc:v1:kryptert",
+            },
+        ),
     ]
+
+
+def _requested() -> dict[str, Any]:
+    scope = {"org_ids": ["4010"], "sectors": ["school"], "purpose": "enc:v1:kryptert"}
+    return {
+        "consent_id": CONSENT,
+        "case_id": CASE,
+        "child_id": "barn",
+        "scope": scope,
+        "valid_from": START.isoformat(),
+        "valid_until": (START + timedelta(days=365)).isoformat(),
+        "evidence": {"method": "paper"},
+        "grantors": [{"kind": "guardians", "members": ["mor"]}],
+        "rule": "guardians",
+        "age_applied": 9,
+        "threshold_age": 15,
+        "requested_by": "ann",
+    }
 
 
 def _lines(history: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
@@ -83,7 +186,7 @@ def test_the_whole_export_shows_each_case_as_it_ends() -> None:
     )
     assert case["org_id"] == "40"
     assert case["team"] == []
-    assert case["consents"] == {"k1": "withdrawn"}
+    assert case["consents"] == {CONSENT: "withdrawn"}
     assert case["entries"] == {"appended": 1, "corrected": 1, "retracted": 0, "restricted": 0}
     assert (case["reads"], case["denials_published"]) == ({"guardian": 1}, 1)
     assert set(result.cases) == {CASE, OTHER}  # no "case" for the directory event
@@ -98,7 +201,7 @@ def test_as_of_a_moment_the_case_is_as_it_stood_then() -> None:
     case = result.cases[CASE].as_json()
     assert (case["status"], case["level"], case["holder_id"]) == ("open", 1, "ann")
     assert case["team"] == ["bjorn"]
-    assert case["consents"] == {"k1": "active"}
+    assert case["consents"] == {CONSENT: "active"}
     assert case["denials_published"] == 0
     assert OTHER not in result.cases
 
@@ -117,6 +220,42 @@ def test_a_message_that_is_no_batch_of_events_names_its_sequence() -> None:
     lines[1] = json.dumps(broken)
     with pytest.raises(ReplayError, match="sekvens 2"):
         replay(lines)
+
+
+def test_an_event_its_contract_refuses_names_its_sequence() -> None:
+    history = _history()[:3]
+    kind, subject, data = history[2]
+    history[2] = (kind, subject, {k: v for k, v in data.items() if k != "person_id"})
+    with pytest.raises(ReplayError, match="sekvens 3: hendelse 1 passer ikke kontrakten"):
+        replay(_lines(history))
+
+
+def test_an_event_of_an_unknown_type_names_its_sequence() -> None:
+    history = [*_history()[:2], ("case.renamed_long_ago", CASE, {"case_id": CASE})]
+    with pytest.raises(ReplayError, match="sekvens 3: hendelse 1 har en ukjent type"):
+        replay(_lines(history))
+
+
+def test_an_export_of_a_retired_version_is_read_through_its_upcaster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = EventRegistry()
+    for model in (CaseOpened, LevelChanged):
+        events.register(model)
+
+    def upcast(data: dict[str, Any]) -> dict[str, Any]:  # v0 named the level "new_level"
+        rest = {k: v for k, v in data.items() if k != "new_level"}
+        return {**rest, "level": data["new_level"], "reason": "enc:v1:ukjent"}
+
+    events.register_upcaster("no.stafett.case.level_set.v1", LevelChanged.event_type, upcast)
+    monkeypatch.setattr(replay_module, "registry", events)
+    old = ("case.level_set", CASE, {"case_id": CASE, "from_level": 1, "new_level": 3})
+
+    result = replay(_lines([_history()[1], old]))
+
+    case = result.cases[CASE].as_json()
+    assert case["level"] == 3
+    assert case["events"] == {"case.opened": 1, "case.level_changed": 1}
 
 
 @pytest.mark.parametrize(

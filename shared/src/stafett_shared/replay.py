@@ -10,8 +10,11 @@ principal, action and case within a minute only once; its decision records hold 
 all). Nothing is decrypted: the replay holds ids, levels, statuses and counts, never
 content, and needs no key.
 
-Verify the export first (``stafett audit verify``): the replay trusts the order and the
-bytes it is given. A message it cannot read stops it with the message's sequence number.
+Every payload is decoded by the event registry, as on the read side: an event of a retired
+version is upcast to the current model, so an export written before a breaking change
+replays. Verify the export first (``stafett audit verify``): the replay trusts the order and
+the bytes it is given. A message it cannot read, or an event whose payload does not match
+the contract of its type, stops it with the message's sequence number.
 """
 
 from __future__ import annotations
@@ -22,9 +25,33 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from stafett_shared.envelope import CloudEvent, EnvelopeError, decode_commit
+from stafett_shared.contracts.access import AccessRecorded, DecisionRecorded
+from stafett_shared.contracts.case import (
+    CaseClosedEvent,
+    CaseOpened,
+    CaseReopened,
+    HandoverAccepted,
+    LevelChanged,
+    TeamMemberAdded,
+    TeamMemberRemoved,
+)
+from stafett_shared.contracts.consent import (
+    ConsentActivated,
+    ConsentExpired,
+    ConsentRefused,
+    ConsentRequested,
+    ConsentWithdrawn,
+)
+from stafett_shared.envelope import (
+    CloudEvent,
+    EnvelopeError,
+    EventData,
+    UnknownEventType,
+    decode_commit,
+    registry,
+)
 from stafett_shared.eventstore import parse_stream_time
 
 __all__ = ["CaseAt", "Replay", "ReplayError", "replay"]
@@ -103,13 +130,21 @@ class Replay:
         }
 
 
-_CONSENT_STATES = {
-    "consent.requested": "requested",
-    "consent.activated": "active",
-    "consent.refused": "refused",
-    "consent.withdrawn": "withdrawn",
-    "consent.expired": "expired",
+_CONSENT_STATES: dict[type[EventData], str] = {
+    ConsentRequested: "requested",
+    ConsentActivated: "active",
+    ConsentRefused: "refused",
+    ConsentWithdrawn: "withdrawn",
+    ConsentExpired: "expired",
 }
+
+
+@runtime_checkable
+class _AboutACase(Protocol):
+    """A payload that names the case it is about: every case, log and access event, and
+    the consent events but a signature and an auditor's scope."""
+
+    case_id: str
 
 
 def _record(line: str, number: int) -> tuple[int, datetime, tuple[CloudEvent, ...]]:
@@ -128,46 +163,59 @@ def _record(line: str, number: int) -> tuple[int, datetime, tuple[CloudEvent, ..
         raise ReplayError(f"sekvens {seq}: meldingen er ikke en gyldig CloudEvents-liste") from None
 
 
-def _case_of(name: str, event: CloudEvent) -> str | None:
-    case_id = event.data.get("case_id")
-    if isinstance(case_id, str):
-        return case_id
-    if name.startswith(("case.", "log.", "access.")):
-        return event.subject
-    return None
+def _payload(seq: int, index: int, event: CloudEvent) -> EventData:
+    """The event's payload as its current model: an old version is upcast, as on the read
+    side, so an export written before a breaking change replays as the readers see it."""
+    try:
+        return registry.payload(event)
+    except UnknownEventType:
+        raise ReplayError(f"sekvens {seq}: hendelse {index + 1} har en ukjent type") from None
+    except (EnvelopeError, ValueError, KeyError, TypeError):  # the model or an upcaster
+        raise ReplayError(
+            f"sekvens {seq}: hendelse {index + 1} passer ikke kontrakten for sin type"
+        ) from None
 
 
-def _apply(case: CaseAt, name: str, event: CloudEvent) -> None:
-    d = event.data
-    case.events[name] += 1
-    match name:
-        case "case.opened":
-            holder = d.get("holder") or {}
-            case.org_id, case.unit_id = d.get("org_id"), d.get("unit_id")
-            case.holder_id = holder.get("person_id")
-            case.level = d.get("level")
+def _name(payload: EventData) -> str:
+    """``case.opened`` of ``no.stafett.case.opened.v1``: the key the counts go by."""
+    return payload.event_type.removeprefix("no.stafett.").rsplit(".", 1)[0]
+
+
+def _apply(case: CaseAt, payload: EventData, event: CloudEvent) -> None:
+    case.events[_name(payload)] += 1
+    match payload:
+        case CaseOpened():
+            case.org_id, case.unit_id = payload.org_id, payload.unit_id
+            case.holder_id = payload.holder.person_id
+            case.level = payload.level
             case.opened_at = event.time.isoformat()
-        case "case.level_changed":
-            case.level = d.get("level")
-        case "case.handover_accepted":
-            case.holder_id = d.get("to_person_id")
-            case.unit_id = d.get("to_unit_id")
-            case.org_id = d.get("to_org_id") or case.org_id
-        case "case.team_member_added":
-            case.team.add(str(d.get("person_id")))
-        case "case.team_member_removed":
-            case.team.discard(str(d.get("person_id")))
-        case "case.closed":
+        case LevelChanged():
+            case.level = payload.level
+        case HandoverAccepted():
+            case.holder_id = payload.to_person_id
+            case.unit_id = payload.to_unit_id
+            case.org_id = payload.to_org_id
+        case TeamMemberAdded():
+            case.team.add(payload.person_id)
+        case TeamMemberRemoved():
+            case.team.discard(payload.person_id)
+        case CaseClosedEvent():
             case.status = "closed"
-        case "case.reopened":
+        case CaseReopened():
             case.status = "open"
-        case "access.recorded":
-            case.reads[str(d.get("basis") or "ukjent")] += 1
-        case "access.decision_recorded":
-            if d.get("decision") == "deny":
+        case AccessRecorded():
+            case.reads[payload.basis or "ukjent"] += 1
+        case DecisionRecorded():
+            if payload.decision == "deny":
                 case.denials_published += 1
-        case _ if name in _CONSENT_STATES:
-            case.consents[str(d.get("consent_id"))] = _CONSENT_STATES[name]
+        case (
+            ConsentRequested()
+            | ConsentActivated()
+            | ConsentRefused()
+            | ConsentWithdrawn()
+            | ConsentExpired()
+        ):
+            case.consents[payload.consent_id] = _CONSENT_STATES[type(payload)]
 
 
 def replay(lines: Iterable[str], as_of: datetime | None = None) -> Replay:
@@ -181,14 +229,13 @@ def replay(lines: Iterable[str], as_of: datetime | None = None) -> Replay:
             break  # the stream stores in time order: nothing later counts
         result.messages += 1
         result.last_seq, result.last_time = seq, when
-        for event in events:
-            name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
-            case_id = _case_of(name, event)
-            if case_id is None:
-                continue
-            case = result.cases.get(case_id)
+        for index, event in enumerate(events):
+            payload = _payload(seq, index, event)
+            if not isinstance(payload, _AboutACase):
+                continue  # the directory's events, a signature, an auditor's scope
+            case = result.cases.get(payload.case_id)
             if case is None:
-                case = result.cases[case_id] = CaseAt(case_id)
-            _apply(case, name, event)
+                case = result.cases[payload.case_id] = CaseAt(payload.case_id)
+            _apply(case, payload, event)
             case.last_seq = seq
     return result

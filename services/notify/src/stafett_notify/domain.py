@@ -12,8 +12,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
+
+from stafett_shared.contracts.case import (
+    DeadlineDue,
+    HandoverAccepted,
+    HandoverDeclined,
+    HandoverRequested,
+    LevelChanged,
+)
+from stafett_shared.contracts.consent import ConsentWithdrawn, EmergencyAccessGranted
+from stafett_shared.contracts.log import EntryAppended, EntryCorrected
+from stafett_shared.envelope import EventData
 
 CONTEXT = "notify"
 Channel = Literal["inbox", "email", "webhook"]
@@ -59,87 +70,84 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class EventView:
-    """The parts of an event the rules look at (type name without prefix and version)."""
+    """The parts of an event the rules look at: its envelope's id, subject and actor, and its
+    payload decoded by the registry (``registry.payload``, which upcasts)."""
 
-    name: str
     event_id: str
     subject: str
     actor: str
-    data: Mapping[str, object] = field(default_factory=dict)
+    payload: EventData
 
 
-def _str(data: Mapping[str, object], key: str) -> str | None:
-    value = data.get(key)
-    return value if isinstance(value, str) else None
-
-
-NOTICE_EVENTS = frozenset(
-    {
-        "case.handover_requested",
-        "case.handover_accepted",
-        "case.handover_declined",
-        "log.entry_appended",
-        "log.entry_corrected",
-        "case.level_changed",
-        "consent.withdrawn",
-        "consent.emergency_access_granted",
-        "case.deadline_due",
-    }
+NoticeEvent = (
+    HandoverRequested
+    | HandoverAccepted
+    | HandoverDeclined
+    | EntryAppended
+    | EntryCorrected
+    | LevelChanged
+    | ConsentWithdrawn
+    | EmergencyAccessGranted
+    | DeadlineDue
 )
-"""The events (type names without prefix and version) that may call for a notice: for any
-other, :func:`drafts` is empty and the case's facts need not be read."""
+"""The payloads that may call for a notice."""
 
-LEADER_EVENTS = frozenset({"case.level_changed"})
-"""The events whose notices may go to the unit's leaders: for any other, :func:`drafts` is
+NOTICE_EVENTS: tuple[type[NoticeEvent], ...] = (
+    HandoverRequested,
+    HandoverAccepted,
+    HandoverDeclined,
+    EntryAppended,
+    EntryCorrected,
+    LevelChanged,
+    ConsentWithdrawn,
+    EmergencyAccessGranted,
+    DeadlineDue,
+)
+"""The payload classes of :data:`NoticeEvent`: for any other, :func:`drafts` is empty and the
+case's facts need not be read."""
+
+LEADER_EVENTS: tuple[type[NoticeEvent], ...] = (LevelChanged,)
+"""The payloads whose notices may go to the unit's leaders: for any other, :func:`drafts` is
 the same without ``CaseFacts.unit_leaders``, and they need not be read."""
+
+
+def notice_case(payload: EventData) -> str | None:
+    """The case a payload that may call for a notice is about; None for any other payload."""
+    return payload.case_id if isinstance(payload, NOTICE_EVENTS) else None
 
 
 def drafts(event: EventView, case: CaseFacts | None) -> list[Draft]:
     """The notices one event calls for (before the access check)."""
-    d = event.data
-    case_id = _str(d, "case_id") or event.subject
-    match event.name:
-        case "case.handover_requested":
-            to = _str(d, "to_person_id")
+    match event.payload:
+        case HandoverRequested(case_id=case_id, to_person_id=to):
             return [Draft("handover_requested", case_id, frozenset({to} if to else ()))]
-        case "case.handover_accepted" | "case.handover_declined":
-            sender = _str(d, "from_person_id") or (case.holder_id if case else None)
-            kind = "handover_accepted" if event.name.endswith("accepted") else "handover_declined"
-            return [Draft(kind, case_id, frozenset({sender} if sender else ()))]
-        case "log.entry_appended" | "log.entry_corrected":
+        case HandoverAccepted(case_id=case_id, from_person_id=sender):
+            return [Draft("handover_accepted", case_id, frozenset({sender} if sender else ()))]
+        case HandoverDeclined(case_id=case_id):
+            # The case keeps its holder, who asked for the handover.
+            holder = frozenset({case.holder_id}) if case else frozenset()
+            return [Draft("handover_declined", case_id, holder)]
+        case EntryAppended(entry_id=entry) | EntryCorrected(entry_id=entry):
             if case is None:
                 return []
             readers = frozenset({case.holder_id}) | case.team
-            entry = _str(d, "entry_id")
             return [Draft("entry_appended", event.subject, readers - {event.actor}, entry)]
-        case "case.level_changed":
-            if case is None or d.get("level") != 3:
+        case LevelChanged(level=level):
+            if case is None or level != 3:
                 return []
             return [Draft("level_raised_to_3", event.subject, case.unit_leaders)]
-        case "consent.withdrawn":
+        case ConsentWithdrawn(case_id=case_id, consent_id=consent_id):
             if case is None:
                 return []
-            return [
-                Draft(
-                    "consent_withdrawn", case_id, frozenset({case.holder_id}), _str(d, "consent_id")
-                )
-            ]
-        case "consent.emergency_access_granted":
-            return [Draft("emergency_access", case_id, _people(d), _str(d, "grant_id"))]
-        case "case.deadline_due":
-            kind = _str(d, "kind") or "unknown"
-            people = _people(d)
+            return [Draft("consent_withdrawn", case_id, frozenset({case.holder_id}), consent_id)]
+        case EmergencyAccessGranted(case_id=case_id, grant_id=grant_id, notify_person_ids=named):
+            return [Draft("emergency_access", case_id, frozenset(named), grant_id)]
+        case DeadlineDue(case_id=case_id, kind=kind, due_on=due_on, notify_person_ids=named):
+            people = frozenset(named)
             if not people and case is not None:
                 people = frozenset({case.holder_id})
-            return [Draft(f"deadline_{kind}", case_id, people, _str(d, "due_on"))]
+            return [Draft(f"deadline_{kind}", case_id, people, due_on.isoformat())]
     return []
-
-
-def _people(data: Mapping[str, object]) -> frozenset[str]:
-    named = data.get("notify_person_ids")
-    if not isinstance(named, list | tuple):
-        return frozenset()
-    return frozenset(p for p in named if isinstance(p, str))
 
 
 def notice_id(event_id: str, recipient: str, channel: Channel) -> str:

@@ -35,8 +35,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stafett_notify import domain
 from stafett_shared.access import AccessClient, AccessUnavailable
 from stafett_shared.auth import Principal
-from stafett_shared.db import parse_time, upsert
-from stafett_shared.envelope import CloudEvent
+from stafett_shared.contracts.case import (
+    CaseOpened,
+    HandoverAccepted,
+    LevelChanged,
+    TeamMemberAdded,
+    TeamMemberRemoved,
+)
+from stafett_shared.contracts.consent import (
+    ConsentActivated,
+    ConsentExpired,
+    ConsentRefused,
+    ConsentRequested,
+    ConsentWithdrawn,
+)
+from stafett_shared.contracts.directory import RoleEnded, RoleGranted
+from stafett_shared.db import as_utc, upsert
+from stafett_shared.envelope import CloudEvent, EventData
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.projector import Projection
 
@@ -151,6 +166,15 @@ _CASE_AND_TEAM = (
 )
 
 
+_CONSENT_STATUS: dict[type[EventData], str] = {
+    ConsentActivated: "active",
+    ConsentWithdrawn: "withdrawn",
+    ConsentExpired: "expired",
+    ConsentRefused: "refused",
+}
+"""A consent's status in ``consents`` after each event that ends its ``pending``."""
+
+
 def webhook_delivery_id(notice_id: str, webhook_id: str) -> str:
     return "w-" + hashlib.sha256(f"{notice_id}\x00{webhook_id}".encode()).hexdigest()[:40]
 
@@ -167,76 +191,80 @@ class NotifyProjection(Projection):
 
     async def apply(self, session: AsyncSession, commit: StoredCommit) -> None:
         for event in commit.events:
-            await self._facts(session, event)
+            payload = self.event_registry.payload(event)
+            await self._facts(session, payload)
             if self.access is not None:
-                await self._notices(session, event, commit.seq)
+                await self._notices(session, event, payload, commit.seq)
 
-    async def _facts(self, session: AsyncSession, event: CloudEvent) -> None:
-        d = event.data
-        name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
-        case_id = event.subject
-        match name:
-            case "case.opened":
+    async def _facts(self, session: AsyncSession, payload: EventData) -> None:
+        match payload:
+            case CaseOpened():
                 await upsert(
                     session,
                     cases,
                     {
-                        "case_id": case_id,
-                        "holder_id": d["holder"]["person_id"],
-                        "unit_id": d["unit_id"],
-                        "level": d["level"],
+                        "case_id": payload.case_id,
+                        "holder_id": payload.holder.person_id,
+                        "unit_id": payload.unit_id,
+                        "level": payload.level,
                     },
                 )
-            case "case.level_changed":
-                await session.execute(
-                    update(cases).where(cases.c.case_id == case_id).values(level=d["level"])
-                )
-            case "case.team_member_added":
-                await upsert(session, team, {"case_id": case_id, "person_id": d["person_id"]})
-            case "case.team_member_removed":
-                await session.execute(
-                    delete(team).where(
-                        team.c.case_id == case_id, team.c.person_id == d["person_id"]
-                    )
-                )
-            case "case.handover_accepted":
+            case LevelChanged():
                 await session.execute(
                     update(cases)
-                    .where(cases.c.case_id == case_id)
-                    .values(holder_id=d["to_person_id"], unit_id=d["to_unit_id"])
+                    .where(cases.c.case_id == payload.case_id)
+                    .values(level=payload.level)
                 )
-            case "directory.role_granted":
+            case TeamMemberAdded():
+                await upsert(
+                    session, team, {"case_id": payload.case_id, "person_id": payload.person_id}
+                )
+            case TeamMemberRemoved():
+                await session.execute(
+                    delete(team).where(
+                        team.c.case_id == payload.case_id, team.c.person_id == payload.person_id
+                    )
+                )
+            case HandoverAccepted():
+                await session.execute(
+                    update(cases)
+                    .where(cases.c.case_id == payload.case_id)
+                    .values(holder_id=payload.to_person_id, unit_id=payload.to_unit_id)
+                )
+            case RoleGranted():
                 await upsert(
                     session,
                     roles,
-                    {"person_id": d["person_id"], "unit_id": d["unit_id"], "role": d["role"]},
+                    {
+                        "person_id": payload.person_id,
+                        "unit_id": payload.unit_id,
+                        "role": payload.role.value,
+                    },
                 )
-            case "directory.role_ended":
+            case RoleEnded():
                 await session.execute(
                     delete(roles).where(
-                        roles.c.person_id == d["person_id"],
-                        roles.c.unit_id == d["unit_id"],
-                        roles.c.role == d["role"],
+                        roles.c.person_id == payload.person_id,
+                        roles.c.unit_id == payload.unit_id,
+                        roles.c.role == payload.role.value,
                     )
                 )
-            case "consent.requested":
+            case ConsentRequested():
                 await upsert(
                     session,
                     consents,
                     {
-                        "consent_id": d["consent_id"],
-                        "case_id": d["case_id"],
+                        "consent_id": payload.consent_id,
+                        "case_id": payload.case_id,
                         "status": "pending",
-                        "valid_until": parse_time(d["valid_until"]),
+                        "valid_until": as_utc(payload.valid_until),
                     },
                 )
-            case "consent.activated" | "consent.withdrawn" | "consent.expired" | "consent.refused":
+            case ConsentActivated() | ConsentWithdrawn() | ConsentExpired() | ConsentRefused():
                 await session.execute(
                     update(consents)
-                    .where(consents.c.consent_id == d["consent_id"])
-                    .values(
-                        status={"activated": "active"}.get(name.split(".")[1], name.split(".")[1])
-                    )
+                    .where(consents.c.consent_id == payload.consent_id)
+                    .values(status=_CONSENT_STATUS[type(payload)])
                 )
 
     async def case_facts(
@@ -266,13 +294,15 @@ class NotifyProjection(Projection):
             frozenset(unit_leaders),
         )
 
-    async def _notices(self, session: AsyncSession, event: CloudEvent, seq: int) -> None:
-        name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
-        if name not in domain.NOTICE_EVENTS:
+    async def _notices(
+        self, session: AsyncSession, event: CloudEvent, payload: EventData, seq: int
+    ) -> None:
+        case_id = domain.notice_case(payload)
+        if case_id is None:
             return  # no notice whatever the case's facts: do not read them
-        view = domain.EventView(name, event.id, event.subject, event.actor, event.data)
-        case_id = str(event.data.get("case_id") or event.subject).removesuffix("-deadlines")
-        facts = await self.case_facts(session, case_id, leaders=name in domain.LEADER_EVENTS)
+        view = domain.EventView(event.id, event.subject, event.actor, payload)
+        leaders = isinstance(payload, domain.LEADER_EVENTS)
+        facts = await self.case_facts(session, case_id, leaders=leaders)
         for draft in domain.drafts(view, facts):
             for recipient in sorted(draft.recipients):
                 await self._queue(session, draft, case_id, recipient, event, seq)
