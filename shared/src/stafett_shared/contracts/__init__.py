@@ -7,7 +7,9 @@ nothing wrong with it; a commit it refuses is quarantined (see ``stafett_shared.
 Each context's events are published by the one service that owns it (:data:`OWNERS`).
 ``access`` events are facts any service records about a read of case content
 (DESIGN.md: "any service may publish to ``stafett.ev.access.<case_id>``"), so their
-``source`` may be any service's, but an access subject carries access events only.
+``source`` may be any service's, but an access subject carries access events only. A model
+may name an owner of its own, narrower than its context's: an access decision
+(``DecisionRecorded``) is the consent service's alone.
 
 The per-context modules beside this one hold the payload models, one module per context
 (``case``, ``log``, ``consent``, ``directory``, ``access``); each model knows its context, its
@@ -68,7 +70,8 @@ class Reason(enum.StrEnum):
     WRONG_AGGREGATE = "wrong_aggregate"
     """An event's ``subject`` is not the aggregate id of the NATS subject."""
     WRONG_SOURCE = "wrong_source"
-    """An event's ``source`` is not the service that owns its context."""
+    """An event's ``source`` is not the service that owns its context, or its model where
+    the model names an owner of its own."""
     UNKNOWN_TYPE = "unknown_type"
     """No payload model is registered for the type (or its upcaster's target)."""
     INVALID_PAYLOAD = "invalid_payload"
@@ -113,7 +116,9 @@ def check_commit(
 
     Every event must be of the subject's context, about the subject's aggregate, published
     by the context's owner, and carry a payload its registered model accepts (after
-    upcasting). The cheap checks come first; the payload is validated last.
+    upcasting); a model that names an owner of its own (``DecisionRecorded``) is published by
+    that owner only. The cheap checks come first; the payload is validated last, and its
+    model's own owner (the model of its type after upcasting) is checked then.
     """
     parts = subject_context(subject, prefix)
     if parts is None:
@@ -144,9 +149,21 @@ def _misplaced(event: CloudEvent, context: str, aggregate: str) -> Reason | None
 
 def _invalid(event: CloudEvent, events_registry: EventRegistry) -> Reason | None:
     try:
-        events_registry.payload(event)
+        payload = events_registry.payload(event)
     except UnknownEventType:
         return Reason.UNKNOWN_TYPE
     except Exception:  # noqa: BLE001 - a model or an upcaster refused the data
         return Reason.INVALID_PAYLOAD
+    if isinstance(payload, ContractEvent) and not _owner_allows(type(payload), event.source):
+        return Reason.WRONG_SOURCE
     return None
+
+
+def _owner_allows(model: type[ContractEvent], source: str) -> bool:
+    """Whether ``source`` may publish the model's events, when the model names an owner of its
+    own (``DecisionRecorded``: the consent service's, in the access context any service may
+    publish in); the context's owner was checked before."""
+    owner = model.owner
+    if owner == OWNERS.get(model.context):
+        return True
+    return source in _ANY_SERVICE if owner is None else source == f"stafett/{owner}"
