@@ -4,7 +4,7 @@ The read model also serves as the snapshot for lists, deadlines and indicators."
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -26,9 +26,42 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from stafett_shared.db import parse_time, upsert_sync
-from stafett_shared.envelope import CloudEvent
+from stafett_shared.contracts.case import (
+    CaseClosedEvent,
+    CaseOpened,
+    CaseReopened,
+    ChildIdentified,
+    ChildWelfareReported,
+    HandoverAccepted,
+    HandoverCancelled,
+    HandoverDeclined,
+    HandoverRequested,
+    LevelChanged,
+    MeasureAdded,
+    MeasureEvaluated,
+    TeamMemberAdded,
+    TeamMemberRemoved,
+)
+from stafett_shared.contracts.consent import (
+    ConsentActivated,
+    ConsentExpired,
+    ConsentRefused,
+    ConsentRequested,
+    ConsentWithdrawn,
+)
+from stafett_shared.contracts.directory import (
+    ChildRegistered,
+    RoleEnded,
+    RoleGranted,
+    UnitChanged,
+    UnitClosed,
+    UnitRegistered,
+)
+from stafett_shared.contracts.log import EntryAppended
+from stafett_shared.db import as_utc, upsert_sync
+from stafett_shared.envelope import CloudEvent, EventData
 from stafett_shared.eventstore import StoredCommit
+from stafett_shared.facts import apply_role, case_status, history_from
 from stafett_shared.projector import BlockingProjection
 
 metadata = MetaData()
@@ -182,10 +215,13 @@ deadlines_sent = Table(
 )
 
 
-def _date(value: Any) -> date | None:
-    if value is None:
-        return None
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+_CONSENT_STATUS: dict[type[EventData], str] = {
+    ConsentActivated: "active",
+    ConsentRefused: "refused",
+    ConsentWithdrawn: "withdrawn",
+    ConsentExpired: "expired",
+}
+"""The status a consent has after each of the events that end its pending state."""
 
 
 class CaseProjection(BlockingProjection):
@@ -199,32 +235,43 @@ class CaseProjection(BlockingProjection):
 
     def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
         for event in commit.events:
-            self._apply(conn, event, commit.seq)
+            self._apply(conn, event, self.event_registry.payload(event), commit.seq)
 
     @staticmethod
-    def _level(conn: Connection, event: CloudEvent, seq: int) -> None:
-        """A row of the level history from ``case.opened`` or ``case.level_changed``."""
-        d = event.data
+    def _level(
+        conn: Connection, event: CloudEvent, payload: CaseOpened | LevelChanged, seq: int
+    ) -> None:
+        """A row of the level history: the level a case opened at, or a change of it."""
+        changed = payload if isinstance(payload, LevelChanged) else None
         upsert_sync(
             conn,
             level_history,
             {
                 "case_id": event.subject,
                 "seq": seq,
-                "level": d["level"],
-                "previous_level": d.get("from_level"),  # None: the opening level
-                "reason": d.get("reason"),
+                "level": payload.level,
+                "previous_level": changed.from_level if changed else None,  # None: opening
+                "reason": changed.reason if changed else None,
                 "changed_at": event.time,
                 "by_person_id": event.actor,
             },
         )
 
-    def _apply(  # noqa: PLR0912, PLR0915 - one branch per event type
-        self, conn: Connection, event: CloudEvent, seq: int
+    @staticmethod
+    def _answered(
+        conn: Connection, handover_id: str, status: str, at: datetime, reason: str | None = None
     ) -> None:
-        d = event.data
+        """A handover accepted, declined (with the event's encrypted reason) or cancelled."""
+        conn.execute(
+            update(handovers)
+            .where(handovers.c.handover_id == handover_id)
+            .values(status=status, answered_at=at, decline_reason=reason)
+        )
+
+    def _apply(  # noqa: PLR0912, PLR0915 - one branch per event type
+        self, conn: Connection, event: CloudEvent, payload: EventData, seq: int
+    ) -> None:
         at = event.time
-        name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
         case_id = event.subject
 
         def touch(**values: Any) -> None:
@@ -232,108 +279,104 @@ class CaseProjection(BlockingProjection):
                 update(cases).where(cases.c.case_id == case_id).values(version=seq, **values)
             )
 
-        match name:
-            case "case.opened":
+        match payload:
+            case CaseOpened():
                 upsert_sync(
                     conn,
                     cases,
                     {
                         "case_id": case_id,
-                        "org_id": d["org_id"],
-                        "unit_id": d["unit_id"],
-                        "level": d["level"],
-                        "opened_level": d["level"],
+                        "org_id": payload.org_id,
+                        "unit_id": payload.unit_id,
+                        "level": payload.level,
+                        "opened_level": payload.level,
                         "status": "open",
-                        "holder_id": d["holder"]["person_id"],
-                        "holder_unit_id": d["holder"]["unit_id"],
-                        "child_id": d.get("child_id"),
-                        "pseudonym": d.get("pseudonym"),
-                        "concern": d["concern"],
+                        "holder_id": payload.holder.person_id,
+                        "holder_unit_id": payload.holder.unit_id,
+                        "child_id": payload.child_id,
+                        "pseudonym": payload.pseudonym,
+                        "concern": payload.concern,
                         "opened_by": event.actor,
                         "opened_at": at,
                         "level_changed_at": at,
                         "version": seq,
                     },
                 )
-                self._level(conn, event, seq)
-            case "case.child_identified":
-                touch(child_id=d["child_id"])
-            case "case.level_changed":
-                self._level(conn, event, seq)
-                touch(level=d["level"], level_changed_at=at)
-            case "case.team_member_added":
+                self._level(conn, event, payload, seq)
+            case ChildIdentified():
+                touch(child_id=payload.child_id)
+            case LevelChanged():
+                self._level(conn, event, payload, seq)
+                touch(level=payload.level, level_changed_at=at)
+            case TeamMemberAdded():
                 upsert_sync(
                     conn,
                     team,
                     {
                         "case_id": case_id,
-                        "person_id": d["person_id"],
-                        "unit_id": d["unit_id"],
-                        "org_id": d["org_id"],
-                        "access": d["access"],
+                        "person_id": payload.person_id,
+                        "unit_id": payload.unit_id,
+                        "org_id": payload.org_id,
+                        "access": payload.access,
                         "added_at": at,
                     },
                 )
                 touch()
-            case "case.team_member_removed":
+            case TeamMemberRemoved():
                 conn.execute(
                     delete(team).where(
-                        team.c.case_id == case_id, team.c.person_id == d["person_id"]
+                        team.c.case_id == case_id, team.c.person_id == payload.person_id
                     )
                 )
                 touch()
-            case "case.handover_requested":
+            case HandoverRequested():
                 upsert_sync(
                     conn,
                     handovers,
                     {
-                        "handover_id": d["handover_id"],
+                        "handover_id": payload.handover_id,
                         "case_id": case_id,
                         "status": "pending",
-                        "from_person_id": d["from_person_id"],
-                        "from_unit_id": d.get("from_unit_id"),
-                        "to_person_id": d["to_person_id"],
-                        "to_unit_id": d["to_unit_id"],
-                        "to_org_id": d["to_org_id"],
-                        "note": d.get("note"),
+                        "from_person_id": payload.from_person_id,
+                        "from_unit_id": payload.from_unit_id,
+                        "to_person_id": payload.to_person_id,
+                        "to_unit_id": payload.to_unit_id,
+                        "to_org_id": payload.to_org_id,
+                        "note": payload.note,
                         "requested_at": at,
                         "answered_at": None,
                     },
                 )
                 touch()
-            case "case.handover_accepted" | "case.handover_declined" | "case.handover_cancelled":
-                status = name.split("_")[-1]
-                conn.execute(
-                    update(handovers)
-                    .where(handovers.c.handover_id == d["handover_id"])
-                    .values(status=status, answered_at=at, decline_reason=d.get("reason"))
-                )
-                if status == "accepted":
-                    values: dict[str, Any] = {
-                        "holder_id": d["to_person_id"],
-                        "holder_unit_id": d["to_unit_id"],
-                        "unit_id": d["to_unit_id"],
-                        "org_id": d["to_org_id"],
-                    }
-                    if not d.get("history_travels", True):
-                        values["history_from"] = parse_time(d.get("history_from")) or at
-                    touch(**values)
-                else:
-                    touch()
-            case "case.measure_added":
-                due = _date(d["evaluate_by"])
+            case HandoverAccepted():
+                self._answered(conn, payload.handover_id, "accepted", at)
+                holder: dict[str, Any] = {
+                    "holder_id": payload.to_person_id,
+                    "holder_unit_id": payload.to_unit_id,
+                    "unit_id": payload.to_unit_id,
+                    "org_id": payload.to_org_id,
+                }
+                start = history_from(payload, at)
+                touch(**holder, **({} if start is None else {"history_from": start}))
+            case HandoverDeclined():
+                self._answered(conn, payload.handover_id, "declined", at, payload.reason)
+                touch()
+            case HandoverCancelled():
+                self._answered(conn, payload.handover_id, "cancelled", at)
+                touch()
+            case MeasureAdded():
                 upsert_sync(
                     conn,
                     measures,
                     {
-                        "measure_id": d["measure_id"],
+                        "measure_id": payload.measure_id,
                         "case_id": case_id,
-                        "title": d["title"],
-                        "goal": d["goal"],
-                        "responsible_person_id": d["responsible_person_id"],
-                        "start": _date(d["start"]),
-                        "evaluate_by": due,
-                        "first_due": due,
+                        "title": payload.title,
+                        "goal": payload.goal,
+                        "responsible_person_id": payload.responsible_person_id,
+                        "start": payload.start,
+                        "evaluate_by": payload.evaluate_by,
+                        "first_due": payload.evaluate_by,
                         "last_outcome": None,
                         "evaluated_on": None,
                         "added_at": at,
@@ -343,126 +386,103 @@ class CaseProjection(BlockingProjection):
                     select(cases.c.first_measure_at).where(cases.c.case_id == case_id)
                 )
                 touch(**({} if first else {"first_measure_at": at}))
-            case "case.measure_evaluated":
-                due = conn.scalar(
-                    select(measures.c.evaluate_by).where(measures.c.measure_id == d["measure_id"])
-                )
+            case MeasureEvaluated():
+                measure = measures.c.measure_id == payload.measure_id
+                due = conn.scalar(select(measures.c.evaluate_by).where(measure))
                 upsert_sync(
                     conn,
                     evaluations,
                     {
                         "case_id": case_id,
-                        "measure_id": d["measure_id"],
+                        "measure_id": payload.measure_id,
                         "seq": seq,
-                        "outcome": d["outcome"],
-                        "evaluated_on": _date(d["evaluated_on"]),
+                        "outcome": payload.outcome.value,
+                        "evaluated_on": payload.evaluated_on,
                         "due": due,
                     },
                     update=False,
                 )
                 conn.execute(
                     update(measures)
-                    .where(measures.c.measure_id == d["measure_id"])
+                    .where(measure)
                     .values(
-                        last_outcome=d["outcome"],
-                        evaluated_on=_date(d["evaluated_on"]),
-                        evaluate_by=_date(d.get("next_evaluate_by")),
+                        last_outcome=payload.outcome.value,
+                        evaluated_on=payload.evaluated_on,
+                        evaluate_by=payload.next_evaluate_by,
                     )
                 )
                 touch()
-            case "case.child_welfare_reported":
+            case ChildWelfareReported():
                 upsert_sync(
                     conn,
                     reports,
                     {
-                        "report_id": d["report_id"],
+                        "report_id": payload.report_id,
                         "case_id": case_id,
-                        "reported_by": d["reported_by"],
+                        "reported_by": payload.reported_by,
                         "reported_at": at,
                     },
                 )
                 touch()
-            case "case.closed":
-                touch(status="closed", closed_at=at, close_reason=d["reason"])
-            case "case.reopened":
-                touch(status="open", closed_at=None, close_reason=None)
-            case "directory.unit_registered" | "directory.unit_changed":
+            case CaseClosedEvent():
+                touch(status=case_status(payload), closed_at=at, close_reason=payload.reason.value)
+            case CaseReopened():
+                touch(status=case_status(payload), closed_at=None, close_reason=None)
+            case UnitRegistered() | UnitChanged():
                 upsert_sync(
                     conn,
                     units,
                     {
-                        "unit_id": d["unit_id"],
-                        "org_id": d["org_id"],
-                        "sector": d["sector"],
+                        "unit_id": payload.unit_id,
+                        "org_id": payload.org_id,
+                        "sector": payload.sector.value,
                         "closed": False,
                     },
                 )
-            case "directory.unit_closed":
+            case UnitClosed():
                 conn.execute(
-                    update(units).where(units.c.unit_id == d["unit_id"]).values(closed=True)
+                    update(units).where(units.c.unit_id == payload.unit_id).values(closed=True)
                 )
-            case "directory.role_granted":
-                upsert_sync(
-                    conn,
-                    roles,
-                    {
-                        "person_id": d["person_id"],
-                        "unit_id": d["unit_id"],
-                        "role": d["role"],
-                    },
-                )
-            case "directory.role_ended":
-                conn.execute(
-                    delete(roles).where(
-                        roles.c.person_id == d["person_id"],
-                        roles.c.unit_id == d["unit_id"],
-                        roles.c.role == d["role"],
-                    )
-                )
-            case "directory.child_registered":
+            case RoleGranted() | RoleEnded():
+                apply_role(conn, roles, payload)
+            case ChildRegistered():
                 upsert_sync(
                     conn,
                     children,
                     {
-                        "child_id": d["child_id"],
-                        "national_id_index": d["national_id_index"],
-                        "national_id": d["national_id"],
-                        "name": d["name"],
+                        "child_id": payload.child_id,
+                        "national_id_index": payload.national_id_index,
+                        "national_id": payload.national_id,
+                        "name": payload.name,
                     },
                 )
-            case "consent.requested":
+            case ConsentRequested():
                 upsert_sync(
                     conn,
                     consents,
                     {
-                        "consent_id": d["consent_id"],
-                        "case_id": d["case_id"],
+                        "consent_id": payload.consent_id,
+                        "case_id": payload.case_id,
                         "status": "pending",
-                        "scope": d["scope"],
-                        "valid_from": parse_time(d["valid_from"]),
-                        "valid_until": parse_time(d["valid_until"]),
+                        "scope": payload.scope.model_dump(mode="json"),
+                        "valid_from": as_utc(payload.valid_from),
+                        "valid_until": as_utc(payload.valid_until),
                     },
                 )
-            case "consent.activated" | "consent.refused" | "consent.withdrawn" | "consent.expired":
-                status = {
-                    "activated": "active",
-                    "refused": "refused",
-                    "withdrawn": "withdrawn",
-                    "expired": "expired",
-                }[name.split(".")[1]]
+            case ConsentActivated() | ConsentRefused() | ConsentWithdrawn() | ConsentExpired():
                 conn.execute(
                     update(consents)
-                    .where(consents.c.consent_id == d["consent_id"])
-                    .values(status=status)
+                    .where(consents.c.consent_id == payload.consent_id)
+                    .values(status=_CONSENT_STATUS[type(payload)])
                 )
-            case "log.entry_appended":
+            case EntryAppended():
                 upsert_sync(
                     conn,
                     entries,
                     {
-                        "entry_id": d["entry_id"],
+                        "entry_id": payload.entry_id,
                         "case_id": case_id,
-                        "kind": d.get("kind", "note"),
+                        "kind": payload.kind.value,
                         "recorded_at": at,
                     },
                 )

@@ -17,7 +17,6 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
-    delete,
     select,
     update,
 )
@@ -25,9 +24,25 @@ from sqlalchemy.engine import Connection
 
 from stafett_log import merkle
 from stafett_log.merkle import leaf_hash
-from stafett_shared.db import parse_time, upsert_sync
-from stafett_shared.envelope import CloudEvent
+from stafett_shared.contracts.access import AccessRecorded
+from stafett_shared.contracts.case import (
+    CaseClosedEvent,
+    CaseOpened,
+    CaseReopened,
+    ChildIdentified,
+    HandoverAccepted,
+)
+from stafett_shared.contracts.directory import RoleEnded, RoleGranted
+from stafett_shared.contracts.log import (
+    EntryAppended,
+    EntryCorrected,
+    EntryRestricted,
+    EntryRetracted,
+)
+from stafett_shared.db import as_utc, upsert_sync
+from stafett_shared.envelope import CloudEvent, EventData
 from stafett_shared.eventstore import StoredCommit
+from stafett_shared.facts import apply_role, case_status, history_from
 from stafett_shared.projector import BlockingProjection
 
 metadata = MetaData()
@@ -139,7 +154,7 @@ class LogProjection(BlockingProjection):
     def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
         self._leaf(conn, commit)
         for event in commit.events:
-            self._apply(conn, event, commit.seq)
+            self._apply(conn, event, self.event_registry.payload(event), commit.seq)
 
     def quarantined_sync(self, conn: Connection, commit: StoredCommit) -> None:
         # The tree proves what the stream holds, so a refused message is a leaf all the same.
@@ -164,117 +179,105 @@ class LogProjection(BlockingProjection):
                 update=False,
             )
 
-    def _apply(self, conn: Connection, event: CloudEvent, seq: int) -> None:
-        d = event.data
-        name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
+    def _apply(self, conn: Connection, event: CloudEvent, payload: EventData, seq: int) -> None:
         case_id = event.subject
-        match name:
-            case "case.opened":
+        match payload:
+            case CaseOpened():
                 upsert_sync(
                     conn,
                     cases,
                     {
                         "case_id": case_id,
-                        "org_id": d["org_id"],
-                        "unit_id": d["unit_id"],
-                        "child_id": d.get("child_id"),
+                        "org_id": payload.org_id,
+                        "unit_id": payload.unit_id,
+                        "child_id": payload.child_id,
                         "status": "open",
                         "opened_at": event.time,
                         "history_from": None,
                     },
                 )
-            case "case.child_identified":
-                conn.execute(
-                    update(cases).where(cases.c.case_id == case_id).values(child_id=d["child_id"])
-                )
-            case "case.handover_accepted":
-                values: dict[str, Any] = {"org_id": d["to_org_id"], "unit_id": d["to_unit_id"]}
-                if not d.get("history_travels", True):
-                    values["history_from"] = parse_time(d.get("history_from")) or event.time
-                conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
-            case "case.closed" | "case.reopened":
-                conn.execute(
-                    update(cases)
-                    .where(cases.c.case_id == case_id)
-                    .values(status="closed" if name == "case.closed" else "open")
-                )
-            case "directory.role_granted":
-                upsert_sync(
+            case ChildIdentified():
+                self._case(conn, case_id, child_id=payload.child_id)
+            case HandoverAccepted():
+                start = history_from(payload, event.time)
+                self._case(
                     conn,
-                    roles,
-                    {"person_id": d["person_id"], "unit_id": d["unit_id"], "role": d["role"]},
+                    case_id,
+                    org_id=payload.to_org_id,
+                    unit_id=payload.to_unit_id,
+                    **({} if start is None else {"history_from": start}),
                 )
-            case "directory.role_ended":
-                conn.execute(
-                    delete(roles).where(
-                        roles.c.person_id == d["person_id"],
-                        roles.c.unit_id == d["unit_id"],
-                        roles.c.role == d["role"],
-                    )
-                )
-            case "log.entry_appended" | "log.entry_corrected" | "log.entry_retracted":
-                self._entry(conn, event, name, seq)
-            case "log.entry_restricted":
+            case CaseClosedEvent() | CaseReopened():
+                self._case(conn, case_id, status=case_status(payload))
+            case RoleGranted() | RoleEnded():
+                apply_role(conn, roles, payload)
+            case EntryAppended() | EntryCorrected() | EntryRetracted():
+                self._entry(conn, event, payload, seq)
+            case EntryRestricted():
                 conn.execute(
                     update(entries)
-                    .where(entries.c.entry_id == d["entry_id"])
-                    .values(restricted_until=parse_time(d["until"]), restriction_ground=d["ground"])
+                    .where(entries.c.entry_id == payload.entry_id)
+                    .values(
+                        restricted_until=as_utc(payload.until),
+                        restriction_ground=payload.ground.value,
+                    )
                 )
                 self._link(conn, case_id, seq, event)
-            case "access.recorded":
+            case AccessRecorded():
                 upsert_sync(
                     conn,
                     access_records,
                     {
                         "seq": seq,
-                        "case_id": d["case_id"],
-                        "reader_id": d["reader_id"],
-                        "reader_kind": d["reader_kind"],
-                        "basis": d.get("basis"),
-                        "what": d["what"],
-                        "entries": len(d.get("entry_ids", ())),
-                        "service": d.get("service", ""),
+                        "case_id": payload.case_id,
+                        "reader_id": payload.reader_id,
+                        "reader_kind": payload.reader_kind,
+                        "basis": payload.basis,
+                        "what": payload.what,
+                        "entries": len(payload.entry_ids),
+                        "service": payload.service,
                         "read_at": event.time,
                     },
                     update=False,
                 )
 
-    def _entry(self, conn: Connection, event: CloudEvent, name: str, seq: int) -> None:
-        d = event.data
+    @staticmethod
+    def _case(conn: Connection, case_id: str, **values: Any) -> None:
+        conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
+
+    def _entry(
+        self,
+        conn: Connection,
+        event: CloudEvent,
+        payload: EntryAppended | EntryCorrected | EntryRetracted,
+        seq: int,
+    ) -> None:
         case_id = event.subject
         child = conn.scalar(_CHILD_OF_CASE, {"case_id": case_id})
-        author = d.get("author") or {}
-        refers = d.get("corrects_entry_id") or d.get("retracts_entry_id")
-        kind = {"log.entry_corrected": "correction", "log.entry_retracted": "retraction"}.get(
-            name, d.get("kind", "note")
-        )
         upsert_sync(
             conn,
             entries,
             {
-                "entry_id": d["entry_id"],
+                "entry_id": payload.entry_id,
                 "case_id": case_id,
                 "seq": seq,
-                "kind": kind,
-                "author_id": author.get("person_id", event.actor),
-                "author_role": author.get("role"),
-                "author_unit": author.get("unit_id"),
-                "regime": d.get("regime"),
+                "author_id": payload.author.person_id,
+                "author_role": payload.author.role,
+                "author_unit": payload.author.unit_id,
                 "recorded_at": event.time,
-                "occurred_at": parse_time(d.get("occurred_at")),
-                "category": d.get("category"),
-                "text": d.get("text"),
-                "reason": d.get("reason"),
-                "participants": d.get("participants"),
                 "key_owner": child or case_id,
-                "refers_to": refers,
                 "retracted": 0,
                 "restricted_until": None,
                 "restriction_ground": None,
+                **_version(payload),
             },
         )
-        if name == "log.entry_retracted" and refers:
-            conn.execute(update(entries).where(entries.c.entry_id == refers).values(retracted=1))
+        if isinstance(payload, EntryRetracted):
+            conn.execute(
+                update(entries)
+                .where(entries.c.entry_id == payload.retracts_entry_id)
+                .values(retracted=1)
+            )
         self._link(conn, case_id, seq, event)
 
     def _link(self, conn: Connection, case_id: str, seq: int, event: CloudEvent) -> None:
@@ -289,6 +292,44 @@ class LogProjection(BlockingProjection):
                 "links": (links or 0) + 1,
             },
         )
+
+
+def _version(payload: EntryAppended | EntryCorrected | EntryRetracted) -> dict[str, Any]:
+    """The columns in which an entry, its correction and its retraction differ."""
+    match payload:
+        case EntryAppended():
+            return {
+                "kind": payload.kind.value,
+                "regime": payload.regime.value,
+                "occurred_at": as_utc(payload.occurred_at),
+                "category": payload.category.value if payload.category else None,
+                "text": payload.text,
+                "reason": None,
+                "participants": payload.participants,
+                "refers_to": None,
+            }
+        case EntryCorrected():
+            return {
+                "kind": "correction",
+                "regime": payload.regime.value,
+                "occurred_at": None,
+                "category": payload.category.value if payload.category else None,
+                "text": payload.text,
+                "reason": payload.reason,
+                "participants": None,
+                "refers_to": payload.corrects_entry_id,
+            }
+        case EntryRetracted():
+            return {
+                "kind": "retraction",
+                "regime": None,
+                "occurred_at": None,
+                "category": None,
+                "text": None,
+                "reason": payload.reason,
+                "participants": None,
+                "refers_to": payload.retracts_entry_id,
+            }
 
 
 # Built once: the statements every entry reads.
