@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from stafett_shared.canonical import canonical_json
 from stafett_shared.ids import AGGREGATE_ID_PATTERN, new_id
@@ -71,6 +71,10 @@ class CloudEvent(BaseModel):
     prevhash: str | None = Field(default=None, max_length=128)
     hash: str | None = Field(default=None, max_length=128)
     data: dict[str, Any]
+    # The payload as a registry decoded it (see EventRegistry.payload): the guard on the read
+    # side decodes every event before a projection does, and a model is frozen, so the
+    # projection is given the same object instead of validating the data a second time.
+    _decoded: tuple[int, EventData] | None = PrivateAttr(default=None)
 
     @field_validator("time")
     @classmethod
@@ -154,12 +158,17 @@ class EventRegistry:
 
         Every reader decodes through here, so upcasters run wherever events are read; the
         returned model, not ``event.type``, says which version the reader holds."""
+        decoded = event._decoded
+        if decoded is not None and decoded[0] == id(self):
+            return decoded[1]
         event_type, data = self.upcast(event.type, event.data)
         model = self.model_for(event_type)
         try:
-            return model.model_validate(data)
+            payload = model.model_validate(data)
         except ValidationError as exc:
             raise EnvelopeError(f"{event.type} payload does not match its model") from exc
+        event._decoded = (id(self), payload)
+        return payload
 
     def envelope(
         self,
