@@ -1,5 +1,6 @@
 """The facts that several read models derive from the same events: where a new holder's
-history starts after a handover, and the roles kept from the directory."""
+history starts after a handover, where a case stands, its team, and the roles kept from the
+directory."""
 
 from __future__ import annotations
 
@@ -12,12 +13,22 @@ from sqlalchemy.engine import Connection
 
 from stafett_shared.contracts.case import (
     CaseClosedEvent,
+    CaseOpened,
     CaseReopened,
     CloseReason,
     HandoverAccepted,
+    HolderRef,
+    TeamMemberAdded,
+    TeamMemberRemoved,
 )
 from stafett_shared.contracts.directory import RoleEnded, RoleGranted, StaffRole
-from stafett_shared.facts import apply_role, case_status, history_from
+from stafett_shared.facts import (
+    apply_role,
+    apply_team_change,
+    case_status,
+    history_from,
+    placement,
+)
 
 AT = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 CASE = "01JABCDEFGHJKMNPQRSTVWXYZ0"
@@ -91,3 +102,55 @@ def test_a_case_is_closed_or_open_again() -> None:
     closed = CaseClosedEvent(case_id=CASE, reason=CloseReason.RESOLVED)
     assert case_status(closed) == "closed"
     assert case_status(CaseReopened(case_id=CASE, reason="enc:v1:x")) == "open"
+
+
+def test_a_case_stands_where_it_was_opened_then_with_its_receiver() -> None:
+    columns = ("holder_id", "holder_unit_id", "unit_id", "org_id")
+    cases = Table("cases", MetaData(), *(Column(name, String) for name in columns))
+    opened = CaseOpened(
+        case_id=CASE,
+        org_id="org-a",
+        unit_id="unit-a",
+        level=0,
+        holder=HolderRef(person_id="p-from", unit_id="unit-h"),
+        concern="enc:v1:x",
+    )
+    assert placement(cases, opened) == {
+        "holder_id": "p-from",
+        "holder_unit_id": "unit-h",
+        "unit_id": "unit-a",
+        "org_id": "org-a",
+    }
+    assert placement(cases, _accepted(travels=True)) == {
+        "holder_id": "p-to",
+        "holder_unit_id": "unit-b",
+        "unit_id": "unit-b",
+        "org_id": "org-b",
+    }
+    # A read model without some of the columns gets only those it has.
+    narrow = Table("cases", MetaData(), Column("unit_id", String), Column("org_id", String))
+    assert placement(narrow, opened) == {"unit_id": "unit-a", "org_id": "org-a"}
+
+
+def test_team_members_are_added_once_with_the_columns_a_table_has_and_removed(
+    conn: Connection,
+) -> None:
+    metadata = MetaData()
+    team = Table(
+        "team",
+        metadata,
+        Column("case_id", String, primary_key=True),
+        Column("person_id", String, primary_key=True),
+        Column("access", String, nullable=False),
+        Column("note", String, nullable=True),
+    )
+    metadata.create_all(conn)
+    fields = {"case_id": CASE, "unit_id": "unit-a", "org_id": "org-a"}
+    added = TeamMemberAdded(person_id="p-1", access="read", **fields)
+    apply_team_change(conn, team, CASE, added, note="n")
+    apply_team_change(conn, team, CASE, added, note="n")  # a replayed addition changes nothing
+    apply_team_change(conn, team, CASE, TeamMemberAdded(person_id="p-2", access="write", **fields))
+    rows = {tuple(row) for row in conn.execute(select(team))}
+    assert rows == {(CASE, "p-1", "read", "n"), (CASE, "p-2", "write", None)}
+    apply_team_change(conn, team, CASE, TeamMemberRemoved(case_id=CASE, person_id="p-1"))
+    assert list(conn.execute(select(team.c.person_id))) == [("p-2",)]
