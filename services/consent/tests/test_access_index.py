@@ -7,7 +7,6 @@ import asyncio
 import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,8 +20,42 @@ from stafett_consent.projections import (
     load_principal_facts,
     metadata,
 )
+from stafett_shared.contracts.base import ContractEvent
+from stafett_shared.contracts.case import (
+    Access,
+    CaseOpened,
+    ChildIdentified,
+    HandoverAccepted,
+    HandoverCancelled,
+    HandoverDeclined,
+    HandoverRequested,
+    HolderRef,
+    TeamMemberAdded,
+    TeamMemberRemoved,
+)
+from stafett_shared.contracts.consent import (
+    AuditScopeGranted,
+    ConsentActivated,
+    ConsentRequested,
+    ConsentScope,
+    ConsentWithdrawn,
+    EmergencyAccessGranted,
+    Evidence,
+    EvidenceMethod,
+)
+from stafett_shared.contracts.directory import (
+    ChildRegistered,
+    GuardianRecord,
+    OrganisationRegistered,
+    OrgKind,
+    RoleEnded,
+    RoleGranted,
+    Sector,
+    StaffRole,
+    UnitRegistered,
+)
 from stafett_shared.db import create_engine, sessionmaker
-from stafett_shared.envelope import CloudEvent
+from stafett_shared.envelope import CloudEvent, registry
 from stafett_shared.eventstore import StoredCommit
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -35,7 +68,7 @@ UNITS = {
 STAFF = ["ann", "bjorn", "cecilie", "dag", "eva", "frode"]
 CASES = ["01JCASE0000000000000000001", "01JCASE0000000000000000002", "01JCASE0000000000000000003"]
 CHILDREN = ["01JCHILD000000000000000001", "01JCHILD000000000000000002"]
-GUARDIANS = ["01JGUARD000000000000000001", "01JGUARD000000000000000002"]
+GUARDIANS = ["01JGARD0000000000000000001", "01JGARD0000000000000000002"]  # ULIDs
 AUDITORS = ["tilsyn-a", "tilsyn-b"]
 ROLES = ["leader", "teacher", "health_nurse", "child_welfare_worker"]
 ACTIONS = [
@@ -55,87 +88,87 @@ class _PlainBirthDates(ConsentProjection):
         return date.fromisoformat(token)
 
 
-def _event(kind: str, subject: str, data: dict[str, Any]) -> CloudEvent:
-    return CloudEvent(
-        source="stafett/test",
-        type=f"no.stafett.{kind}.v1",
-        subject=subject,
-        time=NOW,
-        tenant="4010",
-        actor="test",
-        data=data,
+def _event(payload: ContractEvent, subject: str) -> CloudEvent:
+    return registry.envelope(
+        payload, subject=subject, source="stafett/test", time=NOW, tenant="4010", actor="test"
     )
 
 
 def _directory() -> list[CloudEvent]:
     events = [
         _event(
-            "directory.organisation_registered",
+            OrganisationRegistered(
+                org_id="4010", region="grenland", name="Siljan", kind=OrgKind.MUNICIPALITY
+            ),
             "org-4010",
-            {"org_id": "4010", "region": "grenland", "name": "Siljan", "kind": "municipality"},
         ),
         _event(
-            "directory.organisation_registered",
+            OrganisationRegistered(
+                org_id="40", region="grenland", name="Vestfold og Telemark", kind=OrgKind.COUNTY
+            ),
             "org-40",
-            {
-                "org_id": "40",
-                "region": "grenland",
-                "name": "Vestfold og Telemark",
-                "kind": "county",
-            },
         ),
     ]
     for unit, (org, sector) in UNITS.items():
         events.append(
             _event(
-                "directory.unit_registered",
+                UnitRegistered(org_id=org, unit_id=unit, name=unit, sector=Sector(sector)),
                 f"org-{org}",
-                {"org_id": org, "unit_id": unit, "name": unit, "sector": sector},
             )
         )
     return events
 
 
+def _role(person: str, unit: str, role: str, *, grant: bool) -> CloudEvent:
+    fields = {"person_id": person, "org_id": UNITS[unit][0], "unit_id": unit}
+    changed = (RoleGranted if grant else RoleEnded)(**fields, role=StaffRole(role))
+    return _event(changed, f"person-{person}")
+
+
 times = st.integers(min_value=-72, max_value=72).map(lambda h: NOW + timedelta(hours=h))
 role_events = st.builds(
-    lambda person, unit, role, grant: _event(
-        "directory.role_granted" if grant else "directory.role_ended",
-        f"person-{person}",
-        {"person_id": person, "org_id": UNITS[unit][0], "unit_id": unit, "role": role},
-    ),
+    lambda person, unit, role, grant: _role(person, unit, role, grant=grant),
     # A small space, so that roles granted earlier are often ended later in a history.
     st.sampled_from(STAFF[:3]),
     st.sampled_from(list(UNITS)[:2]),
     st.sampled_from(["leader", "health_nurse"]),
     st.booleans(),
 )
+
+
+def _opened(case: str, unit: str, holder: str) -> CloudEvent:
+    opened = CaseOpened(
+        case_id=case,
+        org_id=UNITS[unit][0],
+        unit_id=unit,
+        level=1,
+        holder=HolderRef(person_id=holder, unit_id=unit),
+        concern="x",
+    )
+    return _event(opened, case)
+
+
 case_opened = st.builds(
-    lambda case, unit, holder: _event(
-        "case.opened",
-        case,
-        {
-            "case_id": case,
-            "org_id": UNITS[unit][0],
-            "unit_id": unit,
-            "level": 1,
-            "holder": {"person_id": holder, "unit_id": unit},
-        },
-    ),
-    st.sampled_from(CASES),
-    st.sampled_from(list(UNITS)[:2]),
-    st.sampled_from(STAFF),
+    _opened, st.sampled_from(CASES), st.sampled_from(list(UNITS)[:2]), st.sampled_from(STAFF)
 )
 child_identified = st.builds(
-    lambda case, child: _event("case.child_identified", case, {"child_id": child}),
+    lambda case, child: _event(ChildIdentified(case_id=case, child_id=child), case),
     st.sampled_from(CASES),
     st.sampled_from(CHILDREN),
 )
+
+
+def _team_change(case: str, person: str, unit: str, access: Access, *, add: bool) -> CloudEvent:
+    if not add:
+        return _event(TeamMemberRemoved(case_id=case, person_id=person), case)
+    added = TeamMemberAdded(
+        case_id=case, person_id=person, unit_id=unit, org_id=UNITS[unit][0], access=access
+    )
+    return _event(added, case)
+
+
 team_change = st.builds(
-    lambda case, person, unit, access, add: _event(
-        "case.team_member_added" if add else "case.team_member_removed",
-        case,
-        {"person_id": person, "unit_id": unit, "access": access} if add else {"person_id": person},
-    ),
+    lambda case, person, unit, access, add: _team_change(case, person, unit, access, add=add),
     st.sampled_from(CASES),
     st.sampled_from(STAFF),
     st.sampled_from(list(UNITS)),
@@ -144,14 +177,16 @@ team_change = st.builds(
 )
 handover = st.builds(
     lambda case, person, unit: _event(
-        "case.handover_accepted",
+        HandoverAccepted(
+            case_id=case,
+            handover_id="h",
+            from_person_id="x",
+            to_person_id=person,
+            to_unit_id=unit,
+            to_org_id=UNITS[unit][0],
+            history_travels=True,
+        ),
         case,
-        {
-            "handover_id": "h",
-            "to_person_id": person,
-            "to_unit_id": unit,
-            "to_org_id": UNITS[unit][0],
-        },
     ),
     st.sampled_from(CASES),
     st.sampled_from(STAFF),
@@ -160,50 +195,58 @@ handover = st.builds(
 # Every handover is "h": an answer meets the pending request more often than not.
 handover_requested = st.builds(
     lambda case, person, unit: _event(
-        "case.handover_requested",
+        HandoverRequested(
+            case_id=case,
+            handover_id="h",
+            from_person_id="x",
+            from_unit_id="x",
+            to_person_id=person,
+            to_unit_id=unit,
+            to_org_id=UNITS[unit][0],
+            requested_by="x",
+        ),
         case,
-        {
-            "handover_id": "h",
-            "from_person_id": "x",
-            "from_unit_id": "x",
-            "to_person_id": person,
-            "to_unit_id": unit,
-            "to_org_id": UNITS[unit][0],
-            "requested_by": "x",
-        },
     ),
     st.sampled_from(CASES),
     st.sampled_from(STAFF[:3]),
     st.sampled_from(list(UNITS)[:2]),
 )
 handover_answered = st.builds(
-    lambda case, answer: _event(f"case.handover_{answer}", case, {"handover_id": "h"}),
-    st.sampled_from(CASES),
-    st.sampled_from(["declined", "cancelled"]),
-)
-child_registered = st.builds(
-    lambda child, age, responsible: _event(
-        "directory.child_registered",
-        f"child-{child}",
-        {
-            "child_id": child,
-            "national_id": "x",
-            "national_id_index": f"idx-{child}",
-            "name": "x",
-            "birth_date": date(2026 - age, 6, 1).isoformat(),
-            "registered_by": "ann",
-            "guardians": [
-                {
-                    "person_id": g,
-                    "national_id": "x",
-                    "national_id_index": f"idx-{child}-{g}",
-                    "name": "x",
-                    "parental_responsibility": r,
-                }
-                for g, r in zip(GUARDIANS, responsible, strict=True)
-            ],
-        },
+    lambda case, declined: _event(
+        HandoverDeclined(case_id=case, handover_id="h", reason="x")
+        if declined
+        else HandoverCancelled(case_id=case, handover_id="h", cancelled_by="x"),
+        case,
     ),
+    st.sampled_from(CASES),
+    st.booleans(),
+)
+
+
+def _child(child: str, age: int, responsible: tuple[bool, bool]) -> CloudEvent:
+    registered = ChildRegistered(
+        child_id=child,
+        national_id="x",
+        national_id_index=f"idx-{child}",
+        name="x",
+        birth_date=date(2026 - age, 6, 1).isoformat(),
+        registered_by="ann",
+        guardians=tuple(
+            GuardianRecord(
+                person_id=g,
+                national_id="x",
+                national_id_index=f"idx-{child}-{g}",
+                name="x",
+                parental_responsibility=r,
+            )
+            for g, r in zip(GUARDIANS, responsible, strict=True)
+        ),
+    )
+    return _event(registered, f"child-{child}")
+
+
+child_registered = st.builds(
+    _child,
     st.sampled_from(CHILDREN),
     st.integers(min_value=10, max_value=17),
     st.tuples(st.booleans(), st.booleans()),
@@ -223,84 +266,76 @@ def consent_events(draw: st.DrawFn) -> list[CloudEvent]:
         )
     )
     start, end = sorted([draw(times), draw(times)])
-    requested = _event(
-        "consent.requested",
-        consent_id,
-        {
-            "consent_id": consent_id,
-            "case_id": case,
-            "child_id": CHILDREN[0],
-            "scope": {
-                "org_ids": org_ids,
-                "sectors": sectors,
-                "unit_ids": [],
-                "history_travels": False,
-                "excluded_categories": [],
-                "purpose": "x",
-            },
-            "valid_from": start.isoformat(),
-            "valid_until": (end + timedelta(hours=1)).isoformat(),
-            "evidence": {"method": "paper"},
-            "grantors": [],
-            "rule": "guardians",
-            "age_applied": 12,
-            "threshold_age": 15,
-            "requested_by": "ann",
-        },
+    requested = ConsentRequested(
+        consent_id=consent_id,
+        case_id=case,
+        child_id=CHILDREN[0],
+        scope=ConsentScope(
+            org_ids=tuple(org_ids), sectors=tuple(Sector(s) for s in sectors), purpose="x"
+        ),
+        valid_from=start,
+        valid_until=end + timedelta(hours=1),
+        evidence=Evidence(method=EvidenceMethod.PAPER),
+        grantors=(),
+        rule="guardians",
+        age_applied=12,
+        threshold_age=15,
+        requested_by="ann",
     )
-    out = [requested]
+    out = [_event(requested, consent_id)]
     if draw(st.booleans()):
-        out.append(
-            _event("consent.activated", consent_id, {"consent_id": consent_id, "case_id": case})
-        )
+        out.append(_event(ConsentActivated(consent_id=consent_id, case_id=case), consent_id))
         if draw(st.booleans()):
-            out.append(
-                _event(
-                    "consent.withdrawn",
-                    consent_id,
-                    {
-                        "consent_id": consent_id,
-                        "case_id": case,
-                        "grantor_person_id": GUARDIANS[0],
-                        "recorded_by": "ann",
-                    },
-                )
+            withdrawn = ConsentWithdrawn(
+                consent_id=consent_id,
+                case_id=case,
+                grantor_person_id=GUARDIANS[0],
+                recorded_by="ann",
             )
+            out.append(_event(withdrawn, consent_id))
     return out
 
 
+def _emergency(grant_id: str, case: str, person: str, start: datetime) -> CloudEvent:
+    granted = EmergencyAccessGranted(
+        grant_id=grant_id,
+        case_id=case,
+        person_id=person,
+        reason="x",
+        valid_from=start,
+        valid_until=start + timedelta(hours=24),
+        notify_person_ids=(),
+    )
+    return _event(granted, grant_id)
+
+
 emergency = st.builds(
-    lambda n, case, person, start: _event(
-        "consent.emergency_access_granted",
-        f"01JEMERG{n:018d}",
-        {
-            "grant_id": f"01JEMERG{n:018d}",
-            "case_id": case,
-            "person_id": person,
-            "reason": "x",
-            "valid_from": start.isoformat(),
-            "valid_until": (start + timedelta(hours=24)).isoformat(),
-            "notify_person_ids": [],
-        },
-    ),
+    lambda n, case, person, start: _emergency(f"01JEMERG{n:018d}", case, person, start),
     st.integers(0, 10**15),
     st.sampled_from(CASES),
     st.sampled_from(STAFF),
     times,
 )
+
+
+def _audit_scope(
+    scope_id: str, auditor: str, org: str | None, case_ids: list[str], until: datetime
+) -> CloudEvent:
+    granted = AuditScopeGranted(
+        scope_id=scope_id,
+        auditor_person_id=auditor,
+        org_id=org,
+        case_ids=tuple(case_ids),
+        valid_until=until,
+        reason="tilsyn",
+        granted_by="admin",
+    )
+    return _event(granted, scope_id)
+
+
 audit_scope = st.builds(
-    lambda n, auditor, org, cases, until: _event(
-        "consent.audit_scope_granted",
-        f"01JSCOPE{n:018d}",
-        {
-            "scope_id": f"01JSCOPE{n:018d}",
-            "auditor_person_id": auditor,
-            "org_id": org,
-            "case_ids": cases,
-            "valid_until": until.isoformat(),
-            "reason": "tilsyn",
-            "granted_by": "admin",
-        },
+    lambda n, auditor, org, cases, until: _audit_scope(
+        f"01JSCOPE{n:018d}", auditor, org, cases, until
     ),
     st.integers(0, 10**15),
     st.sampled_from(AUDITORS),
@@ -377,40 +412,12 @@ def test_the_filter_equals_the_cases_a_single_check_permits(
 def _emergency_history(person: str, case: str, *, role_after: bool) -> list[list[CloudEvent]]:
     """A case held by another, an emergency grant to ``person``, and their only role
     granted after the grant (``role_after``) or ended after it."""
-    role = {
-        "person_id": person,
-        "org_id": "4010",
-        "unit_id": "siljan-ungdomsskole",
-        "role": "leader",
-    }
-    granted = _event("directory.role_granted", f"person-{person}", role)
-    opened = _event(
-        "case.opened",
-        case,
-        {
-            "case_id": case,
-            "org_id": "4010",
-            "unit_id": "siljan-helsestasjon",
-            "level": 1,
-            "holder": {"person_id": "bjorn", "unit_id": "siljan-helsestasjon"},
-        },
-    )
-    grant = _event(
-        "consent.emergency_access_granted",
-        "01JEMERG000000000000000000",
-        {
-            "grant_id": "01JEMERG000000000000000000",
-            "case_id": case,
-            "person_id": person,
-            "reason": "x",
-            "valid_from": NOW.isoformat(),
-            "valid_until": (NOW + timedelta(hours=24)).isoformat(),
-            "notify_person_ids": [],
-        },
-    )
+    granted = _role(person, "siljan-ungdomsskole", "leader", grant=True)
+    opened = _opened(case, "siljan-helsestasjon", "bjorn")
+    grant = _emergency("01JEMERG000000000000000000", case, person, NOW)
     if role_after:
         return [[opened], [grant], [granted]]
-    ended = _event("directory.role_ended", f"person-{person}", role)
+    ended = _role(person, "siljan-ungdomsskole", "leader", grant=False)
     return [[granted], [opened], [grant], [ended]]
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Date,
     DateTime,
     Index,
@@ -47,12 +48,60 @@ from stafett_consent.policy import (
     TeamMember,
     grants,
 )
-from stafett_shared.contracts.directory import Sector, StaffRole
-from stafett_shared.contracts.log import Category
+from stafett_shared.contracts.case import (
+    CaseClosedEvent,
+    CaseEvent,
+    CaseOpened,
+    CaseReopened,
+    ChildIdentified,
+    HandoverAccepted,
+    HandoverCancelled,
+    HandoverDeclined,
+    HandoverRequested,
+    LevelChanged,
+    TeamMemberAdded,
+    TeamMemberRemoved,
+)
+from stafett_shared.contracts.consent import (
+    AuditScopeGranted,
+    ConsentActivated,
+    ConsentEvent,
+    ConsentExpired,
+    ConsentRefused,
+    ConsentRequested,
+    ConsentSigned,
+    ConsentWithdrawn,
+    EmergencyAccessGranted,
+)
+from stafett_shared.contracts.directory import (
+    ChildRegistered,
+    DirectoryEvent,
+    OrganisationChanged,
+    OrganisationGuideSet,
+    OrganisationMeasureCatalogueSet,
+    OrganisationRegistered,
+    RoleEnded,
+    RoleGranted,
+    Sector,
+    StaffRegistered,
+    StaffRenamed,
+    StaffRole,
+    UnitChanged,
+    UnitClosed,
+    UnitRegistered,
+)
+from stafett_shared.contracts.log import (
+    Category,
+    EntryAppended,
+    EntryCorrected,
+    EntryRestricted,
+    LogEvent,
+)
 from stafett_shared.crypto import CryptoError, FieldCipher
-from stafett_shared.db import as_utc, parse_time, upsert_sync
+from stafett_shared.db import as_utc, upsert_sync
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
+from stafett_shared.facts import apply_role, apply_team_change, case_status, placement
 from stafett_shared.projector import BlockingProjection
 
 metadata = MetaData()
@@ -467,15 +516,13 @@ def indexed_permit(
 # --- the projection --------------------------------------------------------------------------
 
 
-_CHILD_REGISTERED = "directory.child_registered."
-
-
 class ConsentProjection(BlockingProjection):
     """Applies directory, consent, case, log and grant events to the read models, then
     recomputes the access index of every case whose facts changed. Written against a
     blocking connection (docs/decisions/0016-blocking-projections.md); the one thing it
     needs from beyond the database, a child's decrypted birth date, is fetched in
-    :meth:`prepare`."""
+    :meth:`prepare`. Each event is decoded into its contract model (upcast when it was
+    written by an old one) and matched on its class."""
 
     name = "consent"
     contexts = frozenset({"case", "consent", "directory", "log"})
@@ -494,9 +541,12 @@ class ConsentProjection(BlockingProjection):
         wanted: dict[tuple[str, str], date | None] = {}
         for commit in commits:
             for event in commit.events:
-                if not event.type.removeprefix("no.stafett.").startswith(_CHILD_REGISTERED):
+                if event.context != DirectoryEvent.context:
+                    continue  # only the directory registers children: no need to decode
+                registered = self.event_registry.payload(event)
+                if not isinstance(registered, ChildRegistered):
                     continue
-                key = (str(event.data["child_id"]), str(event.data["birth_date"]))
+                key = (registered.child_id, registered.birth_date)
                 if key in wanted:
                     continue
                 if key in self._births:
@@ -521,286 +571,257 @@ class ConsentProjection(BlockingProjection):
     def _cases_of(self, conn: Connection, *conditions: Any) -> set[str]:
         return set(conn.scalars(select(cases.c.case_id).where(or_(*conditions))).all())
 
-    def _apply_event(  # noqa: PLR0911, PLR0912, PLR0915 - one branch per event type
-        self, conn: Connection, event: CloudEvent, seq: int
-    ) -> set[str]:
-        d = event.data
-        name = event.type.removeprefix("no.stafett.").rsplit(".", 1)[0]
-        match name:
-            case "directory.organisation_registered" | "directory.organisation_changed":
-                values = {"org_id": d["org_id"], "name": d["name"], "kind": d["kind"]}
-                if "region" in d:
-                    values["region"] = d["region"]
-                    upsert_sync(conn, organisations, values)
-                else:
-                    conn.execute(
-                        update(organisations)
-                        .where(organisations.c.org_id == d["org_id"])
-                        .values(name=d["name"], kind=d["kind"])
-                    )
+    def _apply_event(self, conn: Connection, event: CloudEvent, seq: int) -> set[str]:
+        """Apply one event; the cases whose access it may change, to be indexed again."""
+        payload = self.event_registry.payload(event)
+        match payload:
+            case DirectoryEvent():
+                return self._apply_directory(conn, payload)
+            case CaseEvent():
+                return self._apply_case(conn, event.subject, payload)
+            case LogEvent():
+                self._apply_log(conn, event.subject, payload)
                 return set()
-            case "directory.organisation_guide_set":
-                conn.execute(
-                    update(organisations)
-                    .where(organisations.c.org_id == d["org_id"])
-                    .values(guide=[list(steps) for steps in d["levels"]])
+            case ConsentEvent():
+                return self._apply_consent(conn, payload, seq)
+        return set()
+
+    def _apply_directory(self, conn: Connection, payload: DirectoryEvent) -> set[str]:
+        match payload:
+            case OrganisationRegistered():
+                upsert_sync(
+                    conn,
+                    organisations,
+                    {
+                        "org_id": payload.org_id,
+                        "region": payload.region,
+                        "name": payload.name,
+                        "kind": payload.kind.value,
+                    },
                 )
-                return set()
-            case "directory.organisation_measure_catalogue_set":
-                conn.execute(
-                    update(organisations)
-                    .where(organisations.c.org_id == d["org_id"])
-                    .values(
-                        measure_catalogue=[
-                            {"title": m["title"], "goal": m.get("goal")} for m in d["measures"]
-                        ]
-                    )
+            case OrganisationChanged():
+                self._update_organisation(
+                    conn, payload.org_id, name=payload.name, kind=payload.kind.value
                 )
-                return set()
-            case "directory.unit_registered" | "directory.unit_changed":
+            case OrganisationGuideSet():
+                self._update_organisation(
+                    conn, payload.org_id, guide=[list(steps) for steps in payload.levels]
+                )
+            case OrganisationMeasureCatalogueSet():
+                self._update_organisation(
+                    conn,
+                    payload.org_id,
+                    measure_catalogue=[
+                        {"title": m.title, "goal": m.goal} for m in payload.measures
+                    ],
+                )
+            case UnitRegistered() | UnitChanged():
                 upsert_sync(
                     conn,
                     units,
                     {
-                        "unit_id": d["unit_id"],
-                        "org_id": d["org_id"],
-                        "name": d["name"],
-                        "sector": d["sector"],
+                        "unit_id": payload.unit_id,
+                        "org_id": payload.org_id,
+                        "name": payload.name,
+                        "sector": payload.sector.value,
                         "closed": False,
                     },
                 )
-                return self._unit_cases(conn, d["unit_id"])
-            case "directory.unit_closed":
+                return self._unit_cases(conn, payload.unit_id)
+            case UnitClosed():
                 conn.execute(
-                    update(units).where(units.c.unit_id == d["unit_id"]).values(closed=True)
+                    update(units).where(units.c.unit_id == payload.unit_id).values(closed=True)
                 )
-                return self._unit_cases(conn, d["unit_id"])
-            case "directory.staff_registered" | "directory.staff_renamed":
+                return self._unit_cases(conn, payload.unit_id)
+            case StaffRegistered() | StaffRenamed():
                 upsert_sync(
                     conn,
                     staff,
-                    {"person_id": d["person_id"], "name_index": d["name_index"], "name": d["name"]},
-                )
-                return set()
-            case "directory.role_granted":
-                upsert_sync(
-                    conn,
-                    roles,
                     {
-                        "person_id": d["person_id"],
-                        "unit_id": d["unit_id"],
-                        "role": d["role"],
-                        "org_id": d["org_id"],
+                        "person_id": payload.person_id,
+                        "name_index": payload.name_index,
+                        "name": payload.name,  # ciphertext, under the staff member's own key
                     },
                 )
-                return self._person_cases(conn, d["person_id"], d["unit_id"])
-            case "directory.role_ended":
-                conn.execute(
-                    delete(roles).where(
-                        roles.c.person_id == d["person_id"],
-                        roles.c.unit_id == d["unit_id"],
-                        roles.c.role == d["role"],
-                    )
-                )
-                return self._person_cases(conn, d["person_id"], d["unit_id"])
-            case "directory.child_registered":
-                birth = self._prepared_birth(str(d["child_id"]), str(d["birth_date"]))
-                upsert_sync(
-                    conn,
-                    children,
-                    {
-                        "child_id": d["child_id"],
-                        "national_id_index": d["national_id_index"],
-                        "birth_date": birth,
-                    },
-                )
-                for guardian in d.get("guardians", ()):
-                    upsert_sync(
-                        conn,
-                        guardians,
-                        {
-                            "child_id": d["child_id"],
-                            "person_id": guardian["person_id"],
-                            "national_id_index": guardian["national_id_index"],
-                            "parental_responsibility": bool(guardian["parental_responsibility"]),
-                        },
-                    )
-                return self._cases_of(conn, cases.c.child_id == d["child_id"])
-            case "case.opened":
-                holder = d.get("holder") or {}
+            case RoleGranted() | RoleEnded():
+                apply_role(conn, roles, payload)
+                return self._person_cases(conn, payload.person_id, payload.unit_id)
+            case ChildRegistered():
+                return self._register_child(conn, payload)
+        return set()
+
+    def _register_child(self, conn: Connection, registered: ChildRegistered) -> set[str]:
+        upsert_sync(
+            conn,
+            children,
+            {
+                "child_id": registered.child_id,
+                "national_id_index": registered.national_id_index,
+                "birth_date": self._prepared_birth(registered.child_id, registered.birth_date),
+            },
+        )
+        for guardian in registered.guardians:
+            upsert_sync(
+                conn,
+                guardians,
+                {
+                    "child_id": registered.child_id,
+                    "person_id": guardian.person_id,
+                    "national_id_index": guardian.national_id_index,
+                    "parental_responsibility": guardian.parental_responsibility,
+                },
+            )
+        return self._cases_of(conn, cases.c.child_id == registered.child_id)
+
+    def _apply_case(self, conn: Connection, case_id: str, payload: CaseEvent) -> set[str]:
+        match payload:
+            case CaseOpened():
                 upsert_sync(
                     conn,
                     cases,
                     {
-                        "case_id": event.subject,
-                        "org_id": d.get("org_id", event.tenant),
-                        "unit_id": d["unit_id"],
-                        "holder_id": holder["person_id"],
-                        "child_id": d.get("child_id"),
-                        "level": int(d.get("level", 0)),
+                        "case_id": case_id,
+                        **placement(cases, payload),
+                        "child_id": payload.child_id,
+                        "level": payload.level,
                         "status": "open",
                     },
                 )
-                return {event.subject}
-            case "case.child_identified":
-                self._update_case(conn, event.subject, child_id=d["child_id"])
-                return {event.subject}
-            case "case.level_changed":
-                self._update_case(conn, event.subject, level=int(d["level"]))
-                return set()
-            case "case.team_member_added":
-                upsert_sync(
-                    conn,
-                    team,
-                    {
-                        "case_id": event.subject,
-                        "person_id": d["person_id"],
-                        "unit_id": d["unit_id"],
-                        "access": d.get("access", "read"),
-                    },
-                )
-                return {event.subject}
-            case "case.team_member_removed":
-                conn.execute(
-                    delete(team).where(
-                        team.c.case_id == event.subject, team.c.person_id == d["person_id"]
-                    )
-                )
-                return {event.subject}
-            case "case.handover_requested":
+            case ChildIdentified():
+                self._update_case(conn, case_id, child_id=payload.child_id)
+            case LevelChanged():
+                self._update_case(conn, case_id, level=payload.level)
+                return set()  # no rule reads the level
+            case TeamMemberAdded() | TeamMemberRemoved():
+                apply_team_change(conn, team, case_id, payload)
+            case HandoverRequested():
                 upsert_sync(
                     conn,
                     pending_handovers,
                     {
-                        "case_id": event.subject,
-                        "handover_id": d["handover_id"],
-                        "to_person_id": d["to_person_id"],
-                        "to_unit_id": d["to_unit_id"],
+                        "case_id": case_id,
+                        "handover_id": payload.handover_id,
+                        "to_person_id": payload.to_person_id,
+                        "to_unit_id": payload.to_unit_id,
                     },
                 )
-                return {event.subject}
-            case "case.handover_declined" | "case.handover_cancelled":
-                self._answered(conn, event.subject, d["handover_id"])
-                return {event.subject}
-            case "case.handover_accepted":
-                self._answered(conn, event.subject, d["handover_id"])
-                values = {"holder_id": d["to_person_id"], "unit_id": d["to_unit_id"]}
-                if d.get("to_org_id"):
-                    values["org_id"] = d["to_org_id"]
-                self._update_case(conn, event.subject, **values)
-                return {event.subject}
-            case "case.closed":
-                self._update_case(conn, event.subject, status="closed")
-                return {event.subject}
-            case "case.reopened":
-                self._update_case(conn, event.subject, status="open")
-                return {event.subject}
-            case "log.entry_appended" | "log.entry_corrected":
-                author = d.get("author") or {}
+            case HandoverDeclined() | HandoverCancelled():
+                self._answered(conn, case_id, payload.handover_id)
+            case HandoverAccepted():
+                self._answered(conn, case_id, payload.handover_id)
+                self._update_case(conn, case_id, **placement(cases, payload))
+            case CaseClosedEvent() | CaseReopened():
+                self._update_case(conn, case_id, status=case_status(payload))
+            case _:
+                return set()  # measures, reports, deadlines: no rule reads them
+        return {case_id}
+
+    def _apply_log(self, conn: Connection, case_id: str, payload: LogEvent) -> None:
+        match payload:
+            case EntryAppended() | EntryCorrected():
                 upsert_sync(
                     conn,
                     entries,
                     {
-                        "entry_id": d["entry_id"],
-                        "case_id": event.subject,
-                        "author_id": author.get("person_id", event.actor),
-                        "category": d.get("category"),
+                        "entry_id": payload.entry_id,
+                        "case_id": case_id,
+                        "author_id": payload.author.person_id,
+                        "category": None if payload.category is None else payload.category.value,
                         "restricted_until": None,
                     },
                 )
-                return set()
-            case "log.entry_restricted":
+            case EntryRestricted():
                 conn.execute(
                     update(entries)
-                    .where(entries.c.entry_id == d["entry_id"])
-                    .values(restricted_until=parse_time(d.get("until")))
+                    .where(entries.c.entry_id == payload.entry_id)
+                    .values(restricted_until=as_utc(payload.until))
                 )
-                return set()
-            case "consent.requested":
+
+    def _apply_consent(self, conn: Connection, payload: ConsentEvent, seq: int) -> set[str]:
+        match payload:
+            case ConsentRequested():
                 upsert_sync(
                     conn,
                     consents,
                     {
-                        "consent_id": d["consent_id"],
-                        "case_id": d["case_id"],
-                        "child_id": d["child_id"],
-                        "status": "pending",
-                        "scope": d["scope"],
-                        "grantors": d["grantors"],
+                        "consent_id": payload.consent_id,
+                        "case_id": payload.case_id,
+                        "child_id": payload.child_id,
+                        "status": payload.consent_status,
+                        "scope": payload.scope.model_dump(mode="json"),
+                        "grantors": [g.model_dump(mode="json") for g in payload.grantors],
                         "signed": [],
-                        "rule": d["rule"],
-                        "age_applied": int(d["age_applied"]),
-                        "valid_from": parse_time(d["valid_from"]),
-                        "valid_until": parse_time(d["valid_until"]),
-                        "evidence_method": d["evidence"]["method"],
+                        "rule": payload.rule,
+                        "age_applied": payload.age_applied,
+                        "valid_from": as_utc(payload.valid_from),
+                        "valid_until": as_utc(payload.valid_until),
+                        "evidence_method": payload.evidence.method.value,
                         "version": seq,
                     },
                 )
-                return set()
-            case "consent.signed":
+            case ConsentSigned():
                 signed = conn.scalar(
-                    select(consents.c.signed).where(consents.c.consent_id == d["consent_id"])
+                    select(consents.c.signed).where(consents.c.consent_id == payload.consent_id)
                 )
                 conn.execute(
                     update(consents)
-                    .where(consents.c.consent_id == d["consent_id"])
-                    .values(signed=[*(signed or []), d["grantor_person_id"]], version=seq)
+                    .where(consents.c.consent_id == payload.consent_id)
+                    .values(signed=[*(signed or []), payload.grantor_person_id], version=seq)
                 )
-                return set()
-            case "consent.activated" | "consent.refused" | "consent.withdrawn" | "consent.expired":
-                status = {
-                    "activated": "active",
-                    "refused": "refused",
-                    "withdrawn": "withdrawn",
-                    "expired": "expired",
-                }[name.split(".")[1]]
+            case ConsentActivated() | ConsentRefused() | ConsentWithdrawn() | ConsentExpired():
                 conn.execute(
                     update(consents)
-                    .where(consents.c.consent_id == d["consent_id"])
-                    .values(status=status, version=seq)
+                    .where(consents.c.consent_id == payload.consent_id)
+                    .values(status=payload.consent_status, version=seq)
                 )
-                return {d["case_id"]}
-            case "consent.emergency_access_granted":
+                return {payload.case_id}
+            case EmergencyAccessGranted():
                 upsert_sync(
                     conn,
                     emergency_grants,
                     {
-                        "grant_id": d["grant_id"],
-                        "case_id": d["case_id"],
-                        "person_id": d["person_id"],
-                        "valid_from": parse_time(d["valid_from"]),
-                        "valid_until": parse_time(d["valid_until"]),
+                        "grant_id": payload.grant_id,
+                        "case_id": payload.case_id,
+                        "person_id": payload.person_id,
+                        "valid_from": as_utc(payload.valid_from),
+                        "valid_until": as_utc(payload.valid_until),
                     },
                 )
-                return {d["case_id"]}
-            case "consent.audit_scope_granted":
-                # A scope granted again under its id replaces the old one: the cases it
-                # named are indexed again too.
-                before = conn.execute(
-                    select(audit_scopes.c.case_ids, audit_scopes.c.org_id).where(
-                        audit_scopes.c.scope_id == d["scope_id"]
-                    )
-                ).first()
-                upsert_sync(
-                    conn,
-                    audit_scopes,
-                    {
-                        "scope_id": d["scope_id"],
-                        "auditor_id": d["auditor_person_id"],
-                        "org_id": d.get("org_id"),
-                        "case_ids": list(d.get("case_ids", ())),
-                        "valid_until": parse_time(d["valid_until"]),
-                    },
-                )
-                named = list(d.get("case_ids", ()))
-                orgs = [d.get("org_id")]
-                if before is not None:
-                    named += list(before.case_ids or ())
-                    orgs.append(before.org_id)
-                conditions = [cases.c.case_id.in_(named)]
-                conditions += [cases.c.org_id == org for org in orgs if org]
-                return self._cases_of(conn, *conditions)
+                return {payload.case_id}
+            case AuditScopeGranted():
+                return self._grant_audit_scope(conn, payload)
         return set()
+
+    def _grant_audit_scope(self, conn: Connection, granted: AuditScopeGranted) -> set[str]:
+        # A scope granted again under its id replaces the old one: the cases it named are
+        # indexed again too.
+        before = conn.execute(
+            select(audit_scopes.c.case_ids, audit_scopes.c.org_id).where(
+                audit_scopes.c.scope_id == granted.scope_id
+            )
+        ).first()
+        upsert_sync(
+            conn,
+            audit_scopes,
+            {
+                "scope_id": granted.scope_id,
+                "auditor_id": granted.auditor_person_id,
+                "org_id": granted.org_id,
+                "case_ids": list(granted.case_ids),
+                "valid_until": as_utc(granted.valid_until),
+            },
+        )
+        named = list(granted.case_ids)
+        orgs = [granted.org_id]
+        if before is not None:
+            named += list(before.case_ids or ())
+            orgs.append(before.org_id)
+        conditions: list[ColumnElement[bool]] = [cases.c.case_id.in_(named)]
+        conditions += [cases.c.org_id == org for org in orgs if org]
+        return self._cases_of(conn, *conditions)
+
+    def _update_organisation(self, conn: Connection, org_id: str, **values: Any) -> None:
+        conn.execute(update(organisations).where(organisations.c.org_id == org_id).values(**values))
 
     def _answered(self, conn: Connection, case_id: str, handover_id: str) -> None:
         conn.execute(
