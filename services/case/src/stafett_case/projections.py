@@ -215,15 +215,6 @@ deadlines_sent = Table(
 )
 
 
-_CONSENT_STATUS: dict[type[EventData], str] = {
-    ConsentActivated: "active",
-    ConsentRefused: "refused",
-    ConsentWithdrawn: "withdrawn",
-    ConsentExpired: "expired",
-}
-"""The status a consent has after each of the events that end its pending state."""
-
-
 class CaseProjection(BlockingProjection):
     """Applies case, directory, consent and log events to the case service's tables.
     Written against a blocking connection: the projector applies a batch in one call
@@ -473,7 +464,7 @@ class CaseProjection(BlockingProjection):
                 conn.execute(
                     update(consents)
                     .where(consents.c.consent_id == payload.consent_id)
-                    .values(status=_CONSENT_STATUS[type(payload)])
+                    .values(status=payload.consent_status)
                 )
             case EntryAppended():
                 upsert_sync(
