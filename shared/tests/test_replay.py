@@ -164,12 +164,20 @@ def _requested() -> dict[str, Any]:
     }
 
 
+_SOURCES = {"case": "case", "log": "log", "consent": "consent", "directory": "consent"}
+
+
 def _lines(history: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    """Export lines as ``stafett audit export`` writes them: the stream's subject, each event
+    published by the service that owns its context."""
     lines = []
-    for n, (kind, subject, data) in enumerate(history, 1):
+    for n, (kind, aggregate, data) in enumerate(history, 1):
         stored = (START + timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
-        body = encode_commit([make_event(subject, f"no.stafett.{kind}.v1", data)])
-        encoded = base64.b64encode(body).decode()
+        context = kind.split(".")[0]
+        owner = _SOURCES.get(context, "consent" if kind.endswith("decision_recorded") else "log")
+        event = make_event(aggregate, f"no.stafett.{kind}.v1", data, source=f"stafett/{owner}")
+        encoded = base64.b64encode(encode_commit([event])).decode()
+        subject = f"stafett.ev.{context}.{aggregate}"
         lines.append(json.dumps({"seq": n, "subject": subject, "time": stored, "data": encoded}))
     return lines
 
@@ -213,27 +221,56 @@ def test_a_line_that_is_no_export_record_names_its_line() -> None:
         replay(lines)
 
 
-def test_a_message_that_is_no_batch_of_events_names_its_sequence() -> None:
-    lines = _lines(_history()[:2])
+def _refused(lines: list[str]) -> list[dict[str, Any]]:
+    result = replay(lines)
+    assert CASE in result.cases  # what came before and after is folded as usual
+    return result.refused
+
+
+def test_a_message_that_is_no_batch_of_events_is_skipped_and_listed() -> None:
+    lines = _lines(_history()[:3])
     broken = json.loads(lines[1])
     broken["data"] = base64.b64encode(b'{"ikke": "en hendelse"}').decode()
     lines[1] = json.dumps(broken)
-    with pytest.raises(ReplayError, match="sekvens 2"):
-        replay(lines)
+    lines.insert(1, _lines(_history()[1:2])[0])  # the case is still opened once
+    assert _refused(lines) == [
+        {"seq": 2, "subject": f"stafett.ev.case.{CASE}", "reason": "undecodable"}
+    ]
 
 
-def test_an_event_its_contract_refuses_names_its_sequence() -> None:
+def test_an_event_its_contract_refuses_is_skipped_and_listed() -> None:
     history = _history()[:3]
     kind, subject, data = history[2]
     history[2] = (kind, subject, {k: v for k, v in data.items() if k != "person_id"})
-    with pytest.raises(ReplayError, match="sekvens 3: hendelse 1 passer ikke kontrakten"):
-        replay(_lines(history))
+    result = replay(_lines(history))
+    assert [r["reason"] for r in result.refused] == ["invalid_payload"]
+    assert result.cases[CASE].as_json()["team"] == []
+    assert "kryptert" not in json.dumps(result.as_json())
 
 
-def test_an_event_of_an_unknown_type_names_its_sequence() -> None:
+def test_an_event_of_an_unknown_type_is_skipped_and_listed() -> None:
     history = [*_history()[:2], ("case.renamed_long_ago", CASE, {"case_id": CASE})]
-    with pytest.raises(ReplayError, match="sekvens 3: hendelse 1 har en ukjent type"):
-        replay(_lines(history))
+    assert [r["reason"] for r in _refused(_lines(history))] == ["unknown_type"]
+
+
+def test_a_forged_event_does_not_stop_the_replay_nor_count() -> None:
+    forged = (
+        "directory.role_granted",
+        CASE,
+        {"person_id": "ann", "org_id": "4010", "unit_id": "skole", "role": "leader"},
+    )
+    lines = _lines([*_history()[:2], forged])
+    moved = json.loads(lines[2])
+    moved["subject"] = f"stafett.ev.access.{CASE}"  # another context's event on a subject
+    lines[2] = json.dumps(moved)
+    result = replay(lines)
+    assert [r["reason"] for r in result.refused] == ["wrong_context"]
+    assert result.cases[CASE].as_json()["events"] == {"case.opened": 1}
+
+
+def test_a_damaged_export_line_still_stops_the_replay() -> None:
+    with pytest.raises(ReplayError, match="linje 2"):
+        replay([_lines(_history()[:1])[0], "ikke json"])
 
 
 def test_an_export_of_a_retired_version_is_read_through_its_upcaster(

@@ -406,6 +406,13 @@ def audit_replay(
         f"{result.messages} meldinger (til sekvens {result.last_seq}, lagret {stored}), "
         f"{len(result.cases)} saker."
     )
+    if result.refused:
+        reasons = Counter(r["reason"] for r in result.refused)
+        console.print(
+            f"{len(result.refused)} meldinger hoppet over, slik tjenestene satte dem i karantene "
+            f"({', '.join(f'{n} {reason}' for reason, n in sorted(reasons.items()))}); "
+            "se --json for sekvens og subject."
+        )
     table = Table(
         "Sak",
         "Enhet",

@@ -13,8 +13,12 @@ content, and needs no key.
 Every payload is decoded by the event registry, as on the read side: an event of a retired
 version is upcast to the current model, so an export written before a breaking change
 replays. Verify the export first (``stafett audit verify``): the replay trusts the order and
-the bytes it is given. A message it cannot read, or an event whose payload does not match
-the contract of its type, stops it with the message's sequence number.
+the bytes it is given. A stored message the read side would refuse (not a CloudEvents
+batch, another context's event on a subject, a source that does not own it, a payload that
+does not match the contract of its type: ``contracts.check_commit``) is skipped, as the
+services quarantine it, and listed under ``refused`` with its sequence, subject and reason;
+one forged message never stops the replay. A line that is not an export record does: the
+export itself is damaged.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from stafett_shared.contracts import Reason, Rejection, check_commit
 from stafett_shared.contracts.access import AccessRecorded, DecisionRecorded
 from stafett_shared.contracts.case import (
     CaseClosedEvent,
@@ -119,6 +124,9 @@ class Replay:
     last_seq: int = 0
     last_time: datetime | None = None
     cases: dict[str, CaseAt] = field(default_factory=dict)
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    """Messages the read side would quarantine (``contracts.check_commit``), skipped here as
+    there: sequence, subject and the reason's code, never the content."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +135,7 @@ class Replay:
             "last_seq": self.last_seq,
             "last_time": self.last_time.isoformat() if self.last_time else None,
             "cases": [self.cases[k].as_json() for k in sorted(self.cases)],
+            "refused": self.refused,
         }
 
 
@@ -147,20 +156,43 @@ class _AboutACase(Protocol):
     case_id: str
 
 
-def _record(line: str, number: int) -> tuple[int, datetime, tuple[CloudEvent, ...]]:
+@dataclass(frozen=True)
+class _Record:
+    seq: int
+    time: datetime
+    subject: str
+    events: tuple[CloudEvent, ...]
+    rejection: Rejection | None
+
+
+def _record(line: str, number: int) -> _Record:
+    """One export line. A line that is not an export record stops the replay (the export is
+    damaged); a stored message the read side would refuse is judged as the read side does."""
     try:
         record = json.loads(line)
         seq, stored, data = record["seq"], record["time"], record["data"]
-        if not isinstance(seq, int) or not isinstance(stored, str) or not isinstance(data, str):
+        subject = record.get("subject", "")
+        if (
+            not isinstance(seq, int)
+            or not isinstance(stored, str)
+            or not isinstance(data, str)
+            or not isinstance(subject, str)
+        ):
             raise TypeError
         body = binascii.a2b_base64(data, strict_mode=True)
         when = parse_stream_time(stored)
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise ReplayError(f"linje {number} er ikke en gyldig eksportpost") from None
     try:
-        return seq, when, decode_commit(body)
+        events = decode_commit(body)
     except EnvelopeError:
-        raise ReplayError(f"sekvens {seq}: meldingen er ikke en gyldig CloudEvents-liste") from None
+        return _Record(seq, when, subject, (), Rejection(Reason.UNDECODABLE))
+    # The export keeps the stream's subject; its prefix is the deployment's own.
+    prefix = subject.rsplit(".", 2)[0] if subject.count(".") >= 2 else ""
+    rejection = (
+        check_commit(subject, events, prefix=prefix, events_registry=registry) if subject else None
+    )
+    return _Record(seq, when, subject, events, rejection)
 
 
 def _payload(seq: int, index: int, event: CloudEvent) -> EventData:
@@ -224,11 +256,23 @@ def replay(lines: Iterable[str], as_of: datetime | None = None) -> Replay:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        seq, when, events = _record(line, number)
+        record = _record(line, number)
+        seq, when, events = record.seq, record.time, record.events
         if as_of is not None and when > as_of:
             break  # the stream stores in time order: nothing later counts
         result.messages += 1
         result.last_seq, result.last_time = seq, when
+        if record.rejection is not None:
+            # What the services quarantined never reached a read model: the replay skips it
+            # too, and lists it, so one forged message cannot stop an auditor.
+            result.refused.append(
+                {
+                    "seq": seq,
+                    "subject": record.subject[:200],
+                    "reason": record.rejection.reason.value,
+                }
+            )
+            continue
         for index, event in enumerate(events):
             payload = _payload(seq, index, event)
             if not isinstance(payload, _AboutACase):
