@@ -223,7 +223,7 @@ async def measure(
     issuer = DevIssuer.load_or_create(folder)
     settings = CommonSettings()
     holder = {"Authorization": f"Bearer {issuer.issue(HOLDER)}"}
-    admin = {"Authorization": f"Bearer {issuer.issue(settings.admins[0])}"}
+    admin = {"Authorization": f"Bearer {issuer.issue(settings.dev_admin or 'admin')}"}
     # Keep-alive connections, at most one per concurrent client.
     connector = aiohttp.TCPConnector(limit=plan.concurrency)
     timeout = aiohttp.ClientTimeout(total=30)

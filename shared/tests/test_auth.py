@@ -29,6 +29,7 @@ from stafett_shared.auth import (
     PrincipalDep,
     TokenVerifier,
     Unauthenticated,
+    login_id,
 )
 from stafett_shared.embedded import free_port
 from stafett_shared.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
@@ -151,7 +152,11 @@ async def test_a_dev_token_names_a_person(dev: DevIssuer, verifier: TokenVerifie
     principal = await verifier.verify(dev.issue("ann-kristin-allum"))
 
     assert principal == Principal(
-        kind="person", id="ann-kristin-allum", issuer=DEV_ISSUER, scopes=frozenset()
+        kind="person",
+        id="ann-kristin-allum",
+        issuer=DEV_ISSUER,
+        scopes=frozenset(),
+        subject="ann-kristin-allum",
     )
 
 
@@ -384,9 +389,17 @@ def oidc(rsa_key: rsa.RSAPrivateKey) -> Iterator[_Issuer]:
         thread.join(timeout=5)
 
 
+async def _bound_as_itself(issuer: str, subject: str) -> str | None:
+    """A directory that binds every login of every issuer to the id its subject spells."""
+    del issuer
+    return subject
+
+
 @pytest.fixture
 async def oidc_verifier(oidc: _Issuer) -> AsyncIterator[TokenVerifier]:
-    verifier = TokenVerifier([IssuerSettings(issuer=oidc.url)])
+    verifier = TokenVerifier(
+        [IssuerSettings(issuer=oidc.url, kinds=["staff", "client"])], logins=_bound_as_itself
+    )
     yield verifier
     await verifier.aclose()
 
@@ -412,8 +425,83 @@ async def test_an_rs256_token_from_a_discovered_issuer_is_accepted(
 ) -> None:
     principal = await oidc_verifier.verify(_rs256(rsa_key, _claims(oidc.url, sub="kari")))
 
-    assert principal == Principal(kind="person", id="kari", issuer=oidc.url)
+    assert principal == Principal(kind="person", id="kari", issuer=oidc.url, subject="kari")
     assert oidc.requests == ["/.well-known/openid-configuration", "/jwks"]
+
+
+# --- identity: (issuer, subject), mapped per issuer ------------------------------------------
+
+
+async def test_a_staff_subject_the_directory_does_not_bind_is_nobody(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    verifier = TokenVerifier([IssuerSettings(issuer=oidc.url)])
+    try:
+        for subject in ("admin", "kari"):
+            with pytest.raises(Unauthenticated, match="bound to nobody"):
+                await verifier.verify(_rs256(rsa_key, _claims(oidc.url, sub=subject)))
+    finally:
+        await verifier.aclose()
+
+
+async def test_a_binding_maps_the_issuers_subject_to_the_person_id(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    asked: list[tuple[str, str]] = []
+
+    async def logins(issuer: str, subject: str) -> str | None:
+        asked.append((issuer, subject))
+        return "kari-nordmann" if subject == "3f2c-oid@example.no" else None
+
+    verifier = TokenVerifier([IssuerSettings(issuer=oidc.url)], logins=logins)
+    try:
+        token = _rs256(rsa_key, _claims(oidc.url, sub="3f2c-oid@example.no"))
+        principal = await verifier.verify(token)
+    finally:
+        await verifier.aclose()
+
+    assert principal == Principal(
+        kind="person", id="kari-nordmann", issuer=oidc.url, subject="3f2c-oid@example.no"
+    )
+    assert asked == [(oidc.url, "3f2c-oid@example.no")]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "client"),
+    [(["staff"], True), (["client"], False), (["citizen"], False)],
+    ids=["staff-issuer-asserts-a-client", "client-issuer-asserts-a-person", "citizen-unmapped"],
+)
+async def test_an_issuer_asserting_a_kind_it_may_not_is_refused(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey, kinds: list[Any], client: bool
+) -> None:
+    verifier = TokenVerifier(
+        [IssuerSettings(issuer=oidc.url, kinds=kinds)], logins=_bound_as_itself
+    )
+    claims = _claims(oidc.url, sub="kari", **({"client_id": "kari"} if client else {}))
+    try:
+        with pytest.raises(Unauthenticated):
+            await verifier.verify(_rs256(rsa_key, claims))
+    finally:
+        await verifier.aclose()
+
+
+async def test_an_administrator_is_an_issuer_and_subject_bound_or_not(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    verifier = TokenVerifier(
+        [IssuerSettings(issuer=oidc.url)], admins=[(oidc.url, "root@example.no")]
+    )
+    try:
+        principal = await verifier.verify(_rs256(rsa_key, _claims(oidc.url, sub="root@example.no")))
+        with pytest.raises(Unauthenticated):  # the same subject elsewhere is nobody
+            await verifier.verify(_rs256(rsa_key, _claims(oidc.url, sub="admin")))
+    finally:
+        await verifier.aclose()
+
+    assert principal.kind == "person"
+    assert principal.id == login_id(oidc.url, "root@example.no")
+    assert principal.id.startswith("login-")
+    assert principal.subject == "root@example.no"
 
 
 async def test_a_client_token_from_a_discovered_issuer_names_the_client(
@@ -517,7 +605,8 @@ async def test_an_issuer_configured_with_a_jwks_uri_skips_discovery(
     oidc: _Issuer, rsa_key: rsa.RSAPrivateKey
 ) -> None:
     verifier = TokenVerifier(
-        [IssuerSettings(issuer=oidc.url, jwks_uri=oidc.url + "/jwks", audience="region")]
+        [IssuerSettings(issuer=oidc.url, jwks_uri=oidc.url + "/jwks", audience="region")],
+        logins=_bound_as_itself,
     )
     try:
         principal = await verifier.verify(_rs256(rsa_key, _claims(oidc.url, aud="region")))

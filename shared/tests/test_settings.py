@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from stafett_shared.settings import CommonSettings, IssuerSettings, SettingsError
+from stafett_shared.settings import DEV_ISSUER, CommonSettings, IssuerSettings, SettingsError
 
 KEK = base64.b64encode(bytes(range(32))).decode()
 ISSUER = IssuerSettings(issuer="https://login.example.no")
@@ -28,6 +28,7 @@ def _production(**overrides: object) -> CommonSettings:
         "env": "production",
         "kek": SecretStr(KEK),
         "issuers": [ISSUER],
+        "admins": ["https://login.example.no|0c1f-admin-oid"],
     }
     fields.update(overrides)
     return CommonSettings.model_validate(fields)
@@ -143,7 +144,9 @@ def test_settings_are_read_from_stafett_environment_variables(
     monkeypatch.setenv(
         "STAFETT_ISSUERS", '[{"issuer": "https://login.example.no", "audience": "region"}]'
     )
-    monkeypatch.setenv("STAFETT_ADMINS", '["ola", "kari"]')
+    monkeypatch.setenv(
+        "STAFETT_ADMINS", '["https://login.example.no|ola", "https://login.example.no|kari"]'
+    )
 
     settings = CommonSettings()
 
@@ -151,7 +154,10 @@ def test_settings_are_read_from_stafett_environment_variables(
     assert settings.kek_bytes() == bytes(range(32))
     assert settings.issuers[0].issuer == "https://login.example.no"
     assert settings.issuers[0].audience == "region"
-    assert settings.admins == ["ola", "kari"]
+    assert settings.admin_logins == {
+        ("https://login.example.no", "ola"),
+        ("https://login.example.no", "kari"),
+    }
 
 
 def test_production_from_the_environment_refuses_the_dev_issuer(
@@ -201,3 +207,44 @@ def test_an_issuer_needs_a_name() -> None:
 def test_a_body_limit_outside_its_bounds_is_refused(value: int) -> None:
     with pytest.raises(ValidationError):
         CommonSettings(max_body_bytes=value)
+
+
+# --- identity: issuers' kinds and administrators as (issuer, subject) -------------------------
+
+
+def test_an_issuer_may_assert_staff_by_default_and_must_assert_something() -> None:
+    assert ISSUER.kinds == ["staff"]
+    assert IssuerSettings(issuer="https://mp.example.no", kinds=["client"]).kinds == ["client"]
+    with pytest.raises(ValidationError):
+        IssuerSettings(issuer="https://login.example.no", kinds=[])
+    with pytest.raises(ValidationError):
+        IssuerSettings.model_validate({"issuer": "https://login.example.no", "kinds": ["root"]})
+
+
+def test_a_bare_admin_id_is_the_development_issuers() -> None:
+    settings = CommonSettings(admins=["admin", "https://login.example.no|a|b"])
+
+    assert settings.admin_logins == {
+        (DEV_ISSUER, "admin"),
+        ("https://login.example.no|a", "b"),
+    }
+    assert settings.dev_admin == "admin"
+    assert settings.is_admin(DEV_ISSUER, "admin")
+    assert not settings.is_admin("https://login.example.no", "admin")
+    assert not settings.is_admin(DEV_ISSUER, None)
+
+
+@pytest.mark.parametrize("entry", ["", "|kari", "https://login.example.no|", " admin"])
+def test_a_malformed_admin_entry_is_refused(entry: str) -> None:
+    with pytest.raises(ValidationError, match="STAFETT_ADMINS"):
+        CommonSettings(admins=[entry])
+
+
+@pytest.mark.parametrize(
+    "admins",
+    [["admin"], ["kari"], ["https://other.example.no|kari"]],
+    ids=["the-default", "a-development-login", "an-issuer-not-configured"],
+)
+def test_production_refuses_administrators_it_cannot_trust(admins: list[str]) -> None:
+    with pytest.raises(ValidationError, match="STAFETT_ADMINS"):
+        _production(admins=admins)

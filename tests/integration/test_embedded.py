@@ -113,6 +113,7 @@ def test_stafett_token_is_refused_in_production(
     monkeypatch.setenv("STAFETT_ENV", "production")
     monkeypatch.setenv("STAFETT_KEK", "A" * 43 + "=")
     monkeypatch.setenv("STAFETT_ISSUERS", '[{"issuer": "https://login.example.org"}]')
+    monkeypatch.setenv("STAFETT_ADMINS", '["https://login.example.org|0c1f-admin-oid"]')
     result = CliRunner().invoke(app, ["token", "admin"])
     assert result.exit_code == 2
     assert not (tmp_path / "keys" / "dev-issuer.pem").exists()

@@ -145,6 +145,37 @@ PEOPLE: dict[str, PrincipalFacts] = {
     ),
     # a machine client of an agency: no person, no roles
     "client": PrincipalFacts(id="client-nav-integration", kind="client"),
+    # clients whose client_id equals a person's id: ids of different kinds never collide, so
+    # the facts a person has (roles, guardianship, audit scopes, emergency grants) are not
+    # theirs; even facts loaded by mistake under the client's id give nothing
+    "client-named-holder": PrincipalFacts(id="holder", kind="client"),
+    "client-named-child": PrincipalFacts(id=CHILD_ID, kind="client"),
+    "client-named-receiver": PrincipalFacts(
+        id="receiver", kind="client", roles=(role(VGS, StaffRole.TEACHER),)
+    ),
+    "client-named-teacher": PrincipalFacts(
+        id="own-unit-teacher", kind="client", roles=(role(SCHOOL, StaffRole.TEACHER),)
+    ),
+    "client-named-leader": PrincipalFacts(
+        id="school-leader", kind="client", roles=(role(SCHOOL, StaffRole.LEADER),)
+    ),
+    "client-named-guardian": PrincipalFacts(
+        id="guardian", kind="client", guardian_of={CHILD_ID: True}
+    ),
+    "client-named-auditor": PrincipalFacts(
+        id="auditor-4010",
+        kind="client",
+        audit_scopes=(AuditScope("scope-c", SILJAN, frozenset(), NOW + 90 * DAY),),
+    ),
+    "client-named-emergency": PrincipalFacts(
+        id="emergency",
+        kind="client",
+        roles=(role(HEALTH, StaffRole.HEALTH_NURSE),),
+        emergency=(EmergencyGrant("grant-c", CASE_ID, NOW - HOUR, NOW + 23 * HOUR),),
+    ),
+    "client-named-nurse": PrincipalFacts(
+        id="nurse", kind="client", roles=(role(HEALTH, StaffRole.HEALTH_NURSE),)
+    ),
 }
 
 TEAM: dict[str, TeamMember] = {
@@ -1325,6 +1356,100 @@ ROWS: list[Row] = [
         action=R,
         then=deny("no_basis"),
     ),
+    Row(
+        what="client-named-holder-reads-case",
+        who="client-named-holder",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-holder-writes-case",
+        who="client-named-holder",
+        action=W,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-holder-manages-case",
+        who="client-named-holder",
+        action=MANAGE,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-holder-reports-concern",
+        who="client-named-holder",
+        action=REPORT,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-holder-reads-plain-entry",
+        who="client-named-holder",
+        entry="plain",
+        action=LOG_R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-child-reads-own-log",
+        who="client-named-child",
+        action=LOG_R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-child-reads-own-case-at-16",
+        who="client-named-child",
+        case="child-16",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-receiver-sees-handover-header",
+        who="client-named-receiver",
+        case="handover-pending",
+        action=HANDOVER,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-teacher-on-team-writes",
+        who="client-named-teacher",
+        action=W,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-leader-restricts-entry",
+        who="client-named-leader",
+        action=RESTRICT,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-guardian-reads-log",
+        who="client-named-guardian",
+        action=LOG_R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-auditor-reads-audit",
+        who="client-named-auditor",
+        action=AUDIT,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-emergency-reads-case",
+        who="client-named-emergency",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-team-nurse-with-consent-reads-case",
+        who="client-named-nurse",
+        consent="health-4010",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-team-nurse-without-consent-is-not-told-consent-required",
+        who="client-named-nurse",
+        action=R,
+        then=deny("no_basis"),
+    ),
 ]
 
 
@@ -1360,6 +1485,22 @@ def test_policy_row(row: Row) -> None:
 
 
 # --- the table itself --------------------------------------------------------------------------
+
+
+def test_a_client_gets_nothing_from_a_person_rule_whatever_its_facts() -> None:
+    # Every rule relates persons only; a client with a person's id and that person's facts
+    # has no grant on any case, for any action.
+    assert all(rule.kinds == {"person"} for rule in RULES)
+    for who, facts in PEOPLE.items():
+        if facts.kind != "client":
+            continue
+        for case_key in CASES:
+            for consent_state in CONSENT_STATES:
+                case = case_for(case_key, consent_state)
+                if case is None:
+                    continue
+                for action in Action:
+                    assert grants(facts, case, action) == [], (who, case_key, action)
 
 
 def test_table_is_large_and_ids_are_unique() -> None:
@@ -1447,7 +1588,7 @@ def test_withdrawal_takes_effect_on_the_next_decision() -> None:
 
 def test_duty_to_report_never_needs_a_consent() -> None:
     for key, person in PEOPLE.items():
-        if not person.roles:
+        if not person.roles or person.kind != "person":
             continue
         for consent_state in CONSENT_STATES:
             decision = decide(person, Action.CASE_REPORT, case_for("main", consent_state), NOW)

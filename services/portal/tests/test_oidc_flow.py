@@ -712,6 +712,7 @@ def _production() -> CommonSettings:
         env="production",
         kek=SecretStr(base64.b64encode(bytes(32)).decode()),
         issuers=[IssuerSettings(issuer="https://login.example.no")],
+        admins=["https://login.example.no|0c1f-admin-oid"],
     )
 
 

@@ -115,6 +115,7 @@ def test_production_needs_oidc_https_and_a_session_key(tmp_path: Path) -> None:
         data_dir=tmp_path,
         kek=SecretStr("A" * 43 + "="),
         issuers=[IssuerSettings(issuer="https://login.example.no")],
+        admins=["https://login.example.no|0c1f-admin-oid"],
     )
     with pytest.raises(SettingsError):
         create_app(PortalSettings(), common)

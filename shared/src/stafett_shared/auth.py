@@ -3,6 +3,12 @@
 A token says who is calling, never what they may do: roles come from the directory and
 every decision from the consent service. A token identifies a person (``sub``) or an agency
 client (``client_id`` with ``scope``, as in RFC 9068 access tokens).
+
+Identity is (issuer, subject). Each configured issuer declares the kinds it may assert
+(``IssuerSettings.kinds``); a token asserting another kind is refused. A person's id is
+never an issuer's bare ``sub``: a staff issuer's subject becomes a person id only through a
+login the directory binds (:data:`LoginResolver`), and an unbound subject is nobody. The
+development issuer's subject is the person id itself (the embedded setup's mapping).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import hashlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,19 +35,22 @@ from stafett_shared.crypto import load_or_create_signing_key, load_signing_key
 from stafett_shared.ids import PERSON_ID_PATTERN
 from stafett_shared.problems import Problem
 from stafett_shared.ratelimit import RateLimiter
-from stafett_shared.settings import IssuerSettings
+from stafett_shared.settings import DEV_ISSUER, IssuerSettings
 
 __all__ = [
     "DEV_ISSUER",
     "DevIssuer",
+    "LoginResolver",
+    "PersonDep",
     "Principal",
     "PrincipalDep",
     "TokenVerifier",
     "Unauthenticated",
+    "current_person",
     "current_principal",
+    "login_id",
 ]
 
-DEV_ISSUER = "urn:stafett:dev-issuer"
 _ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"})
 _MAX_TOKEN_BYTES = 8192
 
@@ -57,8 +66,22 @@ class Principal(BaseModel):
 
     kind: Literal["person", "client"]
     id: str = Field(pattern=PERSON_ID_PATTERN.pattern)
+    """The directory's id of the person, or the client's id: from the issuer's mapping."""
     issuer: str
     scopes: frozenset[str] = frozenset()
+    subject: str | None = Field(default=None, max_length=255)
+    """The token's ``sub`` as its issuer said it (administrators are issuer and subject)."""
+
+
+LoginResolver = Callable[[str, str], Awaitable[str | None]]
+"""(issuer, subject) → the person id the directory binds that login to, or None."""
+
+
+def login_id(issuer: str, subject: str) -> str:
+    """The id of a login the directory does not bind (an administrator's): derived from
+    (issuer, subject), so no other issuer can name it, and outside the directory's ids."""
+    digest = hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()
+    return f"login-{digest[:32]}"
 
 
 def _kid(public_raw: bytes) -> str:
@@ -189,8 +212,12 @@ class TokenVerifier:
         leeway_s: int = 30,
         http: httpx.AsyncClient | None = None,
         kept: int = VERIFIED_TOKENS_KEPT,
+        logins: LoginResolver | None = None,
+        admins: Iterable[tuple[str, str]] = (),
     ) -> None:
         self._http = http or httpx.AsyncClient(timeout=5.0)
+        self.logins = logins
+        self._admins = frozenset(admins)
         self._issuers = {cfg.issuer: _RemoteIssuer(cfg, self._http) for cfg in issuers}
         self._dev = dev_issuer
         self._dev_key = jwt.PyJWK(dev_issuer.jwks["keys"][0]) if dev_issuer else None
@@ -230,14 +257,17 @@ class TokenVerifier:
             raise Unauthenticated("signature algorithm not accepted")
         issuer = unverified.get("iss")
         key: Any
+        kinds: frozenset[str]
         if issuer == DEV_ISSUER and self._dev is not None and self._dev_key is not None:
             if header.get("kid") != self._dev.kid:
                 raise Unauthenticated("unknown signing key")
             key, audience, algorithms = self._dev_key, self._dev.audience, ["EdDSA"]
+            kinds = frozenset({"staff", "citizen", "client"})
         elif isinstance(issuer, str) and issuer in self._issuers:
             remote = self._issuers[issuer]
             key = await remote.key(header.get("kid"))
             audience, algorithms = remote.config.audience, remote.config.algorithms
+            kinds = frozenset(remote.config.kinds)
         else:
             raise Unauthenticated("issuer not trusted")
         try:
@@ -252,22 +282,44 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated("token rejected") from exc
-        return _principal(claims, issuer), float(claims["exp"])
+        return await self._principal(claims, issuer, kinds), float(claims["exp"])
 
-
-def _principal(claims: dict[str, Any], issuer: str) -> Principal:
-    client_id = claims.get("client_id")
-    subject = claims.get("sub")
-    scope = claims.get("scope", "")
-    scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
-    try:
-        if isinstance(client_id, str) and (subject in (None, client_id)):
-            return Principal(kind="client", id=client_id, issuer=issuer, scopes=scopes)
-        if not isinstance(subject, str):
+    async def _principal(
+        self, claims: dict[str, Any], issuer: str, kinds: frozenset[str]
+    ) -> Principal:
+        """The principal the issuer's mapping makes of the token's claims (or refused)."""
+        client_id = claims.get("client_id")
+        subject = claims.get("sub")
+        scope = claims.get("scope", "")
+        scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+        if not isinstance(subject, str) or not subject or len(subject) > 255:
             raise Unauthenticated("token names nobody")
-        return Principal(kind="person", id=subject, issuer=issuer, scopes=scopes)
-    except ValueError as exc:
-        raise Unauthenticated("token subject is not a valid id") from exc
+        try:
+            if isinstance(client_id, str) and subject == client_id:
+                if "client" not in kinds:
+                    raise Unauthenticated("the issuer may not assert clients")
+                return Principal(
+                    kind="client", id=client_id, issuer=issuer, scopes=scopes, subject=subject
+                )
+            if issuer == DEV_ISSUER:
+                person_id: str | None = subject  # the embedded setup's mapping
+            elif "staff" in kinds:
+                person_id = await self.logins(issuer, subject) if self.logins else None
+            else:
+                # Citizens (ID-porten's pid through the directory's blind index) are not
+                # mapped yet: an issuer that may assert only citizens or clients names nobody.
+                person_id = None
+            if person_id is None and "staff" in kinds and (issuer, subject) in self._admins:
+                # An administrator the directory does not bind (yet): someone who may load
+                # the directory, and no one the directory knows.
+                person_id = login_id(issuer, subject)
+            if person_id is None:
+                raise Unauthenticated("the token's subject is bound to nobody")
+            return Principal(
+                kind="person", id=person_id, issuer=issuer, scopes=scopes, subject=subject
+            )
+        except ValueError as exc:
+            raise Unauthenticated("token subject is not a valid id") from exc
 
 
 # Declares the Bearer scheme in the OpenAPI document of every operation that authenticates;
@@ -311,3 +363,15 @@ async def current_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_person(principal: PrincipalDep) -> Principal:
+    """FastAPI dependency: the authenticated caller, who must be a person (403 for an
+    agency's client: a client's id is never a person's, whatever it reads)."""
+    if principal.kind != "person":
+        raise Problem(403, "forbidden", "Bare personer har tilgang her.")
+    return principal
+
+
+PersonDep = Annotated[Principal, Depends(current_person)]
+"""The caller, a person: for routes about the caller's own things (inbox, preferences)."""

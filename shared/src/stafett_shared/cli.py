@@ -167,9 +167,10 @@ def _load_region(
     from stafett_shared.auth import DevIssuer
 
     consent = next((s for s in system.running if s.name == "consent"), None)
-    if consent is None or not settings.admins:
+    admin = settings.dev_admin
+    if consent is None or admin is None:
         return
-    token_value = DevIssuer.load_or_create(folder).issue(settings.admins[0])
+    token_value = DevIssuer.load_or_create(folder).issue(admin)
     content_type = "application/json" if document.suffix == ".json" else "application/yaml"
     response = httpx.put(
         f"{consent.url}/api/v1/directory",

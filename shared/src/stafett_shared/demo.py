@@ -72,7 +72,7 @@ def load_demo(
                 client.put(
                     f"{consent_url}/api/v1/directory",
                     content=region.read_bytes(),
-                    headers={**auth(settings.admins[0]), "Content-Type": kind},
+                    headers={**auth(settings.dev_admin or "admin"), "Content-Type": kind},
                 ),
                 "region",
             )

@@ -181,6 +181,7 @@ async def open_runtime(
         dev_issuer=DevIssuer.load_or_create(settings.data_dir)
         if settings.dev_issuer_enabled
         else None,
+        admins=settings.admin_logins,
     )
     try:
         store = EventStore(nc, stream=settings.stream, subject_prefix=settings.subject_prefix)

@@ -8,26 +8,51 @@ issuers and a key-encryption key supplied by the operator.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CommonSettings", "IssuerSettings", "ServiceSettings", "SettingsError"]
+__all__ = [
+    "DEV_ISSUER",
+    "CommonSettings",
+    "IssuerKind",
+    "IssuerSettings",
+    "ServiceSettings",
+    "SettingsError",
+    "admin_logins",
+]
+
+
+DEFAULT_ADMINS = ("admin",)
 
 
 class SettingsError(ValueError):
     """The settings are unsafe or incomplete for the chosen environment."""
 
 
+DEV_ISSUER = "urn:stafett:dev-issuer"
+"""The development issuer's name (``iss``): a bare admin id in ``STAFETT_ADMINS`` is its."""
+
+IssuerKind = Literal["staff", "citizen", "client"]
+_STAFF: IssuerKind = "staff"
+
+
 class IssuerSettings(BaseModel):
-    """A trusted token issuer (an OIDC provider or an agency's client-credentials server)."""
+    """A trusted token issuer (an OIDC provider or an agency's client-credentials server).
+
+    ``kinds`` says what its tokens may assert: ``staff`` (a subject the directory binds to a
+    staff member), ``citizen`` (a guardian or youth, by national id: not mapped yet, so
+    refused), ``client`` (an agency's system, by ``client_id``). A token asserting anything
+    else is refused, and a subject the directory does not bind is nobody."""
 
     issuer: str = Field(min_length=1)
     audience: str = "stafett"
     jwks_uri: str | None = None  # found by OIDC discovery when not given
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA", "PS256"])
+    kinds: list[IssuerKind] = Field(default_factory=lambda: [_STAFF], min_length=1)
 
 
 class CommonSettings(BaseSettings):
@@ -46,7 +71,9 @@ class CommonSettings(BaseSettings):
     kek_id: str = "kek-1"
     dev_issuer: bool | None = None  # default: on in development, refused in production
     issuers: list[IssuerSettings] = Field(default_factory=list)
-    admins: list[str] = Field(default_factory=lambda: ["admin"])
+    admins: list[str] = Field(default_factory=lambda: list(DEFAULT_ADMINS))
+    """Administrators as ``issuer|subject`` (the subject as that issuer names it); a bare
+    id is the development issuer's. Production refuses the default."""
     log_level: str = "INFO"
     log_json: bool = True
     otel_exporter: Literal["none", "console"] = "none"
@@ -65,6 +92,21 @@ class CommonSettings(BaseSettings):
         return self.env == "production"
 
     @property
+    def admin_logins(self) -> frozenset[tuple[str, str]]:
+        """The administrators as (issuer, subject) pairs."""
+        return admin_logins(self.admins)
+
+    @property
+    def dev_admin(self) -> str | None:
+        """The first administrator of the development issuer: the id the launcher, the demo
+        and the portal's development sign-in use to load the region document."""
+        return next((s for i, s in map(_admin_login, self.admins) if i == DEV_ISSUER), None)
+
+    def is_admin(self, issuer: str, subject: str | None) -> bool:
+        """Whether ``subject`` of ``issuer`` (as the token said it) is an administrator."""
+        return subject is not None and (issuer, subject) in self.admin_logins
+
+    @property
     def dev_issuer_enabled(self) -> bool:
         return (not self.production) if self.dev_issuer is None else self.dev_issuer
 
@@ -76,6 +118,8 @@ class CommonSettings(BaseSettings):
     def _refuse_unsafe_production(self) -> CommonSettings:
         if self.kek is not None:
             self.kek_bytes()  # a malformed key is refused at start, not at first use
+        for entry in self.admins:
+            _admin_login(entry)  # a malformed entry is refused at start
         if not self.production:
             return self
         if self.dev_issuer:
@@ -84,6 +128,15 @@ class CommonSettings(BaseSettings):
             raise SettingsError("production needs STAFETT_KEK (development keys are refused)")
         if not self.issuers:
             raise SettingsError("production needs at least one issuer in STAFETT_ISSUERS")
+        if tuple(self.admins) == DEFAULT_ADMINS or any(
+            issuer == DEV_ISSUER for issuer, _ in self.admin_logins
+        ):
+            raise SettingsError(
+                "production needs STAFETT_ADMINS as issuer|subject of a configured issuer"
+            )
+        configured = {i.issuer for i in self.issuers}
+        if unknown := sorted({i for i, _ in self.admin_logins} - configured):
+            raise SettingsError(f"STAFETT_ADMINS names issuers not configured: {unknown}")
         return self
 
     def kek_bytes(self) -> bytes | None:
@@ -107,3 +160,18 @@ class ServiceSettings(BaseSettings):
     port: int = Field(default=8100, ge=1, le=65535)
     database_url: str | None = None  # default: SQLite in the data folder
     projector_batch: int = Field(default=256, ge=1, le=5000)
+
+
+def admin_logins(entries: Iterable[str]) -> frozenset[tuple[str, str]]:
+    """``STAFETT_ADMINS`` entries as (issuer, subject) pairs."""
+    return frozenset(_admin_login(entry) for entry in entries)
+
+
+def _admin_login(entry: str) -> tuple[str, str]:
+    """``issuer|subject`` → (issuer, subject); a bare id is the development issuer's."""
+    issuer, bar, subject = entry.rpartition("|")
+    if not bar:
+        issuer = DEV_ISSUER
+    if not issuer or not subject or subject != subject.strip():
+        raise SettingsError("STAFETT_ADMINS entries are issuer|subject or a bare id")
+    return issuer, subject

@@ -552,7 +552,12 @@ class CaseService:
                     )
                 )
             ).first()
-        addressee = pending is not None and pending.to_person_id == principal.id
+        # The receiver named is a person: a client whose id is the same is nobody here.
+        addressee = (
+            principal.kind == "person"
+            and pending is not None
+            and pending.to_person_id == principal.id
+        )
         if answer == "cancel":
             await self.require(principal, "case:manage", case_id)
         elif not addressee and not await self.allowed(principal, "case:read", case_id):
@@ -951,7 +956,11 @@ class CaseService:
         if reader:
             visible = _handover_visible(h, as_utc(row.history_from))
         else:
-            visible = h.status == "pending" and h.to_person_id == principal.id
+            visible = (
+                principal.kind == "person"
+                and h.status == "pending"
+                and h.to_person_id == principal.id
+            )
         if not visible:
             raise not_found()
         await self._record_read(principal, case_id, row.org_id, decision)
@@ -977,6 +986,8 @@ class CaseService:
     async def waiting_for(self, principal: Principal, limit: int = 50) -> list[dict[str, Any]]:
         """The handovers waiting for this person's answer, each as its header: every one is
         decided and recorded through :meth:`handover`, one that is not permitted is left out."""
+        if principal.kind != "person":
+            return []
         async with self.sessions() as session:
             rows = (
                 await session.execute(

@@ -48,7 +48,7 @@ async def indicators(
                 roles.c.role.in_(("leader", "coordinator")),
             )
         )
-        if may is None:
+        if may is None or principal.kind != "person":
             raise HandlerError(
                 403, "forbidden", "Indikatorer er for ledere og koordinatorer i virksomheten."
             )

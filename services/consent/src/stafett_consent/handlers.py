@@ -56,6 +56,7 @@ from stafett_shared.msgid import ClientKey
 from stafett_shared.nationalid import InvalidNationalId, parse_national_id
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.projector import Projector
+from stafett_shared.settings import admin_logins
 from stafett_shared.telemetry import current_traceparent
 
 MAX_RETRIES = 5
@@ -108,11 +109,19 @@ class ConsentService:
         self.sessions = sessions
         self.projector = projector
         self.decisions = decisions
-        self.admins = frozenset(admins)
+        self.admins = admin_logins(admins)
         self.grantor_policy = grantor_policy or domain.GrantorPolicy()
         self.clock = clock
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _is_admin(self, principal: Principal) -> bool:
+        """An administrator is a login, (issuer, subject), never a bare id."""
+        return (
+            principal.kind == "person"
+            and principal.subject is not None
+            and (principal.issuer, principal.subject) in self.admins
+        )
 
     def _envelope(
         self, payload: EventData, *, subject: str, tenant: str, actor: Principal, now: datetime
@@ -195,7 +204,7 @@ class ConsentService:
     async def load_region(
         self, principal: Principal, document: domain.RegionDocument
     ) -> dict[str, Any]:
-        if principal.kind != "person" or principal.id not in self.admins:
+        if not self._is_admin(principal):
             raise HandlerError(403, "forbidden", "Bare administratorer kan laste katalogen.")
         now = self.clock()
         names: dict[str, domain.StaffName] = {}
@@ -261,7 +270,7 @@ class ConsentService:
         with a role, for pickers and names in the portal. The staff directory is no case
         data, so no decision is asked; only staff and administrators may read it."""
         if principal.kind != "person" or not (
-            principal.id in self.admins or await self._is_staff(principal.id)
+            self._is_admin(principal) or await self._is_staff(principal.id)
         ):
             raise HandlerError(
                 403, "forbidden", "Bare ansatte og administratorer kan lese katalogen."
@@ -366,7 +375,7 @@ class ConsentService:
         guardian_inputs: Sequence[GuardianInput],
     ) -> Written:
         if principal.kind != "person" or not (
-            principal.id in self.admins or await self._is_staff(principal.id)
+            self._is_admin(principal) or await self._is_staff(principal.id)
         ):
             raise HandlerError(403, "forbidden", "Bare ansatte kan registrere barn.")
         try:
@@ -807,7 +816,7 @@ class ConsentService:
         reason: str,
         idempotency_key: ClientKey | None,
     ) -> Written:
-        if principal.kind != "person" or principal.id not in self.admins:
+        if not self._is_admin(principal):
             raise HandlerError(403, "forbidden", "Bare administratorer kan gi tilsynstilgang.")
         now = self.clock()
         if until <= now:

@@ -7,6 +7,10 @@ consent's end date, an emergency grant's 24 hours, an auditor's scope, the youth
 birthday); a decision permits when a grant's window holds now. The access index stores the
 same grants, so a list filter and a single check can never disagree.
 
+Every rule names the kinds of principal it relates: a person rule (holder, team, guardian,
+self, ...) never relates an agency's client, whatever its id, and a client rule never a
+person. Ids of different kinds are different namespaces and cannot collide here.
+
 Pure: no I/O, no clock. Facts come from the consent service's read models.
 """
 
@@ -22,7 +26,7 @@ from zoneinfo import ZoneInfo
 from stafett_shared.contracts.directory import Sector, StaffRole
 from stafett_shared.contracts.log import Category
 
-POLICY_VERSION = "2026-12-03.1"
+POLICY_VERSION = "2026-12-04.1"
 OSLO = ZoneInfo("Europe/Oslo")
 EMERGENCY_DURATION = timedelta(hours=24)
 
@@ -287,6 +291,10 @@ def _staff(p: PrincipalFacts, _c: CaseFacts, _s: PolicySettings) -> list[Window]
     return _ALWAYS if p.kind == "person" and p.roles else []
 
 
+Kind = Literal["person", "client"]
+PERSONS: frozenset[Kind] = frozenset({"person"})
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     basis: str
@@ -294,6 +302,8 @@ class Rule:
     relation: Relation
     gate: Literal["staff", "team", "family", "auditor"]
     why: str
+    kinds: frozenset[Kind] = PERSONS
+    """The kinds of principal the rule relates; every rule today relates persons only."""
 
 
 MANAGE = frozenset({Action.CASE_MANAGE, Action.CONSENT_MANAGE})
@@ -390,7 +400,7 @@ def grants(
     """Every grant the rules give ``principal`` for ``action`` on ``case``, in table order."""
     out: list[Grant] = []
     for rule in RULES:
-        if action not in rule.actions:
+        if action not in rule.actions or principal.kind not in rule.kinds:
             continue
         for window in rule.relation(principal, case, settings):
             out.append(
@@ -417,7 +427,7 @@ def _entry_gate(
         if entry.restricted_until is not None and now < entry.restricted_until:
             return "entry_restricted"
         return None
-    if entry.category is None or entry.author_id == principal.id:
+    if entry.category is None or (principal.kind == "person" and entry.author_id == principal.id):
         return None
     if grant.gate == "team" and entry.category in grant.excluded_categories:
         return "category_excluded"
@@ -463,7 +473,7 @@ def decide(
         return Decision(False, None, closed[0], f"entry closed to the caller: {', '.join(closed)}")
     if expired:
         return Decision(False, None, "basis_not_in_force", f"bases not in force: {expired}")
-    member = case.team.get(principal.id)
+    member = case.team.get(principal.id) if principal.kind == "person" else None
     if (
         member is not None
         and member.unit_id != case.unit_id

@@ -290,7 +290,8 @@ async def latest_checkpoint(
 async def make_checkpoint(
     *, request: Request, principal: PrincipalDep, checkpoints: CheckpointsDep
 ) -> JSONResponse:
-    if principal.kind != "person" or principal.id not in request.app.state.runtime.settings.admins:
+    settings = request.app.state.runtime.settings
+    if principal.kind != "person" or not settings.is_admin(principal.issuer, principal.subject):
         raise Problem(403, "forbidden", "Bare administratorer kan be om sjekkpunkt.")
     await request.app.state.runtime.projector.catch_up()
     return JSONResponse(jsonable_encoder(await checkpoints.make()), status_code=201)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stafett_notify.egress import is_public
 from stafett_notify.projections import deliveries, inbox, preferences, webhooks
-from stafett_shared.auth import PrincipalDep
+from stafett_shared.auth import PersonDep
 from stafett_shared.crypto import CryptoError
 from stafett_shared.db import upsert
 from stafett_shared.ids import new_id
@@ -84,7 +84,7 @@ def _allowed_webhook_host(runtime: Runtime, url: str) -> bool:
 @router.get("/notifications", summary="Innboksen din")
 async def list_notifications(
     *,
-    principal: PrincipalDep,
+    principal: PersonDep,
     runtime: RuntimeDep,
     unread: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -118,7 +118,7 @@ async def list_notifications(
 async def mark_read(
     *,
     notice_id: Annotated[str, Path(pattern=r"^n-[0-9a-f]{40}$")],
-    principal: PrincipalDep,
+    principal: PersonDep,
     runtime: RuntimeDep,
 ) -> dict[str, str]:
     async with runtime.extras["writer"]() as session, session.begin():
@@ -133,7 +133,7 @@ async def mark_read(
 
 
 @router.get("/preferences", summary="Dine varslingsvalg")
-async def get_preferences(*, principal: PrincipalDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def get_preferences(*, principal: PersonDep, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = (
             await session.execute(
@@ -161,7 +161,7 @@ async def get_preferences(*, principal: PrincipalDep, runtime: RuntimeDep) -> di
 
 @router.put("/preferences", summary="Endre varslingsvalg")
 async def put_preferences(
-    *, body: PreferencesIn, principal: PrincipalDep, runtime: RuntimeDep
+    *, body: PreferencesIn, principal: PersonDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     if body.channels.email and not body.email_address:
         raise Problem(422, "email_address_required", "Oppgi en e-postadresse for e-postvarsler.")
@@ -193,7 +193,7 @@ async def put_preferences(
 
 @router.post("/webhooks", status_code=201, summary="Abonner på varsler med webhook")
 async def post_webhook(
-    *, body: WebhookIn, principal: PrincipalDep, runtime: RuntimeDep
+    *, body: WebhookIn, principal: PersonDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     if not _allowed_webhook_host(runtime, body.url):
         raise Problem(422, "webhook_url_refused", "Webhook må være HTTPS til en offentlig adresse.")
@@ -218,7 +218,7 @@ async def post_webhook(
 async def webhook_deliveries(
     *,
     webhook_id: Annotated[str, Path(pattern=ULID)],
-    principal: PrincipalDep,
+    principal: PersonDep,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:

@@ -434,7 +434,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
                 title="Innlogging er ikke satt opp",
                 message="Ingen innloggingstjeneste er satt opp for portalen.",
             )
-        admin = portal.common.admins[0] if portal.common.admins else None
+        admin = portal.common.dev_admin
         directory = Directory()
         with contextlib.suppress(ApiError):
             directory = await portal.load_directory(
