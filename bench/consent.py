@@ -661,7 +661,7 @@ async def measure(
     surprise: Surprises,
 ) -> list[Row]:
     decisions: DecisionPoint = harness.runtime.extras["decisions"]
-    access = AccessClient(nc, permit_cache_s=0)
+    access = AccessClient(nc, service="case", permit_cache_s=0)
     total = plan.checks + plan.warmup
     local_q = queries(world, plan, total, seed=1)
     nats_q = queries(world, plan, total, seed=2)

@@ -7,6 +7,7 @@ never changed. Reads:
     STAFETT_NATS_URL          nats://host:4222
     STAFETT_NATS_USER         the operator user
     STAFETT_NATS_PASSWORD     its password
+    STAFETT_NATS_TLS_CA       the CA of the servers' certificates (TLS when set)
     STAFETT_STREAM_REPLICAS   3 in a cluster, 1 on a single node
     STAFETT_STREAM            EVENTS (default)
     STAFETT_SUBJECT_PREFIX    stafett.ev (default)
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import ssl
 import sys
 import time
 
@@ -102,11 +104,22 @@ async def _on_error(exc: Exception) -> None:
         DENIED.append(str(exc))
 
 
+def _tls() -> ssl.SSLContext | None:
+    """TLS to NATS when ``STAFETT_NATS_TLS_CA`` names the servers' CA, as the services do."""
+    ca = os.environ.get("STAFETT_NATS_TLS_CA")
+    if not ca:
+        return None
+    context = ssl.create_default_context(cafile=ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 async def connect() -> NATS:
     return await nats.connect(
         os.environ.get("STAFETT_NATS_URL", "nats://127.0.0.1:4222"),
         user=os.environ.get("STAFETT_NATS_USER") or None,
         password=os.environ.get("STAFETT_NATS_PASSWORD") or None,
+        tls=_tls(),
         name="stafett-stream-setup",
         connect_timeout=5,
         max_reconnect_attempts=3,

@@ -194,7 +194,7 @@ def test_a_retired_version_cannot_get_a_model_again() -> None:
 
 
 def _client(reply: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> AccessClient:
-    client = AccessClient(cast("Any", None), permit_cache_s=0)
+    client = AccessClient(cast("Any", None), service="case", permit_cache_s=0)
 
     async def answer(subject: str, payload: dict[str, Any]) -> dict[str, Any]:
         return reply

@@ -3,15 +3,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import nats
 import pytest
 
 from stafett_case.testing import CaseHarness, running_case
-from stafett_consent.testing import ConsentHarness, running_consent
+from stafett_consent.testing import ConsentHarness, fresh_consent
 from stafett_log.testing import LogHarness, running_log
 from stafett_notify.testing import Mailbox, NotifyHarness, running_notify, smtp_server
 from stafett_shared.testing import NatsHandle
-from stafett_shared.testing.plugin import create_database, drop_database, reset_jetstream
+from stafett_shared.testing.plugin import create_database, drop_database
 
 
 @pytest.fixture
@@ -19,12 +18,7 @@ async def consent(
     nats_server: NatsHandle, database_url: str, tmp_path: Path
 ) -> AsyncIterator[ConsentHarness]:
     """The consent service in-process, on a fresh stream, once per database."""
-    nc = await nats.connect(nats_server.url)
-    await reset_jetstream(nc)
-    await nc.close()
-    async with running_consent(nats_server.url, database_url, tmp_path) as harness:
-        response = await harness.load_region()
-        assert response.status_code == 200, response.text
+    async with fresh_consent(nats_server.url, database_url, tmp_path) as harness:
         yield harness
 
 

@@ -202,7 +202,7 @@ async def test_withdrawal_reaches_callers_through_the_shared_client_within_one_s
         )
     nurse = Principal(kind="person", id="helse-hanne", issuer="test")
     clock = [1000.0]
-    client = AccessClient(consent.runtime.nc, clock=lambda: clock[0])
+    client = AccessClient(consent.runtime.nc, service="case", clock=lambda: clock[0])
     assert (await client.check(nurse, "case:read", case_id)).permitted
 
     withdrawn = await consent.client.post(
@@ -219,7 +219,7 @@ async def test_withdrawal_reaches_callers_through_the_shared_client_within_one_s
     clock[0] += 0.6
     assert not (await client.check(nurse, "case:read", case_id)).permitted
     with pytest.raises(ValueError, match="one second"):
-        AccessClient(consent.runtime.nc, permit_cache_s=1.5)
+        AccessClient(consent.runtime.nc, service="case", permit_cache_s=1.5)
 
 
 async def test_the_filter_over_nats_lists_exactly_the_visible_cases(
@@ -228,7 +228,7 @@ async def test_the_filter_over_nats_lists_exactly_the_visible_cases(
     mine, _ = await consent.open_case(holder="ann-kristin-allum")
     other, _ = await consent.open_case(holder="vgs-vidar", unit_id="porsgrunn-vgs", org_id="40")
     leaders, seq = await consent.open_case(holder="rektor-siljan")
-    client = AccessClient(consent.runtime.nc)
+    client = AccessClient(consent.runtime.nc, service="case")
     teacher = Principal(kind="person", id="ann-kristin-allum", issuer="test")
     rektor = Principal(kind="person", id="rektor-siljan", issuer="test")
     everything = [mine, other, leaders, "01JNOSUCHCASE0000000000000"]

@@ -349,6 +349,7 @@ async def test_decisions_fail_closed_while_the_consent_projection_lags_beyond_it
                     "principal": {"id": principal, "kind": "person"},
                     "action": "case:read",
                     "resource": {"case_id": case_id},
+                    "asked_by": "case",
                 },
                 timeout=5,
             )

@@ -26,6 +26,7 @@ from stafett_shared.telemetry import current_traceparent
 __all__ = [
     "MAX_PERMIT_CACHE_S",
     "REQUEST_MIN_SEQ",
+    "SERVICES",
     "AccessClient",
     "AccessDecision",
     "AccessRecorded",
@@ -40,6 +41,10 @@ client that wrote something and then acts on it (a child registered, then a case
 the child) sends its write's sequence and is never refused by a projection that lags."""
 
 MAX_PERMIT_CACHE_S = 1.0
+SERVICES = frozenset({"case", "log", "consent", "notify"})
+"""The services that may ask for a decision (``asked_by``). The consent service refuses a
+request from any other name. A name in a request is a claim: in production the NATS user
+the request arrives on (deploy/nats/cluster.conf) is what binds it to a service."""
 CHECK_SUBJECT = "stafett.rpc.consent.check"
 FILTER_SUBJECT = "stafett.rpc.consent.filter"
 
@@ -53,13 +58,17 @@ class AccessClient:
         self,
         nc: NATS,
         *,
+        service: str,
         timeout_s: float = 2.0,
         permit_cache_s: float = MAX_PERMIT_CACHE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 <= permit_cache_s <= MAX_PERMIT_CACHE_S:
             raise ValueError("a permit may be cached for at most one second")
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}")
         self._nc = nc
+        self._service = service
         self._timeout = timeout_s
         self._ttl = permit_cache_s
         self._clock = clock
@@ -84,6 +93,7 @@ class AccessClient:
             "principal": {"id": principal.id, "kind": principal.kind},
             "action": action,
             "resource": {"case_id": case_id, "entry_id": entry_id},
+            "asked_by": self._service,
         }
         if min_seq:
             payload["min_seq"] = min_seq
@@ -113,6 +123,7 @@ class AccessClient:
             "principal": {"id": principal.id, "kind": principal.kind},
             "action": action,
             "case_ids": list(case_ids),
+            "asked_by": self._service,
         }
         if min_seq:
             payload["min_seq"] = min_seq

@@ -8,6 +8,10 @@
   field, so it cannot be moved to another child, event stream or field unnoticed. Text form:
   ``enc:v2:<base64url(nonce ‖ ciphertext)>``; the older ``enc:v1:`` (bound to child and field
   only) is still read.
+* Only the consent service writes the bucket (``KeyStore`` without ``create_via``). Every
+  other service reads it: a key it needs that does not exist yet is made by the consent
+  service on request (``stafett.rpc.consent.key``), and deploy/nats/cluster.conf lets no
+  other NATS user publish to ``$KV.STAFETT_KEYS.>`` or delete from its stream.
 * Shredding securely erases the wrapped key from the bucket (JetStream overwrites the message
   on delete) and leaves a tombstone, so the key is never made again. The events stay and
   still load and verify; their personal data can no longer be read by anyone.
@@ -21,6 +25,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +43,7 @@ from nats.js.kv import KeyValue
 from stafett_shared.ids import AGGREGATE_ID_PATTERN
 
 __all__ = [
+    "KEY_SUBJECT",
     "BlindIndex",
     "CryptoError",
     "DecryptionFailed",
@@ -52,6 +58,10 @@ __all__ = [
 ]
 
 KEY_BUCKET = "STAFETT_KEYS"
+KEY_SUBJECT = "stafett.rpc.consent.key"
+"""Where a service that does not write the bucket asks the consent service to make a key."""
+KeyMaker = Callable[[str], Awaitable[None]]
+_MADE_VISIBLE_TRIES = 20  # a key made by another writer, read from a replica that lags
 _PREFIX = "enc:v2:"  # written today: bound to owner, aggregate and field
 _PREFIX_V1 = "enc:v1:"  # read only: bound to owner and field
 _NONCE = 12
@@ -104,7 +114,10 @@ class _CachedKey:
 
 
 class KeyStore:
-    """Wrapped data keys in a JetStream key/value bucket, one per owner (a child's id)."""
+    """Wrapped data keys in a JetStream key/value bucket, one per owner (a child's id).
+
+    With ``create_via`` the store never writes the bucket: a missing key is made by calling
+    it (the consent service, over NATS) and then read, and shredding is refused."""
 
     def __init__(
         self,
@@ -115,6 +128,7 @@ class KeyStore:
         bucket: str = KEY_BUCKET,
         cache_ttl_s: float = 5.0,
         replicas: int = 1,
+        create_via: KeyMaker | None = None,
     ) -> None:
         if current_kek not in keks:
             raise CryptoError("the current KEK id has no key")
@@ -128,6 +142,12 @@ class KeyStore:
         self._cache_ttl = cache_ttl_s
         self._replicas = replicas
         self._lock = asyncio.Lock()
+        self._create_via = create_via
+
+    @property
+    def writes(self) -> bool:
+        """Whether this store writes the bucket (the consent service's) or only reads it."""
+        return self._create_via is None
 
     async def ensure_bucket(self) -> None:
         """Bind to the bucket, creating its stream when missing.
@@ -215,6 +235,8 @@ class KeyStore:
             except nats.js.errors.KeyNotFoundError:
                 if not create:
                     raise KeyShredded(owner) from None
+                if self._create_via is not None:
+                    return await self._made_elsewhere(owner, self._create_via)
                 key = AESGCM.generate_key(bit_length=256)
                 try:
                     await self._kv.create(name, self._wrap(owner, key))
@@ -228,8 +250,27 @@ class KeyStore:
         self._cache[owner] = _CachedKey(key, time.monotonic() + self._cache_ttl)
         return key
 
+    async def _made_elsewhere(self, owner: str, make: KeyMaker) -> bytes:
+        """Have the bucket's writer make the owner's key, then read it (a replica may lag
+        the create by a moment)."""
+        await make(owner)
+        name = self._name(owner)
+        for attempt in range(_MADE_VISIBLE_TRIES):
+            try:
+                entry = await self._kv.get(name)
+            except nats.js.errors.KeyNotFoundError:
+                await asyncio.sleep(0.01 * (attempt + 1))
+                continue
+            assert entry.value is not None
+            key = self._unwrap(owner, entry.value)
+            self._cache[owner] = _CachedKey(key, time.monotonic() + self._cache_ttl)
+            return key
+        raise KeyUnavailable("the key made for the owner cannot be read")
+
     async def shred(self, owner: str) -> None:
         """Erase the owner's data key for good (end of retention)."""
+        if self._create_via is not None:
+            raise CryptoError("only the consent service shreds keys")
         name = self._name(owner)
         self._cache.pop(owner, None)
         stream = f"KV_{self._bucket_name}"

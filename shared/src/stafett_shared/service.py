@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import re
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -30,9 +31,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stafett_shared import rpc
 from stafett_shared.access import REQUEST_MIN_SEQ
 from stafett_shared.auth import DevIssuer, TokenVerifier
-from stafett_shared.crypto import FieldCipher, KeyStore, load_or_create_kek
+from stafett_shared.crypto import (
+    KEY_SUBJECT,
+    FieldCipher,
+    KeyShredded,
+    KeyStore,
+    KeyUnavailable,
+    load_or_create_kek,
+)
 from stafett_shared.db import create_engine, create_sync_engine, run_migrations, sessionmaker
 from stafett_shared.envelope import registry
 from stafett_shared.eventstore import EventStore
@@ -72,6 +81,9 @@ class ServiceSpec:
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
     body_limits: Mapping[str, int] = field(default_factory=dict)  # path prefix -> bytes
+    writes_keys: bool = False
+    """Whether the service writes the key bucket (the consent service alone); the others
+    ask it for a key that does not exist yet (stafett_shared.crypto.KEY_SUBJECT)."""
     # Extra process commands (`python -m stafett_<name> <command>`), run on a wired runtime.
     commands: Mapping[str, Callable[[Runtime], Awaitable[int]]] = field(default_factory=dict)
 
@@ -123,6 +135,7 @@ async def connect_nats(settings: CommonSettings, name: str, *, wait_s: float = 3
     async def _reconnected() -> None:
         _log.info("nats_reconnected")
 
+    settings.check_nats_credentials()
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -133,6 +146,11 @@ async def connect_nats(settings: CommonSettings, name: str, *, wait_s: float = 3
                 password=(
                     settings.nats_password.get_secret_value() if settings.nats_password else None
                 ),
+                user_credentials=(
+                    str(settings.nats_creds_file) if settings.nats_creds_file else None
+                ),
+                nkeys_seed=str(settings.nats_nkey_file) if settings.nats_nkey_file else None,
+                tls=nats_tls_context(settings),
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
@@ -147,6 +165,21 @@ async def connect_nats(settings: CommonSettings, name: str, *, wait_s: float = 3
             await asyncio.sleep(0.5)
 
 
+def nats_tls_context(settings: CommonSettings) -> ssl.SSLContext | None:
+    """TLS to NATS when a CA is configured (``STAFETT_NATS_TLS_CA``): the server's
+    certificate is verified against it and its name checked; a client certificate is
+    presented when one is configured (``STAFETT_NATS_TLS_CERT``, ``…_KEY``)."""
+    if settings.nats_tls_ca is None and settings.nats_tls_cert is None:
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.nats_tls_cert is not None and settings.nats_tls_key is not None:
+        context.load_cert_chain(str(settings.nats_tls_cert), str(settings.nats_tls_key))
+    return context
+
+
 def database_url(settings: CommonSettings, service: ServiceSettings, name: str) -> str:
     if service.database_url:
         return service.database_url
@@ -154,12 +187,36 @@ def database_url(settings: CommonSettings, service: ServiceSettings, name: str) 
     return f"sqlite:///{(settings.data_dir / f'{name}.db').resolve()}"
 
 
-def key_store(settings: CommonSettings, nc: NATS) -> KeyStore:
+def key_store(
+    settings: CommonSettings, nc: NATS, *, service: str, writes: bool = False
+) -> KeyStore:
+    """The service's key store: the consent service's writes the bucket; every other
+    service's only reads it and has the consent service make a key it lacks."""
     kek = settings.kek_bytes()
     if kek is None:
         kek = load_or_create_kek(settings.data_dir / "keys" / "kek")
+
+    async def ask_consent(owner: str) -> None:
+        try:
+            await rpc.request(
+                nc,
+                KEY_SUBJECT,
+                {"owner": owner, "asked_by": service},
+                timeout=settings.consent_timeout_s,
+            )
+        except rpc.RpcRemoteError as exc:
+            if exc.code == "shredded":
+                raise KeyShredded(owner) from exc
+            raise KeyUnavailable(f"the consent service made no key: {exc.code}") from exc
+        except rpc.RpcError as exc:
+            raise KeyUnavailable("the consent service did not answer") from exc
+
     return KeyStore(
-        nc.jetstream(), {settings.kek_id: kek}, settings.kek_id, replicas=settings.stream_replicas
+        nc.jetstream(),
+        {settings.kek_id: kek},
+        settings.kek_id,
+        replicas=settings.stream_replicas,
+        create_via=None if writes else ask_consent,
     )
 
 
@@ -188,7 +245,7 @@ async def open_runtime(
         await store.ensure_stream(
             create=settings.may_create_stream, replicas=settings.stream_replicas
         )
-        keys = key_store(settings, nc)
+        keys = key_store(settings, nc, service=spec.name, writes=spec.writes_keys)
         await keys.ensure_bucket()
         await run_migrations(engine, spec.migrations)
         cipher = FieldCipher(keys)

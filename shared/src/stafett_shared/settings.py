@@ -63,6 +63,18 @@ class CommonSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:14222"
     nats_user: str | None = None
     nats_password: SecretStr | None = None
+    nats_creds_file: Path | None = None
+    """A NATS credentials file (a user JWT and its nkey seed, decentralised auth): instead
+    of a user and password."""
+    nats_nkey_file: Path | None = None
+    """A file holding an nkey seed (``SU…``): instead of a user and password."""
+    nats_tls_ca: Path | None = None
+    """PEM file of the CA that signed the NATS servers' certificates. Set, the connection
+    is TLS and the server's certificate is verified against it."""
+    nats_tls_cert: Path | None = None
+    """PEM client certificate, for a server that verifies clients (``verify: true``)."""
+    nats_tls_key: Path | None = None
+    """PEM private key of ``nats_tls_cert``."""
     stream: str = "EVENTS"
     subject_prefix: str = "stafett.ev"
     create_stream: bool | None = None  # default: create in development, verify only in production
@@ -138,6 +150,22 @@ class CommonSettings(BaseSettings):
         if unknown := sorted({i for i, _ in self.admin_logins} - configured):
             raise SettingsError(f"STAFETT_ADMINS names issuers not configured: {unknown}")
         return self
+
+    def check_nats_credentials(self) -> None:
+        """Refuse, in production, a NATS connection without credentials of its own (a user
+        and password, a credentials file or an nkey seed), and a client certificate without
+        its key. Called by every process that connects to NATS, before it connects; not in the
+        validator, because processes without NATS (the portal) share these settings."""
+        if (self.nats_tls_cert is None) != (self.nats_tls_key is None):
+            raise SettingsError("STAFETT_NATS_TLS_CERT and STAFETT_NATS_TLS_KEY go together")
+        if not self.production:
+            return
+        password = self.nats_user and self.nats_password and self.nats_password.get_secret_value()
+        if not (password or self.nats_creds_file or self.nats_nkey_file):
+            raise SettingsError(
+                "production needs NATS credentials: STAFETT_NATS_USER and "
+                "STAFETT_NATS_PASSWORD, STAFETT_NATS_CREDS_FILE or STAFETT_NATS_NKEY_FILE"
+            )
 
     def kek_bytes(self) -> bytes | None:
         if self.kek is None:

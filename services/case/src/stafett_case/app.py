@@ -48,6 +48,7 @@ async def _start(runtime: Runtime) -> None:
         projector=runtime.projector,
         access=AccessClient(
             runtime.nc,
+            service=runtime.spec.name,
             timeout_s=runtime.settings.consent_timeout_s,
             permit_cache_s=settings.permit_cache_s,
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,9 +20,19 @@ from stafett_consent.handlers import ConsentService
 from stafett_consent.policy import Action, PolicySettings
 from stafett_consent.projections import ConsentProjection
 from stafett_consent.settings import ConsentSettings
-from stafett_shared.crypto import BlindIndex, FieldCipher, load_or_create_kek
+from stafett_shared.access import SERVICES
+from stafett_shared.crypto import (
+    KEY_SUBJECT,
+    BlindIndex,
+    FieldCipher,
+    KeyShredded,
+    KeyStore,
+    KeyUnavailable,
+    load_or_create_kek,
+)
 from stafett_shared.db import create_sync_engine, sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
+from stafett_shared.ids import AGGREGATE_ID_PATTERN
 from stafett_shared.logging import get_logger
 from stafett_shared.projector import ProjectionBehind, ProjectionStale
 from stafett_shared.rpc import RpcRemoteError, serve
@@ -57,6 +68,16 @@ def _action(payload: dict[str, Any]) -> Action:
         raise RpcRemoteError("bad_request", "unknown action") from None
 
 
+def _asked_by(payload: dict[str, Any]) -> str:
+    """The asking service. A request that names no known service is refused: the caller
+    fails closed. The name is a claim; in production each service's NATS user (and so
+    the subject it may publish on) is what binds a request to a service."""
+    asked_by = payload.get("asked_by")
+    if not isinstance(asked_by, str) or asked_by not in SERVICES:
+        raise RpcRemoteError("unknown_service", "asked_by names no known service")
+    return asked_by
+
+
 def _min_seq(payload: dict[str, Any]) -> int | None:
     value = payload.get("min_seq")
     if value is None:
@@ -64,6 +85,27 @@ def _min_seq(payload: dict[str, Any]) -> int | None:
     if not isinstance(value, int) or value < 0:
         raise RpcRemoteError("bad_request", "min_seq must be a non-negative integer")
     return value
+
+
+async def _make_key(keys: KeyStore, payload: dict[str, Any]) -> dict[str, Any]:
+    """Make a data key another service needs (``stafett.rpc.consent.key``).
+
+    Only this service writes the key bucket: another service that needs a key that does
+    not exist yet (a case's own, before the child is known; a person's, for their
+    notification settings) asks for it here. Making a key never replaces one: the bucket's
+    create fails on an existing key and on a shredded key's tombstone. The key itself is
+    never sent; the caller reads the wrapped key from the bucket."""
+    _asked_by(payload)
+    owner = payload.get("owner")
+    if not isinstance(owner, str) or not AGGREGATE_ID_PATTERN.fullmatch(owner):
+        raise RpcRemoteError("bad_request", "owner must be an id")
+    try:
+        await keys.data_key(owner, create=True)
+    except KeyShredded:
+        raise RpcRemoteError("shredded", "the owner's key was shredded") from None
+    except KeyUnavailable:
+        raise RpcRemoteError("unavailable", "the key store did not answer") from None
+    return {"owner": owner}
 
 
 async def _start(runtime: Runtime) -> None:
@@ -122,6 +164,7 @@ async def _start(runtime: Runtime) -> None:
                 principal_kind=kind,
                 entry_id=entry_id if isinstance(entry_id, str) else None,
                 min_seq=_min_seq(payload),
+                asked_by=_asked_by(payload),
             )
         except ProjectionStale:
             raise RpcRemoteError("unavailable", "the read model lags the stream") from None
@@ -130,6 +173,7 @@ async def _start(runtime: Runtime) -> None:
         return out.model_dump()  # the AccessDecision the client reads back
 
     async def filter_(payload: dict[str, Any]) -> dict[str, Any]:
+        _asked_by(payload)
         principal_id, kind = _principal(payload)
         case_ids = payload.get("case_ids")
         if (
@@ -155,6 +199,7 @@ async def _start(runtime: Runtime) -> None:
     subscriptions = [
         await serve(runtime.nc, "stafett.rpc.consent.check", check),
         await serve(runtime.nc, "stafett.rpc.consent.filter", filter_),
+        await serve(runtime.nc, KEY_SUBJECT, functools.partial(_make_key, runtime.keys)),
     ]
 
     async def expire_loop() -> None:
@@ -196,6 +241,7 @@ SPEC = ServiceSpec(
     settings_type=ConsentSettings,
     on_start=_start,
     on_stop=_stop,
+    writes_keys=True,
     body_limits={"/api/v1/directory": _settings.region_document_max_bytes},
 )
 

@@ -29,7 +29,9 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
@@ -75,6 +77,7 @@ decision_records = Table(
     Column("reason", String(64), nullable=False),
     Column("detail", Text, nullable=False),
     Column("policy_version", String(32), nullable=False),
+    Column("asked_by", String(32), nullable=True),  # the asking service (None: over HTTP)
     Index("ix_decisions_case", "case_id", "decided_at"),
     Index("ix_decisions_principal", "principal_id", "decided_at"),
 )
@@ -149,8 +152,14 @@ def loop_engines(read_models_url: str) -> tuple[Engine, Engine] | None:
 
 def create_records_schema(engine: Engine) -> None:
     """The records' tables in a database of their own (on SQLite). In the read models'
-    database the Alembic history creates them."""
+    database the Alembic history creates them. A column added since a file was made is
+    added to it (nullable, so the rows before stay as they were)."""
     audit_metadata.create_all(engine, checkfirst=True)
+    with engine.connect() as conn:
+        have = {column["name"] for column in inspect(conn).get_columns("decision_records")}
+        if "asked_by" not in have:
+            conn.execute(text("ALTER TABLE decision_records ADD COLUMN asked_by VARCHAR(32)"))
+            conn.commit()
 
 
 _EVENT_FIELDS = tuple(DecisionRecorded.model_fields)
@@ -165,6 +174,7 @@ class _Question:
     action: Action
     case_id: str
     entry_id: str | None
+    asked_by: str | None = None
 
 
 def _record_row(q: _Question, decision: Decision) -> dict[str, Any]:
@@ -183,6 +193,7 @@ def _record_row(q: _Question, decision: Decision) -> dict[str, Any]:
         "reason": decision.reason,
         "detail": decision.detail,
         "policy_version": decision.policy_version,
+        "asked_by": q.asked_by,
     }
 
 
@@ -341,14 +352,17 @@ class DecisionPoint:
         principal_kind: Literal["person", "client"] = "person",
         entry_id: str | None = None,
         min_seq: int | None = None,
+        asked_by: str | None = None,
     ) -> AccessDecision:
+        """Decide and record; ``asked_by`` is the service that asked over NATS (None: the
+        principal itself, over HTTP), named in the record and in its event."""
         if min_seq:
             await self._projector.wait_for(min_seq, self._wait)
         self._ensure_current()
         now = self._clock()
         decision_id = new_id()
         question = _Question(
-            decision_id, now, principal_id, principal_kind, action, case_id, entry_id
+            decision_id, now, principal_id, principal_kind, action, case_id, entry_id, asked_by
         )
         decision, case_org, recorded = await self.run(self._decide_and_record, question)
         if recorded and case_org is not None and decision.permit and decision.basis == "auditor":

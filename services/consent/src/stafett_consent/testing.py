@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import yaml
 
 from stafett_consent.app import SPEC
@@ -260,3 +261,19 @@ async def running_consent(
     ):
         runtime: Runtime = app.state.runtime
         yield ConsentHarness(client, runtime, DevIssuer.load_or_create(data_dir))
+
+
+@contextlib.asynccontextmanager
+async def fresh_consent(
+    nats_url: str, database_url: str, data_dir: Path
+) -> AsyncIterator[ConsentHarness]:
+    """The consent service on an emptied JetStream, with the test region loaded."""
+    from stafett_shared.testing.plugin import reset_jetstream
+
+    nc = await nats.connect(nats_url)
+    await reset_jetstream(nc)
+    await nc.close()
+    async with running_consent(nats_url, database_url, data_dir) as harness:
+        response = await harness.load_region()
+        assert response.status_code == 200, response.text
+        yield harness

@@ -37,6 +37,7 @@ async def _start(runtime: Runtime) -> None:
         on_loop=runtime.loop_engine,
         access=AccessClient(
             runtime.nc,
+            service=runtime.spec.name,
             timeout_s=runtime.settings.consent_timeout_s,
             permit_cache_s=settings.permit_cache_s,
         ),

@@ -60,6 +60,10 @@ class DecisionRecorded(AccessEvent):
     reason: str
     detail: str
     policy_version: str
+    asked_by: str | None = None
+    """The service that asked for the decision over NATS (``case``, ``log``, ``consent``,
+    ``notify``), for the principal above; absent for a decision asked over HTTP by the
+    principal itself, and in events recorded before services named themselves."""
 
 
 class AccessDecision(BaseModel):
