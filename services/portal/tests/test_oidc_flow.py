@@ -18,7 +18,6 @@ import base64
 import hashlib
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -44,6 +42,7 @@ from stafett_portal.session import Session, SessionSealer
 from stafett_portal.settings import OidcClientSettings, PortalSettings
 from stafett_shared.embedded import free_port
 from stafett_shared.settings import CommonSettings, IssuerSettings, SettingsError
+from stafett_shared.testing.servers import serve_in_thread
 
 PORTAL = "https://portal.test"
 REDIRECT_URI = PORTAL + "/logg-inn/svar"
@@ -287,31 +286,12 @@ def _services_app(provider: Provider) -> FastAPI:
     return app
 
 
-def _serve(app: FastAPI) -> tuple[str, Callable[[], None]]:
-    """Serve an app with uvicorn on a free loopback port in a thread; the URL and a stop."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-    return f"http://127.0.0.1:{port}", stop
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[Provider, str]]:
     """The provider and the services' stand-in, one uvicorn each for the module."""
     provider = Provider(_new_key())
-    provider.url, stop_provider = _serve(_provider_app(provider))
-    services_url, stop_services = _serve(_services_app(provider))
+    provider.url, stop_provider = serve_in_thread(_provider_app(provider))
+    services_url, stop_services = serve_in_thread(_services_app(provider))
     try:
         yield provider, services_url
     finally:

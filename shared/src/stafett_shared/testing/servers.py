@@ -8,10 +8,14 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import uvicorn
 
 from stafett_shared.embedded import NatsServerProcess, free_port
 
@@ -20,6 +24,7 @@ __all__ = [
     "NatsHandle",
     "docker_available",
     "find_postgres_bin",
+    "serve_in_thread",
     "start_nats",
     "start_postgres",
 ]
@@ -201,3 +206,24 @@ def start_postgres() -> Iterator[str | None]:
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def serve_in_thread(app: Any) -> tuple[str, Callable[[], None]]:
+    """Serve an ASGI app with uvicorn on a free loopback port in a thread (an OpenID
+    provider or a JWKS that a test plays); its URL and a function that stops it."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop
