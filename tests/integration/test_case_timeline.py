@@ -348,3 +348,15 @@ async def test_a_write_with_stafett_min_seq_waits_for_what_the_client_wrote_befo
         "/api/v1/cases", json={}, headers=case.auth(HOLDER, **{"Stafett-Min-Seq": "-1"})
     )
     assert malformed.status_code == 400
+
+
+async def test_whoami_names_the_person_the_token_makes_the_caller(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    for harness in (consent, case_service):
+        who = await harness.client.get("/api/v1/whoami", headers=harness.auth(HOLDER))
+        assert who.status_code == 200
+        assert who.json() == {"kind": "person", "id": HOLDER}
+        nobody = await harness.client.get("/api/v1/whoami")
+        assert nobody.status_code == 401
+        assert nobody.headers["content-type"] == "application/problem+json"

@@ -49,6 +49,7 @@ REDIRECT_URI = PORTAL + "/logg-inn/svar"
 CLIENT_ID = "stafett-portal"
 CLIENT_SECRET = "s3cret:with+odd/chars%="  # RFC 6749 2.3.1: form-encoded before Basic
 PERSON = "kari-nordmann"
+SUBJECT = "00u1f-9c2b-entra"  # the issuer's subject: the directory binds it to PERSON
 SESSION_KEY = bytes(range(32))
 COOKIE = "__Host-stafett"
 KID = "provider-key-1"
@@ -93,6 +94,7 @@ class Provider:
     named_issuer: str | None = None  # the issuer discovery names
     deny: bool = False  # the person (or the issuer) declines
     access_padding: int = 0  # characters of extra claims in the access token
+    unbound: bool = False  # the directory binds the subject to nobody
 
     @property
     def issuer(self) -> str:
@@ -109,7 +111,7 @@ class Provider:
     def id_token(self, grant: Grant, now: int) -> str:
         claims: dict[str, Any] = {
             "iss": self.issuer,
-            "sub": PERSON,
+            "sub": SUBJECT,
             "aud": CLIENT_ID,
             "iat": now,
             "exp": now + 300,
@@ -125,7 +127,7 @@ class Provider:
     def access_token(self, now: int) -> str:
         claims = {
             "iss": self.issuer,
-            "sub": PERSON,
+            "sub": SUBJECT,
             "aud": "stafett",
             "iat": now,
             "exp": now + 600,
@@ -278,6 +280,13 @@ def _services_app(provider: Provider) -> FastAPI:
             "staff": [person],
         }
         return JSONResponse(body)
+
+    @app.get("/api/v1/whoami")
+    async def whoami(request: Request) -> Response:
+        # The services map (issuer, subject) to the person the directory binds it to.
+        if caller(request) != SUBJECT or provider.unbound:
+            return unauthenticated
+        return JSONResponse({"kind": "person", "id": PERSON})
 
     @app.get("/api/v1/notifications")
     async def notifications(request: Request) -> Response:
@@ -434,7 +443,7 @@ def test_a_person_signs_in_through_the_issuer_and_lands_on_their_cases(
     assert session.expires_at <= before + 600 + 5  # the session ends with the access token
 
     assert _location(portal.get("/")) == "/saker"
-    assert provider.service_callers and set(provider.service_callers) == {PERSON}
+    assert provider.service_callers and set(provider.service_callers) == {SUBJECT}
     assert provider.refusals == []
 
 
@@ -716,3 +725,13 @@ def test_production_refuses_an_unsafe_sign_in(change: dict[str, Any]) -> None:
 def test_a_client_without_the_openid_scope_is_refused() -> None:
     with pytest.raises(ValueError, match="openid"):
         OidcClientSettings(issuer="https://login.example.no", client_id="c", scopes=["profile"])
+
+
+def test_a_subject_the_directory_binds_to_nobody_is_not_signed_in(
+    portal: TestClient, provider: Provider
+) -> None:
+    provider.unbound = True
+    answer = portal.get(_at_provider(_to_issuer(portal)))
+    assert answer.status_code == 403
+    assert "ikke registrert i Stafett" in answer.text
+    assert not _session(portal).signed_in()

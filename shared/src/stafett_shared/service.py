@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stafett_shared import rpc
 from stafett_shared.access import REQUEST_MIN_SEQ
-from stafett_shared.auth import DevIssuer, TokenVerifier
+from stafett_shared.auth import DevIssuer, PrincipalDep, TokenVerifier
 from stafett_shared.crypto import (
     KEY_SUBJECT,
     FieldCipher,
@@ -286,6 +286,18 @@ async def open_runtime(
         if on_loop is not None:
             await asyncio.to_thread(on_loop.dispose)
         await engine.dispose()
+
+
+def _whoami_router() -> APIRouter:
+    router = APIRouter(tags=["identitet"])
+
+    @router.get("/whoami", summary="Hvem tokenet ditt gjør deg til (etter koblingen i katalogen)")
+    async def whoami(principal: PrincipalDep) -> dict[str, str]:
+        # The portal asks this after an OpenID Connect sign-in: the person id is what the
+        # services make of (issuer, subject), never the ID token's subject as it stands.
+        return {"kind": principal.kind, "id": principal.id}
+
+    return router
 
 
 def _health_router() -> APIRouter:
@@ -559,6 +571,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
         )
 
     app.include_router(_health_router())
+    app.include_router(_whoami_router(), prefix="/api/v1")
     app.include_router(_docs_router(spec.title, "/openapi.json"))
     for router in spec.routers:
         app.include_router(router, prefix="/api/v1")

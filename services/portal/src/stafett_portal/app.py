@@ -384,8 +384,8 @@ async def _to_issuer(page: Page, oidc: OidcClient) -> Response:
     return _store(_portal(page.request), RedirectResponse(url, status_code=303), page.session)
 
 
-def _sign_in_failed(page: Page, message: str) -> Response:
-    return render(page, "pages/error.html", 400, title="Innloggingen mislyktes", message=message)
+def _sign_in_failed(page: Page, message: str, status: int = 400) -> Response:
+    return render(page, "pages/error.html", status, title="Innloggingen mislyktes", message=message)
 
 
 # --- routes --------------------------------------------------------------------------------
@@ -492,7 +492,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         portal = _portal(request)
         if portal.oidc is None:
             raise StarletteHTTPException(404)
-        page = _bare_page(request)  # signing in never waits for a service
+        page = _bare_page(request)
         kept = page.session.login_state or {}
         page.session.login_state = None
         try:
@@ -503,7 +503,25 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
                 page, "Innloggingen ble ikke fullført. Prøv å logge inn på nytt."
             )
         page.session.sign_out()
-        page.session.person_id = signed.subject
+        # Who the person is, is the services' word: (issuer, subject) bound in the directory.
+        try:
+            who = await portal.backend.call(
+                "GET", "consent", "/api/v1/whoami", token=signed.access_token
+            )
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                _log.info("sign_in_unbound", issuer="oidc")
+                return _sign_in_failed(
+                    page,
+                    "Du er ikke registrert i Stafett ennå. Be lederen din eller brukerstøtte "
+                    "om å legge deg inn.",
+                    403,
+                )
+            raise
+        body = who.body if isinstance(who.body, dict) else {}
+        if body.get("kind") != "person" or not isinstance(body.get("id"), str):
+            return _sign_in_failed(page, "Innloggingen gjelder ikke en person.", 403)
+        page.session.person_id = str(body["id"])
         page.session.token = signed.access_token
         page.session.expires_at = min(
             signed.expires_at, time.time() + portal.settings.session_max_s
