@@ -30,7 +30,7 @@ from typing import Any
 
 from log import open_cases, services, settle  # bench/log.py: the in-process services
 
-from benchlib import drive
+from benchlib import NO_RATE_LIMIT, drive
 from stafett_shared.logging import configure_logging
 from stafett_shared.projector import Projector
 
@@ -125,6 +125,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller stream, under a minute")
     args = parser.parse_args()
+    os.environ.update(NO_RATE_LIMIT)  # one writer makes every append; read by the settings
     configure_logging("bench", os.environ.get("STAFETT_LOG_LEVEL", "ERROR"), json=False)
     asyncio.run(run(QUICK if args.quick else FULL))
     return 0
