@@ -25,6 +25,7 @@ from stafett_shared.auth import (
     DEV_ISSUER,
     VERIFIED_FOR_S,
     DevIssuer,
+    IdentityUnavailable,
     Principal,
     PrincipalDep,
     TokenVerifier,
@@ -464,6 +465,63 @@ async def test_a_binding_maps_the_issuers_subject_to_the_person_id(
         kind="person", id="kari-nordmann", issuer=oidc.url, subject="3f2c-oid@example.no"
     )
     assert asked == [(oidc.url, "3f2c-oid@example.no")]
+
+
+async def test_a_login_lookup_that_cannot_be_made_is_503_and_asked_again(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """Fail closed, and say so: a directory that does not answer is not "unknown user"
+    (401), and the refusal is not remembered as a verified token would be."""
+    asked: list[str] = []
+
+    async def unavailable(issuer: str, subject: str) -> str | None:
+        asked.append(subject)
+        raise IdentityUnavailable("the directory's logins did not answer")
+
+    verifier = TokenVerifier([IssuerSettings(issuer=oidc.url)], logins=unavailable)
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.state.token_verifier = verifier
+
+    @app.get("/me")
+    async def me(principal: PrincipalDep) -> dict[str, str]:
+        return {"id": principal.id}
+
+    token = _rs256(rsa_key, _claims(oidc.url, sub="3f2c-oid@example.no"))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://stafett.test"
+        ) as client:
+            for _ in range(2):
+                answer = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+                assert answer.status_code == 503
+                assert answer.headers["content-type"] == PROBLEM_CONTENT_TYPE
+                assert answer.headers["retry-after"] == "1"
+                assert answer.json()["code"] == "unavailable"
+    finally:
+        await verifier.aclose()
+    assert asked == ["3f2c-oid@example.no"] * 2
+
+
+async def test_a_verified_login_is_remembered_no_longer_than_the_window(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    bound = {"3f2c-oid@example.no": "kari-nordmann"}
+
+    async def logins(issuer: str, subject: str) -> str | None:
+        return bound.get(subject)
+
+    verifier = TokenVerifier([IssuerSettings(issuer=oidc.url)], logins=logins, verified_for_s=0.2)
+    token = _rs256(rsa_key, _claims(oidc.url, sub="3f2c-oid@example.no"))
+    try:
+        assert (await verifier.verify(token)).id == "kari-nordmann"
+        bound.clear()  # the region document no longer binds it
+        assert (await verifier.verify(token)).id == "kari-nordmann"  # within the window
+        await asyncio.sleep(0.3)
+        with pytest.raises(Unauthenticated, match="bound to nobody"):
+            await verifier.verify(token)
+    finally:
+        await verifier.aclose()
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 import stafett_consent
 from stafett_consent.decisions import decision_outbox
-from stafett_consent.projections import access_index, organisations, staff
+from stafett_consent.projections import access_index, login_key, logins, organisations, staff
 from stafett_shared.db import create_engine, position_table, run_migrations
 
 MIGRATIONS = Path(stafett_consent.__file__).parent / "alembic"
@@ -79,5 +79,36 @@ async def test_revision_0005_adds_guides_and_staff_names_and_asks_for_a_replay(
             )
             stored = (await conn.execute(select(organisations.c.guide))).scalar_one()
             assert stored == [["Snakk med eleven."], [], [], []]
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0009_adds_the_logins_and_keeps_the_read_models(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await run_migrations(engine, MIGRATIONS, revision="0008")
+        async with engine.begin() as conn:
+            await conn.execute(staff.insert().values(person_id="ann", name_index="indeks"))
+            await conn.execute(
+                position_table.insert().values(name="consent", last_seq=42, updated_at=func.now())
+            )
+
+        await run_migrations(engine, MIGRATIONS, revision="0009")
+
+        issuer = "https://login.microsoftonline.com/" + "t" * 36 + "/v2.0"
+        async with engine.begin() as conn:
+            assert await conn.scalar(select(func.count()).select_from(staff)) == 1
+            position = select(position_table.c.last_seq).where(position_table.c.name == "consent")
+            assert await conn.scalar(position) == 42  # no login was bound before: no replay
+            await conn.execute(
+                logins.insert().values(
+                    login=login_key(issuer, "s" * 255),
+                    issuer=issuer + "i" * (500 - len(issuer)),
+                    subject="s" * 255,
+                    person_id="ann",
+                )
+            )
+            bound = select(logins.c.person_id).where(logins.c.login == login_key(issuer, "s" * 255))
+            assert await conn.scalar(bound) == "ann"
     finally:
         await engine.dispose()

@@ -6,10 +6,18 @@ the development issuer. Whoever holds its key can mint any ``sub``: ``"admin"`` 
 id is nobody until a login binds it; a binding makes it that person; a kind the issuer may
 not assert is refused. An agency client whose ``client_id`` spells a staff member's, a
 child's or a handover receiver's id gets nothing of theirs: 404 on every case route.
+
+Logins are bound in the region document (``logins`` on a staff member): the case and log
+services ask the consent service (``stafett.rpc.consent.login``), the consent service looks
+them up itself. The services keep an answer for ``STAFETT_LOGIN_CACHE_S``, short here, so
+a login the document no longer lists stops working within it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import json
 import threading
 import time
@@ -25,14 +33,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from stafett_case.testing import CaseHarness, running_case
-from stafett_consent.testing import ConsentHarness, running_consent
+from stafett_consent.testing import REGION, ConsentHarness, running_consent
+from stafett_log.testing import LogHarness, running_log
+from stafett_shared import rpc
 from stafett_shared.embedded import free_port
+from stafett_shared.logins import LOGIN_SUBJECT
 from stafett_shared.testing import NatsHandle
 from stafett_shared.testing.plugin import create_database, drop_database, reset_jetstream
 
 HOLDER = "ann-kristin-allum"  # holds the cases opened here (Siljan ungdomsskole)
 RECEIVER = "helse-hanne"  # asked to take over a case (Siljan helsestasjon)
 AGENCY_OID = "5b0e1c9a-agency-oid"  # the second issuer's subject for the holder, once bound
+LOGIN_CACHE_S = 0.3  # how long the services keep a login's answer (STAFETT_LOGIN_CACHE_S)
 
 
 class _Issuer:
@@ -101,27 +113,37 @@ async def services(
     """Consent and case services trusting the development issuer and the second issuer (a
     staff issuer: it may assert staff, nothing else)."""
     monkeypatch.setenv("STAFETT_ISSUERS", json.dumps([{"issuer": issuer.url, "kinds": ["staff"]}]))
+    monkeypatch.setenv("STAFETT_LOGIN_CACHE_S", str(LOGIN_CACHE_S))
     nc = await nats.connect(nats_server.url)
     await reset_jetstream(nc)
     await nc.close()
-    dropped: str | None = None
-    admin: str | None = None
+    async with (
+        _own_database(request, database_url, tmp_path, "case") as case_db,
+        running_consent(nats_server.url, database_url, tmp_path) as consent,
+    ):
+        loaded = await consent.load_region()
+        assert loaded.status_code == 200, loaded.text
+        async with running_case(nats_server.url, case_db, tmp_path) as case:
+            await case.runtime.projector.catch_up()
+            yield consent, case
+
+
+@contextlib.asynccontextmanager
+async def _own_database(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path, name: str
+) -> AsyncIterator[str]:
+    """A database of a service's own beside the consent service's (services never share
+    one): a SQLite file, or a PostgreSQL database dropped afterwards."""
     if database_url.startswith("sqlite"):
-        case_db = f"sqlite:///{tmp_path / 'case.db'}"
-    else:
-        admin = request.getfixturevalue("postgres_admin_url")
-        assert admin is not None
-        dropped, case_db = await create_database(admin)
+        yield f"sqlite:///{tmp_path / f'{name}.db'}"
+        return
+    admin = request.getfixturevalue("postgres_admin_url")
+    assert admin is not None
+    dropped, url = await create_database(admin)
     try:
-        async with running_consent(nats_server.url, database_url, tmp_path) as consent:
-            loaded = await consent.load_region()
-            assert loaded.status_code == 200, loaded.text
-            async with running_case(nats_server.url, case_db, tmp_path) as case:
-                await case.runtime.projector.catch_up()
-                yield consent, case
+        yield url
     finally:
-        if dropped is not None and admin is not None:
-            await drop_database(admin, dropped)
+        await drop_database(admin, dropped)
 
 
 async def _open_case(consent: ConsentHarness, case: CaseHarness) -> tuple[str, str, str]:
@@ -166,32 +188,188 @@ async def test_another_issuer_minting_admin_or_a_staff_id_is_nobody(
     assert (await case.client.get(f"/api/v1/cases/{case_id}", headers=case.auth(HOLDER))).is_success
 
 
-async def test_a_login_bound_to_a_staff_member_is_that_person(
-    services: tuple[ConsentHarness, CaseHarness], issuer: _Issuer
+@pytest.fixture
+async def log(
+    request: pytest.FixtureRequest,
+    services: tuple[ConsentHarness, CaseHarness],
+    nats_server: NatsHandle,
+    database_url: str,
+    tmp_path: Path,
+) -> AsyncIterator[LogHarness]:
+    """The log service beside them (it trusts the same issuers)."""
+    del services  # started first
+    async with (
+        _own_database(request, database_url, tmp_path, "log") as log_db,
+        running_log(nats_server.url, log_db, tmp_path) as harness,
+    ):
+        await harness.runtime.projector.catch_up()
+        yield harness
+
+
+def _region(*bound: tuple[str, str, str]) -> dict[str, Any]:
+    """The test region with logins: (staff id, issuer, subject)."""
+    document = copy.deepcopy(REGION)
+    for person in document["staff"]:
+        logins = [{"issuer": i, "subject": s} for p, i, s in bound if p == person["id"]]
+        if logins:
+            person["logins"] = logins
+    return document
+
+
+async def _routes(
+    consent: ConsentHarness, case: CaseHarness, log: LogHarness, case_id: str, auth: dict[str, str]
+) -> dict[str, int]:
+    """What a token gets on a case, log and consent route, and the directory."""
+    return {
+        "case": (await case.client.get(f"/api/v1/cases/{case_id}", headers=auth)).status_code,
+        "log": (await log.client.get(f"/api/v1/logs/{case_id}/entries", headers=auth)).status_code,
+        "consents": (
+            await consent.client.get(f"/api/v1/consents?case_id={case_id}", headers=auth)
+        ).status_code,
+        "directory": (await consent.client.get("/api/v1/directory", headers=auth)).status_code,
+    }
+
+
+SEEN = {"case": 200, "log": 200, "consents": 200, "directory": 200}
+NOBODY = {"case": 401, "log": 401, "consents": 401, "directory": 401}
+
+
+async def test_a_login_bound_in_the_region_document_is_that_person_until_unbound(
+    services: tuple[ConsentHarness, CaseHarness], log: LogHarness, issuer: _Issuer
 ) -> None:
     consent, case = services
     case_id, _child, _handover = await _open_case(consent, case)
-
-    async def logins(of: str, subject: str) -> str | None:
-        return HOLDER if (of, subject) == (issuer.url, AGENCY_OID) else None
-
-    # The directory's bindings, as the verifier asks for them (here: one login).
-    case.runtime.verifier.logins = logins
-    consent.runtime.verifier.logins = logins
-
     bound = issuer.auth(AGENCY_OID)
-    seen = await case.client.get(f"/api/v1/cases/{case_id}", headers=bound)
-    assert seen.status_code == 200, seen.text
-    assert (await consent.client.get("/api/v1/directory", headers=bound)).status_code == 200
+    assert await _routes(consent, case, log, case_id, bound) == NOBODY
+
+    loaded = await consent.load_region(_region((HOLDER, issuer.url, AGENCY_OID)))
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["changes"] == {"login_bound": 1}
+    await asyncio.sleep(LOGIN_CACHE_S * 2)  # "bound to nobody" a moment ago is forgotten
+
+    assert await _routes(consent, case, log, case_id, bound) == SEEN
+    for service in (consent.client, case.client, log.client):
+        me = await service.get("/api/v1/whoami", headers=bound)
+        assert me.json() == {"kind": "person", "id": HOLDER}
     # Bound subjects are per issuer: the same subject from the development issuer is
     # someone else (nobody the directory knows), and the holder's id from the second
-    # issuer is still nobody.
+    # issuer, or a subject the document does not bind, is still nobody.
     assert (
         await case.client.get(f"/api/v1/cases/{case_id}", headers=case.auth("5b0e1c9a"))
     ).status_code == 404
-    assert (
-        await case.client.get(f"/api/v1/cases/{case_id}", headers=issuer.auth(HOLDER))
-    ).status_code == 401
+    assert await _routes(consent, case, log, case_id, issuer.auth(HOLDER)) == NOBODY
+    assert await _routes(consent, case, log, case_id, issuer.auth("never-bound")) == NOBODY
+
+    # Loaded again without it, the login names nobody once the services' window has passed.
+    again = await consent.load_region()
+    assert again.status_code == 200, again.text
+    assert again.json()["changes"] == {"login_unbound": 1}
+    await asyncio.sleep(LOGIN_CACHE_S * 2)
+    assert await _routes(consent, case, log, case_id, bound) == NOBODY
+    assert await _routes(consent, case, log, case_id, issuer.auth(AGENCY_OID, jti="x")) == NOBODY
+
+
+async def test_a_login_moved_to_another_staff_member_is_theirs(
+    services: tuple[ConsentHarness, CaseHarness], log: LogHarness, issuer: _Issuer
+) -> None:
+    consent, case = services
+    case_id, _child, _handover = await _open_case(consent, case)
+    assert (await consent.load_region(_region((HOLDER, issuer.url, AGENCY_OID)))).is_success
+    moved = await consent.load_region(_region((RECEIVER, issuer.url, AGENCY_OID)))
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["changes"] == {"login_unbound": 1, "login_bound": 1}
+    await asyncio.sleep(LOGIN_CACHE_S * 2)
+
+    bound = issuer.auth(AGENCY_OID)
+    for service in (consent.client, case.client, log.client):
+        me = await service.get("/api/v1/whoami", headers=bound)
+        assert me.json() == {"kind": "person", "id": RECEIVER}
+    # The receiver may see the handover's header, never the holder's case itself.
+    assert (await case.client.get(f"/api/v1/cases/{case_id}", headers=bound)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "staff",
+    [
+        [(HOLDER, "ISSUER", AGENCY_OID), (RECEIVER, "ISSUER", AGENCY_OID)],
+        [(HOLDER, "ISSUER", AGENCY_OID), (HOLDER, "ISSUER", AGENCY_OID)],
+    ],
+    ids=["two-people", "listed-twice"],
+)
+async def test_a_login_bound_twice_is_422_and_writes_nothing(
+    services: tuple[ConsentHarness, CaseHarness], issuer: _Issuer, staff: list[tuple[str, ...]]
+) -> None:
+    consent, _case = services
+    before = await consent.store.last_seq()
+    document = copy.deepcopy(REGION)
+    by_id = {person["id"]: person for person in document["staff"]}
+    for person_id, _issuer, subject in staff:
+        by_id[person_id].setdefault("logins", []).append({"issuer": issuer.url, "subject": subject})
+    refused = await consent.load_region(document)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert AGENCY_OID not in refused.text  # the refusal does not repeat the login
+    assert await consent.store.last_seq() == before
+    assert await _whoami(consent, issuer.auth(AGENCY_OID)) == 401
+
+
+async def test_a_staff_id_shaped_like_a_derived_login_id_is_422_and_writes_nothing(
+    services: tuple[ConsentHarness, CaseHarness],
+) -> None:
+    consent, _case = services
+    before = await consent.store.last_seq()
+    document = copy.deepcopy(REGION)
+    document["staff"].append(
+        {"id": "login-0123456789abcdef0123456789abcdef", "name": "Ikke en administrator"}
+    )
+    refused = await consent.load_region(document)
+    assert refused.status_code == 422, refused.text
+    assert await consent.store.last_seq() == before
+
+
+async def test_a_lookup_that_cannot_be_made_is_503_never_someone_or_nobody(
+    services: tuple[ConsentHarness, CaseHarness], issuer: _Issuer
+) -> None:
+    consent, case = services
+    assert (await consent.load_region(_region((HOLDER, issuer.url, AGENCY_OID)))).is_success
+    for subscription in consent.runtime.extras["subscriptions"]:
+        if subscription.subject == LOGIN_SUBJECT:
+            await subscription.unsubscribe()
+
+    unanswered = await case.client.get("/api/v1/whoami", headers=issuer.auth(AGENCY_OID))
+    assert unanswered.status_code == 503, unanswered.text
+    assert unanswered.headers["Retry-After"] == "1"
+    assert unanswered.json()["code"] == "unavailable"
+    # The consent service looks its logins up itself; the development issuer needs none.
+    assert await _whoami(consent, issuer.auth(AGENCY_OID)) == 200
+    assert await _whoami(case, case.auth(HOLDER)) == 200
+
+
+async def test_only_a_service_may_ask_who_a_login_is(
+    services: tuple[ConsentHarness, CaseHarness], issuer: _Issuer
+) -> None:
+    consent, _case = services
+    assert (await consent.load_region(_region((HOLDER, issuer.url, AGENCY_OID)))).is_success
+    nc = consent.runtime.nc
+    asked = {"issuer": issuer.url, "subject": AGENCY_OID}
+    assert await rpc.request(nc, LOGIN_SUBJECT, {**asked, "asked_by": "case"}, timeout=5) == {
+        "person_id": HOLDER
+    }
+    unbound = {"issuer": issuer.url, "subject": HOLDER, "asked_by": "log"}
+    assert await rpc.request(nc, LOGIN_SUBJECT, unbound, timeout=5) == {"person_id": None}
+    for payload, code in (
+        (asked, "unknown_service"),
+        ({**asked, "asked_by": "portal"}, "unknown_service"),
+        ({**asked, "asked_by": "case", "subject": "s" * 256}, "bad_request"),
+        ({"issuer": issuer.url, "asked_by": "case"}, "bad_request"),
+    ):
+        with pytest.raises(rpc.RpcRemoteError) as refused:
+            await rpc.request(nc, LOGIN_SUBJECT, payload, timeout=5)
+        assert refused.value.code == code
+
+
+async def _whoami(service: ConsentHarness | CaseHarness, auth: dict[str, str]) -> int:
+    return (await service.client.get("/api/v1/whoami", headers=auth)).status_code
 
 
 async def test_an_issuer_asserting_a_kind_it_may_not_is_refused(

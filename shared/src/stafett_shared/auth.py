@@ -9,6 +9,8 @@ Identity is (issuer, subject). Each configured issuer declares the kinds it may 
 never an issuer's bare ``sub``: a staff issuer's subject becomes a person id only through a
 login the directory binds (:data:`LoginResolver`), and an unbound subject is nobody. The
 development issuer's subject is the person id itself (the embedded setup's mapping).
+A lookup that cannot be made (the directory does not answer) is :class:`IdentityUnavailable`,
+answered 503, never "nobody" and never someone.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from stafett_shared.crypto import load_or_create_signing_key, load_signing_key
-from stafett_shared.ids import PERSON_ID_PATTERN
+from stafett_shared.ids import LOGIN_ID_PREFIX, PERSON_ID_PATTERN
 from stafett_shared.problems import Problem
 from stafett_shared.ratelimit import RateLimiter
 from stafett_shared.settings import DEV_ISSUER, IssuerSettings
@@ -40,6 +42,7 @@ from stafett_shared.settings import DEV_ISSUER, IssuerSettings
 __all__ = [
     "DEV_ISSUER",
     "DevIssuer",
+    "IdentityUnavailable",
     "LoginResolver",
     "PersonDep",
     "Principal",
@@ -59,6 +62,11 @@ class Unauthenticated(Exception):
     """The token is missing, malformed, expired or from an untrusted issuer."""
 
 
+class IdentityUnavailable(Exception):
+    """Who the token names could not be found out now (the directory's logins did not
+    answer): the caller is told to retry (503), not that they are nobody (401)."""
+
+
 class Principal(BaseModel):
     """Who is calling: a person (staff, guardian, youth, auditor) or an agency's system."""
 
@@ -74,14 +82,15 @@ class Principal(BaseModel):
 
 
 LoginResolver = Callable[[str, str], Awaitable[str | None]]
-"""(issuer, subject) → the person id the directory binds that login to, or None."""
+"""(issuer, subject) → the person id the directory binds that login to, or None; raises
+:class:`IdentityUnavailable` when it cannot tell (``stafett_shared.logins.LoginDirectory``)."""
 
 
 def login_id(issuer: str, subject: str) -> str:
     """The id of a login the directory does not bind (an administrator's): derived from
     (issuer, subject), so no other issuer can name it, and outside the directory's ids."""
     digest = hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()
-    return f"login-{digest[:32]}"
+    return f"{LOGIN_ID_PREFIX}{digest[:32]}"
 
 
 def _kid(public_raw: bytes) -> str:
@@ -202,7 +211,9 @@ class TokenVerifier:
     A client sends the same token with every request until it expires, and checking its
     signature and claims costs more than most of the request's own work. A token that
     verified is therefore remembered, by its SHA-256, for :data:`VERIFIED_FOR_S` seconds
-    and never past its expiry; a refused token is checked again every time."""
+    and never past its expiry (``verified_for_s``, shorter, bounds how long a login the
+    directory unbinds keeps working); a refused token is checked again every time. A lookup
+    of a login that could not be made raises :class:`IdentityUnavailable` and is not kept."""
 
     def __init__(
         self,
@@ -214,7 +225,10 @@ class TokenVerifier:
         kept: int = VERIFIED_TOKENS_KEPT,
         logins: LoginResolver | None = None,
         admins: Iterable[tuple[str, str]] = (),
+        verified_for_s: float = VERIFIED_FOR_S,
     ) -> None:
+        if not 0 <= verified_for_s <= VERIFIED_FOR_S:
+            raise ValueError(f"a verified token may be kept for at most {VERIFIED_FOR_S} s")
         self._http = http or httpx.AsyncClient(timeout=5.0)
         self.logins = logins
         self._admins = frozenset(admins)
@@ -224,6 +238,7 @@ class TokenVerifier:
         self._leeway = leeway_s
         self._verified: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
         self._kept = kept
+        self._verified_for = verified_for_s
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -240,7 +255,7 @@ class TokenVerifier:
                 return known[0]
             del self._verified[digest]
         principal, expires = await self._verify(token)
-        self._verified[digest] = (principal, min(expires, now + VERIFIED_FOR_S))
+        self._verified[digest] = (principal, min(expires, now + self._verified_for))
         while len(self._verified) > self._kept:
             self._verified.popitem(last=False)
         return principal
@@ -348,6 +363,14 @@ async def current_principal(
     except Unauthenticated:
         raise Problem(
             401, "unauthenticated", "Tokenet er ugyldig eller utløpt.", headers=challenge
+        ) from None
+    except IdentityUnavailable:
+        # Fail closed, and say so: a directory that does not answer is not "unknown user".
+        raise Problem(
+            503,
+            "unavailable",
+            "Innloggingen kunne ikke slås opp i katalogen nå; prøv igjen.",
+            headers={"Retry-After": "1"},
         ) from None
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:

@@ -46,6 +46,7 @@ from stafett_shared.db import create_engine, create_sync_engine, run_migrations,
 from stafett_shared.envelope import registry
 from stafett_shared.eventstore import EventStore
 from stafett_shared.logging import configure_logging, get_logger
+from stafett_shared.logins import LoginDirectory
 from stafett_shared.loopdb import loop_engine
 from stafett_shared.openapi import install_openapi
 from stafett_shared.problems import (
@@ -239,6 +240,15 @@ async def open_runtime(
         if settings.dev_issuer_enabled
         else None,
         admins=settings.admin_logins,
+        # A configured staff issuer's subject is a person through the directory's logins,
+        # asked of the consent service (which answers its own from its read model).
+        logins=LoginDirectory(
+            nc,
+            service=spec.name,
+            timeout_s=settings.consent_timeout_s,
+            cache_s=settings.login_cache_s,
+        ),
+        verified_for_s=settings.login_cache_s,
     )
     try:
         store = EventStore(nc, stream=settings.stream, subject_prefix=settings.subject_prefix)

@@ -98,6 +98,10 @@ class CommonSettings(BaseSettings):
     caller can grow the append-only stream."""
     rate_limit_burst: int = Field(default=200, ge=1, le=1_000_000)
     """Requests one principal may make at once before the rate applies."""
+    login_cache_s: float = Field(default=60.0, ge=0, le=60)
+    """How long a service takes a login's binding in the directory (issuer and subject to a
+    staff member), and a token verified through it, on trust: a login the region document
+    no longer binds stops working within this time."""
 
     @property
     def production(self) -> bool:

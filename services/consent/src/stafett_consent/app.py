@@ -8,6 +8,8 @@ import functools
 from pathlib import Path
 from typing import Any, Literal
 
+from nats.aio.subscription import Subscription
+
 from stafett_consent import domain
 from stafett_consent.api import authzen, router
 from stafett_consent.decisions import (
@@ -34,6 +36,7 @@ from stafett_shared.db import create_sync_engine, sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.ids import AGGREGATE_ID_PATTERN
 from stafett_shared.logging import get_logger
+from stafett_shared.logins import LOGIN_SUBJECT, login_request
 from stafett_shared.projector import ProjectionBehind, ProjectionStale
 from stafett_shared.rpc import RpcRemoteError, serve
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
@@ -106,6 +109,19 @@ async def _make_key(keys: KeyStore, payload: dict[str, Any]) -> dict[str, Any]:
     except KeyUnavailable:
         raise RpcRemoteError("unavailable", "the key store did not answer") from None
     return {"owner": owner}
+
+
+async def _serve_logins(runtime: Runtime, service: ConsentService) -> Subscription:
+    """The directory's logins: this service's own verifier looks them up in its read model,
+    and every other service asks ``stafett.rpc.consent.login``: (issuer, subject) → the
+    staff member the directory binds it to, or null."""
+    runtime.verifier.logins = service.login_of
+
+    async def login(payload: dict[str, Any]) -> dict[str, Any]:
+        issuer, subject = login_request(payload)
+        return {"person_id": await service.login_of(issuer, subject)}
+
+    return await serve(runtime.nc, LOGIN_SUBJECT, login)
 
 
 async def _start(runtime: Runtime) -> None:
@@ -199,6 +215,7 @@ async def _start(runtime: Runtime) -> None:
     subscriptions = [
         await serve(runtime.nc, "stafett.rpc.consent.check", check),
         await serve(runtime.nc, "stafett.rpc.consent.filter", filter_),
+        await _serve_logins(runtime, service),
         await serve(runtime.nc, KEY_SUBJECT, functools.partial(_make_key, runtime.keys)),
     ]
 

@@ -41,6 +41,8 @@ from stafett_shared.contracts.consent import (
 from stafett_shared.contracts.directory import (
     CatalogueMeasure,
     Guide,
+    LoginBound,
+    LoginUnbound,
     OrganisationChanged,
     OrganisationGuideSet,
     OrganisationMeasureCatalogueSet,
@@ -57,6 +59,8 @@ from stafett_shared.contracts.directory import (
     UnitRegistered,
 )
 from stafett_shared.envelope import EventData
+from stafett_shared.ids import LOGIN_ID_PREFIX
+from stafett_shared.settings import DEV_ISSUER
 
 CONTEXT = "consent"
 PERSON_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
@@ -368,6 +372,7 @@ MAX_ORGANISATIONS = 500
 MAX_UNITS = 2000  # per organisation
 MAX_STAFF = 20000
 MAX_ROLES = 50  # per staff member
+MAX_LOGINS = 10  # per staff member
 
 
 class UnitDoc(BaseModel):
@@ -425,12 +430,60 @@ class RoleDoc(BaseModel):
     role: StaffRole
 
 
+class LoginDoc(BaseModel):
+    """A login that is this staff member: a configured staff issuer's ``iss`` and the
+    ``sub`` its tokens carry for them (an Entra ID ``oid``, a Feide user id), exactly as
+    the issuer writes them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str = Field(min_length=1, max_length=500)
+    subject: str = Field(min_length=1, max_length=255)
+
+    @field_validator("issuer", "subject")
+    @classmethod
+    def _exact(cls, value: str) -> str:
+        # A token's iss and sub are compared as they stand: white space around one is a
+        # mistake in the document, never part of an id.
+        if value != value.strip() or any(c.isspace() for c in value):
+            raise ValueError("must hold no white space")
+        return value
+
+    @field_validator("issuer")
+    @classmethod
+    def _not_development(cls, value: str) -> str:
+        if value == DEV_ISSUER:
+            raise ValueError("the development issuer's subject is the person id itself")
+        return value
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.issuer, self.subject)
+
+
 class StaffDoc(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=POLICY_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     roles: tuple[RoleDoc, ...] = Field(default=(), max_length=MAX_ROLES)
+    logins: tuple[LoginDoc, ...] = Field(default=(), max_length=MAX_LOGINS)
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_login_id(cls, value: str) -> str:
+        # Ids starting so are derived from an administrator's login (stafett_shared.auth):
+        # a staff member of that id would be that administrator.
+        if value.startswith(LOGIN_ID_PREFIX):
+            raise ValueError(f"a staff id may not start with {LOGIN_ID_PREFIX!r}")
+        return value
+
+    @field_validator("logins")
+    @classmethod
+    def _unique_logins(cls, value: tuple[LoginDoc, ...]) -> tuple[LoginDoc, ...]:
+        if len({login.key for login in value}) != len(value):
+            raise ValueError("a login is listed twice")
+        return value
 
 
 class RegionDocument(BaseModel):
@@ -453,6 +506,13 @@ class RegionDocument(BaseModel):
         staff_ids = [person.id for person in self.staff]
         if len(set(staff_ids)) != len(staff_ids):
             raise ValueError("staff ids must be unique")
+        bound: set[tuple[str, str]] = set()
+        for person in self.staff:
+            for login in person.logins:
+                if login.key in bound:
+                    # Neither the issuer nor the subject is repeated in the message.
+                    raise ValueError("a login is bound to two staff members")
+                bound.add(login.key)
         known = set(unit_ids)
         for person in self.staff:
             for role in person.roles:
@@ -475,6 +535,7 @@ class DirectoryState:
     units: dict[str, tuple[str, str, Sector]] = field(default_factory=dict)
     staff: dict[str, str] = field(default_factory=dict)  # person id -> name index
     roles: frozenset[tuple[str, str, StaffRole]] = frozenset()  # person, unit, role
+    logins: frozenset[tuple[str, str, str]] = frozenset()  # person, issuer, subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,7 +553,8 @@ def diff_directory(
     document: new and changed organisations and units, changed guides and measure catalogues
     (an organisation the document gives none has none), closed units, new staff, renamed
     staff, roles granted and roles ended (a staff member dropped from a unit loses the roles
-    there at once)."""
+    there at once), logins bound and unbound (a login the document no longer lists, or
+    lists for someone else, stops naming its staff member)."""
     out: dict[str, list[EventData]] = {}
     unit_org = document.unit_org()
     for org in document.organisations:
@@ -550,6 +612,23 @@ def diff_directory(
                         unit_id=role.unit_id,
                         role=role.role,
                     )
+                )
+    wanted_logins = {
+        (person.id, login.issuer, login.subject)
+        for person in document.staff
+        for login in person.logins
+    }
+    # A login moved from one staff member to another is unbound from the one and bound to
+    # the other; the read model keeps one person per login, whichever event comes first.
+    for person_id, issuer, subject in sorted(current.logins - wanted_logins):
+        out.setdefault(f"person-{person_id}", []).append(
+            LoginUnbound(person_id=person_id, issuer=issuer, sub=subject)
+        )
+    for person in document.staff:
+        for login in person.logins:
+            if (person.id, login.issuer, login.subject) not in current.logins:
+                out.setdefault(f"person-{person.id}", []).append(
+                    LoginBound(person_id=person.id, issuer=login.issuer, sub=login.subject)
                 )
     for person_id, unit_id, role_name in sorted(current.roles - wanted_roles):
         org_id = current.units.get(unit_id, ("", "", Sector.OTHER))[0]

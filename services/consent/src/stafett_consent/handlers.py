@@ -24,6 +24,8 @@ from stafett_consent.projections import (
     children,
     consents,
     guardians,
+    login_key,
+    logins,
     organisations,
     roles,
     staff,
@@ -256,6 +258,7 @@ class ConsentService:
         unit_rows = (await session.execute(select(units).where(units.c.closed.is_(False)))).all()
         staff_rows = (await session.execute(select(staff))).all()
         role_rows = (await session.execute(select(roles))).all()
+        login_rows = (await session.execute(select(logins))).all()
         return domain.DirectoryState(
             organisations={o.org_id: (o.name, OrgKind(o.kind)) for o in orgs},
             guides={o.org_id: _guide(o.guide) for o in orgs},
@@ -263,7 +266,18 @@ class ConsentService:
             units={u.unit_id: (u.org_id, u.name, Sector(u.sector)) for u in unit_rows},
             staff={s.person_id: s.name_index for s in staff_rows},
             roles=frozenset((r.person_id, r.unit_id, StaffRole(r.role)) for r in role_rows),
+            logins=frozenset((b.person_id, b.issuer, b.subject) for b in login_rows),
         )
+
+    async def login_of(self, issuer: str, subject: str) -> str | None:
+        """The staff member the directory binds (issuer, subject) to, or None: this
+        service's own token verifier's logins, and the answer to
+        ``stafett.rpc.consent.login``. Neither value is logged."""
+        async with self.sessions() as session:
+            person_id: str | None = await session.scalar(
+                select(logins.c.person_id).where(logins.c.login == login_key(issuer, subject))
+            )
+        return person_id
 
     async def read_directory(self, principal: Principal) -> dict[str, Any]:
         """Organisations with their open units, guide and measure catalogue, and the staff

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -76,6 +77,8 @@ from stafett_shared.contracts.consent import (
 from stafett_shared.contracts.directory import (
     ChildRegistered,
     DirectoryEvent,
+    LoginBound,
+    LoginUnbound,
     OrganisationChanged,
     OrganisationGuideSet,
     OrganisationMeasureCatalogueSet,
@@ -141,6 +144,16 @@ roles = Table(
     Column("org_id", String(32), nullable=False),
     Index("ix_roles_unit", "unit_id", "role"),
 )
+logins = Table(
+    "logins",
+    metadata,
+    Column("login", String(64), primary_key=True),
+    Column("issuer", String(500), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("person_id", String(64), nullable=False, index=True),
+)
+"""The logins the directory binds: a staff issuer's (issuer, subject) to the staff member it
+names, keyed by :func:`login_key` (docs/decisions/0022-identity-issuer-subject.md)."""
 children = Table(
     "children",
     metadata,
@@ -246,6 +259,12 @@ access_index = Table(
 )
 """Who may do what with which case, on which basis, from when to when: the Leopard-style
 index that lets a list screen ask one query instead of one check per case."""
+
+
+def login_key(issuer: str, subject: str) -> str:
+    """The key of a login in the ``logins`` table: hex SHA-256 of issuer and subject (an
+    index on the two as they stand could outgrow a database's key length)."""
+    return hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()
 
 
 # --- loading facts ---------------------------------------------------------------------------
@@ -646,6 +665,25 @@ class ConsentProjection(BlockingProjection):
             case RoleGranted() | RoleEnded():
                 apply_role(conn, roles, payload)
                 return self._person_cases(conn, payload.person_id, payload.unit_id)
+            case LoginBound():
+                upsert_sync(
+                    conn,
+                    logins,
+                    {
+                        "login": login_key(payload.issuer, payload.sub),
+                        "issuer": payload.issuer,
+                        "subject": payload.sub,
+                        "person_id": payload.person_id,
+                    },
+                )
+            case LoginUnbound():
+                # Only this person's binding: the login may already name someone else.
+                conn.execute(
+                    delete(logins).where(
+                        logins.c.login == login_key(payload.issuer, payload.sub),
+                        logins.c.person_id == payload.person_id,
+                    )
+                )
             case ChildRegistered():
                 return self._register_child(conn, payload)
         return set()

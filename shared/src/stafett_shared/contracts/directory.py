@@ -1,6 +1,7 @@
 """The directory context's events, owned by the consent service: organisations and their
 units (``stafett.ev.directory.org-<org id>``), staff and their roles
-(``stafett.ev.directory.person-<person id>``) and registered children with their guardians
+(``stafett.ev.directory.person-<person id>``), with the logins that make a staff issuer's
+subject that person, and registered children with their guardians
 (``stafett.ev.directory.nid-<blind index>``, one subject per national id)."""
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ __all__ = [
     "DirectoryEvent",
     "GuardianRecord",
     "Guide",
+    "LoginBound",
+    "LoginUnbound",
     "OrgKind",
     "OrganisationChanged",
     "OrganisationGuideSet",
@@ -201,6 +204,30 @@ class RoleEnded(_PersonEvent):
     org_id: str
     unit_id: str
     role: StaffRole
+
+
+class _LoginEvent(_PersonEvent):
+    """A login of a staff issuer: its ``iss`` and the subject of its tokens (``sub``; the
+    name ``subject`` is every contract's NATS subject). The subject is an identifier the
+    issuer gives, not content about anyone: it is kept in clear, and never logged."""
+
+    person_id: str
+    issuer: str = Field(min_length=1, max_length=500)
+    sub: str = Field(min_length=1, max_length=255)
+
+
+@registry.register
+class LoginBound(_LoginEvent):
+    """The login now names this staff member (the region document's ``logins``)."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.login_bound.v1"
+
+
+@registry.register
+class LoginUnbound(_LoginEvent):
+    """The login no longer names this staff member (left out of the region document)."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.login_unbound.v1"
 
 
 @registry.register
