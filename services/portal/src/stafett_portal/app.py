@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,7 +68,13 @@ class Page:
     session: Session
     directory: Directory
     me: Me | None
-    unread: int = 0
+    unread_notices: list[dict[str, Any]] = field(default_factory=list)
+    """The person's unread notices, read once per page: the header counts them and Mine
+    saker counts them per case."""
+
+    @property
+    def unread(self) -> int:
+        return len(self.unread_notices)
 
     @property
     def token(self) -> str | None:
@@ -265,9 +272,10 @@ async def _page(request: Request, *, signed_in: bool = True) -> Page:
                 "notify",
                 "/api/v1/notifications",
                 token=session.token,
-                params={"unread": "true", "limit": 100},
+                params={"unread": "true", "limit": 200},
             )
-            page.unread = len(reply.body.get("items", [])) if isinstance(reply.body, dict) else 0
+            items = reply.body.get("items", []) if isinstance(reply.body, dict) else []
+            page.unread_notices = [n for n in items if isinstance(n, dict)]
         except ApiError as exc:
             if exc.status == 401:
                 raise SignInRequired from None
@@ -570,17 +578,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         with contextlib.suppress(ApiError):
             answer = await _api(page, "GET", "case", "/api/v1/handovers", params={"to": "me"})
             waiting = answer.get("items", []) if isinstance(answer, dict) else []
-        notices: dict[str, int] = {}
-        with contextlib.suppress(ApiError):
-            inbox = await _api(
-                page,
-                "GET",
-                "notify",
-                "/api/v1/notifications",
-                params={"unread": "true", "limit": 200},
-            )
-            for notice in inbox.get("items", []):
-                notices[notice.get("case_id")] = notices.get(notice.get("case_id"), 0) + 1
+        notices = Counter(n.get("case_id") for n in page.unread_notices)
         return render(
             page,
             "pages/cases.html",
