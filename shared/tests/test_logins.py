@@ -28,7 +28,7 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     requests: list[dict[str, Any]] = []
 
     async def request(nc: Any, subject: str, payload: dict[str, Any], *, timeout: float) -> Any:
-        assert subject == LOGIN_SUBJECT
+        assert subject == f"{LOGIN_SUBJECT}.case"  # the asking service names itself
         requests.append(payload)
         if FAIL:
             raise FAIL[0]

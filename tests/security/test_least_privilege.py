@@ -170,6 +170,40 @@ async def test_a_request_from_no_known_service_is_refused_and_not_recorded(
         AccessClient(consent.runtime.nc, service="portal")
 
 
+async def test_the_asking_service_is_the_one_its_subject_names(
+    consent: ConsentHarness,
+) -> None:
+    """On stafett.rpc.consent.check.<service> the subject says who asked: a body that
+    claims another service is refused and leaves no record; a body that names none is
+    recorded in the subject's name."""
+    case_id, seq = await consent.open_case()
+    decisions: DecisionPoint = consent.runtime.extras["decisions"]
+    body: dict[str, object] = {
+        "principal": {"id": "helse-hanne", "kind": "person"},
+        "action": "case:read",
+        "resource": {"case_id": case_id},
+        "min_seq": seq,
+    }
+    nc = consent.runtime.nc
+    for subject, payload in (
+        ("stafett.rpc.consent.check.log", {**body, "asked_by": "case"}),
+        ("stafett.rpc.consent.filter.log", {**body, "asked_by": "case", "case_ids": [case_id]}),
+        ("stafett.rpc.consent.check.portal", body),
+        ("stafett.rpc.consent.login.notify", {"issuer": "x", "subject": "y", "asked_by": "log"}),
+        (f"{KEY_SUBJECT}.case", {"owner": new_id(), "asked_by": "notify"}),
+    ):
+        with pytest.raises(RpcRemoteError) as refused:
+            await request(nc, subject, payload, timeout=5)
+        assert refused.value.code == "unknown_service", subject
+    assert await decisions.records(case_id=case_id) == []
+
+    answer = await request(nc, "stafett.rpc.consent.check.notify", body, timeout=5)
+    records = await decisions.records(case_id=case_id)
+    assert [(r["decision_id"], r["asked_by"]) for r in records] == [
+        (answer["decision_id"], "notify")
+    ]
+
+
 async def test_the_client_fails_closed_on_a_refused_request(consent: ConsentHarness) -> None:
     case_id, _ = await consent.open_case()
     client = AccessClient(consent.runtime.nc, service="case")
@@ -339,21 +373,34 @@ async def test_each_service_publishes_only_its_own_subjects(
         await nc.close()
 
 
-async def test_asking_the_consent_service_is_allowed_to_every_service(deployed_nats: str) -> None:
-    """Every service may send requests on stafett.rpc.consent.* (the key one included)."""
+async def test_each_service_asks_the_consent_service_only_in_its_own_name(
+    deployed_nats: str,
+) -> None:
+    """A service may send requests on stafett.rpc.consent.<what>.<its own name> (the key
+    one included), and on no other service's subject nor on the bare subjects of
+    CONTRACT.md, which the consent service would take the body's word for."""
     consent = await _as(deployed_nats, "consent")
 
     async def answer(msg: Msg) -> None:
-        await msg.respond(b"{}")
+        await msg.respond(msg.subject.encode())
 
-    await consent.subscribe("stafett.rpc.consent.key", cb=answer)
+    await consent.subscribe("stafett.rpc.consent.>", cb=answer)
     await consent.flush()
     try:
         for user in ("case", "log", "notify"):
             nc = await _as(deployed_nats, user)
             try:
-                reply = await nc.request("stafett.rpc.consent.key", b"{}", timeout=2)
-                assert reply.data == b"{}"
+                for what in ("check", "filter", "login", "key"):
+                    own = f"stafett.rpc.consent.{what}.{user}"
+                    assert (await nc.request(own, b"{}", timeout=2)).data == own.encode()
+                    for other in ("case", "log", "notify", "consent"):
+                        if other != user:
+                            with pytest.raises(nats.errors.TimeoutError):
+                                await nc.request(
+                                    f"stafett.rpc.consent.{what}.{other}", b"{}", timeout=0.3
+                                )
+                    with pytest.raises(nats.errors.TimeoutError):
+                        await nc.request(f"stafett.rpc.consent.{what}", b"{}", timeout=0.3)
             finally:
                 await nc.close()
     finally:

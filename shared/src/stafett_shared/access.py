@@ -20,7 +20,7 @@ from stafett_shared.auth import Principal
 from stafett_shared.contracts.access import AccessDecision, AccessRecorded, ReadWhat
 from stafett_shared.envelope import registry
 from stafett_shared.eventstore import EventStore
-from stafett_shared.rpc import RpcRemoteError, request
+from stafett_shared.rpc import RpcRemoteError, asked_on, request
 from stafett_shared.telemetry import current_traceparent
 
 __all__ = [
@@ -43,8 +43,12 @@ the child) sends its write's sequence and is never refused by a projection that 
 MAX_PERMIT_CACHE_S = 1.0
 SERVICES = frozenset({"case", "log", "consent", "notify"})
 """The services that may ask for a decision (``asked_by``). The consent service refuses a
-request from any other name. A name in a request is a claim: in production the NATS user
-the request arrives on (deploy/nats/cluster.conf) is what binds it to a service."""
+request from any other name. Each service asks on its own subject
+(``stafett.rpc.consent.check.<service>``, :func:`~stafett_shared.rpc.asked_on`), the only
+one its NATS user may publish on in production (deploy/nats/cluster.conf), and the consent
+service takes the name from the subject: a request cannot be recorded in another service's
+name. The subjects without a service (CONTRACT.md) stay for an operator's tools; no
+service's user may publish on them."""
 CHECK_SUBJECT = "stafett.rpc.consent.check"
 FILTER_SUBJECT = "stafett.rpc.consent.filter"
 
@@ -97,7 +101,7 @@ class AccessClient:
         }
         if min_seq:
             payload["min_seq"] = min_seq
-        reply = await self._ask(CHECK_SUBJECT, payload)
+        reply = await self._ask(asked_on(CHECK_SUBJECT, self._service), payload)
         try:
             decision = AccessDecision.model_validate(reply)
         except ValidationError as exc:
@@ -127,7 +131,7 @@ class AccessClient:
         }
         if min_seq:
             payload["min_seq"] = min_seq
-        reply = await self._ask(FILTER_SUBJECT, payload)
+        reply = await self._ask(asked_on(FILTER_SUBJECT, self._service), payload)
         return [str(case_id) for case_id in reply.get("permitted", [])]
 
     async def _ask(self, subject: str, payload: dict[str, Any]) -> dict[str, Any]:

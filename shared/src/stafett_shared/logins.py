@@ -117,7 +117,7 @@ class LoginDirectory:
         try:
             reply = await rpc.request(
                 self._nc,
-                LOGIN_SUBJECT,
+                rpc.asked_on(LOGIN_SUBJECT, self._service),
                 {"issuer": issuer, "subject": subject, "asked_by": self._service},
                 timeout=self._timeout,
             )

@@ -17,7 +17,15 @@ from opentelemetry.trace import SpanKind
 from stafett_shared.logging import get_logger
 from stafett_shared.telemetry import extract_context, inject_headers
 
-__all__ = ["RpcError", "RpcRemoteError", "RpcUnavailable", "request", "serve"]
+__all__ = [
+    "Handler",
+    "RpcError",
+    "RpcRemoteError",
+    "RpcUnavailable",
+    "asked_on",
+    "request",
+    "serve",
+]
 
 MAX_RPC_BYTES = 256 * 1024
 _tracer = trace.get_tracer("stafett.rpc")
@@ -32,6 +40,14 @@ class RpcError(Exception):
 
 class RpcUnavailable(RpcError):
     """No responder, a timeout, or no connection."""
+
+
+def asked_on(subject: str, service: str) -> str:
+    """The subject on which ``service`` sends the requests of ``subject``: its own name is
+    the last token. In production each service's NATS user may publish only on subjects
+    ending in its own name (deploy/nats/cluster.conf), so the responder learns from the
+    subject, not from a claim in the body, which service asked."""
+    return f"{subject}.{service}"
 
 
 class RpcRemoteError(RpcError):
@@ -72,10 +88,32 @@ async def request(
     return reply
 
 
+def _asker(subject: str, payload: dict[str, Any], askers: frozenset[str]) -> str:
+    """The service a request arrived from (its subject's last token), or a refusal."""
+    asker = subject.rpartition(".")[2]
+    if asker not in askers:
+        raise RpcRemoteError("unknown_service", "the subject names no known service")
+    if payload.get("asked_by", asker) != asker:
+        raise RpcRemoteError("unknown_service", "asked_by names another service than the subject")
+    return asker
+
+
 async def serve(
-    nc: NATS, subject: str, handler: Handler, *, queue: str | None = None
+    nc: NATS,
+    subject: str,
+    handler: Handler,
+    *,
+    queue: str | None = None,
+    askers: frozenset[str] | None = None,
 ) -> Subscription:
-    """Answer requests on ``subject`` with ``handler``; errors become ``{"error": …}`` replies."""
+    """Answer requests on ``subject`` with ``handler``; errors become ``{"error": …}`` replies.
+
+    With ``askers``, ``subject`` ends in ``*`` and its last token names the asking service
+    (:func:`asked_on`): a name outside ``askers`` is refused, and the handler sees it as the
+    request's ``asked_by``. A body that claims another service is refused, so a request
+    can never be recorded in another service's name."""
+    if askers is not None and not subject.endswith(".*"):
+        raise ValueError("a subject that names its asker ends in '.*'")
 
     async def _on_request(msg: Msg) -> None:
         ctx = extract_context(msg.headers)
@@ -98,6 +136,8 @@ async def serve(
         if not isinstance(payload, dict):
             return {"error": {"code": "bad_request", "detail": "request is not an object"}}
         try:
+            if askers is not None:
+                payload["asked_by"] = _asker(msg.subject, payload, askers)
             return await handler(payload)
         except RpcRemoteError as exc:
             return {"error": {"code": exc.code, "detail": exc.detail}}

@@ -201,7 +201,7 @@ def key_store(
         try:
             await rpc.request(
                 nc,
-                KEY_SUBJECT,
+                rpc.asked_on(KEY_SUBJECT, service),
                 {"owner": owner, "asked_by": service},
                 timeout=settings.consent_timeout_s,
             )

@@ -8,6 +8,7 @@ import functools
 from pathlib import Path
 from typing import Any, Literal
 
+from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
 
 from stafett_consent import domain
@@ -22,7 +23,7 @@ from stafett_consent.handlers import ConsentService
 from stafett_consent.policy import Action, PolicySettings
 from stafett_consent.projections import ConsentProjection
 from stafett_consent.settings import ConsentSettings
-from stafett_shared.access import SERVICES
+from stafett_shared.access import CHECK_SUBJECT, FILTER_SUBJECT, SERVICES
 from stafett_shared.crypto import (
     KEY_SUBJECT,
     BlindIndex,
@@ -38,7 +39,7 @@ from stafett_shared.ids import AGGREGATE_ID_PATTERN
 from stafett_shared.logging import get_logger
 from stafett_shared.logins import LOGIN_SUBJECT, login_request
 from stafett_shared.projector import ProjectionBehind, ProjectionStale
-from stafett_shared.rpc import RpcRemoteError, serve
+from stafett_shared.rpc import Handler, RpcRemoteError, serve
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings
 
@@ -111,7 +112,17 @@ async def _make_key(keys: KeyStore, payload: dict[str, Any]) -> dict[str, Any]:
     return {"owner": owner}
 
 
-async def _serve_logins(runtime: Runtime, service: ConsentService) -> Subscription:
+async def serve_asked(nc: NATS, subject: str, handler: Handler) -> list[Subscription]:
+    """Answer ``subject`` as each service asks it (``<subject>.<service>``, the name taken
+    from the subject) and as CONTRACT.md names it (``<subject>``, for an operator's tools:
+    ``asked_by`` is then the body's claim, and no service's NATS user may publish there)."""
+    return [
+        await serve(nc, f"{subject}.*", handler, askers=SERVICES),
+        await serve(nc, subject, handler),
+    ]
+
+
+async def _serve_logins(runtime: Runtime, service: ConsentService) -> list[Subscription]:
     """The directory's logins: this service's own verifier looks them up in its read model,
     and every other service asks ``stafett.rpc.consent.login``: (issuer, subject) → the
     staff member the directory binds it to, or null."""
@@ -121,7 +132,7 @@ async def _serve_logins(runtime: Runtime, service: ConsentService) -> Subscripti
         issuer, subject = login_request(payload)
         return {"person_id": await service.login_of(issuer, subject)}
 
-    return await serve(runtime.nc, LOGIN_SUBJECT, login)
+    return await serve_asked(runtime.nc, LOGIN_SUBJECT, login)
 
 
 async def _start(runtime: Runtime) -> None:
@@ -213,10 +224,10 @@ async def _start(runtime: Runtime) -> None:
         return {"permitted": permitted}
 
     subscriptions = [
-        await serve(runtime.nc, "stafett.rpc.consent.check", check),
-        await serve(runtime.nc, "stafett.rpc.consent.filter", filter_),
-        await _serve_logins(runtime, service),
-        await serve(runtime.nc, KEY_SUBJECT, functools.partial(_make_key, runtime.keys)),
+        *await serve_asked(runtime.nc, CHECK_SUBJECT, check),
+        *await serve_asked(runtime.nc, FILTER_SUBJECT, filter_),
+        *await _serve_logins(runtime, service),
+        *await serve_asked(runtime.nc, KEY_SUBJECT, functools.partial(_make_key, runtime.keys)),
     ]
 
     async def expire_loop() -> None:
