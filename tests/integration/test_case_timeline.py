@@ -330,7 +330,9 @@ async def test_a_write_with_stafett_min_seq_waits_for_what_the_client_wrote_befo
         headers=case.auth(HOLDER, **{"Stafett-Min-Seq": str(registered)}),
     )
     assert opened.status_code == 201, opened.text
-    # A sequence the stream has not reached is a 503 with Retry-After, and writes nothing.
+    # A sequence beyond the stream's end is the client's mistake: 400 at once, not a wait
+    # and a 503, and nothing is written; on a read as on a write.
+    before = await consent.store.last_seq()
     ahead = await case.client.post(
         "/api/v1/cases",
         json={
@@ -341,9 +343,15 @@ async def test_a_write_with_stafett_min_seq_waits_for_what_the_client_wrote_befo
         },
         headers=case.auth(HOLDER, **{"Stafett-Min-Seq": str(registered + 10_000)}),
     )
-    assert ahead.status_code == 503
-    assert ahead.headers["retry-after"] == "1"
+    assert ahead.status_code == 400, ahead.text
     assert ahead.headers["content-type"] == "application/problem+json"
+    assert ahead.json()["code"] == "min_seq_beyond_stream"
+    assert await consent.store.last_seq() == before
+    read_ahead = await case.client.get(
+        "/api/v1/cases", headers=case.auth(HOLDER, **{"Stafett-Min-Seq": str(before + 1)})
+    )
+    assert read_ahead.status_code == 400, read_ahead.text
+    assert read_ahead.json()["code"] == "min_seq_beyond_stream"
     malformed = await case.client.post(
         "/api/v1/cases", json={}, headers=case.auth(HOLDER, **{"Stafett-Min-Seq": "-1"})
     )

@@ -44,7 +44,7 @@ from stafett_shared.crypto import (
 )
 from stafett_shared.db import create_engine, create_sync_engine, run_migrations, sessionmaker
 from stafett_shared.envelope import registry
-from stafett_shared.eventstore import EventStore
+from stafett_shared.eventstore import EventStore, StoreUnavailable
 from stafett_shared.logging import configure_logging, get_logger
 from stafett_shared.logins import LoginDirectory
 from stafett_shared.loopdb import loop_engine
@@ -514,6 +514,21 @@ class MinSeqMiddleware:
             return
         seq = int(raw)
         runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+        if runtime is not None and seq > runtime.projector.known_position:
+            try:
+                beyond = seq > await runtime.store.last_seq()
+            except StoreUnavailable:
+                beyond = False  # the wait below decides, and answers 503 if it must
+            if beyond:
+                # No write has that sequence yet: waiting could not help, and the client
+                # should hear so at once rather than after the wait as a 503.
+                response = problem_response(
+                    400,
+                    "min_seq_beyond_stream",
+                    "Stafett-Min-Seq er høyere enn den siste sekvensen i hendelsesloggen.",
+                )
+                await response(scope, receive, send)
+                return
         if runtime is not None and scope["method"] != "GET" and seq > 0:
             try:
                 await runtime.projector.wait_for(seq, self.wait_s)
