@@ -13,10 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from stafett_shared.auth import DevIssuer, TokenVerifier
-from stafett_shared.cli import app
+from stafett_shared.cli import _load_region, app
 from stafett_shared.embedded import PROJECTING, SERVICES, EmbeddedSystem, free_port
 from stafett_shared.eventstore import EventStore
 from stafett_shared.ids import new_id
+from stafett_shared.settings import CommonSettings
 from stafett_shared.testing import NatsHandle
 from stafett_shared.testing.events import make_event
 
@@ -55,6 +56,12 @@ def test_the_embedded_system_starts_nats_the_portal_and_four_ready_services(
                 assert name in openapi["info"]["title"].lower() or openapi["info"]["title"]
         for service in system.running:
             assert service.process.poll() is None
+        # `stafett up` loads the demo region into an empty directory only: a restart keeps
+        # what was loaded before (by an administrator's PUT /directory, say).
+        region = Path(__file__).resolve().parents[2] / "data" / "grenland.yaml"
+        settings = CommonSettings()
+        assert _load_region(system, settings, tmp_path / "data", region) == "loaded"
+        assert _load_region(system, settings, tmp_path / "data", region) == "kept"
         # stafett demo writes a region and a few cases through the public API.
         monkeypatch.setenv("STAFETT_DATA_DIR", str(tmp_path / "data"))
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -160,8 +160,10 @@ def _print_addresses(system: EmbeddedSystem) -> None:
 
 def _load_region(
     system: EmbeddedSystem, settings: CommonSettings, folder: Path, document: Path
-) -> None:
-    """Load a region document into the consent service as the first administrator."""
+) -> Literal["loaded", "kept", "failed"]:
+    """Load a region document into the consent service as the first administrator, unless
+    a directory is loaded already: what an administrator loaded with ``PUT /directory``
+    (or an earlier start) is never overwritten by a restart."""
     import httpx
 
     from stafett_shared.auth import DevIssuer
@@ -169,20 +171,26 @@ def _load_region(
     consent = next((s for s in system.running if s.name == "consent"), None)
     admin = settings.dev_admin
     if consent is None or admin is None:
-        return
+        return "failed"
     token_value = DevIssuer.load_or_create(folder).issue(admin)
+    auth = {"Authorization": f"Bearer {token_value}"}
+    current = httpx.get(f"{consent.url}/api/v1/directory", headers=auth, timeout=60)
+    if current.status_code == 200 and current.json().get("organisations"):
+        console.print("Katalogen er lastet fra før og beholdes; demoregionen lastes ikke på nytt.")
+        return "kept"
     content_type = "application/json" if document.suffix == ".json" else "application/yaml"
     response = httpx.put(
         f"{consent.url}/api/v1/directory",
         content=document.read_bytes(),
-        headers={"Authorization": f"Bearer {token_value}", "Content-Type": content_type},
+        headers={**auth, "Content-Type": content_type},
         timeout=60,
     )
     if response.status_code == 200:
         changes = sum(response.json().get("changes", {}).values())
         console.print(f"Region lastet fra {document} ({changes} endringer).")
-    else:
-        err.print(f"[yellow]Kunne ikke laste {document}: {response.status_code}[/yellow]")
+        return "loaded"
+    err.print(f"[yellow]Kunne ikke laste {document}: {response.status_code}[/yellow]")
+    return "failed"
 
 
 @app.command()
