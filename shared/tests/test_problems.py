@@ -116,7 +116,7 @@ async def test_a_missing_field_is_a_validation_error_naming_where_and_why(
     body = _is_problem(response, 422, "validation_error")
     assert body["title"] == "Ugyldige data"
     assert body["errors"] == [
-        {"loc": ["body", "level"], "type": "missing", "msg": "Field required"}
+        {"loc": ["body", "level"], "type": "missing", "msg": "Feltet mangler."}
     ]
 
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stafett_shared.logging import get_logger
+from stafett_shared.validation_texts import bokmal_message
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -125,7 +126,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
             {
                 "loc": [str(part) for part in error.get("loc", ())],
                 "type": str(error.get("type", "invalid")),
-                "msg": str(error.get("msg", "invalid")),
+                "msg": bokmal_message(str(error.get("type", "")), error.get("ctx")),
             }
         )
     return errors

@@ -46,7 +46,7 @@ class ChildRef(_In):
     @model_validator(mode="after")
     def _one(self) -> ChildRef:
         if (self.national_id is None) == (self.pseudonym is None):
-            raise ValueError("give either national_id or pseudonym")
+            raise ValueError("Oppgi enten fødselsnummer (national_id) eller pseudonym, ikke begge.")
         return self
 
 

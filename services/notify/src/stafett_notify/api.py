@@ -54,7 +54,7 @@ class WebhookIn(_In):
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("the URL must be http(s) with a host")
+            raise ValueError("Adressen må begynne med http:// eller https:// og ha et vertsnavn.")
         return value
 
 

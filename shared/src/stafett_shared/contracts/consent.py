@@ -67,7 +67,7 @@ class ConsentScope(BaseModel):
     def _org_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for org_id in value:
             if not re.fullmatch(ORG_ID_PATTERN, org_id):
-                raise ValueError("org id is malformed")
+                raise ValueError("En virksomhets-id har ikke riktig form.")
         return tuple(dict.fromkeys(value))
 
     @field_validator("unit_ids")
@@ -75,7 +75,7 @@ class ConsentScope(BaseModel):
     def _unit_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for unit_id in value:
             if not re.fullmatch(POLICY_ID_PATTERN, unit_id):
-                raise ValueError("unit id is malformed")
+                raise ValueError("En enhets-id har ikke riktig form.")
         return tuple(dict.fromkeys(value))
 
 
