@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TypeDecorator,
     bindparam,
     event,
 )
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import (
 
 __all__ = [
     "AsyncSession",
+    "UtcDateTime",
     "as_utc",
     "async_url",
     "combined_metadata",
@@ -48,33 +50,6 @@ __all__ = [
     "writer",
 ]
 
-_positions_metadata = MetaData()
-position_table = Table(
-    "projection_position",
-    _positions_metadata,
-    Column("name", String(64), primary_key=True),
-    Column("last_seq", BigInteger, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-"""The last stream sequence each projection applied, written in the same transaction as its rows."""
-
-
-def _quarantine_columns() -> tuple[Column[Any], ...]:
-    return (
-        Column("projection", String(64), primary_key=True),
-        Column("seq", BigInteger, primary_key=True),
-        Column("subject", String(200), nullable=False),
-        Column("reason", String(32), nullable=False),
-        Column("event_index", Integer, nullable=True),
-        Column("quarantined_at", DateTime(timezone=True), nullable=False),
-    )
-
-
-quarantine_table = Table("projection_quarantine", _positions_metadata, *_quarantine_columns())
-"""Stream messages a projection refused and skipped (``stafett_shared.contracts``): where
-they are and why, never what they hold. Written in the transaction that moves the position
-past them."""
-
 
 @overload
 def as_utc(value: datetime) -> datetime: ...
@@ -86,6 +61,52 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A point in time: written in UTC, and read back aware, in UTC, on every database.
+
+    ``DateTime(timezone=True)`` keeps the offset on PostgreSQL, but SQLite stores the wall
+    clock and drops the offset: an aware time in another zone was stored wrong, and every
+    time came back naive, so an answer said ``06:03:47`` with no zone. A time without a zone
+    is taken to be UTC, as Stafett always wrote."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, _dialect: Any) -> datetime | None:
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, _dialect: Any) -> datetime | None:
+        return as_utc(value)
+
+
+_positions_metadata = MetaData()
+position_table = Table(
+    "projection_position",
+    _positions_metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+"""The last stream sequence each projection applied, written in the same transaction as its rows."""
+
+
+def _quarantine_columns() -> tuple[Column[Any], ...]:
+    return (
+        Column("projection", String(64), primary_key=True),
+        Column("seq", BigInteger, primary_key=True),
+        Column("subject", String(200), nullable=False),
+        Column("reason", String(32), nullable=False),
+        Column("event_index", Integer, nullable=True),
+        Column("quarantined_at", UtcDateTime(), nullable=False),
+    )
+
+
+quarantine_table = Table("projection_quarantine", _positions_metadata, *_quarantine_columns())
+"""Stream messages a projection refused and skipped (``stafett_shared.contracts``): where
+they are and why, never what they hold. Written in the transaction that moves the position
+past them."""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -297,7 +318,7 @@ def create_position_table_op() -> None:
         "projection_position",
         Column("name", String(64), primary_key=True),
         Column("last_seq", BigInteger, nullable=False),
-        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", UtcDateTime(), nullable=False),
     )
 
 

@@ -15,11 +15,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_shared.auth import PrincipalDep
-from stafett_shared.db import upsert
+from stafett_shared.db import UtcDateTime, upsert
 from stafett_shared.msgid import ClientKey
 from stafett_shared.problems import Problem
 
@@ -47,7 +47,7 @@ idempotency_table = Table(
     Column("status", Integer, nullable=False),
     Column("body", JSON, nullable=False),
     Column("headers", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 

@@ -13,7 +13,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -58,7 +57,7 @@ from stafett_shared.contracts.directory import (
     UnitRegistered,
 )
 from stafett_shared.contracts.log import EntryAppended
-from stafett_shared.db import as_utc, upsert_sync
+from stafett_shared.db import UtcDateTime, as_utc, upsert_sync
 from stafett_shared.envelope import CloudEvent, EventData
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.facts import apply_role, case_status, history_from
@@ -81,13 +80,13 @@ cases = Table(
     Column("pseudonym", Text, nullable=True),
     Column("concern", Text, nullable=False),
     Column("opened_by", String(64), nullable=False),
-    Column("opened_at", DateTime(timezone=True), nullable=False),
-    Column("level_changed_at", DateTime(timezone=True), nullable=False),
-    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("level_changed_at", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime(), nullable=True),
     Column("close_reason", String(32), nullable=True),
-    Column("last_entry_at", DateTime(timezone=True), nullable=True),
-    Column("history_from", DateTime(timezone=True), nullable=True),
-    Column("first_measure_at", DateTime(timezone=True), nullable=True),
+    Column("last_entry_at", UtcDateTime(), nullable=True),
+    Column("history_from", UtcDateTime(), nullable=True),
+    Column("first_measure_at", UtcDateTime(), nullable=True),
     Column("version", BigInteger, nullable=False),
 )
 team = Table(
@@ -98,7 +97,7 @@ team = Table(
     Column("unit_id", String(64), nullable=False),
     Column("org_id", String(32), nullable=False),
     Column("access", String(8), nullable=False),
-    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("added_at", UtcDateTime(), nullable=False),
 )
 measures = Table(
     "measures",
@@ -113,7 +112,7 @@ measures = Table(
     Column("first_due", Date, nullable=False),
     Column("last_outcome", String(16), nullable=True),
     Column("evaluated_on", Date, nullable=True),
-    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("added_at", UtcDateTime(), nullable=False),
     Index("ix_measures_due", "evaluate_by"),
 )
 evaluations = Table(
@@ -137,8 +136,8 @@ handovers = Table(
     Column("to_unit_id", String(64), nullable=False),
     Column("to_org_id", String(32), nullable=False),
     Column("note", Text, nullable=True),
-    Column("requested_at", DateTime(timezone=True), nullable=False),
-    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("answered_at", UtcDateTime(), nullable=True),
     Column("from_unit_id", String(64), nullable=True),
     Column("decline_reason", Text, nullable=True),  # encrypted, as in the event
 )
@@ -150,7 +149,7 @@ level_history = Table(
     Column("level", Integer, nullable=False),
     Column("previous_level", Integer, nullable=True),  # None: the level the case opened at
     Column("reason", Text, nullable=True),  # encrypted, as in the event; None at opening
-    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("changed_at", UtcDateTime(), nullable=False),
     Column("by_person_id", String(64), nullable=False),
 )
 reports = Table(
@@ -159,7 +158,7 @@ reports = Table(
     Column("report_id", String(26), primary_key=True),
     Column("case_id", String(26), nullable=False, index=True),
     Column("reported_by", String(64), nullable=False),
-    Column("reported_at", DateTime(timezone=True), nullable=False),
+    Column("reported_at", UtcDateTime(), nullable=False),
 )
 # Facts from other contexts ------------------------------------------------------------------
 units = Table(
@@ -193,8 +192,8 @@ consents = Table(
     Column("case_id", String(26), nullable=False, index=True),
     Column("status", String(16), nullable=False),
     Column("scope", JSON, nullable=False),
-    Column("valid_from", DateTime(timezone=True), nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("valid_from", UtcDateTime(), nullable=False),
+    Column("valid_until", UtcDateTime(), nullable=False),
 )
 entries = Table(
     "log_entries",
@@ -202,7 +201,7 @@ entries = Table(
     Column("entry_id", String(26), primary_key=True),
     Column("case_id", String(26), nullable=False, index=True),
     Column("kind", String(32), nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
 )
 deadlines_sent = Table(
     "deadlines_sent",

@@ -21,7 +21,6 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     Column,
-    DateTime,
     Index,
     MetaData,
     Select,
@@ -51,7 +50,7 @@ from stafett_consent.projections import (
     load_principal_facts,
 )
 from stafett_shared.contracts.access import AccessDecision, DecisionRecorded
-from stafett_shared.db import as_utc
+from stafett_shared.db import UtcDateTime, as_utc
 from stafett_shared.envelope import CloudEvent, registry
 from stafett_shared.eventstore import DuplicateAppend, EventStore, StoreUnavailable
 from stafett_shared.ids import new_id
@@ -65,7 +64,7 @@ decision_records = Table(
     "decision_records",
     audit_metadata,
     Column("decision_id", String(26), primary_key=True),
-    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", UtcDateTime(), nullable=False),
     Column("principal_id", String(64), nullable=False),
     Column("principal_kind", String(8), nullable=False),
     Column("action", String(32), nullable=False),

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Index,
     Integer,
     LargeBinary,
@@ -39,7 +38,7 @@ from stafett_shared.contracts.log import (
     EntryRestricted,
     EntryRetracted,
 )
-from stafett_shared.db import as_utc, upsert_sync
+from stafett_shared.db import UtcDateTime, as_utc, upsert_sync
 from stafett_shared.envelope import CloudEvent, EventData
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.facts import apply_role, case_status, history_from
@@ -55,8 +54,8 @@ cases = Table(
     Column("unit_id", String(64), nullable=False),
     Column("child_id", String(26), nullable=True),
     Column("status", String(16), nullable=False),
-    Column("opened_at", DateTime(timezone=True), nullable=False),
-    Column("history_from", DateTime(timezone=True), nullable=True),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("history_from", UtcDateTime(), nullable=True),
 )
 roles = Table(
     "roles",
@@ -76,8 +75,8 @@ entries = Table(
     Column("author_role", String(32), nullable=True),
     Column("author_unit", String(64), nullable=True),
     Column("regime", String(32), nullable=True),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=True),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=True),
     Column("category", String(32), nullable=True),
     Column("text", Text, nullable=True),
     Column("reason", Text, nullable=True),
@@ -85,7 +84,7 @@ entries = Table(
     Column("key_owner", String(26), nullable=False),
     Column("refers_to", String(26), nullable=True),  # the entry corrected or retracted
     Column("retracted", Integer, nullable=False, default=0),
-    Column("restricted_until", DateTime(timezone=True), nullable=True),
+    Column("restricted_until", UtcDateTime(), nullable=True),
     Column("restriction_ground", String(64), nullable=True),
     Index("ix_entries_case_seq", "case_id", "seq"),
     Index("ix_entries_refers", "refers_to"),
@@ -109,7 +108,7 @@ access_records = Table(
     Column("what", String(16), nullable=False),
     Column("entries", Integer, nullable=False),
     Column("service", String(16), nullable=False),
-    Column("read_at", DateTime(timezone=True), nullable=False),
+    Column("read_at", UtcDateTime(), nullable=False),
 )
 leaves = Table(
     "merkle_leaves",
@@ -138,7 +137,7 @@ checkpoints = Table(
     Column("tree_size", BigInteger, primary_key=True),
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("note", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 """Checkpoints are signed when made and published to CHECKPOINTS; a rebuild keeps them."""
 

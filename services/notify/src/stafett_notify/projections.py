@@ -18,7 +18,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -50,7 +49,7 @@ from stafett_shared.contracts.consent import (
     ConsentWithdrawn,
 )
 from stafett_shared.contracts.directory import RoleEnded, RoleGranted
-from stafett_shared.db import as_utc, upsert
+from stafett_shared.db import UtcDateTime, as_utc, upsert
 from stafett_shared.envelope import CloudEvent, EventData
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.projector import Projection
@@ -83,7 +82,7 @@ consents = Table(
     Column("consent_id", String(26), primary_key=True),
     Column("case_id", String(26), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("valid_until", UtcDateTime(), nullable=False),
 )
 
 state_metadata = MetaData()
@@ -98,7 +97,7 @@ outbox = Table(
     Column("kind", String(64), nullable=False),
     Column("case_id", String(26), nullable=False),
     Column("event_id", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Column("queued", Boolean, nullable=False, default=False),
     Index("ix_outbox_queued", "queued"),
 )
@@ -111,8 +110,8 @@ inbox = Table(
     Column("case_id", String(26), nullable=False),
     Column("title", String(200), nullable=False),
     Column("link", String(300), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("read_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("read_at", UtcDateTime(), nullable=True),
     Index("ix_inbox_recipient", "recipient", "created_at"),
 )
 deliveries = Table(
@@ -125,7 +124,7 @@ deliveries = Table(
     Column("status", String(16), nullable=False),  # delivered | retrying | dead | digest
     Column("attempts", Integer, nullable=False),
     Column("last_error", String(200), nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 preferences = Table(
     "preferences",
@@ -144,7 +143,7 @@ webhooks = Table(
     Column("url", String(500), nullable=False),
     Column("secret", Text, nullable=False),  # encrypted with the owner's key
     Column("event_types", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 digest_queue = Table(
     "digest_queue",
@@ -153,8 +152,8 @@ digest_queue = Table(
     Column("recipient", String(64), nullable=False, index=True),
     Column("title", String(200), nullable=False),
     Column("link", String(300), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
 )
 
 
