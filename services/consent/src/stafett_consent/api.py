@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -78,10 +79,25 @@ class EvidenceIn(_In):
     reference: str | None = Field(default=None, max_length=500)
 
 
+OSLO = ZoneInfo("Europe/Oslo")
+
+
+def through_day(value: AwareDatetime | date | None) -> datetime | None:
+    """A consent's ``valid_until``: a time with its offset as it is, or a plain date as
+    valid through that whole day in Norway (until midnight Europe/Oslo, in UTC)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.combine(value + timedelta(days=1), time(0), OSLO).astimezone(UTC)
+
+
 class ConsentIn(_In):
     case_id: str = Field(pattern=ULID)
     scope: ScopeIn
-    valid_until: AwareDatetime | None = None
+    valid_until: AwareDatetime | date | None = Field(
+        default=None,
+        description="When the consent ends: a time with its offset, or a date (YYYY-MM-DD), "
+        "valid through that day in Norway.",
+    )
     evidence: EvidenceIn
 
 
@@ -340,7 +356,7 @@ async def post_consent(
             principal,
             case_id=body.case_id,
             scope=body.scope.model_dump(mode="json"),
-            valid_until=body.valid_until,
+            valid_until=through_day(body.valid_until),
             evidence_method=body.evidence.method,
             evidence_reference=body.evidence.reference,
             idempotency_key=idempotency_key,

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Date,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -101,7 +100,7 @@ from stafett_shared.contracts.log import (
     LogEvent,
 )
 from stafett_shared.crypto import CryptoError, FieldCipher
-from stafett_shared.db import as_utc, upsert_sync
+from stafett_shared.db import UtcDateTime, as_utc, upsert_sync
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.facts import apply_role, apply_team_change, case_status, placement
@@ -202,8 +201,8 @@ consents = Table(
     Column("signed", JSON, nullable=False),
     Column("rule", String(64), nullable=False),
     Column("age_applied", Integer, nullable=False),
-    Column("valid_from", DateTime(timezone=True), nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("valid_from", UtcDateTime(), nullable=False),
+    Column("valid_until", UtcDateTime(), nullable=False),
     Column("evidence_method", String(32), nullable=False),
     Column("version", BigInteger, nullable=False),
 )
@@ -223,7 +222,7 @@ entries = Table(
     Column("case_id", String(26), nullable=False, index=True),
     Column("author_id", String(64), nullable=False),
     Column("category", String(32), nullable=True),
-    Column("restricted_until", DateTime(timezone=True), nullable=True),
+    Column("restricted_until", UtcDateTime(), nullable=True),
 )
 emergency_grants = Table(
     "emergency_grants",
@@ -231,8 +230,8 @@ emergency_grants = Table(
     Column("grant_id", String(26), primary_key=True),
     Column("case_id", String(26), nullable=False, index=True),
     Column("person_id", String(64), nullable=False, index=True),
-    Column("valid_from", DateTime(timezone=True), nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("valid_from", UtcDateTime(), nullable=False),
+    Column("valid_until", UtcDateTime(), nullable=False),
 )
 audit_scopes = Table(
     "audit_scopes",
@@ -241,7 +240,7 @@ audit_scopes = Table(
     Column("auditor_id", String(64), nullable=False, index=True),
     Column("org_id", String(32), nullable=True),
     Column("case_ids", JSON, nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("valid_until", UtcDateTime(), nullable=False),
 )
 access_index = Table(
     "access_index",
@@ -251,8 +250,8 @@ access_index = Table(
     Column("action", String(32), nullable=False),
     Column("basis", String(32), nullable=False),
     Column("consent_id", String(26), nullable=True),
-    Column("valid_from", DateTime(timezone=True), nullable=True),
-    Column("valid_until", DateTime(timezone=True), nullable=True),
+    Column("valid_from", UtcDateTime(), nullable=True),
+    Column("valid_until", UtcDateTime(), nullable=True),
     Column("seq", BigInteger, nullable=False),
     Index("ix_access_lookup", "principal_id", "action", "case_id"),
     Index("ix_access_case", "case_id"),
