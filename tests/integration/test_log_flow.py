@@ -17,12 +17,7 @@ from stafett_log.testing import LogHarness
 async def _case(
     consent: ConsentHarness, case: CaseHarness, log: LogHarness
 ) -> tuple[str, list[str]]:
-    _child_id, guardians, body = await consent.register_child(13, [("Mor", True), ("Far", True)])
-    await case.settle(await consent.store.last_seq())
-    opened = await case.open_case(national_id=body["national_id"])
-    await consent.runtime.projector.wait_for(opened["seq"], 10)
-    await log.runtime.projector.wait_for(opened["seq"], 10)
-    return opened["id"], guardians
+    return await log.open_case(consent, case)
 
 
 async def _stream_types(consent: ConsentHarness, after: int) -> list[str]:

@@ -18,6 +18,14 @@ from stafett_shared.contracts.log import Category, Ground, Kind
 from stafett_shared.idempotency import ClientKeyDep, IdempotencyStore, StoredAnswer, run_once
 from stafett_shared.msgid import ClientKey
 from stafett_shared.openapi import answers
+from stafett_shared.paging import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Cursor,
+    Limit,
+    decode_cursor,
+    encode_cursor,
+)
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -26,6 +34,7 @@ router = APIRouter(tags=["stafettlogg"])
 ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 PERSON = r"^[A-Za-z0-9-]{1,64}$"
 SEQ_MAX = 2**63 - 1  # a stream sequence as the databases keep it (signed 64-bit)
+ENTRIES_CURSOR = "entries"  # the list a cursor of GET /logs/{case_id}/entries names
 
 
 class _In(BaseModel):
@@ -122,21 +131,36 @@ async def append_entry(
     )
 
 
-@router.get("/logs/{case_id}/entries", summary="Innføringene du kan lese (lesingen registreres)")
+@router.get(
+    "/logs/{case_id}/entries",
+    summary="Innføringene du kan lese (lesingen registreres)",
+    description="Oldest first, a page at a time: `limit` entries (default "
+    f"{DEFAULT_LIMIT}, at most {MAX_LIMIT}) after `cursor`, each with its corrections and "
+    "retraction. `next_cursor` is opaque: send it back as `cursor` for the next page; it is "
+    "null on the last page. Each page's read is recorded.",
+)
 async def read_entries(
     *,
     case_id: CaseId,
     principal: PrincipalDep,
     service: ServiceDep,
     min_seq: MinSeq = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> JSONResponse:
+    after = decode_cursor(cursor, ENTRIES_CURSOR, case_id) if cursor is not None else None
     try:
-        items = await service.read_entries(principal, case_id, min_seq)
+        page = await service.read_entries(principal, case_id, min_seq, limit=limit, after=after)
     except ProjectionBehind:
         raise Problem(
             503, "unavailable", "Lesemodellen er ikke à jour ennå.", headers={"Retry-After": "1"}
         ) from None
-    return JSONResponse(jsonable_encoder({"items": items}))
+    next_cursor = (
+        encode_cursor(ENTRIES_CURSOR, case_id, page.after_seq)
+        if page.after_seq is not None
+        else None
+    )
+    return JSONResponse(jsonable_encoder({"items": page.items, "next_cursor": next_cursor}))
 
 
 @router.post(

@@ -4,15 +4,16 @@ per-entry gates, record every read, verify chains."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,6 +43,9 @@ from stafett_shared.telemetry import current_traceparent
 MAX_RETRIES = 20
 _log = get_logger("stafett.log")
 FAMILY = frozenset({"guardian", "self"})
+ENTRIES_LIMIT = 50
+_CHANGES = ("correction", "retraction")  # rows that change an entry named in refers_to
+_ORIGINAL = or_(entries.c.refers_to.is_(None), entries.c.kind.notin_(_CHANGES))
 
 
 # Refusals are problem documents; the API renders them as they are.
@@ -54,6 +58,13 @@ def not_found() -> Problem:
 
 def unavailable(detail: str = "Tilgangskontrollen svarer ikke; prøv igjen.") -> Problem:
     return unavailable_problem(detail)
+
+
+@dataclass(frozen=True, slots=True)
+class EntriesPage:
+    items: list[dict[str, Any]]
+    after_seq: int | None
+    """The sequence of the page's last entry when more may follow; None at the end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,8 +502,18 @@ class LogService:
         return None
 
     async def read_entries(
-        self, principal: Principal, case_id: str, min_seq: int | None = None
-    ) -> list[dict[str, Any]]:
+        self,
+        principal: Principal,
+        case_id: str,
+        min_seq: int | None = None,
+        *,
+        limit: int = ENTRIES_LIMIT,
+        after: int | None = None,
+    ) -> EntriesPage:
+        """One page of the entries the caller may read, oldest first: at most ``limit``
+        entries (with their corrections and retraction) after the sequence ``after``. The
+        page's read is recorded; ``after_seq`` is where the next page starts, None at the
+        end."""
         if min_seq:
             await self.projector.wait_for(min_seq, 2.0)
         decision = await self._decision(principal, "log:read", case_id, min_seq=min_seq)
@@ -500,45 +521,60 @@ class LogService:
             raise not_found()
         async with self.sessions() as session:
             case = await _case_row(session, case_id)
-            rows = (
-                await session.execute(
-                    select(entries).where(entries.c.case_id == case_id).order_by(entries.c.seq)
-                )
-            ).all()
         now = self.clock()
         hide_before = (
             case.history_from
             if case.history_from is not None and decision.basis not in (*FAMILY, "auditor")
             else None
         )
-        versions: defaultdict[str, list[Any]] = defaultdict(list)
-        retractions: dict[str, Any] = {}
-        originals = []
-        for row in rows:
-            if row.kind == "correction" and row.refers_to:
-                versions[row.refers_to].append(row)
-            elif row.kind == "retraction" and row.refers_to:
-                retractions[row.refers_to] = row
-            else:
-                originals.append(row)
-        visible: list[dict[str, Any]] = []
-        for row in originals:
+
+        async def readable(row: Any) -> bool:
             recorded = as_utc(row.recorded_at)
             if (
                 hide_before is not None
                 and recorded < as_utc(hide_before)
                 and (row.kind != Kind.HANDOVER_NOTE)
             ):
-                continue
+                return False
             gated = row.category is not None or (
                 row.restricted_until is not None and as_utc(row.restricted_until) > now
             )
-            if gated:
-                per_entry = await self._decision(
-                    principal, "log:read", case_id, entry_id=row.entry_id
-                )
-                if not per_entry.permitted:
-                    continue
+            if not gated:
+                return True
+            per_entry = await self._decision(principal, "log:read", case_id, entry_id=row.entry_id)
+            return per_entry.permitted
+
+        originals: list[Any] = []
+        more = False
+        async with contextlib.aclosing(self._originals(case_id, after or 0, limit + 1)) as rows:
+            async for row in rows:
+                if len(originals) == limit:
+                    more = True
+                    break
+                if await readable(row):
+                    originals.append(row)
+        versions: defaultdict[str, list[Any]] = defaultdict(list)
+        retractions: dict[str, Any] = {}
+        if originals:
+            async with self.sessions() as session:
+                later = (
+                    await session.execute(
+                        select(entries)
+                        .where(
+                            entries.c.case_id == case_id,
+                            entries.c.refers_to.in_([r.entry_id for r in originals]),
+                            entries.c.kind.in_(_CHANGES),
+                        )
+                        .order_by(entries.c.seq)
+                    )
+                ).all()
+            for row in later:
+                if row.kind == "correction":
+                    versions[row.refers_to].append(row)
+                else:
+                    retractions[row.refers_to] = row
+        visible: list[dict[str, Any]] = []
+        for row in originals:
             owners = (row.key_owner, case.child_id or case_id, case_id)
             history = [
                 {
@@ -609,7 +645,27 @@ class LogService:
             )
         except Exception:  # noqa: BLE001 - a read that is not recorded is not served
             raise unavailable("Lesingen kunne ikke registreres; prøv igjen.") from None
-        return visible
+        return EntriesPage(visible, int(originals[-1].seq) if more else None)
+
+    async def _originals(self, case_id: str, after: int, chunk: int) -> AsyncGenerator[Any, None]:
+        """The case's entries after the sequence ``after`` in order, not their corrections
+        or retractions, read ``chunk`` at a time (a page skips those the reader may not
+        see, so it may need more than one read)."""
+        while True:
+            async with self.sessions() as session:
+                rows = (
+                    await session.execute(
+                        select(entries)
+                        .where(entries.c.case_id == case_id, entries.c.seq > after, _ORIGINAL)
+                        .order_by(entries.c.seq)
+                        .limit(chunk)
+                    )
+                ).all()
+            for row in rows:
+                yield row
+            if len(rows) < chunk:
+                return
+            after = int(rows[-1].seq)
 
     async def access_view(
         self, principal: Principal, case_id: str, *, limit: int, before: int | None

@@ -1191,11 +1191,30 @@ def _action_form(
     )
 
 
+_LOG_PAGE = 100  # entries a page: a page of long entries stays well under _MAX_ANSWER
+_LOG_PAGES = 50
+
+
+async def _log_entries(page: Page, case_id: str) -> list[Any]:
+    """The case's log as the reader may see it, oldest first, page after page."""
+    items: list[Any] = []
+    params: dict[str, str | int] = {"limit": _LOG_PAGE}
+    for _ in range(_LOG_PAGES):
+        answer = await _api(page, "GET", "log", f"/api/v1/logs/{case_id}/entries", params=params)
+        if not isinstance(answer, dict):
+            break
+        items.extend(answer.get("items", []))
+        cursor = answer.get("next_cursor")
+        if not isinstance(cursor, str):
+            break
+        params = {"limit": _LOG_PAGE, "cursor": cursor}
+    return items
+
+
 async def _log_page(
     page: Page, case_id: str, values: dict[str, Any], errors: dict[str, str], status: int
 ) -> Response:
-    answer = await _api(page, "GET", "log", f"/api/v1/logs/{case_id}/entries")
-    entries = list(reversed(answer.get("items", []))) if isinstance(answer, dict) else []
+    entries = list(reversed(await _log_entries(page, case_id)))
     case: dict[str, Any] = {"id": case_id, "holder": {}, "team": [], "status": "open"}
     with contextlib.suppress(ApiError):
         case = await _api(page, "GET", "case", f"/api/v1/cases/{case_id}")
