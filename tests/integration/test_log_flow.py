@@ -269,3 +269,35 @@ async def test_bad_log_input_is_refused_and_writes_nothing(
     assert refused.json()["code"] == "case_closed"
     assert await _stream_types(consent, after_close) == []
     assert await _stream_types(consent, before) == ["no.stafett.case.closed.v1"]
+
+
+async def test_an_outsider_naming_an_entry_learns_nothing_of_the_case(
+    consent: ConsentHarness, case_service: CaseHarness, log_service: LogHarness
+) -> None:
+    """A correction, retraction or restriction by someone without access is 404 before the
+    entry is looked at: the same answer for an entry of the case, an entry of another case
+    and a case that does not exist (the entry's case was once told as 422)."""
+    log = log_service
+    case_id, _ = await _case(consent, case_service, log)
+    other_id, _ = await _case(consent, case_service, log)
+    entry = (await log.append(case_id)).json()["id"]
+    elsewhere = (await log.append(other_id)).json()["id"]
+    bodies = {
+        "corrections": {"text": "Ny tekst.", "reason": "Feil."},
+        "retractions": {"reason": "Feil sak."},
+        "restrictions": {
+            "ground": "fvl_19_harmful_to_child",
+            "reason": "Kan skade eleven.",
+            "until": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+        },
+    }
+    for kind, body in bodies.items():
+        answers = set()
+        for case, named in ((case_id, entry), (case_id, elsewhere), ("0" * 26, entry)):
+            response = await log.client.post(
+                f"/api/v1/logs/{case}/entries/{named}/{kind}",
+                json=body,
+                headers=log.auth("vgs-vidar"),
+            )
+            answers.add((response.status_code, response.content))
+        assert len(answers) == 1 and next(iter(answers))[0] == 404, (kind, answers)

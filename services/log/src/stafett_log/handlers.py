@@ -405,9 +405,9 @@ class LogService:
         idempotency_key: ClientKey | None,
     ) -> Appended:
         new_entry = new_id()
-        await self._entry_in_case(case_id, entry_id)
 
         async def make(author: Author, owner: str) -> domain.Command:
+            await self._entry_in_case(case_id, entry_id)  # decided first: see write()
             return domain.CorrectEntry(
                 entry_id=new_entry,
                 corrects_entry_id=entry_id,
@@ -434,9 +434,9 @@ class LogService:
         idempotency_key: ClientKey | None,
     ) -> Appended:
         new_entry = new_id()
-        await self._entry_in_case(case_id, entry_id)
 
         async def make(author: Author, owner: str) -> domain.Command:
+            await self._entry_in_case(case_id, entry_id)  # decided first: see write()
             return domain.RetractEntry(
                 entry_id=new_entry,
                 retracts_entry_id=entry_id,
@@ -461,10 +461,10 @@ class LogService:
         until: datetime,
         idempotency_key: ClientKey | None,
     ) -> Appended:
-        await self._entry_in_case(case_id, entry_id)
         restriction_id = new_id()
 
         async def make(_author: Author, owner: str) -> domain.Command:
+            await self._entry_in_case(case_id, entry_id)  # decided first: see write()
             return domain.RestrictEntry(
                 restriction_id=restriction_id,
                 entry_id=entry_id,
