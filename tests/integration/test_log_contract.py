@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -178,3 +179,124 @@ async def test_a_cursor_not_given_for_this_list_is_422_never_a_500(
     good = await log.client.get(url, params={"cursor": cursor}, headers=log.auth(HOLDER))
     assert good.status_code == 200
     assert good.json()["items"][0]["seq"] > seq
+
+
+async def _count(log: LogHarness, case_id: str) -> int:
+    """The log's events on the stream (what a refused write must not add to)."""
+    store = log.runtime.store
+    return len(await store.load(store.subject("log", case_id)))
+
+
+async def test_if_match_guards_every_log_write_and_a_stale_version_writes_nothing(
+    consent: ConsentHarness, case_service: CaseHarness, log_service: LogHarness
+) -> None:
+    log = log_service
+    case_id, _ = await _case(consent, case_service, log)
+    url = f"/api/v1/logs/{case_id}/entries"
+    empty = await log.client.get(url, headers=log.auth(HOLDER))
+    assert empty.headers["ETag"] == '"0"'
+    body = {"kind": "note", "text": "Første.", "occurred_at": datetime.now(UTC).isoformat()}
+    first = await log.client.post(url, json=body, headers={**log.auth(HOLDER), "If-Match": '"0"'})
+    assert first.status_code == 201, first.text
+    assert first.headers["ETag"] == f'"{first.headers["Stafett-Seq"]}"'
+    entry = first.json()["id"]
+    read = await log.client.get(url, headers=log.auth(HOLDER))
+    assert read.headers["ETag"] == first.headers["ETag"]
+    stale = first.headers["ETag"]
+    moved = await log.append(case_id, text="Uten If-Match: som før.")
+    assert moved.status_code == 201
+    current = moved.headers["ETag"]
+
+    writes = {
+        url: (HOLDER, body),
+        f"{url}/{entry}/corrections": (HOLDER, {"text": "Rettet.", "reason": "Feil."}),
+        f"{url}/{entry}/retractions": (HOLDER, {"reason": "Feil sak."}),
+        f"{url}/{entry}/restrictions": (
+            LEADER,
+            {
+                "ground": "fvl_19_harmful_to_child",
+                "reason": "Kan skade eleven.",
+                "until": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            },
+        ),
+    }
+    for path, (person, payload) in writes.items():
+        before = await _count(log, case_id)
+        for version in (stale, '"0"', f'"{int(current.strip(chr(34))) + 1000}"'):
+            refused = await log.client.post(
+                path, json=payload, headers={**log.auth(person), "If-Match": version}
+            )
+            assert refused.status_code == 409, (path, version, refused.text)
+            assert refused.headers["Content-Type"] == "application/problem+json"
+            assert refused.json()["code"] == "version_conflict"
+        malformed = await log.client.post(
+            path, json=payload, headers={**log.auth(person), "If-Match": "nyeste"}
+        )
+        assert malformed.status_code == 400, malformed.text
+        assert await _count(log, case_id) == before
+        weak = "W/" + current  # an ETag's weak form names the same version
+        written = await log.client.post(
+            path, json=payload, headers={**log.auth(person), "If-Match": weak}
+        )
+        assert written.status_code == 201, (path, written.text)
+        assert written.headers["ETag"] == f'"{written.headers["Stafett-Seq"]}"'
+        assert await _count(log, case_id) == before + 1
+        current = written.headers["ETag"]
+
+
+async def test_writers_racing_on_one_version_leave_one_write_and_the_rest_409(
+    consent: ConsentHarness, case_service: CaseHarness, log_service: LogHarness
+) -> None:
+    log = log_service
+    case_id, _ = await _case(consent, case_service, log)
+    version = (await log.append(case_id)).headers["ETag"]
+    before = await _count(log, case_id)
+    url = f"/api/v1/logs/{case_id}/entries"
+    answers = await asyncio.gather(
+        *(
+            log.client.post(
+                url,
+                json={
+                    "kind": "note",
+                    "text": f"Skriver {i}.",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                },
+                headers={**log.auth(HOLDER), "If-Match": version},
+            )
+            for i in range(6)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201] + [409] * 5
+    assert await _count(log, case_id) == before + 1
+
+
+async def test_if_match_is_met_when_this_process_has_not_seen_the_newest_write(
+    consent: ConsentHarness, case_service: CaseHarness, log_service: LogHarness
+) -> None:
+    """Another instance wrote last: the version the client holds is ahead of what this one
+    knew of the chain. The stream is asked; the write goes through once the read model has
+    the other instance's write, and the chain stays whole."""
+    log = log_service
+    case_id, _ = await _case(consent, case_service, log)
+    await log.append(case_id, text="Skrevet her.")
+    service = log.runtime.extras["log"]
+    before = dict(service._heads)
+    written = await log.append(case_id, text="Skrevet av den andre.")
+    service._heads.clear()
+    service._heads.update(before)  # as if the last write came from elsewhere
+    corrected = await log.client.post(
+        f"/api/v1/logs/{case_id}/entries/{written.json()['id']}/corrections",
+        json={"text": "Rettet her.", "reason": "Presisering."},
+        headers={**log.auth(HOLDER), "If-Match": written.headers["ETag"]},
+    )
+    assert corrected.status_code == 201, corrected.text
+    service._heads.clear()
+    service._heads.update(before)
+    appended = await log.client.post(
+        f"/api/v1/logs/{case_id}/entries",
+        json={"kind": "note", "text": "Ny.", "occurred_at": datetime.now(UTC).isoformat()},
+        headers={**log.auth(HOLDER), "If-Match": corrected.headers["ETag"]},
+    )
+    assert appended.status_code == 201, appended.text
+    verify = await log.client.get(f"/api/v1/logs/{case_id}/verify", headers=log.auth(HOLDER))
+    assert verify.json()["ok"] is True and verify.json()["entries"] == 4

@@ -15,7 +15,13 @@ from stafett_log.checkpoints import Checkpointer, ProofError, ProofUnavailable
 from stafett_log.handlers import Appended, LogService
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.contracts.log import Category, Ground, Kind
-from stafett_shared.idempotency import ClientKeyDep, IdempotencyStore, StoredAnswer, run_once
+from stafett_shared.idempotency import (
+    ClientKeyDep,
+    IdempotencyStore,
+    StoredAnswer,
+    parse_if_match,
+    run_once,
+)
 from stafett_shared.msgid import ClientKey
 from stafett_shared.openapi import answers
 from stafett_shared.paging import (
@@ -80,6 +86,7 @@ ServiceDep = Annotated[LogService, Depends(_service)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
 IdempotencyKey = ClientKeyDep
 MinSeq = Annotated[int | None, Header(alias="Stafett-Min-Seq", ge=0)]
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
 CaseId = Annotated[str, Path(pattern=ULID)]
 EntryId = Annotated[str, Path(pattern=ULID)]
 
@@ -112,7 +119,9 @@ async def append_entry(
     service: ServiceDep,
     store: IdempotencyDep,
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> JSONResponse:
+    version = parse_if_match(if_match)
     return await _append(
         request,
         principal,
@@ -127,6 +136,7 @@ async def append_entry(
             category=body.category,
             participants=body.participants,
             idempotency_key=idempotency_key,
+            if_match=version,
         ),
     )
 
@@ -137,7 +147,14 @@ async def append_entry(
     description="Oldest first, a page at a time: `limit` entries (default "
     f"{DEFAULT_LIMIT}, at most {MAX_LIMIT}) after `cursor`, each with its corrections and "
     "retraction. `next_cursor` is opaque: send it back as `cursor` for the next page; it is "
-    "null on the last page. Each page's read is recorded.",
+    "null on the last page. Each page's read is recorded. `ETag` is the log's version: "
+    "send it as If-Match on a write to refuse it if the log has moved on.",
+    responses={
+        200: {
+            "description": "A page of entries",
+            "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
+        }
+    },
 )
 async def read_entries(
     *,
@@ -160,7 +177,10 @@ async def read_entries(
         if page.after_seq is not None
         else None
     )
-    return JSONResponse(jsonable_encoder({"items": page.items, "next_cursor": next_cursor}))
+    return JSONResponse(
+        jsonable_encoder({"items": page.items, "next_cursor": next_cursor}),
+        headers={"ETag": f'"{page.version}"'},  # the log's version, for If-Match on a write
+    )
 
 
 @router.post(
@@ -178,7 +198,9 @@ async def correct_entry(
     service: ServiceDep,
     store: IdempotencyDep,
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> JSONResponse:
+    version = parse_if_match(if_match)
     return await _append(
         request,
         principal,
@@ -191,6 +213,7 @@ async def correct_entry(
             text=body.text,
             reason=body.reason,
             idempotency_key=idempotency_key,
+            if_match=version,
         ),
     )
 
@@ -210,7 +233,9 @@ async def retract_entry(
     service: ServiceDep,
     store: IdempotencyDep,
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> JSONResponse:
+    version = parse_if_match(if_match)
     return await _append(
         request,
         principal,
@@ -222,6 +247,7 @@ async def retract_entry(
             entry_id,
             reason=body.reason,
             idempotency_key=idempotency_key,
+            if_match=version,
         ),
     )
 
@@ -241,7 +267,9 @@ async def restrict_entry(
     service: ServiceDep,
     store: IdempotencyDep,
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> JSONResponse:
+    version = parse_if_match(if_match)
     return await _append(
         request,
         principal,
@@ -255,6 +283,7 @@ async def restrict_entry(
             reason=body.reason,
             until=body.until,
             idempotency_key=idempotency_key,
+            if_match=version,
         ),
     )
 

@@ -30,6 +30,7 @@ from stafett_shared.eventstore import (
     ConcurrencyConflict,
     DuplicateAppend,
     EventStore,
+    StoreUnavailable,
 )
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
@@ -60,11 +61,23 @@ def unavailable(detail: str = "Tilgangskontrollen svarer ikke; prøv igjen.") ->
     return unavailable_problem(detail)
 
 
+def version_conflict() -> Problem:
+    """If-Match named a version the case's log is no longer (or never was) at."""
+    return Problem(
+        409,
+        "version_conflict",
+        "Loggen er endret siden versjonen i If-Match. Les den på nytt og prøv igjen.",
+        title="Loggen er endret av noen andre",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EntriesPage:
     items: list[dict[str, Any]]
     after_seq: int | None
     """The sequence of the page's last entry when more may follow; None at the end."""
+    version: int
+    """The log's version as the read model holds it (0 before its first entry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,10 +253,13 @@ class LogService:
         *,
         idempotency_key: ClientKey | None = None,
         answer_id: str = "entry_id",
+        if_match: int | None = None,
     ) -> Appended:
         """Decide and append one log event as the next link of the case's chain. The answer
         is the stored event's ``answer_id`` field, its sequence and its hash: for a repeated
-        request (same caller and key), those of the event stored the first time."""
+        request (same caller and key), those of the event stored the first time. With
+        ``if_match`` (If-Match) the chain must stand at that version, else 409 and nothing
+        is written; without it a write that meets another is decided again."""
         decision = await self._decision(principal, action, case_id)
         if not decision.permitted:
             raise not_found()
@@ -259,18 +275,13 @@ class LogService:
         own: tuple[str, Sequence[CloudEvent]] | None = None
         async with self._locks[case_id]:
             for _attempt in range(MAX_RETRIES):
-                head = self._heads.get(case_id)
-                if refers_to is None and head is not None:
-                    # The chain's head as this process last wrote it. If another process
-                    # wrote since, the append's expected version fails and we read again.
-                    state = domain.LogState(case_id=case_id, entries={})
-                    head_seq, head_hash = head
-                else:
-                    if head is not None:
-                        await self._applied(head[0])
-                    state, head_seq, head_hash = await self._state(case_id, refers_to)
-                    if head is not None and head[0] > head_seq:
-                        head_seq, head_hash = head
+                state, head_seq, head_hash = await self._head(case_id, refers_to)
+                if if_match is not None and head_seq != if_match:
+                    # What this process knows of the chain may lag behind it, never run
+                    # ahead: ask the stream, and read again once the read model has it.
+                    await self._stands_at(subject, if_match, head_seq)
+                    self._heads.pop(case_id, None)
+                    continue
                 now = self.clock()
                 try:
                     events = domain.decide(state, facts, command, now)
@@ -297,6 +308,8 @@ class LogService:
                     break
                 except ConcurrencyConflict:
                     self._heads.pop(case_id, None)
+                    if if_match is not None:
+                        raise version_conflict() from None
                     await self.projector.catch_up()  # another writer moved the chain on
                     continue
                 seq = result.seq
@@ -307,6 +320,31 @@ class LogService:
                 raise HandlerError(409, "conflict", "Loggen skrives av mange samtidig; prøv igjen.")
         await self._applied(seq, own)
         return Appended(str(getattr(payload, answer_id, "")), seq, event.hash or "")
+
+    async def _head(self, case_id: str, refers_to: str | None) -> tuple[domain.LogState, int, str]:
+        """What a command is decided on, and the chain's head (sequence and hash)."""
+        head = self._heads.get(case_id)
+        if refers_to is None and head is not None:
+            # The chain's head as this process last wrote it. If another process wrote
+            # since, the append's expected version fails and we read again.
+            return domain.LogState(case_id=case_id, entries={}), *head
+        if head is not None:
+            await self._applied(head[0])
+        state, head_seq, head_hash = await self._state(case_id, refers_to)
+        if head is not None and head[0] > head_seq:
+            head_seq, head_hash = head
+        return state, head_seq, head_hash
+
+    async def _stands_at(self, subject: str, if_match: int, known: int) -> None:
+        """The chain's version is ``if_match`` though this process knew it at ``known``:
+        wait until the read model holds it. Else (the chain is elsewhere) 409."""
+        try:
+            at = known if if_match < known else await self.store.version(subject)
+        except StoreUnavailable:
+            raise unavailable("Hendelsesloggen svarer ikke; prøv igjen.") from None
+        if at != if_match:
+            raise version_conflict()
+        await self.projector.wait_for(if_match, self._apply_wait_s)
 
     async def _stored(self, seq: int, subject: str) -> tuple[CloudEvent, EventData]:
         """The event a repeated request stored the first time, at ``seq`` on ``subject``."""
@@ -353,6 +391,7 @@ class LogService:
         principal: Principal,
         case_id: str,
         *,
+        if_match: int | None = None,
         kind: Kind,
         text: str,
         occurred_at: datetime,
@@ -383,7 +422,12 @@ class LogService:
             )
 
         return await self.write(
-            principal, case_id, "log:append", make, idempotency_key=idempotency_key
+            principal,
+            case_id,
+            "log:append",
+            make,
+            idempotency_key=idempotency_key,
+            if_match=if_match,
         )
 
     async def _entry_in_case(self, case_id: str, entry_id: str) -> None:
@@ -400,6 +444,7 @@ class LogService:
         case_id: str,
         entry_id: str,
         *,
+        if_match: int | None = None,
         text: str,
         reason: str,
         idempotency_key: ClientKey | None,
@@ -421,7 +466,12 @@ class LogService:
             )
 
         return await self.write(
-            principal, case_id, "log:append", make, idempotency_key=idempotency_key
+            principal,
+            case_id,
+            "log:append",
+            make,
+            idempotency_key=idempotency_key,
+            if_match=if_match,
         )
 
     async def retract_entry(
@@ -430,6 +480,7 @@ class LogService:
         case_id: str,
         entry_id: str,
         *,
+        if_match: int | None = None,
         reason: str,
         idempotency_key: ClientKey | None,
     ) -> Appended:
@@ -447,7 +498,12 @@ class LogService:
             )
 
         return await self.write(
-            principal, case_id, "log:append", make, idempotency_key=idempotency_key
+            principal,
+            case_id,
+            "log:append",
+            make,
+            idempotency_key=idempotency_key,
+            if_match=if_match,
         )
 
     async def restrict_entry(
@@ -456,6 +512,7 @@ class LogService:
         case_id: str,
         entry_id: str,
         *,
+        if_match: int | None = None,
         ground: Ground,
         reason: str,
         until: datetime,
@@ -482,6 +539,7 @@ class LogService:
             "log:restrict",
             make,
             idempotency_key=idempotency_key,
+            if_match=if_match,
             answer_id="restriction_id",
         )
 
@@ -521,6 +579,9 @@ class LogService:
             raise not_found()
         async with self.sessions() as session:
             case = await _case_row(session, case_id)
+            version = await session.scalar(
+                select(chains.c.head_seq).where(chains.c.case_id == case_id)
+            )
         now = self.clock()
         hide_before = (
             case.history_from
@@ -645,7 +706,7 @@ class LogService:
             )
         except Exception:  # noqa: BLE001 - a read that is not recorded is not served
             raise unavailable("Lesingen kunne ikke registreres; prøv igjen.") from None
-        return EntriesPage(visible, int(originals[-1].seq) if more else None)
+        return EntriesPage(visible, int(originals[-1].seq) if more else None, int(version or 0))
 
     async def _originals(self, case_id: str, after: int, chunk: int) -> AsyncGenerator[Any, None]:
         """The case's entries after the sequence ``after`` in order, not their corrections
