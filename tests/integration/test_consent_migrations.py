@@ -5,10 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import stafett_consent
 from stafett_consent.decisions import decision_outbox
-from stafett_consent.projections import access_index, login_key, logins, organisations, staff
+from stafett_consent.projections import (
+    access_index,
+    client_key,
+    clients,
+    login_key,
+    logins,
+    organisations,
+    staff,
+)
 from stafett_shared.db import create_engine, position_table, run_migrations
 
 MIGRATIONS = Path(stafett_consent.__file__).parent / "alembic"
@@ -83,23 +92,29 @@ async def test_revision_0005_adds_guides_and_staff_names_and_asks_for_a_replay(
         await engine.dispose()
 
 
+async def _upgraded_keeping_the_read_models(engine: AsyncEngine, before: str, after: str) -> None:
+    """From ``before`` (a staff member known, the projection at 42) to ``after``: the read
+    models and the position are kept, so no replay is asked (no event of the revision's
+    new types was written before it)."""
+    await run_migrations(engine, MIGRATIONS, revision=before)
+    async with engine.begin() as conn:
+        await conn.execute(staff.insert().values(person_id="ann", name_index="indeks"))
+        await conn.execute(
+            position_table.insert().values(name="consent", last_seq=42, updated_at=func.now())
+        )
+    await run_migrations(engine, MIGRATIONS, revision=after)
+    async with engine.begin() as conn:
+        assert await conn.scalar(select(func.count()).select_from(staff)) == 1
+        position = select(position_table.c.last_seq).where(position_table.c.name == "consent")
+        assert await conn.scalar(position) == 42
+
+
 async def test_revision_0009_adds_the_logins_and_keeps_the_read_models(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
-        await run_migrations(engine, MIGRATIONS, revision="0008")
-        async with engine.begin() as conn:
-            await conn.execute(staff.insert().values(person_id="ann", name_index="indeks"))
-            await conn.execute(
-                position_table.insert().values(name="consent", last_seq=42, updated_at=func.now())
-            )
-
-        await run_migrations(engine, MIGRATIONS, revision="0009")
-
+        await _upgraded_keeping_the_read_models(engine, "0008", "0009")
         issuer = "https://login.microsoftonline.com/" + "t" * 36 + "/v2.0"
         async with engine.begin() as conn:
-            assert await conn.scalar(select(func.count()).select_from(staff)) == 1
-            position = select(position_table.c.last_seq).where(position_table.c.name == "consent")
-            assert await conn.scalar(position) == 42  # no login was bound before: no replay
             await conn.execute(
                 logins.insert().values(
                     login=login_key(issuer, "s" * 255),
@@ -110,5 +125,31 @@ async def test_revision_0009_adds_the_logins_and_keeps_the_read_models(database_
             )
             bound = select(logins.c.person_id).where(logins.c.login == login_key(issuer, "s" * 255))
             assert await conn.scalar(bound) == "ann"
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0010_adds_the_clients_and_keeps_the_read_models(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await _upgraded_keeping_the_read_models(engine, "0009", "0010")
+        issuer = "https://maskinporten.no/" + "i" * 476
+        async with engine.begin() as conn:
+            await conn.execute(
+                clients.insert().values(
+                    registration=client_key(issuer, "c" * 255, "889640782"),
+                    issued_as=login_key(issuer, "c" * 255),
+                    client="client-" + "a" * 57,
+                    org_id="o" * 32,
+                    name="N" * 200,
+                    issuer=issuer,
+                    client_id="c" * 255,
+                    consumer_org="889640782",
+                )
+            )
+            found = select(clients.c.client).where(
+                clients.c.registration == client_key(issuer, "c" * 255, "889640782")
+            )
+            assert await conn.scalar(found) == "client-" + "a" * 57
     finally:
         await engine.dispose()

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +41,8 @@ from stafett_shared.contracts.consent import (
 )
 from stafett_shared.contracts.directory import (
     CatalogueMeasure,
+    ClientRegistered,
+    ClientUnregistered,
     Guide,
     LoginBound,
     LoginUnbound,
@@ -59,7 +62,7 @@ from stafett_shared.contracts.directory import (
     UnitRegistered,
 )
 from stafett_shared.envelope import EventData
-from stafett_shared.ids import LOGIN_ID_PREFIX
+from stafett_shared.ids import CLIENT_ID_PATTERN, CLIENT_ID_PREFIX, LOGIN_ID_PREFIX, is_org_number
 from stafett_shared.settings import DEV_ISSUER
 
 CONTEXT = "consent"
@@ -373,6 +376,7 @@ MAX_UNITS = 2000  # per organisation
 MAX_STAFF = 20000
 MAX_ROLES = 50  # per staff member
 MAX_LOGINS = 10  # per staff member
+MAX_CLIENTS = 1000  # agency clients in the region
 
 
 class UnitDoc(BaseModel):
@@ -430,6 +434,30 @@ class RoleDoc(BaseModel):
     role: StaffRole
 
 
+def _exact(value: str) -> str:
+    # A token's claims are compared as they stand: white space around one is a mistake in
+    # the document, never part of an id.
+    if value != value.strip() or any(c.isspace() for c in value):
+        raise ValueError("must hold no white space")
+    return value
+
+
+def _configured(issuer: str) -> str:
+    if issuer == DEV_ISSUER:
+        raise ValueError(
+            "the development issuer's subject or client id is the person's or client's id itself"
+        )
+    return issuer
+
+
+ConfiguredIssuer = Annotated[
+    str, Field(min_length=1, max_length=500), AfterValidator(_exact), AfterValidator(_configured)
+]
+"""A configured issuer's ``iss`` as its tokens carry it (never the development issuer's)."""
+TokenClaim = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_exact)]
+"""A subject or client id as an issuer's tokens carry it."""
+
+
 class LoginDoc(BaseModel):
     """A login that is this staff member: a configured staff issuer's ``iss`` and the
     ``sub`` its tokens carry for them (an Entra ID ``oid``, a Feide user id), exactly as
@@ -437,24 +465,8 @@ class LoginDoc(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    issuer: str = Field(min_length=1, max_length=500)
-    subject: str = Field(min_length=1, max_length=255)
-
-    @field_validator("issuer", "subject")
-    @classmethod
-    def _exact(cls, value: str) -> str:
-        # A token's iss and sub are compared as they stand: white space around one is a
-        # mistake in the document, never part of an id.
-        if value != value.strip() or any(c.isspace() for c in value):
-            raise ValueError("must hold no white space")
-        return value
-
-    @field_validator("issuer")
-    @classmethod
-    def _not_development(cls, value: str) -> str:
-        if value == DEV_ISSUER:
-            raise ValueError("the development issuer's subject is the person id itself")
-        return value
+    issuer: ConfiguredIssuer
+    subject: TokenClaim
 
     @property
     def key(self) -> tuple[str, str]:
@@ -473,9 +485,11 @@ class StaffDoc(BaseModel):
     @classmethod
     def _not_a_login_id(cls, value: str) -> str:
         # Ids starting so are derived from an administrator's login (stafett_shared.auth):
-        # a staff member of that id would be that administrator.
-        if value.startswith(LOGIN_ID_PREFIX):
-            raise ValueError(f"a staff id may not start with {LOGIN_ID_PREFIX!r}")
+        # a staff member of that id would be that administrator. Clients' ids have their
+        # own prefix, so no staff id is ever a client's.
+        for prefix in (LOGIN_ID_PREFIX, CLIENT_ID_PREFIX):
+            if value.startswith(prefix):
+                raise ValueError(f"a staff id may not start with {prefix!r}")
         return value
 
     @field_validator("logins")
@@ -486,6 +500,34 @@ class StaffDoc(BaseModel):
         return value
 
 
+class ClientDoc(BaseModel):
+    """An agency's system that may call Stafett (Maskinporten style): ``id`` is its id in
+    the directory (``client-…``, the principal's id), ``org_id`` the Stafett organisation it
+    belongs to, and a token names it when a configured client issuer (``issuer``) signed it
+    for ``client_id``, with ``consumer_org`` (the organisation number in Maskinporten's
+    ``consumer`` claim) as the consumer when the token names one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=CLIENT_ID_PATTERN.pattern)
+    name: str = Field(min_length=1, max_length=200)
+    org_id: str = Field(pattern=ORG_ID_PATTERN)
+    issuer: ConfiguredIssuer
+    client_id: TokenClaim
+    consumer_org: str = Field(min_length=9, max_length=9)
+
+    @field_validator("consumer_org")
+    @classmethod
+    def _org_number(cls, value: str) -> str:
+        if not is_org_number(value):
+            raise ValueError("must be an organisation number: nine digits, mod-11 checked")
+        return value
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.issuer, self.client_id, self.consumer_org)
+
+
 class RegionDocument(BaseModel):
     """The region document of CONTRACT.md (YAML or JSON)."""
 
@@ -494,6 +536,7 @@ class RegionDocument(BaseModel):
     region: str = Field(pattern=POLICY_ID_PATTERN)
     organisations: tuple[OrganisationDoc, ...] = Field(max_length=MAX_ORGANISATIONS)
     staff: tuple[StaffDoc, ...] = Field(default=(), max_length=MAX_STAFF)
+    clients: tuple[ClientDoc, ...] = Field(default=(), max_length=MAX_CLIENTS)
 
     @model_validator(mode="after")
     def _consistent(self) -> RegionDocument:
@@ -518,6 +561,17 @@ class RegionDocument(BaseModel):
             for role in person.roles:
                 if role.unit_id not in known:
                     raise ValueError(f"a role names an unknown unit: {role.unit_id}")
+        client_ids = [client.id for client in self.clients]
+        if len(set(client_ids)) != len(client_ids):
+            raise ValueError("client ids must be unique")
+        if set(client_ids) & set(staff_ids):
+            raise ValueError("a client id is a staff id")  # the prefixes forbid it already
+        if len({client.key for client in self.clients}) != len(self.clients):
+            # Neither the issuer nor the client id is repeated in the message.
+            raise ValueError("a client's issuer, client id and consumer are registered twice")
+        for client in self.clients:
+            if client.org_id not in org_ids:
+                raise ValueError(f"a client names an unknown organisation: {client.org_id}")
         return self
 
     def unit_org(self) -> dict[str, str]:
@@ -536,6 +590,8 @@ class DirectoryState:
     staff: dict[str, str] = field(default_factory=dict)  # person id -> name index
     roles: frozenset[tuple[str, str, StaffRole]] = frozenset()  # person, unit, role
     logins: frozenset[tuple[str, str, str]] = frozenset()  # person, issuer, subject
+    # client id -> (org id, name, issuer, client id of the issuer, consumer organisation)
+    clients: dict[str, tuple[str, str, str, str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,7 +610,9 @@ def diff_directory(
     (an organisation the document gives none has none), closed units, new staff, renamed
     staff, roles granted and roles ended (a staff member dropped from a unit loses the roles
     there at once), logins bound and unbound (a login the document no longer lists, or
-    lists for someone else, stops naming its staff member)."""
+    lists for someone else, stops naming its staff member), and clients registered and
+    unregistered (``client-<id>``: a client the document leaves out, or registers with
+    another issuer, client id, consumer or organisation, is unregistered as it was first)."""
     out: dict[str, list[EventData]] = {}
     unit_org = document.unit_org()
     for org in document.organisations:
@@ -635,4 +693,41 @@ def diff_directory(
         out.setdefault(f"person-{person_id}", []).append(
             RoleEnded(person_id=person_id, org_id=org_id, unit_id=unit_id, role=role_name)
         )
+    _diff_clients(current, document, out)
     return {aggregate: events for aggregate, events in out.items() if events}
+
+
+def _diff_clients(
+    current: DirectoryState, document: RegionDocument, out: dict[str, list[EventData]]
+) -> None:
+    wanted = {
+        c.id: (c.org_id, c.name, c.issuer, c.client_id, c.consumer_org) for c in document.clients
+    }
+    # A registration that changes what names the client, or its organisation, is undone
+    # first: the read model keeps one client per (issuer, client id, consumer).
+    for client_id, (org_id, _name, issuer, token_client, consumer) in sorted(
+        current.clients.items()
+    ):
+        now = wanted.get(client_id)
+        if now is None or (now[0], *now[2:]) != (org_id, issuer, token_client, consumer):
+            out.setdefault(client_id, []).append(
+                ClientUnregistered(
+                    client=client_id,
+                    org_id=org_id,
+                    issuer=issuer,
+                    client_id=token_client,
+                    consumer_org=consumer,
+                )
+            )
+    for client in document.clients:
+        if current.clients.get(client.id) != wanted[client.id]:
+            out.setdefault(client.id, []).append(
+                ClientRegistered(
+                    client=client.id,
+                    org_id=client.org_id,
+                    name=client.name,
+                    issuer=client.issuer,
+                    client_id=client.client_id,
+                    consumer_org=client.consumer_org,
+                )
+            )

@@ -22,6 +22,8 @@ from stafett_consent.policy import EMERGENCY_DURATION, Action
 from stafett_consent.projections import (
     cases,
     children,
+    client_key,
+    clients,
     consents,
     guardians,
     login_key,
@@ -54,12 +56,15 @@ from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
+from stafett_shared.logging import get_logger
 from stafett_shared.msgid import ClientKey
 from stafett_shared.nationalid import InvalidNationalId, parse_national_id
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.projector import Projector
 from stafett_shared.settings import admin_logins
 from stafett_shared.telemetry import current_traceparent
+
+_log = get_logger("stafett.consent")
 
 MAX_RETRIES = 5
 NAME_BATCH = 64  # staff names decrypted at a time
@@ -259,6 +264,7 @@ class ConsentService:
         staff_rows = (await session.execute(select(staff))).all()
         role_rows = (await session.execute(select(roles))).all()
         login_rows = (await session.execute(select(logins))).all()
+        client_rows = (await session.execute(select(clients))).all()
         return domain.DirectoryState(
             organisations={o.org_id: (o.name, OrgKind(o.kind)) for o in orgs},
             guides={o.org_id: _guide(o.guide) for o in orgs},
@@ -267,6 +273,10 @@ class ConsentService:
             staff={s.person_id: s.name_index for s in staff_rows},
             roles=frozenset((r.person_id, r.unit_id, StaffRole(r.role)) for r in role_rows),
             logins=frozenset((b.person_id, b.issuer, b.subject) for b in login_rows),
+            clients={
+                c.client: (c.org_id, c.name, c.issuer, c.client_id, c.consumer_org)
+                for c in client_rows
+            },
         )
 
     async def login_of(self, issuer: str, subject: str) -> str | None:
@@ -278,6 +288,59 @@ class ConsentService:
                 select(logins.c.person_id).where(logins.c.login == login_key(issuer, subject))
             )
         return person_id
+
+    async def citizen_of(self, national_id_index: str) -> str | None:
+        """The person a citizen issuer's ``pid`` is, by its blind index (the verifier made
+        it; the number itself never reaches this service): the guardian, or the registered
+        child or youth, of that national id. None for nobody, and None, fail closed, when
+        the index is both a child and a guardian or more than one guardian person id: the
+        directory cannot tell which person the login is. Nothing of it is logged."""
+        async with self.sessions() as session:
+            child_ids = (
+                await session.scalars(
+                    select(children.c.child_id)
+                    .where(children.c.national_id_index == national_id_index)
+                    .limit(2)
+                )
+            ).all()
+            guardian_ids = (
+                await session.scalars(
+                    select(guardians.c.person_id)
+                    .where(guardians.c.national_id_index == national_id_index)
+                    .distinct()
+                    .limit(2)
+                )
+            ).all()
+        found = [*child_ids, *guardian_ids]
+        if len(found) > 1:
+            # Counts only: which person ids they are would link a login to them.
+            _log.warning(
+                "citizen_login_ambiguous", children=len(child_ids), guardians=len(guardian_ids)
+            )
+            return None
+        return found[0] if found else None
+
+    async def client_of(self, issuer: str, client_id: str, consumer_org: str | None) -> str | None:
+        """The client the directory registers for a client issuer's ``client_id`` and the
+        consumer's organisation number, or None. A token that names no consumer is the
+        client only when one registration alone has that issuer and client id. Nothing of
+        it is logged."""
+        async with self.sessions() as session:
+            if consumer_org is not None:
+                found: str | None = await session.scalar(
+                    select(clients.c.client).where(
+                        clients.c.registration == client_key(issuer, client_id, consumer_org)
+                    )
+                )
+                return found
+            rows = (
+                await session.scalars(
+                    select(clients.c.client)
+                    .where(clients.c.issued_as == login_key(issuer, client_id))
+                    .limit(2)
+                )
+            ).all()
+        return rows[0] if len(rows) == 1 else None
 
     async def read_directory(self, principal: Principal) -> dict[str, Any]:
         """Organisations with their open units, guide and measure catalogue, and the staff

@@ -75,6 +75,8 @@ from stafett_shared.contracts.consent import (
 )
 from stafett_shared.contracts.directory import (
     ChildRegistered,
+    ClientRegistered,
+    ClientUnregistered,
     DirectoryEvent,
     LoginBound,
     LoginUnbound,
@@ -153,6 +155,22 @@ logins = Table(
 )
 """The logins the directory binds: a staff issuer's (issuer, subject) to the staff member it
 names, keyed by :func:`login_key` (docs/decisions/0022-identity-issuer-subject.md)."""
+clients = Table(
+    "clients",
+    metadata,
+    Column("registration", String(64), primary_key=True),
+    Column("issued_as", String(64), nullable=False, index=True),
+    Column("client", String(64), nullable=False, index=True),
+    Column("org_id", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("issuer", String(500), nullable=False),
+    Column("client_id", String(255), nullable=False),
+    Column("consumer_org", String(9), nullable=False),
+)
+"""The agency clients the directory registers: a client issuer's (issuer, client id,
+consumer organisation) to the client's directory id (``client``), keyed by
+:func:`client_key`; ``issued_as`` (:func:`login_key` of issuer and client id) finds a token
+that names no consumer (docs/decisions/0023-citizens-and-clients.md)."""
 children = Table(
     "children",
     metadata,
@@ -264,6 +282,11 @@ def login_key(issuer: str, subject: str) -> str:
     """The key of a login in the ``logins`` table: hex SHA-256 of issuer and subject (an
     index on the two as they stand could outgrow a database's key length)."""
     return hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()
+
+
+def client_key(issuer: str, client_id: str, consumer_org: str) -> str:
+    """The key of a client in the ``clients`` table: hex SHA-256 of what names it."""
+    return hashlib.sha256(f"{issuer}\n{client_id}\n{consumer_org}".encode()).hexdigest()
 
 
 # --- loading facts ---------------------------------------------------------------------------
@@ -683,6 +706,8 @@ class ConsentProjection(BlockingProjection):
                         logins.c.person_id == payload.person_id,
                     )
                 )
+            case ClientRegistered() | ClientUnregistered():
+                _apply_client(conn, payload)
             case ChildRegistered():
                 return self._register_child(conn, payload)
         return set()
@@ -903,3 +928,29 @@ class ConsentProjection(BlockingProjection):
                 await self.cipher.decrypt(child_id, token, aggregate=child_id, context="birth_date")
             )
         return None
+
+
+def _apply_client(conn: Connection, payload: ClientRegistered | ClientUnregistered) -> None:
+    registration = client_key(payload.issuer, payload.client_id, payload.consumer_org)
+    if isinstance(payload, ClientRegistered):
+        upsert_sync(
+            conn,
+            clients,
+            {
+                "registration": registration,
+                "issued_as": login_key(payload.issuer, payload.client_id),
+                "client": payload.client,
+                "org_id": payload.org_id,
+                "name": payload.name,
+                "issuer": payload.issuer,
+                "client_id": payload.client_id,
+                "consumer_org": payload.consumer_org,
+            },
+        )
+        return
+    # Only this client's registration: another may have taken it over already.
+    conn.execute(
+        delete(clients).where(
+            clients.c.registration == registration, clients.c.client == payload.client
+        )
+    )

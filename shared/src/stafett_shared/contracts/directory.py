@@ -1,7 +1,8 @@
 """The directory context's events, owned by the consent service: organisations and their
 units (``stafett.ev.directory.org-<org id>``), staff and their roles
 (``stafett.ev.directory.person-<person id>``), with the logins that make a staff issuer's
-subject that person, and registered children with their guardians
+subject that person, agency clients (``stafett.ev.directory.client-<name>``, the client's
+directory id), and registered children with their guardians
 (``stafett.ev.directory.nid-<blind index>``, one subject per national id)."""
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stafett_shared.contracts.base import ULID_PATTERN, ContractEvent, Encrypted
+from stafett_shared.contracts.base import ORG_ID_PATTERN, ULID_PATTERN, ContractEvent, Encrypted
 from stafett_shared.envelope import registry
 
 __all__ = [
     "CatalogueMeasure",
     "ChildRegistered",
+    "ClientRegistered",
+    "ClientUnregistered",
     "DirectoryEvent",
     "GuardianRecord",
     "Guide",
@@ -228,6 +231,39 @@ class LoginUnbound(_LoginEvent):
     """The login no longer names this staff member (left out of the region document)."""
 
     event_type: ClassVar[str] = "no.stafett.directory.login_unbound.v1"
+
+
+class _ClientEvent(DirectoryEvent):
+    """An agency's client as the region document registers it (``clients``): its directory
+    id (``client``, always ``client-…``, never a staff id), the Stafett organisation it
+    belongs to, and what its tokens carry: the issuer's ``iss``, the issuer's ``client_id``
+    and the consumer's organisation number (Maskinporten's ``consumer``). Identifiers an
+    issuer or Brønnøysundregistrene gives, not content about anyone: kept in clear, and
+    never logged."""
+
+    subject_pattern: ClassVar[str] = "stafett.ev.directory.{client}"
+    client: str = Field(pattern=r"^client-[a-z0-9-]{1,57}$")
+    org_id: str = Field(pattern=ORG_ID_PATTERN)
+    issuer: str = Field(min_length=1, max_length=500)
+    client_id: str = Field(min_length=1, max_length=255)
+    consumer_org: str = Field(pattern=r"^[0-9]{9}$")
+
+
+@registry.register
+class ClientRegistered(_ClientEvent):
+    """A token of ``issuer`` for ``client_id`` (and ``consumer_org``) now names this client;
+    registered again, the client now reads so (its name, its organisation)."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.client_registered.v1"
+    name: str = Field(min_length=1, max_length=200)
+
+
+@registry.register
+class ClientUnregistered(_ClientEvent):
+    """Those tokens no longer name this client (left out of the region document, or the
+    client now registered with another issuer, client id or consumer)."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.client_unregistered.v1"
 
 
 @registry.register
