@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -513,8 +514,10 @@ async def test_indicators_are_for_leaders_and_hide_small_counts(
     case = case_service
     for _ in range(6):
         await case.open_case()
-    today = datetime.now(UTC).date()
-    query = f"/api/v1/indicators?org_id=4010&from={today - timedelta(days=1)}&to={today}"
+    today = datetime.now(ZoneInfo("Europe/Oslo")).date()
+    first = today.replace(day=1)
+    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    query = f"/api/v1/indicators?org_id=4010&from={first}&to={last}"
     teacher = await case.client.get(query, headers=case.auth("ann-kristin-allum"))
     assert teacher.status_code == 403
     leader = await case.client.get(query, headers=case.auth("rektor-siljan"))

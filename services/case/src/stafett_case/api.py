@@ -11,6 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stafett_case.disclosure import fixed_period
 from stafett_case.handlers import CaseService, Written
 from stafett_case.indicators import indicators
 from stafett_shared.auth import Principal, PrincipalDep
@@ -645,6 +646,7 @@ async def report_to_child_welfare(
 @router.get("/indicators", summary="Indikatorer for 0–24-samarbeidet (små tall skjult)")
 async def get_indicators(
     *,
+    request: Request,
     principal: PrincipalDep,
     service: ServiceDep,
     org_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9-]{1,32}$")],
@@ -653,5 +655,17 @@ async def get_indicators(
 ) -> JSONResponse:
     if to < from_:
         raise Problem(422, "invalid_dates", "«to» kan ikke ligge før «from».")
-    result = await indicators(service, principal, org_id, from_, to)
+    kind = fixed_period(from_, to)
+    if kind is None:
+        # Any other span could be subtracted from an overlapping one to find a small count.
+        raise Problem(
+            422,
+            "period_not_fixed",
+            "Indikatorer gis for en hel måned, et halvår (januar–juni eller juli–desember) "
+            "eller et helt år: «from» må være periodens første dag og «to» dens siste.",
+        )
+    settings = request.app.state.runtime.service
+    result = await indicators(
+        service, principal, org_id, from_, kind, handover_days=settings.handover_days
+    )
     return JSONResponse(jsonable_encoder(result))
