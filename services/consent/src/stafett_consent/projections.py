@@ -897,8 +897,25 @@ class ConsentProjection(BlockingProjection):
         conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
 
     def _unit_cases(self, conn: Connection, unit_id: str) -> set[str]:
+        """The cases whose access a change of the unit may change: at the unit, with a team
+        member from it, handed over to it and waiting, and under an emergency grant to anyone
+        with a role there (closing a unit ends its roles, and a grant holds only while its
+        person has a role somewhere; reopening it gives them back)."""
         in_team = select(team.c.case_id).where(team.c.unit_id == unit_id)
-        return self._cases_of(conn, cases.c.unit_id == unit_id, cases.c.case_id.in_(in_team))
+        addressed = select(pending_handovers.c.case_id).where(
+            pending_handovers.c.to_unit_id == unit_id
+        )
+        staff_there = select(roles.c.person_id).where(roles.c.unit_id == unit_id)
+        in_emergency = select(emergency_grants.c.case_id).where(
+            emergency_grants.c.person_id.in_(staff_there)
+        )
+        return self._cases_of(
+            conn,
+            cases.c.unit_id == unit_id,
+            cases.c.case_id.in_(in_team),
+            cases.c.case_id.in_(addressed),
+            cases.c.case_id.in_(in_emergency),
+        )
 
     def _person_cases(self, conn: Connection, person_id: str, unit_id: str) -> set[str]:
         """The cases whose access a change of the person's roles at the unit may change: as
