@@ -23,6 +23,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from stafett_shared.auth import (
     DEV_ISSUER,
+    NATIONAL_ID_INDEX_CONTEXT,
     VERIFIED_FOR_S,
     DevIssuer,
     IdentityUnavailable,
@@ -32,6 +33,7 @@ from stafett_shared.auth import (
     Unauthenticated,
     login_id,
 )
+from stafett_shared.crypto import BlindIndex
 from stafett_shared.embedded import free_port
 from stafett_shared.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
 from stafett_shared.settings import IssuerSettings
@@ -562,16 +564,26 @@ async def test_an_administrator_is_an_issuer_and_subject_bound_or_not(
     assert principal.subject == "root@example.no"
 
 
-async def test_a_client_token_from_a_discovered_issuer_names_the_client(
-    oidc: _Issuer, oidc_verifier: TokenVerifier, rsa_key: rsa.RSAPrivateKey
+async def test_a_client_token_from_a_discovered_issuer_names_the_registered_client(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    claims = _claims(oidc.url, sub="bufetat", client_id="bufetat", scope="case:read audit:read")
+    asked: list[tuple[str, str, str | None]] = []
 
-    principal = await oidc_verifier.verify(_rs256(rsa_key, claims))
+    async def clients(issuer: str, client_id: str, consumer_org: str | None) -> str | None:
+        asked.append((issuer, client_id, consumer_org))
+        return "client-bufetat" if client_id == "bufetat" else None
+
+    verifier = TokenVerifier([IssuerSettings(issuer=oidc.url, kinds=["client"])], clients=clients)
+    claims = _claims(oidc.url, sub="bufetat", client_id="bufetat", scope="case:read audit:read")
+    try:
+        principal = await verifier.verify(_rs256(rsa_key, claims))
+    finally:
+        await verifier.aclose()
 
     assert principal.kind == "client"
-    assert principal.id == "bufetat"
+    assert principal.id == "client-bufetat"  # the directory's id, never the issuer's
     assert principal.scopes == frozenset({"case:read", "audit:read"})
+    assert asked == [(oidc.url, "bufetat", None)]  # the token names no consumer
 
 
 async def test_the_issuer_keys_are_fetched_once_and_cached(
@@ -853,3 +865,281 @@ async def test_the_verifier_remembers_a_bounded_number_of_tokens(
     await verifier.verify(first)  # forgotten: the least recently used
     assert checked == [first, second, third, first]
     await verifier.aclose()
+
+
+# --- citizens (ID-porten's pid) and clients (Maskinporten) -----------------------------------
+
+KEK = bytes(range(32))
+GUARDIAN_PID = "01818512321"  # synthetic national ids (Tenor: month + 80)
+YOUTH_PID = "24881212370"
+NOBODY_PID = "15839012362"
+ORG_NUMBER = "889640782"
+
+
+class _Directory:
+    """The directory's citizens (by blind index) and clients, with a log of what was asked."""
+
+    def __init__(self) -> None:
+        index = BlindIndex(KEK)
+        self.people = {
+            index(GUARDIAN_PID, context="national_id"): "01JGUARDIAN0000000000000000",
+            index(YOUTH_PID, context="national_id"): "01JCHILD000000000000000000",
+        }
+        self.registered = {("nav-system", ORG_NUMBER): "client-nav-tiltak"}
+        self.asked: list[tuple[object, ...]] = []
+        self.unavailable = False
+
+    async def citizen(self, national_id_index: str) -> str | None:
+        self.asked.append((national_id_index,))
+        if self.unavailable:
+            raise IdentityUnavailable("the directory did not answer")
+        return self.people.get(national_id_index)
+
+    async def client(self, issuer: str, client_id: str, consumer_org: str | None) -> str | None:
+        self.asked.append((issuer, client_id, consumer_org))
+        return self.registered.get((client_id, consumer_org or ORG_NUMBER))
+
+
+@pytest.fixture
+async def directory() -> _Directory:
+    return _Directory()
+
+
+def _verifier(issuer: str, kinds: list[Any], directory: _Directory, **kwargs: Any) -> TokenVerifier:
+    return TokenVerifier(
+        [IssuerSettings(issuer=issuer, kinds=kinds)],
+        citizens=directory.citizen,
+        clients=directory.client,
+        blind_index=BlindIndex(KEK),
+        logins=_bound_as_itself,
+        **kwargs,
+    )
+
+
+async def test_a_citizens_pid_is_the_person_of_that_national_id_by_its_blind_index(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey, directory: _Directory
+) -> None:
+    verifier = _verifier(oidc.url, ["citizen"], directory)
+    try:
+        guardian = await verifier.verify(
+            _rs256(rsa_key, _claims(oidc.url, sub="pairwise-1", pid=GUARDIAN_PID))
+        )
+        youth = await verifier.verify(
+            _rs256(rsa_key, _claims(oidc.url, sub="pairwise-2", pid=YOUTH_PID))
+        )
+    finally:
+        await verifier.aclose()
+
+    assert guardian == Principal(
+        kind="person", id="01JGUARDIAN0000000000000000", issuer=oidc.url, subject="pairwise-1"
+    )
+    assert youth.id == "01JCHILD000000000000000000"
+    # Only the index is asked for, the directory's own (context "national_id"), never the pid.
+    assert NATIONAL_ID_INDEX_CONTEXT == "national_id"
+    assert directory.asked == [
+        (BlindIndex(KEK)(GUARDIAN_PID, context="national_id"),),
+        (BlindIndex(KEK)(YOUTH_PID, context="national_id"),),
+    ]
+    assert all(GUARDIAN_PID not in str(asked) for asked in directory.asked)
+
+
+@pytest.mark.parametrize(
+    "pid",
+    [
+        NOBODY_PID,
+        "01818512320",
+        "0181851232",
+        "018185123210",
+        f" {GUARDIAN_PID}",
+        " ",
+        1818512321,
+        None,
+    ],
+    ids=[
+        "nobody",
+        "control-digit",
+        "ten-digits",
+        "twelve-digits",
+        "padded",
+        "blank",
+        "number",
+        "null",
+    ],
+)
+async def test_a_pid_that_is_no_national_id_or_names_nobody_is_refused(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey, directory: _Directory, pid: object
+) -> None:
+    verifier = _verifier(oidc.url, ["citizen"], directory)
+    try:
+        with pytest.raises(Unauthenticated) as refused:
+            await verifier.verify(_rs256(rsa_key, _claims(oidc.url, sub="pairwise-1", pid=pid)))
+    finally:
+        await verifier.aclose()
+    if isinstance(pid, str) and pid.strip():
+        assert pid not in str(refused.value)
+    # An invalid number is refused before anything is asked.
+    assert len(directory.asked) == (1 if pid == NOBODY_PID else 0)
+
+
+async def test_a_staff_issuer_asserting_a_pid_is_refused_and_asks_nothing(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey, directory: _Directory
+) -> None:
+    verifier = _verifier(oidc.url, ["staff", "client"], directory)
+    try:
+        with pytest.raises(Unauthenticated, match="may not assert citizens"):
+            await verifier.verify(_rs256(rsa_key, _claims(oidc.url, sub="kari", pid=GUARDIAN_PID)))
+    finally:
+        await verifier.aclose()
+    assert directory.asked == []
+
+
+async def test_a_citizen_issuer_with_staff_too_maps_a_token_without_pid_as_a_login(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey, directory: _Directory
+) -> None:
+    verifier = _verifier(oidc.url, ["staff", "citizen"], directory)
+    try:
+        staff = await verifier.verify(_rs256(rsa_key, _claims(oidc.url, sub="kari")))
+        citizen = await verifier.verify(
+            _rs256(rsa_key, _claims(oidc.url, sub="kari", pid=GUARDIAN_PID))
+        )
+    finally:
+        await verifier.aclose()
+    assert staff.id == "kari"
+    assert citizen.id == "01JGUARDIAN0000000000000000"
+
+
+async def test_a_citizen_lookup_that_cannot_be_made_is_unavailable_and_not_kept(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey, directory: _Directory
+) -> None:
+    verifier = _verifier(oidc.url, ["citizen"], directory)
+    token = _rs256(rsa_key, _claims(oidc.url, sub="pairwise-1", pid=GUARDIAN_PID))
+    directory.unavailable = True
+    try:
+        with pytest.raises(IdentityUnavailable):
+            await verifier.verify(token)
+        directory.unavailable = False
+        assert (await verifier.verify(token)).id == "01JGUARDIAN0000000000000000"
+    finally:
+        await verifier.aclose()
+
+
+async def test_the_development_issuer_keeps_its_mapping_for_pid_and_client(
+    dev: DevIssuer, directory: _Directory
+) -> None:
+    verifier = TokenVerifier(
+        dev_issuer=dev,
+        citizens=directory.citizen,
+        clients=directory.client,
+        blind_index=BlindIndex(KEK),
+    )
+    with_pid = jwt.encode(
+        _claims(sub="kari-nordmann", pid=GUARDIAN_PID), dev._key, "EdDSA", headers={"kid": dev.kid}
+    )
+    try:
+        assert (await verifier.verify(with_pid)).id == "kari-nordmann"
+        client = await verifier.verify(dev.issue("stafett-case", client=True, scopes=["x"]))
+    finally:
+        await verifier.aclose()
+    assert (client.kind, client.id) == ("client", "stafett-case")
+    assert directory.asked == []
+
+
+def _maskinporten(issuer: str, client_id: str = "nav-system", **claims: Any) -> dict[str, Any]:
+    """Maskinporten's access token: ``client_id``, ``consumer`` and ``scope``; no ``sub``."""
+    body = _claims(
+        issuer,
+        **{
+            "client_id": client_id,
+            "scope": "stafett:case.read",
+            "consumer": {"authority": "iso6523-actorid-upis", "ID": f"0192:{ORG_NUMBER}"},
+            "client_amr": "private_key_jwt",
+            "token_type": "Bearer",
+            **claims,
+        },
+    )
+    del body["sub"]
+    return {k: v for k, v in body.items() if v is not None}
+
+
+async def test_a_maskinporten_client_is_the_client_registered_for_it_and_its_consumer(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey, directory: _Directory
+) -> None:
+    verifier = _verifier(oidc.url, ["client"], directory)
+    try:
+        principal = await verifier.verify(_rs256(rsa_key, _maskinporten(oidc.url)))
+    finally:
+        await verifier.aclose()
+
+    assert principal == Principal(
+        kind="client",
+        id="client-nav-tiltak",
+        issuer=oidc.url,
+        scopes=frozenset({"stafett:case.read"}),
+        subject=None,
+    )
+    assert directory.asked == [(oidc.url, "nav-system", ORG_NUMBER)]
+
+
+@pytest.mark.parametrize(
+    ("claims", "asks"),
+    [
+        ({"client_id": "unknown-system"}, True),
+        ({"consumer": {"authority": "iso6523-actorid-upis", "ID": "0192:974760673"}}, True),
+        ({"consumer": {"authority": "iso6523-actorid-upis", "ID": f"9908:{ORG_NUMBER}"}}, False),
+        ({"consumer": {"authority": "another", "ID": f"0192:{ORG_NUMBER}"}}, False),
+        ({"consumer": {"authority": "iso6523-actorid-upis", "ID": "0192:88964078"}}, False),
+        ({"consumer": f"0192:{ORG_NUMBER}"}, False),
+    ],
+    ids=[
+        "unregistered",
+        "another-consumer",
+        "not-an-org-number",
+        "another-authority",
+        "eight-digits",
+        "not-an-object",
+    ],
+)
+async def test_a_client_registered_for_no_one_or_with_a_garbled_consumer_is_refused(
+    oidc: _Issuer,
+    rsa_key: rsa.RSAPrivateKey,
+    directory: _Directory,
+    claims: dict[str, Any],
+    asks: bool,
+) -> None:
+    verifier = _verifier(oidc.url, ["client"], directory)
+    try:
+        with pytest.raises(Unauthenticated):
+            await verifier.verify(_rs256(rsa_key, _maskinporten(oidc.url, **claims)))
+    finally:
+        await verifier.aclose()
+    assert len(directory.asked) == (1 if asks else 0)
+
+
+@pytest.mark.parametrize("kinds", [["staff"], ["citizen"], ["staff", "citizen"]])
+async def test_a_client_from_an_issuer_that_may_not_assert_clients_is_refused(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey, directory: _Directory, kinds: list[Any]
+) -> None:
+    verifier = _verifier(oidc.url, kinds, directory)
+    try:
+        for claims in (
+            _maskinporten(oidc.url),
+            _claims(oidc.url, sub="nav-system", client_id="nav-system"),
+        ):
+            with pytest.raises(Unauthenticated, match="may not assert clients"):
+                await verifier.verify(_rs256(rsa_key, claims))
+    finally:
+        await verifier.aclose()
+    assert directory.asked == []
+
+
+async def test_a_token_without_sub_that_is_no_maskinporten_client_names_nobody(
+    oidc: _Issuer, rsa_key: rsa.RSAPrivateKey, directory: _Directory
+) -> None:
+    verifier = _verifier(oidc.url, ["staff", "citizen", "client"], directory)
+    claims = _claims(oidc.url, client_id="nav-system", pid=GUARDIAN_PID)
+    del claims["sub"]
+    try:
+        with pytest.raises(Unauthenticated, match="names nobody"):
+            await verifier.verify(_rs256(rsa_key, claims))
+    finally:
+        await verifier.aclose()

@@ -11,6 +11,11 @@ Logins are bound in the region document (``logins`` on a staff member): the case
 services ask the consent service (``stafett.rpc.consent.login``), the consent service looks
 them up itself. The services keep an answer for ``STAFETT_LOGIN_CACHE_S``, short here, so
 a login the document no longer lists stops working within it.
+
+Two more issuers stand beside it: a citizen issuer (ID-porten style: its ``pid`` is the
+guardian or youth of that national id, found by the directory's blind index) and a client
+issuer (Maskinporten style: a client the region document registers in ``clients``, by
+client id and consumer organisation number).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -33,11 +39,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from stafett_case.testing import CaseHarness, running_case
-from stafett_consent.testing import REGION, ConsentHarness, running_consent
+from stafett_consent.testing import (
+    REGION,
+    ConsentHarness,
+    running_consent,
+    synthetic_national_id,
+)
 from stafett_log.testing import LogHarness, running_log
 from stafett_shared import rpc
+from stafett_shared.crypto import BlindIndex, load_or_create_kek
 from stafett_shared.embedded import free_port
 from stafett_shared.logins import LOGIN_SUBJECT
+from stafett_shared.settings import DEV_ISSUER
 from stafett_shared.testing import NatsHandle
 from stafett_shared.testing.plugin import create_database, drop_database, reset_jetstream
 
@@ -67,6 +80,27 @@ class _Issuer:
 
 @pytest.fixture
 def issuer() -> Iterator[_Issuer]:
+    """The staff issuer (it may assert staff, nothing else)."""
+    with _served() as served:
+        yield served
+
+
+@pytest.fixture
+def citizens() -> Iterator[_Issuer]:
+    """The citizen issuer (ID-porten style: it may assert citizens, by ``pid``)."""
+    with _served() as served:
+        yield served
+
+
+@pytest.fixture
+def clients() -> Iterator[_Issuer]:
+    """The client issuer (Maskinporten style: it may assert clients)."""
+    with _served() as served:
+        yield served
+
+
+@contextlib.contextmanager
+def _served() -> Iterator[_Issuer]:
     served = _Issuer()
 
     class Handler(BaseHTTPRequestHandler):
@@ -105,14 +139,21 @@ def issuer() -> Iterator[_Issuer]:
 async def services(
     request: pytest.FixtureRequest,
     issuer: _Issuer,
+    citizens: _Issuer,
+    clients: _Issuer,
     nats_server: NatsHandle,
     database_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[tuple[ConsentHarness, CaseHarness]]:
-    """Consent and case services trusting the development issuer and the second issuer (a
-    staff issuer: it may assert staff, nothing else)."""
-    monkeypatch.setenv("STAFETT_ISSUERS", json.dumps([{"issuer": issuer.url, "kinds": ["staff"]}]))
+    """Consent and case services trusting the development issuer, the second issuer (a
+    staff issuer: it may assert staff, nothing else), a citizen and a client issuer."""
+    trusted = [
+        {"issuer": issuer.url, "kinds": ["staff"]},
+        {"issuer": citizens.url, "kinds": ["citizen"]},
+        {"issuer": clients.url, "kinds": ["client"]},
+    ]
+    monkeypatch.setenv("STAFETT_ISSUERS", json.dumps(trusted))
     monkeypatch.setenv("STAFETT_LOGIN_CACHE_S", str(LOGIN_CACHE_S))
     nc = await nats.connect(nats_server.url)
     await reset_jetstream(nc)
@@ -146,22 +187,33 @@ async def _own_database(
         await drop_database(admin, dropped)
 
 
-async def _open_case(consent: ConsentHarness, case: CaseHarness) -> tuple[str, str, str]:
-    """A case held by Ann Kristin for a registered 15-year-old, with a handover to Hanne
-    waiting: (case id, child id, handover id)."""
-    child_id, _guardians, body = await consent.register_child(15, [("Mor", True)])
+async def _family_case(
+    consent: ConsentHarness, case: CaseHarness
+) -> tuple[str, str, list[str], dict[str, Any]]:
+    """A case held by Ann Kristin for a registered 15-year-old with a mother (parental
+    responsibility) and a father (none): (case id, child id, guardian ids, the registration
+    with the national ids)."""
+    child_id, guardians, body = await consent.register_child(15, [("Mor", True), ("Far", False)])
     await case.settle(await consent.store.last_seq())
     opened = await case.open_case(national_id=body["national_id"])
     await consent.runtime.projector.wait_for(opened["seq"], 10)
+    await case.settle(opened["seq"])
+    return opened["id"], child_id, guardians, body
+
+
+async def _open_case(consent: ConsentHarness, case: CaseHarness) -> tuple[str, str, str]:
+    """A case held by Ann Kristin for a registered 15-year-old, with a handover to Hanne
+    waiting: (case id, child id, handover id)."""
+    case_id, child_id, _guardians, _body = await _family_case(consent, case)
     asked = await case.client.post(
-        f"/api/v1/cases/{opened['id']}/handovers",
+        f"/api/v1/cases/{case_id}/handovers",
         json={"to_person_id": RECEIVER, "to_unit_id": "siljan-helsestasjon", "note": "Overgang."},
         headers=case.auth(HOLDER),
     )
     assert asked.status_code == 201, asked.text
     await consent.runtime.projector.wait_for(int(asked.headers["Stafett-Seq"]), 10)
     await case.settle(int(asked.headers["Stafett-Seq"]))
-    return opened["id"], child_id, asked.json()["id"]
+    return case_id, child_id, asked.json()["id"]
 
 
 # --- identity: (issuer, subject) -----------------------------------------------------------
@@ -206,9 +258,13 @@ async def log(
         yield harness
 
 
-def _region(*bound: tuple[str, str, str]) -> dict[str, Any]:
-    """The test region with logins: (staff id, issuer, subject)."""
+def _region(
+    *bound: tuple[str, str, str], clients: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """The test region with logins, (staff id, issuer, subject), and ``clients``."""
     document = copy.deepcopy(REGION)
+    if clients:
+        document["clients"] = clients
     for person in document["staff"]:
         logins = [{"issuer": i, "subject": s} for p, i, s in bound if p == person["id"]]
         if logins:
@@ -432,3 +488,257 @@ async def test_a_client_named_like_a_person_gets_404_on_every_case_route(
             f"{base}/handovers/{handover_id}", headers=case.auth(RECEIVER)
         )
         assert header.status_code == 200
+
+
+# --- citizens: the pid through the directory's blind index ----------------------------------
+
+
+def _citizen(citizens: _Issuer, pid: object, sub: str = "pairwise-7f3a") -> dict[str, str]:
+    """An ID-porten style token: a pairwise ``sub``, the national id in ``pid``, and the
+    ``client_id`` of the portal that received it (not a client token: it is no ``sub``)."""
+    return citizens.auth(sub, pid=pid, client_id="stafett-portal", acr="idporten-loa-high")
+
+
+async def _seen(
+    consent: ConsentHarness, case: CaseHarness, log: LogHarness, case_id: str, auth: dict[str, str]
+) -> dict[str, Any]:
+    """Who the services make of a token, and what it gets on the case and its log."""
+    me = [(await s.get("/api/v1/whoami", headers=auth)) for s in (consent.client, case.client)]
+    return {
+        "whoami": [m.json() if m.is_success else m.status_code for m in me],
+        "case": (await case.client.get(f"/api/v1/cases/{case_id}", headers=auth)).status_code,
+        "log": (await log.client.get(f"/api/v1/logs/{case_id}/entries", headers=auth)).status_code,
+    }
+
+
+async def test_a_citizens_pid_is_the_guardian_or_youth_of_that_national_id(
+    services: tuple[ConsentHarness, CaseHarness], log: LogHarness, citizens: _Issuer
+) -> None:
+    consent, case = services
+    case_id, child_id, (mother, father), body = await _family_case(consent, case)
+    await log.runtime.projector.catch_up()
+    mother_pid, father_pid = (g["national_id"] for g in body["guardians"])
+
+    def person(person_id: str) -> list[dict[str, str]]:
+        return [{"kind": "person", "id": person_id}] * 2
+
+    # The mother (parental responsibility) and the youth (15, the self-access age) read the
+    # case and its log; the father (no responsibility) is himself, and reads nothing.
+    assert await _seen(consent, case, log, case_id, _citizen(citizens, mother_pid)) == {
+        "whoami": person(mother),
+        "case": 200,
+        "log": 200,
+    }
+    assert await _seen(consent, case, log, case_id, _citizen(citizens, body["national_id"])) == {
+        "whoami": person(child_id),
+        "case": 200,
+        "log": 200,
+    }
+    assert await _seen(consent, case, log, case_id, _citizen(citizens, father_pid)) == {
+        "whoami": person(father),
+        "case": 404,
+        "log": 404,
+    }
+    # The same person is the same whatever pairwise sub the issuer gives each client.
+    assert (await _whoami(case, _citizen(citizens, mother_pid, sub="another-pairwise"))) == 200
+
+
+async def test_a_pid_that_maps_to_nobody_or_is_no_national_id_is_401(
+    services: tuple[ConsentHarness, CaseHarness], log: LogHarness, citizens: _Issuer
+) -> None:
+    consent, case = services
+    case_id, _child, _guardians, body = await _family_case(consent, case)
+    nobody = synthetic_national_id(datetime(1990, 3, 15, tzinfo=UTC), 456)
+    mother_pid = body["guardians"][0]["national_id"]
+    wrong_check_digit = mother_pid[:10] + str((int(mother_pid[10]) + 1) % 10)
+    for pid in (nobody, wrong_check_digit, mother_pid[:10], f"{mother_pid} ", 1234, None):
+        refused = await _seen(consent, case, log, case_id, _citizen(citizens, pid))
+        assert refused == {"whoami": [401, 401], "case": 401, "log": 401}, pid
+    # A citizen issuer's token without a pid is nobody too.
+    assert await _whoami(case, citizens.auth(mother_pid)) == 401
+
+
+async def test_a_staff_issuer_asserting_a_pid_is_refused(
+    services: tuple[ConsentHarness, CaseHarness], issuer: _Issuer
+) -> None:
+    consent, case = services
+    case_id, _child, _guardians, body = await _family_case(consent, case)
+    # Even for a subject the directory binds to a staff member.
+    assert (await consent.load_region(_region((HOLDER, issuer.url, AGENCY_OID)))).is_success
+    await asyncio.sleep(LOGIN_CACHE_S * 2)
+    assert await _whoami(case, issuer.auth(AGENCY_OID)) == 200
+    as_mother = issuer.auth(AGENCY_OID, pid=body["guardians"][0]["national_id"])
+    for service in (consent, case):
+        assert await _whoami(service, as_mother) == 401
+    assert (await case.client.get(f"/api/v1/cases/{case_id}", headers=as_mother)).status_code == 401
+
+
+async def test_a_pid_that_is_a_child_and_a_guardian_is_nobody_fail_closed(
+    services: tuple[ConsentHarness, CaseHarness], citizens: _Issuer
+) -> None:
+    """A young parent: registered as a child, and as the guardian of their own child. The
+    login cannot tell which person it is, so it is neither."""
+    consent, case = services
+    _case_id, _child, _guardians, body = await _family_case(consent, case)
+    mother_pid = body["guardians"][0]["national_id"]
+    assert await _whoami(case, _citizen(citizens, mother_pid)) == 200
+    registered = await consent.client.post(
+        "/api/v1/children",
+        json={"national_id": mother_pid, "name": "Mor som barn", "guardians": []},
+        headers=consent.auth(HOLDER),
+    )
+    assert registered.status_code in (200, 201), registered.text
+    await asyncio.sleep(LOGIN_CACHE_S * 2)
+    for service in (consent, case):
+        assert await _whoami(service, _citizen(citizens, mother_pid, sub="fresh")) == 401
+
+
+async def test_a_citizen_lookup_that_cannot_be_made_is_503(
+    services: tuple[ConsentHarness, CaseHarness], citizens: _Issuer
+) -> None:
+    consent, case = services
+    _case_id, _child, (mother, _father), body = await _family_case(consent, case)
+    for subscription in consent.runtime.extras["subscriptions"]:
+        if subscription.subject in (LOGIN_SUBJECT, f"{LOGIN_SUBJECT}.*"):
+            await subscription.unsubscribe()
+    as_mother = _citizen(citizens, body["guardians"][0]["national_id"])
+    assert await _whoami(case, as_mother) == 503
+    me = await consent.client.get("/api/v1/whoami", headers=as_mother)  # looked up itself
+    assert me.json() == {"kind": "person", "id": mother}
+
+
+# --- clients: registered in the region document ----------------------------------------------
+
+CONSUMER = "889640782"  # the agency's organisation number (Enhetsregisteret)
+NAV = {
+    "id": "client-nav-tiltak",
+    "name": "NAVs tiltakssystem",
+    "org_id": "4010",
+    "issuer": "",  # the client issuer's url, in _nav
+    "client_id": "nav-system",
+    "consumer_org": CONSUMER,
+}
+
+
+def _nav(clients: _Issuer) -> dict[str, str]:
+    return {**NAV, "issuer": clients.url}
+
+
+def _maskinporten(clients: _Issuer, consumer: str = CONSUMER, **claims: Any) -> dict[str, str]:
+    """A Maskinporten style token: ``client_id``, ``consumer`` and ``scope``, no ``sub``."""
+    now = int(time.time())
+    body = {
+        "iss": clients.url,
+        "aud": "stafett",
+        "iat": now,
+        "exp": now + 600,
+        "client_id": NAV["client_id"],
+        "consumer": {"authority": "iso6523-actorid-upis", "ID": f"0192:{consumer}"},
+        "scope": "case:read",
+        **claims,
+    }
+    signed = jwt.encode(body, clients.key, "RS256", headers={"kid": "agency-1"})
+    return {"Authorization": f"Bearer {signed}"}
+
+
+async def test_a_registered_client_is_the_directorys_client(
+    services: tuple[ConsentHarness, CaseHarness], log: LogHarness, clients: _Issuer
+) -> None:
+    consent, case = services
+    case_id, _child, _handover = await _open_case(consent, case)
+    loaded = await consent.load_region(_region(clients=[_nav(clients)]))
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["changes"] == {"client_registered": 1}
+
+    as_client = {"kind": "client", "id": "client-nav-tiltak"}
+    for auth in (_maskinporten(clients), clients.auth("nav-system", client_id="nav-system")):
+        for service in (consent.client, case.client, log.client):
+            me = await service.get("/api/v1/whoami", headers=auth)
+            assert me.json() == as_client
+        # A client is no person: no rule gives it the case.
+        got = await case.client.get(f"/api/v1/cases/{case_id}", headers=auth)
+        assert got.status_code == 404
+
+    # Left out of the document, it is nobody once the services' window has passed.
+    again = await consent.load_region()
+    assert again.status_code == 200, again.text
+    assert again.json()["changes"] == {"client_unregistered": 1}
+    await asyncio.sleep(LOGIN_CACHE_S * 2)
+    assert await _whoami(case, _maskinporten(clients, jti="after")) == 401
+
+
+async def test_a_client_of_another_consumer_unregistered_or_from_another_issuer_is_401(
+    services: tuple[ConsentHarness, CaseHarness],
+    issuer: _Issuer,
+    citizens: _Issuer,
+    clients: _Issuer,
+) -> None:
+    consent, case = services
+    assert (await consent.load_region(_region(clients=[_nav(clients)]))).is_success
+    assert await _whoami(case, _maskinporten(clients)) == 200
+    for auth in (
+        _maskinporten(clients, consumer="974760673"),  # another organisation
+        _maskinporten(clients, client_id="other-system"),  # not registered
+        clients.auth("other-system", client_id="other-system"),
+        _maskinporten(issuer),  # a staff-only issuer asserting the client
+        _maskinporten(citizens),  # a citizen issuer asserting it
+        issuer.auth("nav-system", client_id="nav-system"),
+    ):
+        for service in (consent, case):
+            assert await _whoami(service, auth) == 401
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"id": "nav-tiltak"}, '"loc":["clients","0","id"]'),
+        ({"id": HOLDER}, '"loc":["clients","0","id"]'),
+        ({"consumer_org": "889640783"}, "organisation number"),
+        ({"org_id": "9999"}, "unknown organisation"),
+        ({"issuer": DEV_ISSUER}, "development issuer"),
+    ],
+    ids=["no-prefix", "a-staff-id", "check-digit", "unknown-organisation", "development-issuer"],
+)
+async def test_a_bad_client_is_422_and_writes_nothing(
+    services: tuple[ConsentHarness, CaseHarness],
+    clients: _Issuer,
+    change: dict[str, str],
+    problem: str,
+) -> None:
+    consent, _case = services
+    before = await consent.store.last_seq()
+    refused = await consent.load_region(_region(clients=[{**_nav(clients), **change}]))
+    assert refused.status_code == 422, refused.text
+    assert problem in refused.text
+    assert await consent.store.last_seq() == before
+
+
+async def test_only_a_service_may_ask_who_a_citizen_or_client_is(
+    services: tuple[ConsentHarness, CaseHarness], clients: _Issuer
+) -> None:
+    consent, case = services
+    _case_id, _child, (mother, _father), body = await _family_case(consent, case)
+    assert (await consent.load_region(_region(clients=[_nav(clients)]))).is_success
+    nc = consent.runtime.nc
+    index = BlindIndex(load_or_create_kek(consent.runtime.settings.data_dir / "keys" / "kek"))
+    citizen = {
+        "kind": "citizen",
+        "national_id_index": index(body["guardians"][0]["national_id"], context="national_id"),
+    }
+    client = {"kind": "client", "issuer": clients.url, "client_id": "nav-system"}
+    asked_as_case = f"{LOGIN_SUBJECT}.case"
+    assert await rpc.request(nc, asked_as_case, citizen, timeout=5) == {"person_id": mother}
+    assert await rpc.request(nc, asked_as_case, client, timeout=5) == {"client": NAV["id"]}
+    assert await rpc.request(
+        nc, asked_as_case, {**client, "consumer_org": "974760673"}, timeout=5
+    ) == {"client": None}
+    for subject, payload, code in (
+        (LOGIN_SUBJECT, citizen, "unknown_service"),
+        (f"{LOGIN_SUBJECT}.portal", client, "unknown_service"),
+        # The number itself is never asked for: only its blind index.
+        (asked_as_case, {**citizen, "national_id_index": body["national_id"]}, "bad_request"),
+        (asked_as_case, {**client, "consumer_org": f"0192:{CONSUMER}"}, "bad_request"),
+    ):
+        with pytest.raises(rpc.RpcRemoteError) as refused:
+            await rpc.request(nc, subject, payload, timeout=5)
+        assert refused.value.code == code

@@ -42,7 +42,10 @@ from stafett_shared.testing.servers import NatsHandle, serve_in_thread
 AUDIENCE = "stafett"
 _PEM = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 CLIENT = "stafett-case"
+REGISTERED = "client-stafett-case"  # the client's id in the directory
+CONSUMER = "889640782"  # the organisation number it is registered for
 SCOPE = "stafett.decisions"
+NOBODYS_PID = "15839012362"  # a valid (synthetic) national id the directory does not know
 
 
 @dataclass
@@ -108,10 +111,34 @@ def issuer() -> Iterator[Issuer]:
 
 
 def _issuer_settings(issuer: Issuer) -> IssuerSettings:
-    # ``kinds`` lets this issuer assert clients where issuers declare what they may assert.
+    # ``kinds`` lets this issuer assert clients (the region document registers one) and
+    # citizens (by ``pid``, none of whom the directory knows here).
     return IssuerSettings.model_validate(
-        {"issuer": issuer.url, "audience": AUDIENCE, "algorithms": ["RS256"], "kinds": ["client"]}
+        {
+            "issuer": issuer.url,
+            "audience": AUDIENCE,
+            "algorithms": ["RS256"],
+            "kinds": ["client", "citizen"],
+        }
     )
+
+
+def _region(issuer: Issuer) -> dict[str, Any]:
+    """The test region with the issuer's client registered."""
+    client = {
+        "id": REGISTERED,
+        "name": "Saksbehandlingssystem",
+        "org_id": "4010",
+        "issuer": issuer.url,
+        "client_id": CLIENT,
+        "consumer_org": CONSUMER,
+    }
+    return {**REGION, "clients": [client]}
+
+
+async def _registered(issuer: str, client_id: str, consumer_org: str | None) -> str | None:
+    """The directory's client, for a verifier outside the running service."""
+    return REGISTERED if client_id == CLIENT and consumer_org in (None, CONSUMER) else None
 
 
 @dataclass
@@ -154,7 +181,7 @@ async def service(
     ):
         loaded = await client.put(
             "/api/v1/directory",
-            content=yaml.safe_dump(REGION, allow_unicode=True).encode(),
+            content=yaml.safe_dump(_region(issuer), allow_unicode=True).encode(),
             headers={
                 "Authorization": f"Bearer {dev.issue('admin')}",
                 "Content-Type": "application/yaml",
@@ -201,6 +228,15 @@ def _attacks(issuer: Issuer, dev: DevIssuer) -> dict[str, str]:
         "garbage-three-parts": "a.b.c",
         "empty-signature": issuer.token().rsplit(".", 1)[0] + ".",
         "payload-swapped": _swap_payload(issuer.token(), issuer.claims(sub="admin")),
+        "client-unregistered": issuer.token(sub="bufetat", client_id="bufetat"),
+        "client-of-another-consumer": issuer.token(
+            consumer={"authority": "iso6523-actorid-upis", "ID": "0192:974760673"}
+        ),
+        "client-consumer-garbled": issuer.token(consumer={"ID": f"0192:{CONSUMER}"}),
+        "citizen-pid-of-nobody": issuer.token(sub="pairwise-1", client_id=None, pid=NOBODYS_PID),
+        "citizen-pid-not-a-national-id": issuer.token(
+            sub="pairwise-1", client_id=None, pid="15839012361"
+        ),
     }
 
 
@@ -248,6 +284,11 @@ ATTACKS = [
     "garbage-three-parts",
     "empty-signature",
     "payload-swapped",
+    "client-unregistered",
+    "client-of-another-consumer",
+    "client-consumer-garbled",
+    "citizen-pid-of-nobody",
+    "citizen-pid-not-a-national-id",
 ]
 
 
@@ -273,6 +314,12 @@ async def test_a_token_of_the_remote_issuer_is_accepted(service: Service, issuer
         headers={"Authorization": f"Bearer {issuer.token()}"},
     )
     assert answer.status_code == 200, answer.text
+    consumer = {"authority": "iso6523-actorid-upis", "ID": f"0192:{CONSUMER}"}
+    for token in (issuer.token(), issuer.token(sub=None, consumer=consumer)):
+        me = await service.client.get(
+            "/api/v1/whoami", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert me.json() == {"kind": "client", "id": REGISTERED}  # the directory's id
 
 
 async def test_every_token_attack_is_refused_and_writes_nothing(
@@ -312,18 +359,18 @@ async def test_a_key_the_issuer_removed_is_refused_once_the_cache_is_renewed(
     or the next refresh) no longer accepts a token whose key the issuer has withdrawn."""
     issuer.add_key("k-old")
     token = issuer.token("k-old")
-    verifier = TokenVerifier([_issuer_settings(issuer)])
+    verifier = TokenVerifier([_issuer_settings(issuer)], clients=_registered)
     try:
-        assert (await verifier.verify(token)).id == CLIENT
+        assert (await verifier.verify(token)).id == REGISTERED
     finally:
         await verifier.aclose()
     issuer.published.discard("k-old")
     try:
-        fresh = TokenVerifier([_issuer_settings(issuer)])
+        fresh = TokenVerifier([_issuer_settings(issuer)], clients=_registered)
         try:
             with pytest.raises(Unauthenticated):
                 await fresh.verify(token)
-            assert (await fresh.verify(issuer.token("k1"))).id == CLIENT
+            assert (await fresh.verify(issuer.token("k1"))).id == REGISTERED
         finally:
             await fresh.aclose()
     finally:
@@ -345,7 +392,7 @@ async def test_a_removed_key_is_refused_by_the_running_service(
     issuer.published.discard("k-gone")
     app_state = service.client._transport.app.state  # type: ignore[attr-defined]
     old: TokenVerifier = app_state.token_verifier
-    app_state.token_verifier = TokenVerifier([_issuer_settings(issuer)])
+    app_state.token_verifier = TokenVerifier([_issuer_settings(issuer)], clients=old.clients)
     try:
         before = await service.written()
         _assert_refused(

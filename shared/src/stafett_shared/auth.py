@@ -1,16 +1,27 @@
 """Bearer tokens: validation against configured issuers, the development issuer, principals.
 
 A token says who is calling, never what they may do: roles come from the directory and
-every decision from the consent service. A token identifies a person (``sub``) or an agency
-client (``client_id`` with ``scope``, as in RFC 9068 access tokens).
+every decision from the consent service. A token identifies a person (``sub``; a citizen by
+``pid``) or an agency client (``client_id`` with ``scope``, as in RFC 9068 access tokens,
+and Maskinporten's ``consumer``).
 
 Identity is (issuer, subject). Each configured issuer declares the kinds it may assert
-(``IssuerSettings.kinds``); a token asserting another kind is refused. A person's id is
-never an issuer's bare ``sub``: a staff issuer's subject becomes a person id only through a
-login the directory binds (:data:`LoginResolver`), and an unbound subject is nobody. The
-development issuer's subject is the person id itself (the embedded setup's mapping).
-A lookup that cannot be made (the directory does not answer) is :class:`IdentityUnavailable`,
-answered 503, never "nobody" and never someone.
+(``IssuerSettings.kinds``); a token asserting another kind is refused. A principal's id is
+never an issuer's bare claim, but what the directory makes of it:
+
+* a staff issuer's subject is a person only through a login the directory binds
+  (:data:`LoginResolver`);
+* a citizen issuer's ``pid`` (ID-porten: an 11-digit national id, validated here) is the
+  guardian or the registered child or youth of that number, found by its blind index
+  (:data:`CitizenResolver`; only the index leaves this module, never the number);
+* a client issuer's ``client_id``, with the consumer's organisation number when the token
+  names one, is the client the directory registers (:data:`ClientResolver`), whose id
+  (``client-…``) is the principal's.
+
+What maps to no one is nobody (401). The development issuer's subject is the person id,
+and its client id the client's id, itself (the embedded setup's mapping). A lookup that
+cannot be made (the directory does not answer) is :class:`IdentityUnavailable`, answered
+503, never "nobody" and never someone. Neither a ``pid`` nor its index is ever logged.
 """
 
 from __future__ import annotations
@@ -33,14 +44,18 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from stafett_shared.crypto import load_or_create_signing_key, load_signing_key
-from stafett_shared.ids import LOGIN_ID_PREFIX, PERSON_ID_PATTERN
+from stafett_shared.crypto import BlindIndex, load_or_create_signing_key, load_signing_key
+from stafett_shared.ids import LOGIN_ID_PREFIX, ORG_NUMBER_PATTERN, PERSON_ID_PATTERN
+from stafett_shared.nationalid import InvalidNationalId, parse_national_id
 from stafett_shared.problems import Problem
 from stafett_shared.ratelimit import RateLimiter
 from stafett_shared.settings import DEV_ISSUER, IssuerSettings
 
 __all__ = [
     "DEV_ISSUER",
+    "NATIONAL_ID_INDEX_CONTEXT",
+    "CitizenResolver",
+    "ClientResolver",
     "DevIssuer",
     "IdentityUnavailable",
     "LoginResolver",
@@ -84,6 +99,39 @@ class Principal(BaseModel):
 LoginResolver = Callable[[str, str], Awaitable[str | None]]
 """(issuer, subject) → the person id the directory binds that login to, or None; raises
 :class:`IdentityUnavailable` when it cannot tell (``stafett_shared.logins.LoginDirectory``)."""
+
+
+CitizenResolver = Callable[[str], Awaitable[str | None]]
+"""The blind index of a citizen's national id → the guardian's, child's or youth's person id
+the directory knows by it, or None (nobody, or more than one); raises
+:class:`IdentityUnavailable` when it cannot tell (``LoginDirectory.citizen``)."""
+
+ClientResolver = Callable[[str, str, str | None], Awaitable[str | None]]
+"""(issuer, client id, consumer organisation number or None) → the directory id of the
+client registered so, or None; raises :class:`IdentityUnavailable` when it cannot tell
+(``LoginDirectory.client``)."""
+
+NATIONAL_ID_INDEX_CONTEXT = "national_id"
+"""The blind index context of a national id: the directory's ``national_id_index`` of
+children and guardians, so a citizen's ``pid`` is found under the same index."""
+
+_CONSUMER_AUTHORITY = "iso6523-actorid-upis"
+_CONSUMER_ORG_PREFIX = "0192:"  # ISO 6523 ICD of Enhetsregisteret's organisation numbers
+
+
+def _consumer_org(consumer: object) -> str | None:
+    """The organisation number in Maskinporten's ``consumer`` claim (``{"authority":
+    "iso6523-actorid-upis", "ID": "0192:<nine digits>"}``), None when there is no claim;
+    any other shape is refused."""
+    if consumer is None:
+        return None
+    if isinstance(consumer, dict) and consumer.get("authority") == _CONSUMER_AUTHORITY:
+        org = consumer.get("ID")
+        if isinstance(org, str) and org.startswith(_CONSUMER_ORG_PREFIX):
+            number = org.removeprefix(_CONSUMER_ORG_PREFIX)
+            if ORG_NUMBER_PATTERN.fullmatch(number):
+                return number
+    raise Unauthenticated("the consumer claim names no organisation number")
 
 
 def login_id(issuer: str, subject: str) -> str:
@@ -226,11 +274,17 @@ class TokenVerifier:
         logins: LoginResolver | None = None,
         admins: Iterable[tuple[str, str]] = (),
         verified_for_s: float = VERIFIED_FOR_S,
+        citizens: CitizenResolver | None = None,
+        clients: ClientResolver | None = None,
+        blind_index: BlindIndex | None = None,
     ) -> None:
         if not 0 <= verified_for_s <= VERIFIED_FOR_S:
             raise ValueError(f"a verified token may be kept for at most {VERIFIED_FOR_S} s")
         self._http = http or httpx.AsyncClient(timeout=5.0)
         self.logins = logins
+        self.citizens = citizens
+        self.clients = clients
+        self._blind_index = blind_index
         self._admins = frozenset(admins)
         self._issuers = {cfg.issuer: _RemoteIssuer(cfg, self._http) for cfg in issuers}
         self._dev = dev_issuer
@@ -293,7 +347,8 @@ class TokenVerifier:
                 audience=audience,
                 issuer=issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "iss", "sub"]},
+                # ``sub`` is required of every token but a Maskinporten client's (below).
+                options={"require": ["exp", "iss"]},
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated("token rejected") from exc
@@ -307,31 +362,75 @@ class TokenVerifier:
         subject = claims.get("sub")
         scope = claims.get("scope", "")
         scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+        # A client is ``client_id`` equal to ``sub`` (RFC 9068), or ``client_id`` with
+        # Maskinporten's ``consumer`` (its tokens have no ``sub``).
+        if isinstance(client_id, str) and (subject == client_id or "consumer" in claims):
+            if "client" not in kinds:
+                raise Unauthenticated("the issuer may not assert clients")
+            if subject is not None and (not isinstance(subject, str) or len(subject) > 255):
+                raise Unauthenticated("token names nobody")
+            found = await self._client(issuer, client_id, claims.get("consumer"))
+            return self._mapped("client", found, issuer, scopes, subject)
         if not isinstance(subject, str) or not subject or len(subject) > 255:
             raise Unauthenticated("token names nobody")
-        try:
-            if isinstance(client_id, str) and subject == client_id:
-                if "client" not in kinds:
-                    raise Unauthenticated("the issuer may not assert clients")
-                return Principal(
-                    kind="client", id=client_id, issuer=issuer, scopes=scopes, subject=subject
-                )
-            if issuer == DEV_ISSUER:
-                person_id: str | None = subject  # the embedded setup's mapping
-            elif "staff" in kinds:
-                person_id = await self.logins(issuer, subject) if self.logins else None
-            else:
-                # Citizens (ID-porten's pid through the directory's blind index) are not
-                # mapped yet: an issuer that may assert only citizens or clients names nobody.
-                person_id = None
-            if person_id is None and "staff" in kinds and (issuer, subject) in self._admins:
+        if issuer == DEV_ISSUER:
+            person_id: str | None = subject  # the embedded setup's mapping
+        elif "pid" in claims:
+            if "citizen" not in kinds:
+                raise Unauthenticated("the issuer may not assert citizens")
+            person_id = await self._citizen(claims["pid"])
+        elif "staff" in kinds:
+            person_id = await self.logins(issuer, subject) if self.logins else None
+            if person_id is None and (issuer, subject) in self._admins:
                 # An administrator the directory does not bind (yet): someone who may load
                 # the directory, and no one the directory knows.
                 person_id = login_id(issuer, subject)
-            if person_id is None:
-                raise Unauthenticated("the token's subject is bound to nobody")
+        else:
+            person_id = None  # a citizen issuer's token without a pid: no one
+        return self._mapped("person", person_id, issuer, scopes, subject)
+
+    async def _citizen(self, pid: object) -> str | None:
+        """The person a citizen's national id is: validated, then looked up by its blind
+        index. Neither the number nor the index is put in a message."""
+        if not isinstance(pid, str) or len(pid) != 11:  # exactly as issued, nothing around it
+            raise Unauthenticated("the pid claim is not a national id")
+        try:
+            national_id = parse_national_id(pid)
+        except InvalidNationalId:
+            raise Unauthenticated("the pid claim is not a national id") from None
+        if self._blind_index is None or self.citizens is None:
+            return None
+        index = self._blind_index(national_id.value, context=NATIONAL_ID_INDEX_CONTEXT)
+        return await self.citizens(index)
+
+    async def _client(self, issuer: str, client_id: str, consumer: object) -> str | None:
+        """The client a token of ``issuer`` for ``client_id`` is. The development issuer's
+        client id is the client's id; a configured issuer's is a client the directory
+        registers for that issuer, client id and, when the token names one, consumer."""
+        if issuer == DEV_ISSUER:
+            return client_id
+        if not client_id or len(client_id) > 255:
+            raise Unauthenticated("token names nobody")
+        consumer_org = _consumer_org(consumer)
+        return await self.clients(issuer, client_id, consumer_org) if self.clients else None
+
+    @staticmethod
+    def _mapped(
+        kind: Literal["person", "client"],
+        found: str | None,
+        issuer: str,
+        scopes: frozenset[str],
+        subject: object,
+    ) -> Principal:
+        if found is None:
+            raise Unauthenticated("the token's subject is bound to nobody")
+        try:
             return Principal(
-                kind="person", id=person_id, issuer=issuer, scopes=scopes, subject=subject
+                kind=kind,
+                id=found,
+                issuer=issuer,
+                scopes=scopes,
+                subject=subject if isinstance(subject, str) else None,
             )
         except ValueError as exc:
             raise Unauthenticated("token subject is not a valid id") from exc

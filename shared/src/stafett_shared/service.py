@@ -36,6 +36,7 @@ from stafett_shared.access import REQUEST_MIN_SEQ
 from stafett_shared.auth import DevIssuer, PrincipalDep, TokenVerifier
 from stafett_shared.crypto import (
     KEY_SUBJECT,
+    BlindIndex,
     FieldCipher,
     KeyShredded,
     KeyStore,
@@ -234,6 +235,13 @@ async def open_runtime(
     blocking = create_sync_engine(url)
     on_loop = loop_engine(url, writes=True)
     projector: Projector | None = None
+    logins = LoginDirectory(
+        nc,
+        service=spec.name,
+        timeout_s=settings.consent_timeout_s,
+        cache_s=settings.login_cache_s,
+    )
+    kek = settings.kek_bytes() or load_or_create_kek(settings.data_dir / "keys" / "kek")
     verifier = TokenVerifier(
         settings.issuers,
         dev_issuer=DevIssuer.load_or_create(settings.data_dir)
@@ -241,13 +249,13 @@ async def open_runtime(
         else None,
         admins=settings.admin_logins,
         # A configured staff issuer's subject is a person through the directory's logins,
-        # asked of the consent service (which answers its own from its read model).
-        logins=LoginDirectory(
-            nc,
-            service=spec.name,
-            timeout_s=settings.consent_timeout_s,
-            cache_s=settings.login_cache_s,
-        ),
+        # a citizen issuer's pid through the blind index of the directory's national ids,
+        # a client issuer's client through the directory's clients: all asked of the
+        # consent service (which answers its own from its read model).
+        logins=logins,
+        citizens=logins.citizen,
+        clients=logins.client,
+        blind_index=BlindIndex(kek),
         verified_for_s=settings.login_cache_s,
     )
     try:

@@ -44,9 +44,10 @@ class IssuerSettings(BaseModel):
     """A trusted token issuer (an OIDC provider or an agency's client-credentials server).
 
     ``kinds`` says what its tokens may assert: ``staff`` (a subject the directory binds to a
-    staff member), ``citizen`` (a guardian or youth, by national id: not mapped yet, so
-    refused), ``client`` (an agency's system, by ``client_id``). A token asserting anything
-    else is refused, and a subject the directory does not bind is nobody."""
+    staff member), ``citizen`` (a guardian or youth, by the national id in ``pid``, through
+    the directory's blind index), ``client`` (an agency's system the directory registers, by
+    ``client_id`` and the consumer's organisation number). A token asserting anything else is
+    refused, and what the directory does not know is nobody."""
 
     issuer: str = Field(min_length=1)
     audience: str = "stafett"

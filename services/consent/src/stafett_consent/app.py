@@ -37,7 +37,7 @@ from stafett_shared.db import create_sync_engine, sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.ids import AGGREGATE_ID_PATTERN
 from stafett_shared.logging import get_logger
-from stafett_shared.logins import LOGIN_SUBJECT, login_request
+from stafett_shared.logins import LOGIN_SUBJECT, answer_login
 from stafett_shared.projector import ProjectionBehind, ProjectionStale
 from stafett_shared.rpc import Handler, RpcRemoteError, serve
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
@@ -124,13 +124,15 @@ async def serve_asked(nc: NATS, subject: str, handler: Handler) -> list[Subscrip
 
 async def _serve_logins(runtime: Runtime, service: ConsentService) -> list[Subscription]:
     """The directory's logins: this service's own verifier looks them up in its read model,
-    and every other service asks ``stafett.rpc.consent.login``: (issuer, subject) → the
-    staff member the directory binds it to, or null."""
+    and every other service asks ``stafett.rpc.consent.login``: a staff login, a citizen's
+    national id (its blind index) or a client → the person or client the directory makes of
+    it, or null (``stafett_shared.logins``)."""
     runtime.verifier.logins = service.login_of
+    runtime.verifier.citizens = service.citizen_of
+    runtime.verifier.clients = service.client_of
 
     async def login(payload: dict[str, Any]) -> dict[str, Any]:
-        issuer, subject = login_request(payload)
-        return {"person_id": await service.login_of(issuer, subject)}
+        return await answer_login(payload, service)
 
     return await serve_asked(runtime.nc, LOGIN_SUBJECT, login)
 
