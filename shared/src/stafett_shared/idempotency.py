@@ -16,12 +16,14 @@ from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_shared.auth import PrincipalDep
 from stafett_shared.db import UtcDateTime, upsert
 from stafett_shared.msgid import ClientKey
-from stafett_shared.problems import Problem
+from stafett_shared.problems import Problem, unavailable
 
 __all__ = [
     "IF_MATCH_PATTERN",
@@ -29,26 +31,41 @@ __all__ = [
     "IdempotencyStore",
     "StoredAnswer",
     "client_key",
+    "create_idempotency_table_op",
     "idempotency_table",
     "parse_if_match",
     "run_once",
+    "run_once_in",
     "valid_key",
     "written_answer",
 ]
 
 metadata = MetaData()
-idempotency_table = Table(
-    "idempotency_keys",
-    metadata,
-    Column("principal_id", String(64), primary_key=True),
-    Column("key", String(128), primary_key=True),
-    Column("route", String(200), nullable=False),
-    Column("request_hash", String(64), nullable=False),
-    Column("status", Integer, nullable=False),
-    Column("body", JSON, nullable=False),
-    Column("headers", JSON, nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
-)
+
+
+def _columns() -> list[Column[Any]]:
+    return [
+        Column("principal_id", String(64), primary_key=True),
+        Column("key", String(128), primary_key=True),
+        Column("route", String(200), nullable=False),
+        Column("request_hash", String(64), nullable=False),
+        Column("status", Integer, nullable=False),
+        Column("body", JSON, nullable=False),
+        Column("headers", JSON, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+    ]
+
+
+idempotency_table = Table("idempotency_keys", metadata, *_columns())
+
+
+def create_idempotency_table_op() -> None:
+    """For a service's Alembic history: the table of kept answers."""
+    from alembic import op
+
+    op.create_table("idempotency_keys", *_columns())
+
+
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
@@ -133,18 +150,62 @@ class IdempotencyStore:
             await upsert(
                 session,
                 idempotency_table,
-                {
-                    "principal_id": principal_id,
-                    "key": key,
-                    "route": route,
-                    "request_hash": request_hash,
-                    "status": answer.status,
-                    "body": answer.body,
-                    "headers": answer.headers,
-                    "created_at": datetime.now(UTC),
-                },
+                _row(principal_id, key, route, request_hash, answer),
                 update=False,
             )
+
+    @staticmethod
+    async def claim(  # noqa: PLR0917 - the parts of one kept answer
+        session: AsyncSession,
+        principal_id: str,
+        key: str,
+        route: str,
+        request_hash: str,
+        answer: StoredAnswer,
+    ) -> bool:
+        """Keep ``answer`` under the key in the caller's transaction: False when the key
+        is kept already (another request with it got there first)."""
+        dialect = session.get_bind().dialect.name
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(idempotency_table)
+        kept = await session.execute(
+            insert.values(_row(principal_id, key, route, request_hash, answer))
+            .on_conflict_do_nothing(index_elements=["principal_id", "key"])
+            .returning(idempotency_table.c.key)
+        )
+        return kept.first() is not None
+
+
+def _row(
+    principal_id: str, key: str, route: str, request_hash: str, answer: StoredAnswer
+) -> dict[str, Any]:
+    return {
+        "principal_id": principal_id,
+        "key": key,
+        "route": route,
+        "request_hash": request_hash,
+        "status": answer.status,
+        "body": answer.body,
+        "headers": answer.headers,
+        "created_at": datetime.now(UTC),
+    }
+
+
+class _Repeat(Exception):
+    """Another request with the same key kept its answer first: undo this one's write."""
+
+
+async def _kept(
+    request: Request, principal_id: str, key: ClientKey | None, store: IdempotencyStore
+) -> tuple[str, str, StoredAnswer | None]:
+    """The request's route and digest, and the answer kept under its key if there is one."""
+    route = f"{request.method} {request.url.path}"
+    digest = store.request_hash(route, await request.body())
+    earlier = None if key is None else await store.find(principal_id, key.key, route, digest)
+    return route, digest, earlier
+
+
+def _response(answer: StoredAnswer) -> JSONResponse:
+    return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
 
 async def run_once(
@@ -155,16 +216,45 @@ async def run_once(
     write: Callable[[], Awaitable[StoredAnswer]],
 ) -> JSONResponse:
     """Run ``write`` once per idempotency key and caller; a repeat gets the first answer."""
-    route = f"{request.method} {request.url.path}"
-    digest = store.request_hash(route, await request.body())
-    if key is not None:
-        earlier = await store.find(principal_id, key.key, route, digest)
-        if earlier is not None:
-            return JSONResponse(earlier.body, earlier.status, headers=earlier.headers)
+    route, digest, earlier = await _kept(request, principal_id, key, store)
+    if earlier is not None:
+        return _response(earlier)
     answer = await write()
     if key is not None:
         await store.save(principal_id, key.key, route, digest, answer)
-    return JSONResponse(answer.body, answer.status, headers=answer.headers)
+    return _response(answer)
+
+
+async def run_once_in(  # noqa: PLR0917 - run_once's parts and the transaction's
+    request: Request,
+    principal_id: str,
+    key: ClientKey | None,
+    store: IdempotencyStore,
+    writer: async_sessionmaker[AsyncSession],
+    write: Callable[[AsyncSession], Awaitable[StoredAnswer]],
+) -> JSONResponse:
+    """:func:`run_once` for a write to the service's own database, not to the stream:
+    ``write`` and the answer kept under the key are one transaction. No ``Nats-Msg-Id``
+    catches two requests with one key that race; here one of them writes and the other
+    is undone and gets the first one's answer."""
+    route, digest, earlier = await _kept(request, principal_id, key, store)
+    if earlier is not None:
+        return _response(earlier)
+    try:
+        async with writer() as session, session.begin():
+            answer = await write(session)
+            if key is not None and not await store.claim(
+                session, principal_id, key.key, route, digest, answer
+            ):
+                raise _Repeat
+    except _Repeat:
+        _route, _digest, earlier = await _kept(request, principal_id, key, store)
+        if earlier is None:  # kept by a transaction that has not committed: cannot be
+            raise unavailable(
+                "Forespørselen med samme nøkkel er ikke ferdig; prøv igjen."
+            ) from None
+        return _response(earlier)
+    return _response(answer)
 
 
 def written_answer(status: int, body: Any, version: int, seq: int) -> StoredAnswer:

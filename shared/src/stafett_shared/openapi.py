@@ -20,13 +20,17 @@ from fastapi import FastAPI
 from stafett_shared.idempotency import IF_MATCH_PATTERN
 from stafett_shared.problems import PROBLEM_CONTENT_TYPE
 
-__all__ = ["answers", "complete_document", "install_openapi"]
+__all__ = ["NOT_EVENT_SOURCED", "answers", "complete_document", "install_openapi"]
 
 _SCHEMAS = "#/components/schemas/"
 _PARAMETERS = "#/components/parameters/"
 _HEADERS = "#/components/headers/"
 _RESPONSES = "#/components/responses/"
 _WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
+EVENT_SOURCED = "x-stafett-event-sourced"
+NOT_EVENT_SOURCED: dict[str, Any] = {EVENT_SOURCED: False}
+"""``openapi_extra`` of a write to the service's own database, not to the event stream: it
+takes ``Idempotency-Key`` but answers no ``Stafett-Seq`` or ``ETag`` and no version 409."""
 # The largest Stafett-Min-Seq the middleware accepts: up to 18 digits.
 _MAX_SEQ = 999_999_999_999_999_999
 
@@ -224,7 +228,7 @@ def _operation_statuses(
         statuses.add(422)  # FastAPI's validation of the operation's own input
     if any(p.get("in") == "path" for p in operation.get("parameters", [])) and authenticated:
         statuses.add(404)
-    if header_names & {"Idempotency-Key", "If-Match"}:
+    if header_names & {"Idempotency-Key", "If-Match"} and operation.get(EVENT_SOURCED, True):
         statuses.add(409)  # an event-sourced write: the aggregate may have moved on
     return statuses
 
@@ -246,7 +250,9 @@ def _complete_operation(method: str, operation: dict[str, Any], *, authenticated
         params.append({"$ref": _PARAMETERS + name})
     operation["parameters"] = params
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    writes = bool(header_names & {"Idempotency-Key", "If-Match"})
+    writes = bool(header_names & {"Idempotency-Key", "If-Match"}) and operation.get(
+        EVENT_SOURCED, True
+    )
     for status, response in responses.items():
         if writes and status.startswith("2"):
             response.setdefault("headers", {}).update(

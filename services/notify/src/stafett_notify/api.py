@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -11,13 +12,17 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stafett_notify.egress import is_public
 from stafett_notify.projections import deliveries, inbox, preferences, webhooks
-from stafett_shared.auth import PersonDep
+from stafett_shared.auth import PersonDep, Principal
 from stafett_shared.crypto import CryptoError
 from stafett_shared.db import upsert
+from stafett_shared.idempotency import ClientKeyDep, IdempotencyStore, StoredAnswer, run_once_in
 from stafett_shared.ids import new_id
+from stafett_shared.msgid import ClientKey
+from stafett_shared.openapi import NOT_EVENT_SOURCED
 from stafett_shared.problems import Problem
 from stafett_shared.service import Runtime
 
@@ -114,22 +119,41 @@ async def list_notifications(
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
-@router.post("/notifications/{notice_id}/read", summary="Merk som lest")
+async def _once(
+    request: Request,
+    runtime: Runtime,
+    principal: Principal,
+    key: ClientKey | None,
+    write: Callable[[AsyncSession], Awaitable[StoredAnswer]],
+) -> JSONResponse:
+    """A write with its Idempotency-Key: a repeat gets the first answer, writes nothing."""
+    store: IdempotencyStore = runtime.extras["idempotency"]
+    return await run_once_in(request, principal.id, key, store, runtime.extras["writer"], write)
+
+
+@router.post(
+    "/notifications/{notice_id}/read", summary="Merk som lest", openapi_extra=NOT_EVENT_SOURCED
+)
 async def mark_read(
     *,
+    request: Request,
     notice_id: Annotated[str, Path(pattern=r"^n-[0-9a-f]{40}$")],
     principal: PersonDep,
     runtime: RuntimeDep,
-) -> dict[str, str]:
-    async with runtime.extras["writer"]() as session, session.begin():
+    idempotency_key: ClientKeyDep = None,
+) -> JSONResponse:
+    async def write(session: AsyncSession) -> StoredAnswer:
         result = await session.execute(
             inbox.update()
             .where(inbox.c.notice_id == notice_id, inbox.c.recipient == principal.id)
             .values(read_at=datetime.now(UTC))
+            .returning(inbox.c.notice_id)
         )
-    if result.rowcount == 0:
-        raise Problem(404, "not_found", "Varselet finnes ikke.")
-    return {"id": notice_id, "status": "read"}
+        if result.first() is None:
+            raise Problem(404, "not_found", "Varselet finnes ikke.")
+        return StoredAnswer(200, {"id": notice_id, "status": "read"}, {})
+
+    return await _once(request, runtime, principal, idempotency_key, write)
 
 
 @router.get("/preferences", summary="Dine varslingsvalg")
@@ -191,27 +215,43 @@ async def put_preferences(
     }
 
 
-@router.post("/webhooks", status_code=201, summary="Abonner på varsler med webhook")
+@router.post(
+    "/webhooks",
+    status_code=201,
+    summary="Abonner på varsler med webhook",
+    openapi_extra=NOT_EVENT_SOURCED,
+)
 async def post_webhook(
-    *, body: WebhookIn, principal: PersonDep, runtime: RuntimeDep
-) -> dict[str, Any]:
+    *,
+    request: Request,
+    body: WebhookIn,
+    principal: PersonDep,
+    runtime: RuntimeDep,
+    idempotency_key: ClientKeyDep = None,
+) -> JSONResponse:
     if not _allowed_webhook_host(runtime, body.url):
         raise Problem(422, "webhook_url_refused", "Webhook må være HTTPS til en offentlig adresse.")
     webhook_id = new_id()
-    async with runtime.extras["writer"]() as session, session.begin():
+    secret = await runtime.cipher.encrypt(
+        principal.id, body.secret, aggregate=webhook_id, context="webhook"
+    )
+
+    async def write(session: AsyncSession) -> StoredAnswer:
         await session.execute(
             webhooks.insert().values(
                 webhook_id=webhook_id,
                 owner_id=principal.id,
                 url=body.url,
-                secret=await runtime.cipher.encrypt(
-                    principal.id, body.secret, aggregate=webhook_id, context="webhook"
-                ),
+                secret=secret,
                 event_types=body.event_types,
                 created_at=datetime.now(UTC),
             )
         )
-    return {"id": webhook_id, "url": body.url, "event_types": body.event_types}
+        return StoredAnswer(
+            201, {"id": webhook_id, "url": body.url, "event_types": body.event_types}, {}
+        )
+
+    return await _once(request, runtime, principal, idempotency_key, write)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", summary="Leveranser til en webhook")

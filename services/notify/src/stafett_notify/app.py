@@ -18,6 +18,7 @@ from stafett_shared.access import AccessClient
 from stafett_shared.crypto import FieldCipher
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.envelope import CloudEvent
+from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings
@@ -106,8 +107,12 @@ async def _start(runtime: Runtime) -> None:
     projection.link_base = settings.link_base.rstrip("/")
     delivery = deliverer(runtime)
     await delivery.ensure_streams()
+    writes = sessionmaker(writer(runtime.engine))
     runtime.extras.update(
-        delivery=delivery, writer=sessionmaker(writer(runtime.engine)), projection=projection
+        delivery=delivery,
+        writer=writes,
+        projection=projection,
+        idempotency=IdempotencyStore(writes),
     )
 
     async def periodic(interval: float, job: str) -> None:
