@@ -26,7 +26,6 @@ _SCHEMAS = "#/components/schemas/"
 _PARAMETERS = "#/components/parameters/"
 _HEADERS = "#/components/headers/"
 _RESPONSES = "#/components/responses/"
-_WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
 EVENT_SOURCED = "x-stafett-event-sourced"
 NOT_EVENT_SOURCED: dict[str, Any] = {EVENT_SOURCED: False}
 """``openapi_extra`` of a write to the service's own database, not to the event stream: it
@@ -96,9 +95,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "name": "Stafett-Min-Seq",
         "in": "header",
         "required": False,
-        "description": "A consistency token (the Stafett-Seq of an earlier write): the read "
-        "model and access decisions wait, bounded, until they have reached it; 503 with "
-        "Retry-After when they do not in time. Not a non-negative integer: 400.",
+        "description": "A consistency token (the Stafett-Seq of an earlier write), on any "
+        "request, every list included: the read model and access decisions wait, bounded, "
+        "until they have reached it; 503 with Retry-After when they do not in time. Not a "
+        "non-negative integer, or beyond the stream's last sequence: 400.",
         "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_SEQ},
     },
 }
@@ -211,7 +211,6 @@ def _error_responses() -> dict[str, Any]:
 
 
 def _operation_statuses(
-    method: str,
     operation: dict[str, Any],
     *,
     authenticated: bool,
@@ -219,9 +218,9 @@ def _operation_statuses(
     own_input: bool,
 ) -> set[int]:
     """The error statuses an operation can answer, beyond those its route declares."""
-    statuses = {400, 413}  # any request: a malformed Stafett-Min-Seq, a body over the limit
-    if method in _WRITE_METHODS:
-        statuses.add(503)  # a write waits for Stafett-Min-Seq, bounded
+    # Any request: a malformed Stafett-Min-Seq, a body over the limit, and the bounded
+    # wait for Stafett-Min-Seq (503 when the read model does not reach it in time).
+    statuses = {400, 413, 503}
     if authenticated:
         statuses |= {401, 403, 429, 503}
     if own_input:
@@ -233,7 +232,7 @@ def _operation_statuses(
     return statuses
 
 
-def _complete_operation(method: str, operation: dict[str, Any], *, authenticated: bool) -> None:
+def _complete_operation(operation: dict[str, Any], *, authenticated: bool) -> None:
     params: list[dict[str, Any]] = []
     header_names: set[str] = set()
     own_input = "requestBody" in operation
@@ -259,7 +258,6 @@ def _complete_operation(method: str, operation: dict[str, Any], *, authenticated
                 {header: {"$ref": _HEADERS + header} for header in ("Stafett-Seq", "ETag")}
             )
     statuses = _operation_statuses(
-        method,
         operation,
         authenticated=authenticated,
         header_names=header_names,
@@ -289,7 +287,6 @@ def complete_document(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             if method in ("get", "put", "post", "delete", "patch", "head", "options"):
                 _complete_operation(
-                    method,
                     operation,
                     # FastAPI names the scheme where current_principal is a dependency.
                     authenticated=bool(operation.get("security")),

@@ -497,10 +497,12 @@ class ResponseHeadersMiddleware:
 
 
 class MinSeqMiddleware:
-    """``Stafett-Min-Seq`` on any request: the service's own read model and every access
-    decision taken while serving it wait (bounded) until they have reached that sequence,
-    so a client's next step after a write is never refused by a projection that lags.
-    Reads already waited; this makes writes wait too (CONTRACT.md: a consistency token)."""
+    """``Stafett-Min-Seq`` on any request, a read (every list) as much as a write: the
+    service's own read model and every access decision taken while serving it wait
+    (bounded) until they have reached that sequence, so a client's next step after a write
+    is never answered from, or refused by, a projection that lags; 503 with Retry-After
+    when the read model does not get there in time (CONTRACT.md: a consistency token).
+    The one wait for a request: handlers do not wait again."""
 
     def __init__(self, app: ASGIApp, wait_s: float) -> None:
         self.app = app
@@ -537,7 +539,7 @@ class MinSeqMiddleware:
                 )
                 await response(scope, receive, send)
                 return
-        if runtime is not None and scope["method"] != "GET" and seq > 0:
+        if runtime is not None and seq > 0:
             try:
                 await runtime.projector.wait_for(seq, self.wait_s)
             except ProjectionBehind:

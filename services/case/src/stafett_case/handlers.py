@@ -747,8 +747,7 @@ class CaseService:
     async def view(
         self, principal: Principal, case_id: str, min_seq: int | None = None
     ) -> dict[str, Any]:
-        if min_seq:
-            await self.projector.wait_for(min_seq, 2.0)
+        # A Stafett-Min-Seq was waited for before the request was served (MinSeqMiddleware).
         decision = await self.decision(principal, "case:read", case_id, min_seq)
         if not decision.permitted:
             raise not_found()
@@ -934,8 +933,6 @@ class CaseService:
         """The header a receiver needs to decide on a handover: who asks, to whom, the
         case's level and unit, the note; never the log or the child. Anyone who may read the
         case sees it; the receiver named sees it while it waits for their answer."""
-        if min_seq:
-            await self.projector.wait_for(min_seq, 2.0)
         decision = await self.decision(principal, "case:read", case_id, min_seq)
         reader = decision.permitted
         if not reader:

@@ -33,7 +33,6 @@ from stafett_shared.paging import (
     encode_cursor,
 )
 from stafett_shared.problems import Problem
-from stafett_shared.projector import ProjectionBehind
 
 router = APIRouter(tags=["stafettlogg"])
 
@@ -166,12 +165,7 @@ async def read_entries(
     cursor: Cursor = None,
 ) -> JSONResponse:
     after = decode_cursor(cursor, ENTRIES_CURSOR, case_id) if cursor is not None else None
-    try:
-        page = await service.read_entries(principal, case_id, min_seq, limit=limit, after=after)
-    except ProjectionBehind:
-        raise Problem(
-            503, "unavailable", "Lesemodellen er ikke à jour ennå.", headers={"Retry-After": "1"}
-        ) from None
+    page = await service.read_entries(principal, case_id, min_seq, limit=limit, after=after)
     next_cursor = (
         encode_cursor(ENTRIES_CURSOR, case_id, page.after_seq)
         if page.after_seq is not None

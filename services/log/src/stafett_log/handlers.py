@@ -571,9 +571,8 @@ class LogService:
         """One page of the entries the caller may read, oldest first: at most ``limit``
         entries (with their corrections and retraction) after the sequence ``after``. The
         page's read is recorded; ``after_seq`` is where the next page starts, None at the
-        end."""
-        if min_seq:
-            await self.projector.wait_for(min_seq, 2.0)
+        end. A ``Stafett-Min-Seq`` was waited for before the request was served
+        (``MinSeqMiddleware``); ``min_seq`` goes on to the access decision."""
         decision = await self._decision(principal, "log:read", case_id, min_seq=min_seq)
         if not decision.permitted:
             raise not_found()
