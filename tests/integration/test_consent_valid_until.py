@@ -32,7 +32,8 @@ async def test_a_date_is_valid_through_that_day_in_norway_and_a_time_needs_its_o
     case_id, seq = await consent.open_case(child_id=child_id)
     await consent.runtime.projector.wait_for(seq, 5)
     # A summer day and a winter day: Norway is UTC+2 and UTC+1.
-    for day in (date(date.today().year + 1, 6, 30), date(date.today().year + 1, 1, 31)):
+    next_year = datetime.now(OSLO).year + 1
+    for day in (date(next_year, 6, 30), date(next_year, 1, 31)):
         requested = await consent.client.post(
             "/api/v1/consents", json=_body(case_id, day.isoformat()), headers=consent.auth(HOLDER)
         )

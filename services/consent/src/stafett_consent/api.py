@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from stafett_consent import domain
 from stafett_consent.decisions import DecisionPoint
@@ -82,6 +83,17 @@ class EvidenceIn(_In):
 OSLO = ZoneInfo("Europe/Oslo")
 
 
+def _plain_date(value: object) -> object:
+    """Only ``YYYY-MM-DD`` is a plain date: a time without its offset, even midnight, is
+    refused rather than read as a day."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("En dato skrives ÅÅÅÅ-MM-DD; et tidspunkt må ha tidssone.")
+    return value
+
+
+PlainDate = Annotated[date, BeforeValidator(_plain_date)]
+
+
 def through_day(value: AwareDatetime | date | None) -> datetime | None:
     """A consent's ``valid_until``: a time with its offset as it is, or a plain date as
     valid through that whole day in Norway (until midnight Europe/Oslo, in UTC)."""
@@ -93,7 +105,7 @@ def through_day(value: AwareDatetime | date | None) -> datetime | None:
 class ConsentIn(_In):
     case_id: str = Field(pattern=ULID)
     scope: ScopeIn
-    valid_until: AwareDatetime | date | None = Field(
+    valid_until: AwareDatetime | PlainDate | None = Field(
         default=None,
         description="When the consent ends: a time with its offset, or a date (YYYY-MM-DD), "
         "valid through that day in Norway.",
