@@ -768,6 +768,8 @@ def read_table() -> dict[str, Row]:
             continue
         cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
         if header is None:
+            if cells[:3] != ["service", "method", "path"]:
+                continue  # the legend's table above the matrix
             header = cells
             assert header[3:-1] == list(CALLERS), f"the table's columns are {header}"
             continue

@@ -1643,3 +1643,23 @@ def test_decide_never_permits_without_a_grant_that_holds(
     holding = [g for g in grants(principal, case, action, policy_settings) if g.holds_at(now)]
     assert holding, decision.detail
     assert decision.basis in {g.basis for g in holding}
+
+
+# --- team rights hold inside the owning unit too (issue 17, item 4) ----------------------------
+
+
+@pytest.mark.parametrize("access", ["read", "write"])
+def test_a_colleague_of_the_owning_unit_on_the_team_writes_only_with_write_access(
+    access: str,
+) -> None:
+    case = replace(
+        MAIN_CASE,
+        team={**TEAM, "own-unit-teacher": member("own-unit-teacher", SCHOOL, access)},
+    )
+    colleague = PEOPLE["own-unit-teacher"]
+    for action in (Action.CASE_READ, Action.LOG_READ):
+        assert decide(colleague, action, case, NOW).basis == "own_unit"
+    for action in (Action.CASE_WRITE, Action.LOG_APPEND):
+        decision = decide(colleague, action, case, NOW)
+        assert decision.permit is (access == "write"), (action, decision)
+    assert not decide(colleague, Action.CASE_MANAGE, case, NOW).permit

@@ -52,6 +52,12 @@ def not_found() -> Problem:
     return not_visible()
 
 
+def forbidden() -> Problem:
+    """403 for someone who may read the case but not do what they ask: they know the case
+    exists, so a 404 would only mislead them."""
+    return Problem(403, "forbidden", "Du kan lese saken, men ikke gjøre dette i den.")
+
+
 def unavailable() -> Problem:
     return unavailable_problem("Tilgangskontrollen svarer ikke; prøv igjen.")
 
@@ -127,8 +133,13 @@ class CaseService:
     async def require(
         self, principal: Principal, action: str, case_id: str, min_seq: int | None = None
     ) -> None:
-        if not await self.allowed(principal, action, case_id, min_seq):
-            raise not_found()
+        """Refuse unless the principal may ``action`` the case: 404 for whoever may not read
+        it (whether or not it exists), 403 for a reader asking for more than reading."""
+        if await self.allowed(principal, action, case_id, min_seq):
+            return
+        if action != "case:read" and await self.allowed(principal, "case:read", case_id, min_seq):
+            raise forbidden()
+        raise not_found()
 
     # --- writing ----------------------------------------------------------------------------
 

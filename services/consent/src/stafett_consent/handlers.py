@@ -74,6 +74,21 @@ NAME_BATCH = 64  # staff names decrypted at a time
 HandlerError = Problem
 
 
+def _grantor_command(  # noqa: PLR0917 - the fields of the three commands
+    kind: Literal["sign", "refuse", "withdraw"],
+    grantor_person_id: str,
+    method: EvidenceMethod,
+    reference: str | None,
+    reason: str | None,
+    actor: str,
+) -> domain.ConsentCommand:
+    if kind == "sign":
+        return domain.SignConsent(grantor_person_id, method, reference, actor)
+    if kind == "refuse":
+        return domain.RefuseConsent(grantor_person_id, reason, actor)
+    return domain.WithdrawConsent(grantor_person_id, reason, actor)
+
+
 def _forbidden() -> Problem:
     # 404, not 403: a refusal must not reveal that the case exists (CONTRACT.md).
     return not_visible()
@@ -195,8 +210,18 @@ class ConsentService:
         )
         if decision.reason == "not_recorded":
             raise HandlerError(503, "unavailable", "Tilgangen kunne ikke registreres; prøv igjen.")
-        if not decision.permitted:
-            raise _forbidden()
+        if decision.permitted:
+            return
+        if action != Action.CASE_READ:
+            reader = await self.decisions.check(
+                principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
+            )
+            if reader.permitted:
+                # They may read the case and so know it exists: say what is refused.
+                raise HandlerError(
+                    403, "forbidden", "Du kan lese saken, men ikke gjøre dette i den."
+                )
+        raise _forbidden()
 
     async def _is_staff(self, person_id: str) -> bool:
         async with self.sessions() as session:
@@ -720,15 +745,18 @@ class ConsentService:
             if if_match is not None and if_match != version:
                 raise HandlerError(409, "version_conflict", "Samtykket er endret av noen andre.")
             state = domain.replay_consent(registry.payload(e) for c in commits for e in c.events)
-            command: domain.ConsentCommand
-            if kind == "sign":
-                command = domain.SignConsent(grantor_person_id, method, enc_reference, principal.id)
-            elif kind == "refuse":
-                command = domain.RefuseConsent(grantor_person_id, enc_reason, principal.id)
-            else:
-                command = domain.WithdrawConsent(grantor_person_id, enc_reason, principal.id)
+            command = _grantor_command(
+                kind, grantor_person_id, method, enc_reference, enc_reason, principal.id
+            )
             now = self.clock()
-            events = self._decide(state, command, now)
+            try:
+                events = self._decide(state, command, now)
+            except Problem as refused:
+                if acting_for_self and refused.code == "not_a_grantor":
+                    # Someone naming themselves who is no grantor: the same answer as for
+                    # a consent that does not exist, unless they may read the case anyway.
+                    await self._require(principal, Action.CASE_READ, case_id)
+                raise
             envelopes = [
                 self._envelope(e, subject=consent_id, tenant=tenant, actor=principal, now=now)
                 for e in events

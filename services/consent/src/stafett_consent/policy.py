@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from stafett_shared.contracts.directory import Sector, StaffRole
 from stafett_shared.contracts.log import Category
 
-POLICY_VERSION = "2026-12-04.1"
+POLICY_VERSION = "2026-12-05.1"
 OSLO = ZoneInfo("Europe/Oslo")
 EMERGENCY_DURATION = timedelta(hours=24)
 
@@ -216,10 +216,18 @@ def _holder(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]
     return _ALWAYS if p.id == c.holder_id else []
 
 
-def _own_unit(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
-    member = c.team.get(p.id)
-    ok = member is not None and member.unit_id == c.unit_id and p.has_role_at(c.unit_id)
-    return _ALWAYS if ok else []
+def _own_unit(access: Literal["read", "write"]) -> Relation:
+    """Staff of the owning unit on the team: reading always, writing only when their team
+    membership says ``write`` (a colleague given ``read`` is a reader like anyone else)."""
+
+    def relation(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+        member = c.team.get(p.id)
+        ok = member is not None and member.unit_id == c.unit_id and p.has_role_at(c.unit_id)
+        if ok and access == "write":
+            ok = member is not None and member.access == "write"
+        return _ALWAYS if ok else []
+
+    return relation
 
 
 def _team(access: Literal["read", "write"]) -> Relation:
@@ -319,10 +327,17 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "own_unit",
-        READ | WRITE | {Action.CASE_REPORT},
-        _own_unit,
+        READ | {Action.CASE_REPORT},
+        _own_unit("read"),
         "staff",
         "staff of the owning unit assigned to the case",
+    ),
+    Rule(
+        "own_unit",
+        WRITE,
+        _own_unit("write"),
+        "staff",
+        "staff of the owning unit assigned to the case with write access",
     ),
     Rule(
         "unit_leader",

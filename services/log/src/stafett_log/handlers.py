@@ -57,6 +57,10 @@ def not_found() -> Problem:
     return not_visible()
 
 
+def forbidden() -> Problem:
+    return Problem(403, "forbidden", "Du kan lese saken, men ikke gjøre dette i den.")
+
+
 def unavailable(detail: str = "Tilgangskontrollen svarer ikke; prøv igjen.") -> Problem:
     return unavailable_problem(detail)
 
@@ -168,6 +172,13 @@ class LogService:
         except AccessUnavailable:
             raise unavailable() from None
 
+    async def _refusal(self, principal: Principal, case_id: str) -> Problem:
+        """The answer to a refused write: 403 for someone who may read the case (they know
+        it exists), 404 for anyone else, whether or not it exists."""
+        if (await self._decision(principal, "case:read", case_id)).permitted:
+            return forbidden()
+        return not_found()
+
     async def _case_and_author(self, case_id: str, principal: Principal) -> tuple[Any, Author]:
         """The case's row and the author as at the case's unit, in one read."""
         found = await read_on_loop(
@@ -262,7 +273,7 @@ class LogService:
         is written; without it a write that meets another is decided again."""
         decision = await self._decision(principal, action, case_id)
         if not decision.permitted:
-            raise not_found()
+            raise await self._refusal(principal, case_id)
         case, author = await self._case_and_author(case_id, principal)
         command = await make(author, case.child_id or case_id)
         facts = domain.CaseFacts(case_id, case.status == "open", case.opened_at)
