@@ -248,3 +248,39 @@ def test_a_malformed_admin_entry_is_refused(entry: str) -> None:
 def test_production_refuses_administrators_it_cannot_trust(admins: list[str]) -> None:
     with pytest.raises(ValidationError, match="STAFETT_ADMINS"):
         _production(admins=admins)
+
+
+def test_an_organisations_administrators_are_logins_of_that_organisation() -> None:
+    settings = CommonSettings(
+        org_admins={"4010": ["kari", "https://login.example.no|ola"], "40": ["kari"]}
+    )
+    assert settings.org_admin_logins == {
+        (DEV_ISSUER, "kari"): frozenset({"4010", "40"}),
+        ("https://login.example.no", "ola"): frozenset({"4010"}),
+    }
+    assert (DEV_ISSUER, "kari") in settings.every_admin_login
+    assert not settings.is_admin(DEV_ISSUER, "kari")  # not the region's administrator
+
+
+@pytest.mark.parametrize(
+    "org_admins",
+    [{"4010": [""]}, {"not an org": ["kari"]}, {"4010": ["kari"] * 51}],
+    ids=["empty-entry", "bad-org-id", "too-many"],
+)
+def test_a_malformed_organisation_administrator_is_refused(
+    org_admins: dict[str, list[str]],
+) -> None:
+    with pytest.raises(ValidationError):
+        CommonSettings(org_admins=org_admins)
+
+
+@pytest.mark.parametrize(
+    "org_admins",
+    [{"4010": ["kari"]}, {"4010": ["https://other.example.no|kari"]}],
+    ids=["a-development-login", "an-issuer-not-configured"],
+)
+def test_production_refuses_organisation_administrators_it_cannot_trust(
+    org_admins: dict[str, list[str]],
+) -> None:
+    with pytest.raises(ValidationError, match="organisation administrators|STAFETT_ORG_ADMINS"):
+        _production(org_admins=org_admins)

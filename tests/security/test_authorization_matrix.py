@@ -20,6 +20,7 @@ to the answer for a case id that does not exist.
 from __future__ import annotations
 
 import copy
+import json
 import time
 import uuid
 from collections import Counter
@@ -70,7 +71,8 @@ OTHER_UNIT = "helse-hanne"  # Siljan helsestasjon: no relation but a pending han
 OTHER_MUNICIPALITY = "porsgrunn-petter"  # Porsgrunn kommune: no relation
 EXTRA = "lærer-lise".replace("æ", "ae")  # a colleague of the holder, added to teams in writes
 AUDITOR = "revisor-randi"  # given an audit scope by the administrator
-ADMIN = "admin"  # STAFETT_ADMINS: staff of no organisation
+ADMIN = "admin"  # STAFETT_ADMINS: the region's administrator, staff of no organisation
+ORG_ADMIN = "porsgrunn-admin"  # STAFETT_ORG_ADMINS: Porsgrunn kommune's administrator
 CLIENT_SCOPE = "fagsystem-med"  # an agency client with stafett.decisions
 CLIENT_NO_SCOPE = "fagsystem-uten"  # an agency client without scopes
 DECISION_SCOPE = "stafett.decisions"
@@ -175,7 +177,8 @@ class Stack:
             "other_municipality": OTHER_MUNICIPALITY,
             "client_scope": CLIENT_SCOPE,
             "client_no_scope": CLIENT_NO_SCOPE,
-            "admin_other_org": ADMIN,
+            "admin_other_org": ORG_ADMIN,
+            "region_admin": ADMIN,  # for the setup only: no column
         }
         if caller in fixed:
             return fixed[caller]
@@ -360,6 +363,7 @@ async def stack(
     """The four services on a fresh stream, SQLite each, the region loaded, two children
     registered (16 and 12, the same guardians), a checkpoint, a notice and a webhook."""
     monkeypatch.setenv("STAFETT_RATE_LIMIT_PER_S", "0")
+    monkeypatch.setenv("STAFETT_ORG_ADMINS", json.dumps({"3806": [ORG_ADMIN]}))
     monkeypatch.setenv("STAFETT_MIN_SEQ_WAIT_S", "0.2")
     nc = await nats.connect(nats_server.url)
     await reset_jetstream(nc)
@@ -398,7 +402,7 @@ async def prepare(stack: Stack) -> None:
     stack.webhook_id = (await stack.ok("notify", "POST", "/api/v1/webhooks", "holder", json=hook))[
         "id"
     ]
-    made = await stack.call("log", "POST", "/api/v1/checkpoints", "admin_other_org")
+    made = await stack.call("log", "POST", "/api/v1/checkpoints", "region_admin")
     assert made.status_code == 201, made.text
     stack.tree_size = int(made.json()["tree_size"])
     for service in ("case", "log", "consent", "notify"):

@@ -247,7 +247,7 @@ async def open_runtime(
         dev_issuer=DevIssuer.load_or_create(settings.data_dir)
         if settings.dev_issuer_enabled
         else None,
-        admins=settings.admin_logins,
+        admins=settings.every_admin_login,
         # A configured staff issuer's subject is a person through the directory's logins,
         # a citizen issuer's pid through the blind index of the directory's national ids,
         # a client issuer's client through the directory's clients: all asked of the

@@ -8,7 +8,8 @@ issuers and a key-encryption key supplied by the operator.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,7 @@ __all__ = [
     "ServiceSettings",
     "SettingsError",
     "admin_logins",
+    "org_admin_logins",
 ]
 
 
@@ -87,6 +89,11 @@ class CommonSettings(BaseSettings):
     admins: list[str] = Field(default_factory=lambda: list(DEFAULT_ADMINS))
     """Administrators as ``issuer|subject`` (the subject as that issuer names it); a bare
     id is the development issuer's. Production refuses the default."""
+    org_admins: dict[str, list[str]] = Field(default_factory=dict)
+    """Administrators of one organisation each, ``{"<org_id>": ["issuer|subject", …]}``
+    (``STAFETT_ORG_ADMINS`` as JSON). An organisation's administrator grants audit scopes in
+    that organisation only, and may read the directory and register children; loading the
+    region document and making checkpoints stay with the region's (``admins``)."""
     log_level: str = "INFO"
     log_json: bool = True
     otel_exporter: Literal["none", "console"] = "none"
@@ -119,6 +126,16 @@ class CommonSettings(BaseSettings):
         and the portal's development sign-in use to load the region document."""
         return next((s for i, s in map(_admin_login, self.admins) if i == DEV_ISSUER), None)
 
+    @property
+    def org_admin_logins(self) -> dict[tuple[str, str], frozenset[str]]:
+        """Each organisation administrator's login and the organisations it administers."""
+        return org_admin_logins(self.org_admins)
+
+    @property
+    def every_admin_login(self) -> frozenset[tuple[str, str]]:
+        """The logins of every administrator, of the region or of an organisation."""
+        return self.admin_logins | frozenset(self.org_admin_logins)
+
     def is_admin(self, issuer: str, subject: str | None) -> bool:
         """Whether ``subject`` of ``issuer`` (as the token said it) is an administrator."""
         return subject is not None and (issuer, subject) in self.admin_logins
@@ -137,6 +154,7 @@ class CommonSettings(BaseSettings):
             self.kek_bytes()  # a malformed key is refused at start, not at first use
         for entry in self.admins:
             _admin_login(entry)  # a malformed entry is refused at start
+        org_admin_logins(self.org_admins)  # so is a malformed organisation administrator
         if not self.production:
             return self
         if self.dev_issuer:
@@ -154,6 +172,11 @@ class CommonSettings(BaseSettings):
         configured = {i.issuer for i in self.issuers}
         if unknown := sorted({i for i, _ in self.admin_logins} - configured):
             raise SettingsError(f"STAFETT_ADMINS names issuers not configured: {unknown}")
+        org_issuers = {i for i, _ in self.org_admin_logins}
+        if DEV_ISSUER in org_issuers:
+            raise SettingsError("production refuses development-issuer organisation administrators")
+        if unknown := sorted(org_issuers - configured):
+            raise SettingsError(f"STAFETT_ORG_ADMINS names issuers not configured: {unknown}")
         return self
 
     def check_nats_credentials(self) -> None:
@@ -198,6 +221,26 @@ class ServiceSettings(BaseSettings):
 def admin_logins(entries: Iterable[str]) -> frozenset[tuple[str, str]]:
     """``STAFETT_ADMINS`` entries as (issuer, subject) pairs."""
     return frozenset(_admin_login(entry) for entry in entries)
+
+
+MAX_ORG_ADMINS = 50
+"""Administrators one organisation may have in ``STAFETT_ORG_ADMINS``."""
+
+
+def org_admin_logins(
+    by_org: Mapping[str, Iterable[str]],
+) -> dict[tuple[str, str], frozenset[str]]:
+    """``STAFETT_ORG_ADMINS`` as login → the organisations it administers."""
+    logins: dict[tuple[str, str], set[str]] = {}
+    for org_id, given in by_org.items():
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,32}", org_id):
+            raise SettingsError("STAFETT_ORG_ADMINS keys are organisation ids")
+        entries = list(given)
+        if len(entries) > MAX_ORG_ADMINS:
+            raise SettingsError(f"at most {MAX_ORG_ADMINS} administrators per organisation")
+        for entry in entries:
+            logins.setdefault(_admin_login(entry), set()).add(org_id)
+    return {login: frozenset(orgs) for login, orgs in logins.items()}
 
 
 def _admin_login(entry: str) -> tuple[str, str]:

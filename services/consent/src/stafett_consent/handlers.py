@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -61,7 +61,7 @@ from stafett_shared.msgid import ClientKey
 from stafett_shared.nationalid import InvalidNationalId, parse_national_id
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.projector import Projector
-from stafett_shared.settings import admin_logins
+from stafett_shared.settings import admin_logins, org_admin_logins
 from stafett_shared.telemetry import current_traceparent
 
 _log = get_logger("stafett.consent")
@@ -122,6 +122,7 @@ class ConsentService:
         projector: Projector,
         decisions: DecisionPoint,
         admins: Sequence[str],
+        org_admins: Mapping[str, Sequence[str]] | None = None,
         grantor_policy: domain.GrantorPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -132,18 +133,53 @@ class ConsentService:
         self.projector = projector
         self.decisions = decisions
         self.admins = admin_logins(admins)
+        self.org_admins = org_admin_logins(org_admins or {})
         self.grantor_policy = grantor_policy or domain.GrantorPolicy()
         self.clock = clock
 
     # --- helpers ------------------------------------------------------------------------
 
     def _is_admin(self, principal: Principal) -> bool:
-        """An administrator is a login, (issuer, subject), never a bare id."""
+        """A region administrator is a login, (issuer, subject), never a bare id."""
         return (
             principal.kind == "person"
             and principal.subject is not None
             and (principal.issuer, principal.subject) in self.admins
         )
+
+    def _admin_of(self, principal: Principal) -> frozenset[str]:
+        """The organisations the principal administers (not the region's administrators)."""
+        if principal.kind != "person" or principal.subject is None:
+            return frozenset()
+        return self.org_admins.get((principal.issuer, principal.subject), frozenset())
+
+    def _any_admin(self, principal: Principal) -> bool:
+        return self._is_admin(principal) or bool(self._admin_of(principal))
+
+    async def _require_org_admin(
+        self, principal: Principal, org_id: str | None, case_ids: Sequence[str]
+    ) -> None:
+        """An organisation's administrator grants audit scopes within it only: the scope's
+        organisation and every case named must be theirs."""
+        orgs = self._admin_of(principal)
+        refused = HandlerError(
+            403, "forbidden", "Bare administratorer av virksomheten kan gi tilsynstilgang der."
+        )
+        if not orgs or (org_id is not None and org_id not in orgs):
+            raise refused
+        if case_ids:
+            async with self.sessions() as session:
+                owners = dict(
+                    (
+                        await session.execute(
+                            select(cases.c.case_id, cases.c.org_id).where(
+                                cases.c.case_id.in_(list(case_ids))
+                            )
+                        )
+                    ).all()
+                )
+            if any(owners.get(case_id) not in orgs for case_id in case_ids):
+                raise refused
 
     def _envelope(
         self, payload: EventData, *, subject: str, tenant: str, actor: Principal, now: datetime
@@ -372,7 +408,7 @@ class ConsentService:
         with a role, for pickers and names in the portal. The staff directory is no case
         data, so no decision is asked; only staff and administrators may read it."""
         if principal.kind != "person" or not (
-            self._is_admin(principal) or await self._is_staff(principal.id)
+            self._any_admin(principal) or await self._is_staff(principal.id)
         ):
             raise HandlerError(
                 403, "forbidden", "Bare ansatte og administratorer kan lese katalogen."
@@ -477,7 +513,7 @@ class ConsentService:
         guardian_inputs: Sequence[GuardianInput],
     ) -> Written:
         if principal.kind != "person" or not (
-            self._is_admin(principal) or await self._is_staff(principal.id)
+            self._any_admin(principal) or await self._is_staff(principal.id)
         ):
             raise HandlerError(403, "forbidden", "Bare ansatte kan registrere barn.")
         try:
@@ -922,7 +958,7 @@ class ConsentService:
         idempotency_key: ClientKey | None,
     ) -> Written:
         if not self._is_admin(principal):
-            raise HandlerError(403, "forbidden", "Bare administratorer kan gi tilsynstilgang.")
+            await self._require_org_admin(principal, org_id, case_ids)
         now = self.clock()
         if until <= now:
             raise HandlerError(422, "validity_in_past", "Gyldig til må ligge fram i tid.")
