@@ -693,9 +693,9 @@ async def test_a_client_of_another_consumer_unregistered_or_from_another_issuer_
     [
         ({"id": "nav-tiltak"}, '"loc":["clients","0","id"]'),
         ({"id": HOLDER}, '"loc":["clients","0","id"]'),
-        ({"consumer_org": "889640783"}, "organisation number"),
-        ({"org_id": "9999"}, "unknown organisation"),
-        ({"issuer": DEV_ISSUER}, "development issuer"),
+        ({"consumer_org": "889640783"}, "organisasjonsnummer"),
+        ({"org_id": "9999"}, "ukjent virksomhet"),
+        ({"issuer": DEV_ISSUER}, "Utviklingsutstederens"),
     ],
     ids=["no-prefix", "a-staff-id", "check-digit", "unknown-organisation", "development-issuer"],
 )

@@ -418,7 +418,7 @@ class OrganisationDoc(BaseModel):
     def _unique_titles(cls, value: tuple[CatalogueMeasure, ...]) -> tuple[CatalogueMeasure, ...]:
         titles = [measure.title for measure in value]
         if len(set(titles)) != len(titles):
-            raise ValueError("measure titles must be unique in a catalogue")
+            raise ValueError("Hvert tiltak i katalogen må ha sin egen tittel.")
         return value
 
     def guide_steps(self) -> Guide:
@@ -438,15 +438,13 @@ def _exact(value: str) -> str:
     # A token's claims are compared as they stand: white space around one is a mistake in
     # the document, never part of an id.
     if value != value.strip() or any(c.isspace() for c in value):
-        raise ValueError("must hold no white space")
+        raise ValueError("Verdien kan ikke ha mellomrom.")
     return value
 
 
 def _configured(issuer: str) -> str:
     if issuer == DEV_ISSUER:
-        raise ValueError(
-            "the development issuer's subject or client id is the person's or client's id itself"
-        )
+        raise ValueError("Utviklingsutstederens innlogginger er personens eller klientens id selv.")
     return issuer
 
 
@@ -489,14 +487,14 @@ class StaffDoc(BaseModel):
         # own prefix, so no staff id is ever a client's.
         for prefix in (LOGIN_ID_PREFIX, CLIENT_ID_PREFIX):
             if value.startswith(prefix):
-                raise ValueError(f"a staff id may not start with {prefix!r}")
+                raise ValueError(f"En ansatt-id kan ikke begynne med {prefix!r}.")
         return value
 
     @field_validator("logins")
     @classmethod
     def _unique_logins(cls, value: tuple[LoginDoc, ...]) -> tuple[LoginDoc, ...]:
         if len({login.key for login in value}) != len(value):
-            raise ValueError("a login is listed twice")
+            raise ValueError("En innlogging står to ganger.")
         return value
 
 
@@ -520,7 +518,7 @@ class ClientDoc(BaseModel):
     @classmethod
     def _org_number(cls, value: str) -> str:
         if not is_org_number(value):
-            raise ValueError("must be an organisation number: nine digits, mod-11 checked")
+            raise ValueError("Må være et organisasjonsnummer: ni sifre med gyldig kontrollsiffer.")
         return value
 
     @property
@@ -542,36 +540,36 @@ class RegionDocument(BaseModel):
     def _consistent(self) -> RegionDocument:
         org_ids = [org.id for org in self.organisations]
         if len(set(org_ids)) != len(org_ids):
-            raise ValueError("organisation ids must be unique")
+            raise ValueError("Hver virksomhet må ha sin egen id.")
         unit_ids = [unit.id for org in self.organisations for unit in org.units]
         if len(set(unit_ids)) != len(unit_ids):
-            raise ValueError("unit ids must be unique in the region")
+            raise ValueError("Hver enhet i regionen må ha sin egen id.")
         staff_ids = [person.id for person in self.staff]
         if len(set(staff_ids)) != len(staff_ids):
-            raise ValueError("staff ids must be unique")
+            raise ValueError("Hver ansatt må ha sin egen id.")
         bound: set[tuple[str, str]] = set()
         for person in self.staff:
             for login in person.logins:
                 if login.key in bound:
                     # Neither the issuer nor the subject is repeated in the message.
-                    raise ValueError("a login is bound to two staff members")
+                    raise ValueError("En innlogging er bundet til to ansatte.")
                 bound.add(login.key)
         known = set(unit_ids)
         for person in self.staff:
             for role in person.roles:
                 if role.unit_id not in known:
-                    raise ValueError(f"a role names an unknown unit: {role.unit_id}")
+                    raise ValueError(f"En rolle viser til en ukjent enhet: {role.unit_id}.")
         client_ids = [client.id for client in self.clients]
         if len(set(client_ids)) != len(client_ids):
-            raise ValueError("client ids must be unique")
+            raise ValueError("Hver klient må ha sin egen id.")
         if set(client_ids) & set(staff_ids):
-            raise ValueError("a client id is a staff id")  # the prefixes forbid it already
+            raise ValueError("En klient-id er også en ansatt-id.")  # the prefixes forbid it already
         if len({client.key for client in self.clients}) != len(self.clients):
             # Neither the issuer nor the client id is repeated in the message.
-            raise ValueError("a client's issuer, client id and consumer are registered twice")
+            raise ValueError("En klients utsteder, klient-id og konsument er registrert to ganger.")
         for client in self.clients:
             if client.org_id not in org_ids:
-                raise ValueError(f"a client names an unknown organisation: {client.org_id}")
+                raise ValueError(f"En klient viser til en ukjent virksomhet: {client.org_id}.")
         return self
 
     def unit_org(self) -> dict[str, str]:
