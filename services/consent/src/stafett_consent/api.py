@@ -36,6 +36,7 @@ from stafett_shared.idempotency import (
 )
 from stafett_shared.msgid import ClientKey
 from stafett_shared.openapi import answers
+from stafett_shared.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -483,9 +484,13 @@ async def get_consents(
     principal: PrincipalDep,
     service: ServiceDep,
     case_id: Annotated[str, Query(pattern=ULID)],
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> JSONResponse:
-    items = await service.list_consents(principal, case_id)
-    return JSONResponse(jsonable_encoder({"items": items}))
+    offset = decode_cursor(cursor, "consents", case_id) if cursor else 0
+    items, more = await service.list_consents(principal, case_id, limit=limit, offset=offset)
+    following = encode_cursor("consents", case_id, offset + limit) if more else None
+    return JSONResponse(jsonable_encoder({"items": items, "next_cursor": following}))
 
 
 # --- decisions -------------------------------------------------------------------------------

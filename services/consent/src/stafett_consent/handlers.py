@@ -814,7 +814,11 @@ class ConsentService:
             return Written(consent_id, seq, seq, {"id": consent_id, "status": status})
         raise HandlerError(409, "conflict", "Samtykket endres av mange samtidig; prøv igjen.")
 
-    async def list_consents(self, principal: Principal, case_id: str) -> list[dict[str, Any]]:
+    async def list_consents(
+        self, principal: Principal, case_id: str, *, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """A page of the case's consents, oldest first: at most ``limit`` after the first
+        ``offset``, and whether more follow. Consents only ever join the end of the list."""
         decision = await self.decisions.check(
             principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
         )
@@ -841,8 +845,11 @@ class ConsentService:
                     select(consents)
                     .where(consents.c.case_id == case_id)
                     .order_by(consents.c.consent_id)
+                    .offset(offset)
+                    .limit(limit + 1)
                 )
             ).all()
+        more = len(rows) > limit
         return [
             {
                 "id": r.consent_id,
@@ -858,8 +865,8 @@ class ConsentService:
                 "evidence": {"method": r.evidence_method},
                 "version": r.version,
             }
-            for r in rows
-        ]
+            for r in rows[:limit]
+        ], more
 
     async def expire_due(self) -> int:
         """Emit ``consent.expired`` for every consent past its end (a scheduled check)."""
