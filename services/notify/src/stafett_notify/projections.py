@@ -317,8 +317,11 @@ class NotifyProjection(Projection):
     ) -> None:
         assert self.access is not None
         person = Principal(kind="person", id=recipient, issuer="stafett")
+        # The receiver of a handover may not read the case until they accept it, but they are
+        # asked to answer: their basis for this notice is the waiting handover's header.
+        action = "case:handover" if draft.kind == "handover_requested" else "case:read"
         try:
-            decision = await self.access.check(person, "case:read", case_id, min_seq=seq)
+            decision = await self.access.check(person, action, case_id, min_seq=seq)
         except AccessUnavailable:
             raise  # the projector retries the commit: no notice is decided without an answer
         if not decision.permitted:
