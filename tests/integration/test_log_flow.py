@@ -72,7 +72,8 @@ async def test_guardians_see_their_reads_and_the_holders_but_not_restricted_entr
         },
         headers=log.auth("ann-kristin-allum"),
     )
-    assert by_holder.status_code == 404  # restricting is the leader's decision alone
+    # Restricting is the leader's decision alone; the holder, who reads the case, is told so.
+    assert by_holder.status_code == 403, by_holder.text
     restricted = await log.client.post(
         f"/api/v1/logs/{case_id}/entries/{secret.json()['id']}/restrictions",
         json={
@@ -105,6 +106,24 @@ async def test_guardians_see_their_reads_and_the_holders_but_not_restricted_entr
     reads = {(r["reader_id"], r["basis"], r["what"]) for r in access.json()["items"]}
     assert (mother, "guardian", "entries") in reads
     assert ("ann-kristin-allum", "holder", "entries") in reads
+    # Who read how many entries counts only entries the guardian may see: the holder read
+    # the restricted one too, but the guardian's count leaves it out.
+    holder_reads = [
+        r
+        for r in access.json()["items"]
+        if r["reader_id"] == "ann-kristin-allum" and r["what"] == "entries"
+    ]
+    assert holder_reads
+    assert all(r["entries"] == 1 for r in holder_reads), holder_reads
+    as_holder = await log.client.get(
+        f"/api/v1/logs/{case_id}/access", headers=log.auth("ann-kristin-allum")
+    )
+    counted = [
+        r["entries"]
+        for r in as_holder.json()["items"]
+        if r["reader_id"] == "ann-kristin-allum" and r["what"] == "entries"
+    ]
+    assert 2 in counted  # the holder may see both, and the count says so
     outsider = await log.client.get(f"/api/v1/logs/{case_id}/access", headers=log.auth("vgs-vidar"))
     assert outsider.status_code == 404
 

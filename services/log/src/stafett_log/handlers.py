@@ -8,7 +8,7 @@ import contextlib
 import functools
 import json
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_log import domain
 from stafett_log.chain import GENESIS, ChainReport, chain_hash, verify_stored
-from stafett_log.projections import access_records, cases, chains, entries, roles
+from stafett_log.projections import (
+    access_record_entries,
+    access_records,
+    cases,
+    chains,
+    entries,
+    roles,
+)
 from stafett_shared.access import AccessClient, AccessDecision, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
 from stafett_shared.contracts.log import Author, Category, Ground, Kind
@@ -570,6 +577,37 @@ class LogService:
                 continue
         return None
 
+    def _readable(
+        self, principal: Principal, case_id: str, case: Any, decision: AccessDecision
+    ) -> Callable[[Any], Awaitable[bool]]:
+        """Whether the reader (permitted ``log:read`` with ``decision``) may see an entry row:
+        not before the history the case brought when it did not travel, and an entry with a
+        category or a restriction only by a decision of its own."""
+        now = self.clock()
+        hide_before = (
+            case.history_from
+            if case.history_from is not None and decision.basis not in (*FAMILY, "auditor")
+            else None
+        )
+
+        async def readable(row: Any) -> bool:
+            recorded = as_utc(row.recorded_at)
+            if (
+                hide_before is not None
+                and recorded < as_utc(hide_before)
+                and (row.kind != Kind.HANDOVER_NOTE)
+            ):
+                return False
+            gated = row.category is not None or (
+                row.restricted_until is not None and as_utc(row.restricted_until) > now
+            )
+            if not gated:
+                return True
+            per_entry = await self._decision(principal, "log:read", case_id, entry_id=row.entry_id)
+            return per_entry.permitted
+
+        return readable
+
     async def read_entries(
         self,
         principal: Principal,
@@ -593,27 +631,7 @@ class LogService:
                 select(chains.c.head_seq).where(chains.c.case_id == case_id)
             )
         now = self.clock()
-        hide_before = (
-            case.history_from
-            if case.history_from is not None and decision.basis not in (*FAMILY, "auditor")
-            else None
-        )
-
-        async def readable(row: Any) -> bool:
-            recorded = as_utc(row.recorded_at)
-            if (
-                hide_before is not None
-                and recorded < as_utc(hide_before)
-                and (row.kind != Kind.HANDOVER_NOTE)
-            ):
-                return False
-            gated = row.category is not None or (
-                row.restricted_until is not None and as_utc(row.restricted_until) > now
-            )
-            if not gated:
-                return True
-            per_entry = await self._decision(principal, "log:read", case_id, entry_id=row.entry_id)
-            return per_entry.permitted
+        readable = self._readable(principal, case_id, case, decision)
 
         originals: list[Any] = []
         more = False
@@ -754,19 +772,59 @@ class LogService:
             stmt = stmt.where(access_records.c.seq < before)
         async with self.sessions() as session:
             rows = (await session.execute(stmt)).all()
-        return [
-            {
-                "seq": r.seq,
-                "reader_id": r.reader_id,
-                "reader_kind": r.reader_kind,
-                "basis": r.basis,
-                "what": r.what,
-                "entries": r.entries,
-                "service": r.service,
-                "read_at": r.read_at,
-            }
-            for r in rows
-        ]
+            served = (
+                (
+                    await session.execute(
+                        select(access_record_entries.c.seq, access_record_entries.c.entry_id).where(
+                            access_record_entries.c.seq.in_([r.seq for r in rows])
+                        )
+                    )
+                ).all()
+                if rows
+                else []
+            )
+            named = {entry_id for _seq, entry_id in served}
+            entry_rows = (
+                (
+                    await session.execute(
+                        select(entries).where(
+                            entries.c.case_id == case_id, entries.c.entry_id.in_(list(named))
+                        )
+                    )
+                ).all()
+                if named
+                else []
+            )
+            case = await _case_row(session, case_id)
+        # Who read how many entries, counting only entries the viewer may see themselves: a
+        # count of entries hidden from them (restricted, of a category their consent excludes,
+        # from before the history travelled) would tell that such entries exist.
+        visible: set[str] = set()
+        reading = await self._decision(principal, "log:read", case_id)
+        if reading.permitted:
+            readable = self._readable(principal, case_id, case, reading)
+            visible = {row.entry_id for row in entry_rows if await readable(row)}
+        counts: defaultdict[int, int] = defaultdict(int)
+        for seq, entry_id in served:
+            if entry_id in visible:
+                counts[seq] += 1
+        shown = []
+        for r in rows:
+            if r.entries and not counts[r.seq]:
+                continue  # a read of nothing the viewer may see
+            shown.append(
+                {
+                    "seq": r.seq,
+                    "reader_id": r.reader_id,
+                    "reader_kind": r.reader_kind,
+                    "basis": r.basis,
+                    "what": r.what,
+                    "entries": counts[r.seq],
+                    "service": r.service,
+                    "read_at": r.read_at,
+                }
+            )
+        return shown
 
     async def verify(self, principal: Principal, case_id: str) -> ChainReport:
         decision = await self._decision(principal, "log:read", case_id)

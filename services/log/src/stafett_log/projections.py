@@ -110,6 +110,14 @@ access_records = Table(
     Column("service", String(16), nullable=False),
     Column("read_at", UtcDateTime(), nullable=False),
 )
+access_record_entries = Table(
+    "access_record_entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True),  # the access record's
+    Column("entry_id", String(26), primary_key=True),
+)
+"""Which entries each read served, so the who-read view can count for a viewer only the
+entries that viewer may see."""
 leaves = Table(
     "merkle_leaves",
     metadata,
@@ -239,6 +247,13 @@ class LogProjection(BlockingProjection):
                     },
                     update=False,
                 )
+                for entry_id in dict.fromkeys(payload.entry_ids):
+                    upsert_sync(
+                        conn,
+                        access_record_entries,
+                        {"seq": seq, "entry_id": entry_id},
+                        update=False,
+                    )
 
     @staticmethod
     def _case(conn: Connection, case_id: str, **values: Any) -> None:
