@@ -266,7 +266,7 @@ async def test_a_webhook_that_fails_twice_gets_the_third_attempt_with_a_valid_si
     world = await _world(consent, case_service, log_service, notify, receiver)
     await case_service.client.post(
         f"/api/v1/cases/{world['case_id']}/team",
-        json={"person_id": "rektor-siljan", "unit_id": "siljan-ungdomsskole"},
+        json={"person_id": "rektor-siljan", "unit_id": "siljan-ungdomsskole", "access": "write"},
         headers=case_service.auth("ann-kristin-allum"),
     )
     await _settled(consent, case_service, log_service)
@@ -302,7 +302,7 @@ async def test_a_webhook_that_always_fails_ends_in_the_dlq_and_can_be_redriven(
     world = await _world(consent, case_service, log_service, notify, receiver)
     await case_service.client.post(
         f"/api/v1/cases/{world['case_id']}/team",
-        json={"person_id": "rektor-siljan", "unit_id": "siljan-ungdomsskole"},
+        json={"person_id": "rektor-siljan", "unit_id": "siljan-ungdomsskole", "access": "write"},
         headers=case_service.auth("ann-kristin-allum"),
     )
     await _settled(consent, case_service, log_service)
@@ -391,7 +391,7 @@ async def test_inbox_lists_and_marks_read_for_the_owner_only(
     world = await _world(consent, case_service, log_service, notify, receiver)
     await case_service.client.post(
         f"/api/v1/cases/{world['case_id']}/team",
-        json={"person_id": "rektor-siljan", "unit_id": "siljan-ungdomsskole"},
+        json={"person_id": "rektor-siljan", "unit_id": "siljan-ungdomsskole", "access": "write"},
         headers=case_service.auth("ann-kristin-allum"),
     )
     await _settled(consent, case_service, log_service)
@@ -449,7 +449,7 @@ async def test_a_daily_digest_gathers_the_days_notices_in_one_mail(
     ] is True
     await case_service.client.post(
         f"/api/v1/cases/{world['case_id']}/team",
-        json={"person_id": "rektor-siljan", "unit_id": "siljan-ungdomsskole"},
+        json={"person_id": "rektor-siljan", "unit_id": "siljan-ungdomsskole", "access": "write"},
         headers=case_service.auth("ann-kristin-allum"),
     )
     await _settled(consent, case_service, log_service)
