@@ -282,5 +282,5 @@ def test_a_malformed_organisation_administrator_is_refused(
 def test_production_refuses_organisation_administrators_it_cannot_trust(
     org_admins: dict[str, list[str]],
 ) -> None:
-    with pytest.raises(ValidationError, match="organisation administrators|STAFETT_ORG_ADMINS"):
+    with pytest.raises(ValidationError, match=r"organisation administrators|STAFETT_ORG_ADMINS"):
         _production(org_admins=org_admins)

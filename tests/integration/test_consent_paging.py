@@ -3,21 +3,9 @@ item 11), over HTTP on real NATS and both databases."""
 
 from __future__ import annotations
 
-from stafett_consent.testing import ConsentHarness
+from stafett_consent.testing import ConsentHarness, consent_request
 
 HOLDER = "ann-kristin-allum"
-
-
-def _body(case_id: str) -> dict[str, object]:
-    return {
-        "case_id": case_id,
-        "scope": {
-            "org_ids": ["4010"],
-            "sectors": ["health"],
-            "purpose": "Samarbeid med helsestasjonen om oppfølging på skolen.",
-        },
-        "evidence": {"method": "digital_signature"},
-    }
 
 
 async def test_consents_come_a_page_at_a_time_and_a_foreign_cursor_is_refused(
@@ -30,7 +18,7 @@ async def test_consents_come_a_page_at_a_time_and_a_foreign_cursor_is_refused(
     made = []
     for _ in range(3):
         requested = await consent.client.post(
-            "/api/v1/consents", json=_body(case_id), headers=consent.auth(HOLDER)
+            "/api/v1/consents", json=consent_request(case_id), headers=consent.auth(HOLDER)
         )
         assert requested.status_code == 201, requested.text
         made.append(requested.json()["id"])

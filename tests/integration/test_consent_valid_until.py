@@ -6,23 +6,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from stafett_consent.testing import ConsentHarness
+from stafett_consent.testing import ConsentHarness, consent_request
 
 HOLDER = "ann-kristin-allum"
 OSLO = ZoneInfo("Europe/Oslo")
-
-
-def _body(case_id: str, valid_until: str) -> dict[str, object]:
-    return {
-        "case_id": case_id,
-        "scope": {
-            "org_ids": ["4010"],
-            "sectors": ["health"],
-            "purpose": "Samarbeid med helsestasjonen om oppfølging på skolen.",
-        },
-        "valid_until": valid_until,
-        "evidence": {"method": "digital_signature"},
-    }
 
 
 async def test_a_date_is_valid_through_that_day_in_norway_and_a_time_needs_its_offset(
@@ -35,7 +22,9 @@ async def test_a_date_is_valid_through_that_day_in_norway_and_a_time_needs_its_o
     next_year = datetime.now(OSLO).year + 1
     for day in (date(next_year, 6, 30), date(next_year, 1, 31)):
         requested = await consent.client.post(
-            "/api/v1/consents", json=_body(case_id, day.isoformat()), headers=consent.auth(HOLDER)
+            "/api/v1/consents",
+            json=consent_request(case_id, valid_until=day.isoformat()),
+            headers=consent.auth(HOLDER),
         )
         assert requested.status_code == 201, requested.text
         listed = await consent.client.get(
@@ -53,7 +42,7 @@ async def test_a_date_is_valid_through_that_day_in_norway_and_a_time_needs_its_o
     before = await consent.store.last_seq()
     naive = await consent.client.post(
         "/api/v1/consents",
-        json=_body(case_id, "2027-06-30T10:00:00"),
+        json=consent_request(case_id, valid_until="2027-06-30T10:00:00"),
         headers=consent.auth(HOLDER),
     )
     assert naive.status_code == 422, naive.text

@@ -96,6 +96,21 @@ def synthetic_national_id(born: datetime, individual: int = 123) -> str:
     return first + digits
 
 
+def consent_request(case_id: str, **fields: Any) -> dict[str, Any]:
+    """A valid body for ``POST /api/v1/consents``: Siljan's health service, asked by the
+    school; ``fields`` replace or add top-level fields (``valid_until``, …)."""
+    return {
+        "case_id": case_id,
+        "scope": {
+            "org_ids": ["4010"],
+            "sectors": ["health"],
+            "purpose": "Samarbeid med helsestasjonen om oppfølging på skolen.",
+        },
+        "evidence": {"method": "digital_signature"},
+        **fields,
+    }
+
+
 @dataclass
 class ConsentHarness:
     client: httpx.AsyncClient
