@@ -505,10 +505,12 @@ async def test_a_consent_request_without_basis_looks_exactly_like_one_for_a_miss
     assert hidden.headers["content-type"] == PROBLEM
     assert hidden.json()["code"] == "not_found"
     assert PURPOSE not in hidden.text
-    # The denial is audited (an access event), but no consent was written.
+    # The denials are audited (access events: managing consents, then reading the case,
+    # which decides between 403 and 404), but no consent was written.
     written = await consent.events_since(before)
-    assert [e.type for e in written] == ["no.stafett.access.decision_recorded.v1"]
-    assert written[0].data["decision"] == "deny"
+    assert [e.type for e in written] == ["no.stafett.access.decision_recorded.v1"] * 2
+    assert [e.data["decision"] for e in written] == ["deny", "deny"]
+    assert [e.data["action"] for e in written] == ["consent:manage", "case:read"]
     missing = await _refused(
         consent,
         consent.client.post(
