@@ -25,23 +25,21 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 import yaml
 
-from stafett_case.testing import CaseHarness, running_case
-from stafett_consent.testing import REGION, ConsentHarness, running_consent, synthetic_national_id
-from stafett_log.testing import LogHarness, running_log
-from stafett_notify.testing import NotifyHarness, running_notify, smtp_server
+from stafett_case.testing import CaseHarness
+from stafett_consent.testing import REGION, ConsentHarness, synthetic_national_id
+from stafett_log.testing import LogHarness
+from stafett_notify.testing import NotifyHarness
 from stafett_shared.ids import new_id
-from stafett_shared.testing import NatsHandle
-from stafett_shared.testing.plugin import reset_jetstream
 
 pytestmark = pytest.mark.slow
 
@@ -356,38 +354,30 @@ def _entry() -> dict[str, Any]:
     }
 
 
+FourServices = Callable[
+    [], AbstractAsyncContextManager[tuple[ConsentHarness, CaseHarness, LogHarness, NotifyHarness]]
+]
+"""The ``four_services`` fixture of tests/security/conftest.py."""
+
+
 @pytest.fixture
 async def stack(
-    nats_server: NatsHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    four_services: FourServices,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Stack]:
     """The four services on a fresh stream, SQLite each, the region loaded, two children
     registered (16 and 12, the same guardians), a checkpoint, a notice and a webhook."""
     monkeypatch.setenv("STAFETT_RATE_LIMIT_PER_S", "0")
     monkeypatch.setenv("STAFETT_ORG_ADMINS", json.dumps({"3806": [ORG_ADMIN]}))
     monkeypatch.setenv("STAFETT_MIN_SEQ_WAIT_S", "0.2")
-    nc = await nats.connect(nats_server.url)
-    await reset_jetstream(nc)
-    await nc.close()
-
-    def db(name: str) -> str:
-        return f"sqlite:///{tmp_path / f'{name}.db'}"
-
-    with smtp_server() as (smtp_port, _mailbox):
-        async with (
-            running_consent(nats_server.url, db("consent"), tmp_path) as consent,
-            running_case(nats_server.url, db("case"), tmp_path) as case,
-            running_log(nats_server.url, db("log"), tmp_path) as log,
-            running_notify(
-                nats_server.url, db("notify"), tmp_path, smtp_port=smtp_port, max_attempts=1
-            ) as notify,
-        ):
-            loaded = await consent.load_region(_region())
-            assert loaded.status_code == 200, loaded.text
-            stack = Stack(consent, case, log, notify)
-            await stack.settle()
-            await stack.register("A", 16)
-            await stack.register("B", 12)
-            yield stack
+    async with four_services() as (consent, case, log, notify):
+        loaded = await consent.load_region(_region())
+        assert loaded.status_code == 200, loaded.text
+        stack = Stack(consent, case, log, notify)
+        await stack.settle()
+        await stack.register("A", 16)
+        await stack.register("B", 12)
+        yield stack
 
 
 async def prepare(stack: Stack) -> None:

@@ -18,13 +18,12 @@ import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 import requests
 import schemathesis
@@ -41,13 +40,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from stafett_case.testing import CaseHarness, running_case
-from stafett_consent.testing import REGION, ConsentHarness, running_consent
-from stafett_log.testing import LogHarness, running_log
-from stafett_notify.testing import NotifyHarness, running_notify, smtp_server
+from stafett_case.testing import CaseHarness
+from stafett_consent.testing import REGION, ConsentHarness
+from stafett_log.testing import LogHarness
+from stafett_notify.testing import NotifyHarness
 from stafett_shared.embedded import free_port
-from stafett_shared.testing import NatsHandle
-from stafett_shared.testing.plugin import reset_jetstream
 
 pytestmark = pytest.mark.slow
 
@@ -70,35 +67,27 @@ class Stack:
     notify: NotifyHarness
 
 
+FourServices = Callable[
+    [], AbstractAsyncContextManager[tuple[ConsentHarness, CaseHarness, LogHarness, NotifyHarness]]
+]
+"""The ``four_services`` fixture of tests/security/conftest.py."""
+
+
 @pytest.fixture
 async def stack(
-    nats_server: NatsHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    four_services: FourServices,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Stack]:
     """The four services on a fresh stream, each with a SQLite database of its own. No rate
     limit (the fuzzer is one principal at hundreds of requests a second) and a short wait for
     Stafett-Min-Seq."""
     monkeypatch.setenv("STAFETT_RATE_LIMIT_PER_S", "0")
     monkeypatch.setenv("STAFETT_MIN_SEQ_WAIT_S", "0.2")
-    nc = await nats.connect(nats_server.url)
-    await reset_jetstream(nc)
-    await nc.close()
-
-    def db(name: str) -> str:
-        return f"sqlite:///{tmp_path / f'{name}.db'}"
-
-    with smtp_server() as (smtp_port, _mailbox):
-        async with (
-            running_consent(nats_server.url, db("consent"), tmp_path) as consent,
-            running_case(nats_server.url, db("case"), tmp_path) as case,
-            running_log(nats_server.url, db("log"), tmp_path) as log,
-            running_notify(
-                nats_server.url, db("notify"), tmp_path, smtp_port=smtp_port, max_attempts=1
-            ) as notify,
-        ):
-            loaded = await consent.load_region()
-            assert loaded.status_code == 200, loaded.text
-            await case.settle(await consent.store.last_seq())
-            yield Stack(consent, case, log, notify)
+    async with four_services() as (consent, case, log, notify):
+        loaded = await consent.load_region()
+        assert loaded.status_code == 200, loaded.text
+        await case.settle(await consent.store.last_seq())
+        yield Stack(consent, case, log, notify)
 
 
 @contextlib.asynccontextmanager
