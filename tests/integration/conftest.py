@@ -54,7 +54,9 @@ async def log_service(
     database_url: str,
     tmp_path: Path,
 ) -> AsyncIterator[LogHarness]:
-    """The log service in-process beside the consent and case services."""
+    """The log service in-process beside the consent and case services; a test may give it
+    settings by indirect parametrisation (``{"permit_cache_s": 0}``)."""
+    overrides: dict[str, object] = getattr(request, "param", None) or {}
     nats_url = consent.runtime.settings.nats_url
     dropped: str | None = None
     admin: str | None = None
@@ -65,7 +67,7 @@ async def log_service(
         assert admin is not None
         dropped, log_db = await create_database(admin)
     try:
-        async with running_log(nats_url, log_db, tmp_path) as harness:
+        async with running_log(nats_url, log_db, tmp_path, **overrides) as harness:
             await harness.runtime.projector.catch_up()
             yield harness
     finally:

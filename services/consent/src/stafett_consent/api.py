@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -63,6 +63,18 @@ class ChildIn(_In):
     national_id: str = Field(min_length=11, max_length=11)
     name: str = Field(min_length=1, max_length=200)
     guardians: list[GuardianIn] = Field(default_factory=list, max_length=10)
+
+
+class GuardianChangeIn(_In):
+    reason: str = Field(min_length=1, max_length=1000, description="Hvorfor endringen gjøres")
+
+
+class NewGuardianIn(GuardianIn, GuardianChangeIn):
+    pass
+
+
+class ResponsibilityIn(GuardianChangeIn):
+    parental_responsibility: bool
 
 
 class ScopeIn(_In):
@@ -341,6 +353,91 @@ async def post_child(
             ],
         )
         return _written(201 if written.version else 200, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
+ChildId = Annotated[str, Path(pattern=ULID)]
+GuardianId = Annotated[str, Path(pattern=ULID)]
+_GUARDIAN_ANSWERS = answers(403, 404, 409)
+
+
+@router.post(
+    "/children/{child_id}/guardians",
+    status_code=201,
+    summary="Legg til en foresatt for et barn (administrator, med begrunnelse)",
+    responses=_GUARDIAN_ANSWERS,
+)
+async def post_guardian(
+    *,
+    request: Request,
+    child_id: ChildId,
+    body: NewGuardianIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    async def write() -> StoredAnswer:
+        written = await service.add_guardian(
+            principal,
+            child_id,
+            guardian=GuardianInput(body.national_id, body.name, body.parental_responsibility),
+            reason=body.reason,
+        )
+        return _written(201, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
+@router.delete(
+    "/children/{child_id}/guardians/{person_id}",
+    summary="Fjern en foresatt fra et barn (administrator, med begrunnelse)",
+    responses=_GUARDIAN_ANSWERS,
+)
+async def delete_guardian(
+    *,
+    request: Request,
+    child_id: ChildId,
+    person_id: GuardianId,
+    body: GuardianChangeIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    async def write() -> StoredAnswer:
+        written = await service.remove_guardian(principal, child_id, person_id, reason=body.reason)
+        return _written(200, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
+@router.post(
+    "/children/{child_id}/guardians/{person_id}/parental-responsibility",
+    summary="Endre en foresatts foreldreansvar (administrator, med begrunnelse)",
+    responses=_GUARDIAN_ANSWERS,
+)
+async def post_parental_responsibility(
+    *,
+    request: Request,
+    child_id: ChildId,
+    person_id: GuardianId,
+    body: ResponsibilityIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    async def write() -> StoredAnswer:
+        written = await service.set_parental_responsibility(
+            principal,
+            child_id,
+            person_id,
+            parental_responsibility=body.parental_responsibility,
+            reason=body.reason,
+        )
+        return _written(200, written)
 
     return await _once(request, principal, idempotency_key, store, write)
 

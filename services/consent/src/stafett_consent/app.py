@@ -168,6 +168,7 @@ async def _start(runtime: Runtime) -> None:
         decisions=decisions,
         admins=runtime.settings.admins,
         org_admins=runtime.settings.org_admins,
+        guardian_changes=settings.guardian_changes,
         grantor_policy=domain.GrantorPolicy(
             youth_age=settings.youth_consent_age,
             health_youth_age=settings.health_youth_consent_age,

@@ -41,8 +41,12 @@ from stafett_shared.contracts.consent import (
 )
 from stafett_shared.contracts.directory import (
     CatalogueMeasure,
+    ChildRegistered,
     ClientRegistered,
     ClientUnregistered,
+    GuardianAdded,
+    GuardianRecord,
+    GuardianRemoved,
     Guide,
     LoginBound,
     LoginUnbound,
@@ -51,6 +55,7 @@ from stafett_shared.contracts.directory import (
     OrganisationMeasureCatalogueSet,
     OrganisationRegistered,
     OrgKind,
+    ParentalResponsibilityChanged,
     RoleEnded,
     RoleGranted,
     Sector,
@@ -729,3 +734,150 @@ def _diff_clients(
                     consumer_org=client.consumer_org,
                 )
             )
+
+
+# --- a child's guardians ---------------------------------------------------------------------
+
+MAX_GUARDIANS = 10
+
+
+class UnknownChild(ConsentError):
+    code = "unknown_child"
+    status = 404
+
+
+class UnknownGuardian(ConsentError):
+    code = "unknown_guardian"
+    status = 404
+
+
+class AlreadyGuardian(ConsentError):
+    code = "already_guardian"
+
+
+class TooManyGuardians(ConsentError):
+    code = "too_many_guardians"
+    status = 422
+
+
+class ChildIsGuardian(ConsentError):
+    code = "child_is_guardian"
+    status = 422
+
+
+@dataclass(frozen=True, slots=True)
+class ChildGuardians:
+    """A registered child's guardians as the child's events leave them: person id to
+    (blind index of the national id, parental responsibility)."""
+
+    child_id: str
+    national_id_index: str
+    guardians: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AddGuardian:
+    guardian: GuardianRecord  # name and national id already encrypted with the child's key
+    reason: Encrypted
+    changed_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveGuardian:
+    person_id: str
+    reason: Encrypted
+    changed_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetParentalResponsibility:
+    person_id: str
+    parental_responsibility: bool
+    reason: Encrypted
+    changed_by: str
+
+
+GuardianCommand = AddGuardian | RemoveGuardian | SetParentalResponsibility
+
+
+def decide_guardians(state: ChildGuardians | None, command: GuardianCommand) -> list[EventData]:
+    """The events a change to a child's guardians yields; raises ``ConsentError``. Setting
+    the responsibility a guardian already has yields nothing (asked again, it is done)."""
+    if state is None:
+        raise UnknownChild("the child is not registered")
+    common = {
+        "child_id": state.child_id,
+        "national_id_index": state.national_id_index,
+        "reason": command.reason,
+        "changed_by": command.changed_by,
+    }
+    if isinstance(command, AddGuardian):
+        new = command.guardian
+        if new.national_id_index == state.national_id_index:
+            raise ChildIsGuardian("the child cannot be their own guardian")
+        if new.person_id in state.guardians or any(
+            index == new.national_id_index for index, _ in state.guardians.values()
+        ):
+            raise AlreadyGuardian("the person is a guardian of the child already")
+        if len(state.guardians) >= MAX_GUARDIANS:
+            raise TooManyGuardians(f"a child has at most {MAX_GUARDIANS} guardians")
+        return [GuardianAdded(guardian=new, **common)]
+    if command.person_id not in state.guardians:
+        raise UnknownGuardian("the person is not a guardian of the child")
+    if isinstance(command, RemoveGuardian):
+        return [GuardianRemoved(person_id=command.person_id, **common)]
+    if state.guardians[command.person_id][1] == command.parental_responsibility:
+        return []
+    return [
+        ParentalResponsibilityChanged(
+            person_id=command.person_id,
+            parental_responsibility=command.parental_responsibility,
+            **common,
+        )
+    ]
+
+
+def evolve_guardians(state: ChildGuardians | None, event: EventData) -> ChildGuardians | None:
+    match event:
+        case ChildRegistered():
+            return ChildGuardians(
+                event.child_id,
+                event.national_id_index,
+                {
+                    g.person_id: (g.national_id_index, g.parental_responsibility)
+                    for g in event.guardians
+                },
+            )
+        case GuardianAdded() if state is not None:
+            record = event.guardian
+            return replace(
+                state,
+                guardians={
+                    **state.guardians,
+                    record.person_id: (record.national_id_index, record.parental_responsibility),
+                },
+            )
+        case GuardianRemoved() if state is not None:
+            return replace(
+                state,
+                guardians={p: g for p, g in state.guardians.items() if p != event.person_id},
+            )
+        case ParentalResponsibilityChanged() if state is not None and (
+            event.person_id in state.guardians
+        ):
+            index, _ = state.guardians[event.person_id]
+            return replace(
+                state,
+                guardians={
+                    **state.guardians,
+                    event.person_id: (index, event.parental_responsibility),
+                },
+            )
+    return state
+
+
+def replay_guardians(events: Iterable[EventData]) -> ChildGuardians | None:
+    state: ChildGuardians | None = None
+    for event in events:
+        state = evolve_guardians(state, event)
+    return state

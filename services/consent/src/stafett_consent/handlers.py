@@ -123,6 +123,7 @@ class ConsentService:
         decisions: DecisionPoint,
         admins: Sequence[str],
         org_admins: Mapping[str, Sequence[str]] | None = None,
+        guardian_changes: bool = True,
         grantor_policy: domain.GrantorPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -134,6 +135,7 @@ class ConsentService:
         self.decisions = decisions
         self.admins = admin_logins(admins)
         self.org_admins = org_admin_logins(org_admins or {})
+        self.guardian_changes = guardian_changes
         self.grantor_policy = grantor_policy or domain.GrantorPolicy()
         self.clock = clock
 
@@ -549,16 +551,8 @@ class ConsentService:
         for guardian, nid in zip(guardian_inputs, guardian_nids, strict=True):
             index = self.index(nid.value, context="national_id")
             records.append(
-                GuardianRecord(
-                    person_id=known_guardians.get(index) or new_id(),
-                    national_id=await self.cipher.encrypt(
-                        child_id, nid.value, aggregate=child_id, context="guardian_national_id"
-                    ),
-                    national_id_index=index,
-                    name=await self.cipher.encrypt(
-                        child_id, guardian.name, aggregate=child_id, context="guardian_name"
-                    ),
-                    parental_responsibility=guardian.parental_responsibility,
+                await self._guardian_record(
+                    child_id, known_guardians.get(index) or new_id(), index, nid.value, guardian
                 )
             )
         event = ChildRegistered(
@@ -606,6 +600,164 @@ class ConsentService:
                     for r in records
                 ],
             },
+        )
+
+    # --- a child's guardians --------------------------------------------------------------
+
+    async def add_guardian(
+        self, principal: Principal, child_id: str, *, guardian: GuardianInput, reason: str
+    ) -> Written:
+        """A guardian added to a registered child, by an administrator with a reason. A
+        person already known as a guardian (by national id) keeps their person id."""
+        self._require_guardian_changer(principal)
+        try:
+            nid = parse_national_id(guardian.national_id)
+        except InvalidNationalId as exc:
+            raise HandlerError(
+                422, "invalid_national_id", f"Ugyldig fødselsnummer: {exc}"
+            ) from None
+        index = self.index(nid.value, context="national_id")
+        async with self.sessions() as session:
+            known: str | None = await session.scalar(
+                select(guardians.c.person_id)
+                .where(guardians.c.national_id_index == index)
+                .order_by(guardians.c.person_id)
+                .limit(1)
+            )
+        record = await self._guardian_record(
+            child_id, known or new_id(), index, nid.value, guardian
+        )
+        return await self._change_guardians(
+            principal,
+            child_id,
+            reason,
+            lambda why: domain.AddGuardian(record, why, principal.id),
+            {
+                "id": record.person_id,
+                "child_id": child_id,
+                "parental_responsibility": record.parental_responsibility,
+            },
+        )
+
+    async def remove_guardian(
+        self, principal: Principal, child_id: str, person_id: str, *, reason: str
+    ) -> Written:
+        """A guardian removed from a child: they lose at once what being one gave them."""
+        self._require_guardian_changer(principal)
+        return await self._change_guardians(
+            principal,
+            child_id,
+            reason,
+            lambda why: domain.RemoveGuardian(person_id, why, principal.id),
+            {"id": person_id, "child_id": child_id, "status": "removed"},
+        )
+
+    async def set_parental_responsibility(
+        self,
+        principal: Principal,
+        child_id: str,
+        person_id: str,
+        *,
+        parental_responsibility: bool,
+        reason: str,
+    ) -> Written:
+        """A guardian's parental responsibility for a child, as an administrator records it."""
+        self._require_guardian_changer(principal)
+        return await self._change_guardians(
+            principal,
+            child_id,
+            reason,
+            lambda why: domain.SetParentalResponsibility(
+                person_id, parental_responsibility, why, principal.id
+            ),
+            {
+                "id": person_id,
+                "child_id": child_id,
+                "parental_responsibility": parental_responsibility,
+            },
+        )
+
+    async def _guardian_record(
+        self, child_id: str, person_id: str, index: str, national_id: str, guardian: GuardianInput
+    ) -> GuardianRecord:
+        """A guardian as the child's events carry them: name and national id encrypted with
+        the child's key (shredding it shreds what Stafett knows of them in that context)."""
+        return GuardianRecord(
+            person_id=person_id,
+            national_id=await self.cipher.encrypt(
+                child_id, national_id, aggregate=child_id, context="guardian_national_id"
+            ),
+            national_id_index=index,
+            name=await self.cipher.encrypt(
+                child_id, guardian.name, aggregate=child_id, context="guardian_name"
+            ),
+            parental_responsibility=guardian.parental_responsibility,
+        )
+
+    def _require_guardian_changer(self, principal: Principal) -> None:
+        # Decided before anything is looked up: who may change guardians does not depend
+        # on the child (docs/decisions/0028-guardians-change.md).
+        if not self.guardian_changes:
+            raise HandlerError(
+                403,
+                "guardians_from_register",
+                "Foresatte og foreldreansvar hentes fra Folkeregisteret og endres ikke her.",
+            )
+        if not self._is_admin(principal):
+            raise HandlerError(
+                403, "forbidden", "Bare administratorer kan endre et barns foresatte."
+            )
+
+    async def _change_guardians(
+        self,
+        principal: Principal,
+        child_id: str,
+        reason: str,
+        command: Callable[[str], domain.GuardianCommand],
+        body: dict[str, Any],
+    ) -> Written:
+        """Load the child's aggregate, decide the change, publish it and apply it before
+        answering, so the access index already follows when the caller hears back."""
+        async with self.sessions() as session:
+            child_index: str | None = await session.scalar(
+                select(children.c.national_id_index).where(children.c.child_id == child_id)
+            )
+        if child_index is None:
+            raise HandlerError(404, "unknown_child", _NORWEGIAN["unknown_child"])
+        why = await self.cipher.encrypt(
+            child_id, reason, aggregate=child_id, context="guardian_change_reason"
+        )
+        aggregate = f"nid-{child_index[:40]}"
+        subject = self.store.subject("directory", aggregate)
+        for _attempt in range(MAX_RETRIES):
+            commits = await self.store.load(subject)
+            version = commits[-1].seq if commits else 0
+            state = domain.replay_guardians(registry.payload(e) for c in commits for e in c.events)
+            if state is None or state.child_id != child_id:
+                raise HandlerError(404, "unknown_child", _NORWEGIAN["unknown_child"])
+            try:
+                events = domain.decide_guardians(state, command(why))
+            except domain.ConsentError as exc:
+                raise HandlerError(
+                    exc.status, exc.code, _NORWEGIAN.get(exc.code, str(exc))
+                ) from None
+            if not events:
+                return Written(child_id, version, version, body)
+            now = self.clock()
+            envelopes = [
+                self._envelope(e, subject=aggregate, tenant="region", actor=principal, now=now)
+                for e in events
+            ]
+            try:
+                seq = await self._publish(
+                    aggregate, "directory", envelopes, expected=version, key=None
+                )
+            except ConcurrencyConflict:
+                continue
+            _log.info("guardians_changed", child_id=child_id, changes=len(events))
+            return Written(child_id, seq, seq, body)
+        raise HandlerError(
+            409, "conflict", "Barnets foresatte endres av mange samtidig; prøv igjen."
         )
 
     # --- consents -----------------------------------------------------------------------
@@ -1028,4 +1180,9 @@ _NORWEGIAN = {
     "not_pending": "Samtykket venter ikke på signatur.",
     "not_in_force": "Samtykket gjelder ikke lenger.",
     "unknown_consent": "Samtykket finnes ikke.",
+    "unknown_child": "Barnet er ikke registrert.",
+    "unknown_guardian": "Personen er ikke foresatt for barnet.",
+    "already_guardian": "Personen er allerede foresatt for barnet.",
+    "too_many_guardians": "Et barn kan ha høyst 10 foresatte registrert.",
+    "child_is_guardian": "Barnet kan ikke være sin egen foresatte.",
 }

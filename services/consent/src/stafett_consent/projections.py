@@ -78,12 +78,15 @@ from stafett_shared.contracts.directory import (
     ClientRegistered,
     ClientUnregistered,
     DirectoryEvent,
+    GuardianAdded,
+    GuardianRemoved,
     LoginBound,
     LoginUnbound,
     OrganisationChanged,
     OrganisationGuideSet,
     OrganisationMeasureCatalogueSet,
     OrganisationRegistered,
+    ParentalResponsibilityChanged,
     RoleEnded,
     RoleGranted,
     Sector,
@@ -716,9 +719,53 @@ class ConsentProjection(BlockingProjection):
                 )
             case ClientRegistered() | ClientUnregistered():
                 _apply_client(conn, payload)
+            case (
+                ChildRegistered()
+                | GuardianAdded()
+                | GuardianRemoved()
+                | ParentalResponsibilityChanged()
+            ):
+                return self._apply_child(conn, payload)
+        return set()
+
+    def _apply_child(
+        self,
+        conn: Connection,
+        payload: ChildRegistered | GuardianAdded | GuardianRemoved | ParentalResponsibilityChanged,
+    ) -> set[str]:
+        """A child registered or their guardians changed: the child's cases to index again,
+        so a former guardian loses access, and a new one gains it, in this transaction."""
+        match payload:
             case ChildRegistered():
                 return self._register_child(conn, payload)
-        return set()
+            case GuardianAdded():
+                upsert_sync(
+                    conn,
+                    guardians,
+                    {
+                        "child_id": payload.child_id,
+                        "person_id": payload.guardian.person_id,
+                        "national_id_index": payload.guardian.national_id_index,
+                        "parental_responsibility": payload.guardian.parental_responsibility,
+                    },
+                )
+            case GuardianRemoved():
+                conn.execute(
+                    delete(guardians).where(
+                        guardians.c.child_id == payload.child_id,
+                        guardians.c.person_id == payload.person_id,
+                    )
+                )
+            case ParentalResponsibilityChanged():
+                conn.execute(
+                    update(guardians)
+                    .where(
+                        guardians.c.child_id == payload.child_id,
+                        guardians.c.person_id == payload.person_id,
+                    )
+                    .values(parental_responsibility=payload.parental_responsibility)
+                )
+        return self._cases_of(conn, cases.c.child_id == payload.child_id)
 
     def _register_child(self, conn: Connection, registered: ChildRegistered) -> set[str]:
         upsert_sync(

@@ -16,6 +16,11 @@ class ConsentSettings(ServiceSettings):
     youth_consent_age: int = Field(default=15, ge=12, le=18)
     health_youth_consent_age: int = Field(default=16, ge=12, le=18)
     one_guardian_enough: bool = False
+    guardian_changes: bool = True
+    """Administrators add and remove guardians and change parental responsibility over HTTP
+    (the embedded setup). Off where an adapter of the population register publishes the
+    same events: the routes then refuse (403) and the register is the only source
+    (docs/decisions/0028-guardians-change.md)."""
     expiry_check_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
     decision_max_lag_s: float = Field(default=5.0, gt=0.0, le=60.0)
     """Decisions answer 503 while the projection lags the stream longer (decisions.MAX_LAG_S)."""

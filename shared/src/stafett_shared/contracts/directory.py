@@ -3,7 +3,10 @@ units (``stafett.ev.directory.org-<org id>``), staff and their roles
 (``stafett.ev.directory.person-<person id>``), with the logins that make a staff issuer's
 subject that person, agency clients (``stafett.ev.directory.client-<name>``, the client's
 directory id), and registered children with their guardians
-(``stafett.ev.directory.nid-<blind index>``, one subject per national id)."""
+(``stafett.ev.directory.nid-<blind index>``, one subject per national id), whose guardians
+change on that subject: added, removed, or their parental responsibility changed (from the
+population register in production, by an administrator with a reason in the embedded
+setup)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ __all__ = [
     "ClientRegistered",
     "ClientUnregistered",
     "DirectoryEvent",
+    "GuardianAdded",
     "GuardianRecord",
+    "GuardianRemoved",
     "Guide",
     "LoginBound",
     "LoginUnbound",
@@ -30,6 +35,7 @@ __all__ = [
     "OrganisationGuideSet",
     "OrganisationMeasureCatalogueSet",
     "OrganisationRegistered",
+    "ParentalResponsibilityChanged",
     "RoleEnded",
     "RoleGranted",
     "Sector",
@@ -279,3 +285,43 @@ class ChildRegistered(DirectoryEvent):
     birth_date: Encrypted
     guardians: tuple[GuardianRecord, ...] = Field(max_length=10)
     registered_by: str
+
+
+class _GuardianEvent(DirectoryEvent):
+    """A change to a registered child's guardians, on the child's subject (the blind index
+    of the child's national id, as :class:`ChildRegistered`). ``reason`` is why, encrypted
+    with the child's key: an administrator's words in the embedded setup, the population
+    register's event in production. ``changed_by`` is who made the change (a person id, or
+    the adapter that reads the register)."""
+
+    subject_pattern: ClassVar[str] = "stafett.ev.directory.nid-{national_id_index:.40}"
+    child_id: str = Field(pattern=ULID_PATTERN)
+    national_id_index: str
+    reason: Encrypted
+    changed_by: str = Field(min_length=1, max_length=64)
+
+
+@registry.register
+class GuardianAdded(_GuardianEvent):
+    """A guardian now belongs to the child, with their name and national id encrypted with
+    the child's key as :class:`ChildRegistered` has them."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.guardian_added.v1"
+    guardian: GuardianRecord
+
+
+@registry.register
+class GuardianRemoved(_GuardianEvent):
+    """The person is no longer the child's guardian: they lose what being one gave them."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.guardian_removed.v1"
+    person_id: str = Field(pattern=ULID_PATTERN)
+
+
+@registry.register
+class ParentalResponsibilityChanged(_GuardianEvent):
+    """The guardian now has (or no longer has) parental responsibility for the child."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.parental_responsibility_changed.v1"
+    person_id: str = Field(pattern=ULID_PATTERN)
+    parental_responsibility: bool
