@@ -17,7 +17,12 @@ from sqlalchemy import select
 
 from stafett_case.testing import CaseHarness
 from stafett_consent.projections import cases
-from stafett_consent.testing import ConsentHarness, fresh_consent, synthetic_national_id
+from stafett_consent.testing import (
+    ConsentHarness,
+    consent_request,
+    fresh_consent,
+    synthetic_national_id,
+)
 from stafett_log.testing import LogHarness
 from stafett_shared.contracts.directory import (
     GuardianAdded,
@@ -222,3 +227,75 @@ async def test_with_the_population_register_as_source_the_routes_refuse(
             assert answer.status_code == 403, answer.text
             assert answer.json()["code"] == "guardians_from_register"
         assert await consent.store.last_seq() == before
+
+
+async def test_an_active_consent_stays_and_a_former_guardian_no_longer_acts_on_a_pending_one(
+    consent: ConsentHarness,
+) -> None:
+    child_id, (mother, father), _body = await consent.register_child(
+        12, [("Mor", True), ("Far", True)]
+    )
+    case_id, seq = await consent.open_case(child_id=child_id)
+    await consent.runtime.projector.wait_for(seq, 5)
+    await consent.add_team_member(case_id, "helse-hanne", "siljan-helsestasjon")
+    holder = consent.auth("ann-kristin-allum")
+
+    def sign(consent_id: str, grantor: str, by: str | None = None) -> Any:
+        body: dict[str, Any] = {"grantor_person_id": grantor}
+        if by is not None:
+            body |= {"method": "paper", "reference": "Skjema i arkivet"}
+        return consent.client.post(
+            f"/api/v1/consents/{consent_id}/signatures",
+            json=body,
+            headers=consent.auth(by or grantor),
+        )
+
+    given = await consent.client.post(
+        "/api/v1/consents", json=consent_request(case_id), headers=holder
+    )
+    assert given.status_code == 201, given.text
+    active_id = given.json()["id"]
+    for guardian in (mother, father):
+        assert (await sign(active_id, guardian)).status_code == 201
+    pending = await consent.client.post(
+        "/api/v1/consents", json=consent_request(case_id), headers=holder
+    )
+    assert pending.status_code == 201, pending.text
+    pending_id = pending.json()["id"]
+
+    assert (await _remove(consent, child_id, mother)).status_code == 200
+
+    # The consent both guardians gave stays in force: the team member still reads.
+    still = await consent.decide("helse-hanne", "case:read", case_id)
+    assert (still["decision"], still["consent_id"]) == ("permit", active_id)
+    before = await consent.store.last_seq()
+    # The former guardian may no longer read the case: 404, as for a consent that does not
+    # exist; staff recording a paper signature for them are told why.
+    as_former = await sign(pending_id, mother)
+    assert as_former.status_code == 404, as_former.text
+    withdrawal = await consent.client.post(
+        f"/api/v1/consents/{active_id}/withdrawals",
+        json={"grantor_person_id": mother, "reason": "Vil ikke lenger."},
+        headers=consent.auth(mother),
+    )
+    assert withdrawal.status_code == 404, withdrawal.text
+    on_paper = await sign(pending_id, mother, by="ann-kristin-allum")
+    assert on_paper.status_code == 422, on_paper.text
+    assert on_paper.json()["code"] == "not_a_grantor"
+    assert "foreldreansvar" in on_paper.json()["detail"]
+    written = [
+        e.type
+        for c in await consent.store.read(before + 1, limit=100)
+        for e in c.events
+        if not e.type.startswith("no.stafett.access.")
+    ]
+    assert written == []
+    # The guardian who keeps responsibility still signs; a new request names only them.
+    assert (await sign(pending_id, father)).status_code == 201
+    renewed = await consent.client.post(
+        "/api/v1/consents", json=consent_request(case_id), headers=holder
+    )
+    assert renewed.status_code == 201, renewed.text
+    signed = await sign(renewed.json()["id"], father)
+    assert signed.status_code == 201, signed.text
+    assert signed.json()["status"] == "active"

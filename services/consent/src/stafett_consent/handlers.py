@@ -938,6 +938,7 @@ class ConsentService:
             )
             now = self.clock()
             try:
+                await self._still_guardian(state, child_id, grantor_person_id)
                 events = self._decide(state, command, now)
             except Problem as refused:
                 if acting_for_self and refused.code == "not_a_grantor":
@@ -965,6 +966,28 @@ class ConsentService:
             status = final.status.value if final.status else "pending"
             return Written(consent_id, seq, seq, {"id": consent_id, "status": status})
         raise HandlerError(409, "conflict", "Samtykket endres av mange samtidig; prøv igjen.")
+
+    async def _still_guardian(
+        self, state: domain.ConsentState, child_id: str, grantor_person_id: str
+    ) -> None:
+        """A guardian named a grantor acts on the consent only while they hold parental
+        responsibility for the child: one removed, or who lost it, can no longer sign,
+        refuse or withdraw it (docs/decisions/0028-guardians-change.md)."""
+        as_guardian = any(
+            group.kind == "guardians" and grantor_person_id in group.members
+            for group in state.grantors
+        )
+        if not as_guardian:
+            return
+        async with self.sessions() as session:
+            responsible = await session.scalar(
+                select(guardians.c.parental_responsibility).where(
+                    guardians.c.child_id == child_id,
+                    guardians.c.person_id == grantor_person_id,
+                )
+            )
+        if responsible is not True:
+            raise HandlerError(422, "not_a_grantor", _NORWEGIAN["no_longer_guardian"])
 
     async def list_consents(
         self, principal: Principal, case_id: str, *, limit: int = 50, offset: int = 0
@@ -1185,4 +1208,6 @@ _NORWEGIAN = {
     "already_guardian": "Personen er allerede foresatt for barnet.",
     "too_many_guardians": "Et barn kan ha høyst 10 foresatte registrert.",
     "child_is_guardian": "Barnet kan ikke være sin egen foresatte.",
+    "no_longer_guardian": "Personen har ikke lenger foreldreansvar for barnet, og kan ikke "
+    "gi eller trekke samtykke på vegne av barnet.",
 }
