@@ -4,8 +4,8 @@ exactly the cases a single check permits, for persons and for clients, at severa
 A history is drawn from the events that change access: roles granted and ended, units
 changed and closed, cases opened, identified, handed over (requested, accepted, declined,
 cancelled), closed and reopened, team members added and removed, children registered with
-their guardians (again, with another parental responsibility: the directory has no event
-that changes a child's guardians), consents requested, signed, activated, refused,
+their guardians (again, with another parental responsibility), guardians added, removed
+and given or relieved of parental responsibility, consents requested, signed, activated, refused,
 withdrawn and expired, emergency grants and audit scopes. Every commit is applied as the
 projector applies a batch (``apply_sync`` per commit, one transaction). Then, at each
 moment of :data:`MOMENTS` and one drawn near the windows' edges, for every principal (staff,
@@ -101,9 +101,12 @@ from stafett_shared.contracts.consent import (
 )
 from stafett_shared.contracts.directory import (
     ChildRegistered,
+    GuardianAdded,
     GuardianRecord,
+    GuardianRemoved,
     OrganisationRegistered,
     OrgKind,
+    ParentalResponsibilityChanged,
     RoleEnded,
     RoleGranted,
     Sector,
@@ -415,6 +418,51 @@ child_registered = st.builds(
     st.sampled_from(AGES),
     st.tuples(st.booleans(), st.booleans(), st.one_of(st.none(), st.booleans())),
 )
+
+
+def _guardian_change(child: str, guardian: str, how: bool | None) -> CloudEvent:
+    """The guardian added with parental responsibility ``how``, or removed (None); a change
+    of responsibility is drawn by :data:`responsibility_changed`."""
+    common = {
+        "child_id": child,
+        "national_id_index": f"idx-{child}",
+        "reason": "x",
+        "changed_by": "admin",
+    }
+    if how is None:
+        return _event(GuardianRemoved(**common, person_id=guardian), f"child-{child}")
+    record = GuardianRecord(
+        person_id=guardian,
+        national_id="x",
+        national_id_index=f"idx-{child}-{guardian}",
+        name="x",
+        parental_responsibility=how,
+    )
+    return _event(GuardianAdded(**common, guardian=record), f"child-{child}")
+
+
+guardian_changed = st.builds(
+    _guardian_change,
+    st.sampled_from(CHILDREN),
+    st.sampled_from(GUARDIANS),
+    st.one_of(st.none(), st.booleans()),
+)
+responsibility_changed = st.builds(
+    lambda child, guardian, has: _event(
+        ParentalResponsibilityChanged(
+            child_id=child,
+            national_id_index=f"idx-{child}",
+            reason="x",
+            changed_by="admin",
+            person_id=guardian,
+            parental_responsibility=has,
+        ),
+        f"child-{child}",
+    ),
+    st.sampled_from(CHILDREN),
+    st.sampled_from(GUARDIANS),
+    st.booleans(),
+)
 consent_requested = st.builds(
     lambda case, child, orgs, sectors, unit_ids, excluded, window: Requested(
         case,
@@ -552,6 +600,8 @@ step: st.SearchStrategy[Step] = st.one_of(
     handover_requested,
     handover_answered,
     child_registered,
+    guardian_changed,
+    responsibility_changed,
     consent_requested,
     consent_requested,
     consent_answered,
@@ -567,7 +617,14 @@ commit_steps = st.one_of(
 # A mixed history, then a tail of directory and grant changes alone: a change that forgets
 # to reindex the cases it affects shows only when nothing later touches those cases.
 tail_step: st.SearchStrategy[Step] = st.one_of(
-    role_events, unit_change, child_registered, emergency, audit_scope, consent_answered
+    role_events,
+    unit_change,
+    child_registered,
+    guardian_changed,
+    responsibility_changed,
+    emergency,
+    audit_scope,
+    consent_answered,
 )
 
 
@@ -931,3 +988,41 @@ def test_closing_or_reopening_a_unit_reindexes_the_cases_of_its_staff(
     a handover waits to hand to them there, or that they hold an emergency grant on, were
     not indexed again, and the index (lists, and the check's fast path) still permitted."""
     bench.run(_unit_history(ending), every_list=True)
+
+
+def _guardian_history(change: str) -> History:
+    """A case of a child whose guardians 1 and 2 have parental responsibility; then guardian
+    1 is removed or relieved of it, or guardian 3 is added with it."""
+    child, case = CHILDREN[0], CASES[0]
+    changes = {
+        "removed": (_guardian_change(child, GUARDIANS[0], None), GUARDIANS[0]),
+        "added": (_guardian_change(child, GUARDIANS[2], True), GUARDIANS[2]),
+        "relieved": (
+            _event(
+                ParentalResponsibilityChanged(
+                    child_id=child,
+                    national_id_index=f"idx-{child}",
+                    reason="x",
+                    changed_by="admin",
+                    person_id=GUARDIANS[0],
+                    parental_responsibility=False,
+                ),
+                f"child-{child}",
+            ),
+            GUARDIANS[0],
+        ),
+    }
+    event, who = changes[change]
+    commits: list[list[Step]] = [
+        [_opened(case, "siljan-ungdomsskole", "ann", child)],
+        [_child(child, 12, (True, True, None))],
+        [event],
+    ]
+    return History(commits, NOW, [Question(who, "person", Action.LOG_READ, case, 0)])
+
+
+@pytest.mark.parametrize("change", ["removed", "relieved", "added"])
+def test_a_change_of_guardians_reindexes_the_childs_cases(bench: Bench, change: str) -> None:
+    """A guardian removed or relieved of parental responsibility is gone from the index
+    of the child's cases, and one added with it is in it, in the same transaction."""
+    bench.run(_guardian_history(change), every_list=True)

@@ -295,7 +295,7 @@ class _GuardianEvent(DirectoryEvent):
     the adapter that reads the register)."""
 
     subject_pattern: ClassVar[str] = "stafett.ev.directory.nid-{national_id_index:.40}"
-    child_id: str = Field(pattern=ULID_PATTERN)
+    child_id: str
     national_id_index: str
     reason: Encrypted
     changed_by: str = Field(min_length=1, max_length=64)
