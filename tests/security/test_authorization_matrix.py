@@ -605,6 +605,32 @@ ROUTES: dict[str, Route] = {
             "/api/v1/children", {"national_id": w.child.national_id, "name": "Ola Nordmann"}
         )
     ),
+    "consent POST /api/v1/children/{child_id}/guardians": Route(
+        lambda _s, w, _c: Request(
+            f"/api/v1/children/{w.child.id}/guardians",
+            {
+                "national_id": synthetic_national_id(datetime(1985, 3, 14, tzinfo=UTC), 250),
+                "name": "Bonusmor",
+                "parental_responsibility": True,
+                "reason": "Ny foresatt etter avtale om foreldreansvar.",
+            },
+        )
+    ),
+    "consent DELETE /api/v1/children/{child_id}/guardians/{person_id}": Route(
+        lambda _s, w, _c: Request(
+            f"/api/v1/children/{w.child.id}/guardians/{w.child.guardian_no_resp}",
+            {"reason": "Ikke lenger foresatt."},
+        )
+    ),
+    "consent POST /api/v1/children/{child_id}/guardians/{person_id}/parental-responsibility": (
+        Route(
+            lambda _s, w, _c: Request(
+                f"/api/v1/children/{w.child.id}/guardians/{w.child.guardian_no_resp}"
+                "/parental-responsibility",
+                {"parental_responsibility": True, "reason": "Felles foreldreansvar avtalt."},
+            )
+        )
+    ),
     "consent POST /api/v1/consents": Route(
         lambda _s, w, _c: Request(
             "/api/v1/consents",
