@@ -447,18 +447,22 @@ guardian_changed = st.builds(
     st.sampled_from(GUARDIANS),
     st.one_of(st.none(), st.booleans()),
 )
+
+
+def _responsibility(child: str, guardian: str, has: bool) -> CloudEvent:
+    changed = ParentalResponsibilityChanged(
+        child_id=child,
+        national_id_index=f"idx-{child}",
+        reason="x",
+        changed_by="admin",
+        person_id=guardian,
+        parental_responsibility=has,
+    )
+    return _event(changed, f"child-{child}")
+
+
 responsibility_changed = st.builds(
-    lambda child, guardian, has: _event(
-        ParentalResponsibilityChanged(
-            child_id=child,
-            national_id_index=f"idx-{child}",
-            reason="x",
-            changed_by="admin",
-            person_id=guardian,
-            parental_responsibility=has,
-        ),
-        f"child-{child}",
-    ),
+    _responsibility,
     st.sampled_from(CHILDREN),
     st.sampled_from(GUARDIANS),
     st.booleans(),
@@ -997,20 +1001,7 @@ def _guardian_history(change: str) -> History:
     changes = {
         "removed": (_guardian_change(child, GUARDIANS[0], None), GUARDIANS[0]),
         "added": (_guardian_change(child, GUARDIANS[2], True), GUARDIANS[2]),
-        "relieved": (
-            _event(
-                ParentalResponsibilityChanged(
-                    child_id=child,
-                    national_id_index=f"idx-{child}",
-                    reason="x",
-                    changed_by="admin",
-                    person_id=GUARDIANS[0],
-                    parental_responsibility=False,
-                ),
-                f"child-{child}",
-            ),
-            GUARDIANS[0],
-        ),
+        "relieved": (_responsibility(child, GUARDIANS[0], False), GUARDIANS[0]),
     }
     event, who = changes[change]
     commits: list[list[Step]] = [
