@@ -24,6 +24,7 @@ from stafett_consent.testing import (
     synthetic_national_id,
 )
 from stafett_log.testing import LogHarness
+from stafett_shared.access import MAX_PERMIT_CACHE_S
 from stafett_shared.contracts.directory import (
     GuardianAdded,
     GuardianRemoved,
@@ -35,10 +36,13 @@ from stafett_shared.testing import NatsHandle
 MISSING = "01JZZZZZZZZZZZZZZZZZZZZZZZ"
 REASON = "Endring i foreldreansvar etter dom i tingretten."
 NEW_GUARDIAN_NAME = "Kari Bonusmor"
-# The log service keeps no permit of its own here: what is shown is the consent service's
-# answer after the change. Elsewhere a service may answer from a permit it kept for at most
-# a second (MAX_PERMIT_CACHE_S), as after any other change of access.
-UNCACHED = pytest.mark.parametrize("log_service", [{"permit_cache_s": 0}], indirect=True)
+# The log service keeps its permits for the longest a service may (MAX_PERMIT_CACHE_S, one
+# second), and a change of guardians still reaches it at once: the consent service announces
+# every change of who may read before it answers (stafett.access.changed), and every service
+# forgets its cached permits.
+CACHED = pytest.mark.parametrize(
+    "log_service", [{"permit_cache_s": MAX_PERMIT_CACHE_S}], indirect=True
+)
 
 
 def _new_guardian(**fields: Any) -> dict[str, Any]:
@@ -82,7 +86,7 @@ async def _responsibility(
     )
 
 
-@UNCACHED
+@CACHED
 async def test_a_former_guardian_is_refused_at_once_and_a_new_one_reads_at_once(
     consent: ConsentHarness, case_service: CaseHarness, log_service: LogHarness
 ) -> None:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
 from stafett_shared.auth import Principal
@@ -31,6 +33,7 @@ __all__ = [
     "AccessDecision",
     "AccessRecorded",
     "AccessUnavailable",
+    "announce_access_changed",
     "record_access",
 ]
 
@@ -50,6 +53,12 @@ service takes the name from the subject: a request cannot be recorded in another
 name. The subjects without a service (CONTRACT.md) stay for an operator's tools; no
 service's user may publish on them."""
 CHECK_SUBJECT = "stafett.rpc.consent.check"
+ACCESS_CHANGED_SUBJECT = "stafett.access.changed"
+"""Core NATS (not the stream): the consent service says here, with an empty message, that
+it has indexed a change to who may read some case — a role, a team, a holder, a guardian, a
+consent. Every :class:`AccessClient` that listens forgets the permits it holds, so a
+permission taken away is not answered from a cache even for the second one may be kept.
+The message names no case and no person."""
 FILTER_SUBJECT = "stafett.rpc.consent.filter"
 
 
@@ -77,6 +86,21 @@ class AccessClient:
         self._ttl = permit_cache_s
         self._clock = clock
         self._cache: dict[tuple[str, str, str, str, str | None], tuple[float, AccessDecision]] = {}
+        self._subscription: Subscription | None = None
+
+    async def listen(self) -> None:
+        """Forget every cached permit whenever the consent service announces a change to
+        who may read (:data:`ACCESS_CHANGED_SUBJECT`). Without it a permit lives at most
+        ``permit_cache_s``."""
+        if self._subscription is None and self._ttl > 0:
+            self._subscription = await self._nc.subscribe(ACCESS_CHANGED_SUBJECT, cb=self._forget)
+
+    async def _forget(self, _msg: Msg) -> None:
+        self._cache.clear()
+
+    def forget(self) -> None:
+        """Forget every cached permit now."""
+        self._cache.clear()
 
     async def check(
         self,
@@ -90,6 +114,8 @@ class AccessClient:
         min_seq = min_seq or REQUEST_MIN_SEQ.get()
         key = (principal.kind, principal.id, action, case_id, entry_id)
         now = self._clock()
+        if self._subscription is not None and self._subscription.pending_msgs:
+            self._cache.clear()  # an announcement arrived that its callback has not seen yet
         cached = self._cache.get(key)
         if cached is not None and not min_seq and now - cached[0] < self._ttl:
             return cached[1]
@@ -141,6 +167,13 @@ class AccessClient:
             raise AccessUnavailable(exc.code) from exc
         except Exception as exc:
             raise AccessUnavailable("the consent service did not answer") from exc
+
+
+async def announce_access_changed(nc: NATS) -> None:
+    """Tell every listening :class:`AccessClient` to forget its permits, and wait until the
+    server has the message, before the change is answered."""
+    await nc.publish(ACCESS_CHANGED_SUBJECT, b"")
+    await nc.flush()
 
 
 async def record_access(

@@ -138,6 +138,11 @@ class Projection(abc.ABC):
         not given (nothing in the message is trusted); only its sequence, subject and stored
         bytes are. Nothing by default."""
 
+    async def committed(self) -> None:  # noqa: B027 - a hook; most projections need nothing here
+        """After a transaction that applied commits has committed, on the event loop: tell
+        the world what only a committed read model may tell (the consent projection's
+        "who may read has changed"). Nothing by default."""
+
 
 class BlockingProjection(Projection):
     """A projection written against a blocking connection. Given a blocking engine, the
@@ -363,6 +368,7 @@ class Projector:
         if self._blocking is not None:
             applied = await self._apply_blocking(screened)
             await self._set_position(applied)
+            await self.projection.committed()
             return applied
         async with self._sessions() as session, session.begin():
             stored = await self._locked_position(session)
@@ -391,6 +397,7 @@ class Projector:
             if applied != stored:
                 await session.execute(_MOVE_POSITION, self._moved(applied))
         await self._set_position(applied)
+        await self.projection.committed()
         return applied
 
     async def _in_thread(self, fn: Callable[[], None]) -> None:

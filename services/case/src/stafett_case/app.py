@@ -40,18 +40,20 @@ async def _start(runtime: Runtime) -> None:
     kek = runtime.settings.kek_bytes() or load_or_create_kek(
         runtime.settings.data_dir / "keys" / "kek"
     )
+    access = AccessClient(
+        runtime.nc,
+        service=runtime.spec.name,
+        timeout_s=runtime.settings.consent_timeout_s,
+        permit_cache_s=settings.permit_cache_s,
+    )
+    await access.listen()
     service = CaseService(
         store=runtime.store,
         cipher=runtime.cipher,
         index=BlindIndex(kek),
         sessions=runtime.sessions,
         projector=runtime.projector,
-        access=AccessClient(
-            runtime.nc,
-            service=runtime.spec.name,
-            timeout_s=runtime.settings.consent_timeout_s,
-            permit_cache_s=settings.permit_cache_s,
-        ),
+        access=access,
     )
     runtime.extras.update(
         case=service, idempotency=IdempotencyStore(sessionmaker(writer(runtime.engine)))

@@ -23,7 +23,7 @@ from stafett_consent.handlers import ConsentService
 from stafett_consent.policy import Action, PolicySettings
 from stafett_consent.projections import ConsentProjection
 from stafett_consent.settings import ConsentSettings
-from stafett_shared.access import CHECK_SUBJECT, FILTER_SUBJECT, SERVICES
+from stafett_shared.access import CHECK_SUBJECT, FILTER_SUBJECT, SERVICES, announce_access_changed
 from stafett_shared.crypto import (
     KEY_SUBJECT,
     BlindIndex,
@@ -137,12 +137,15 @@ async def _serve_logins(runtime: Runtime, service: ConsentService) -> list[Subsc
     return await serve_asked(runtime.nc, LOGIN_SUBJECT, login)
 
 
-async def _start(runtime: Runtime) -> None:
-    settings = runtime.service
-    assert isinstance(settings, ConsentSettings)
-    kek = runtime.settings.kek_bytes() or load_or_create_kek(
-        runtime.settings.data_dir / "keys" / "kek"
-    )
+def _announce_access_changes(runtime: Runtime) -> None:
+    """The projection tells the other services' access clients when who may read has
+    changed, so none answers from a permit it cached before."""
+    projection = runtime.projector.projection
+    assert isinstance(projection, ConsentProjection)
+    projection.announce = functools.partial(announce_access_changed, runtime.nc)
+
+
+async def _decision_point(runtime: Runtime, settings: ConsentSettings) -> DecisionPoint:
     read_models = runtime.engine.url.render_as_string(hide_password=False)
     records_at = records_url(read_models)
     records = create_sync_engine(records_at)
@@ -159,6 +162,17 @@ async def _start(runtime: Runtime) -> None:
         max_lag_s=settings.decision_max_lag_s,
     )
     decisions.start()
+    return decisions
+
+
+async def _start(runtime: Runtime) -> None:
+    settings = runtime.service
+    assert isinstance(settings, ConsentSettings)
+    _announce_access_changes(runtime)
+    kek = runtime.settings.kek_bytes() or load_or_create_kek(
+        runtime.settings.data_dir / "keys" / "kek"
+    )
+    decisions = await _decision_point(runtime, settings)
     service = ConsentService(
         store=runtime.store,
         cipher=runtime.cipher,

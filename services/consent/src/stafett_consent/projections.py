@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -109,7 +109,10 @@ from stafett_shared.db import UtcDateTime, as_utc, upsert_sync
 from stafett_shared.envelope import CloudEvent
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.facts import apply_role, apply_team_change, case_status, placement
+from stafett_shared.logging import get_logger
 from stafett_shared.projector import BlockingProjection
+
+_log = get_logger("stafett.consent.projections")
 
 metadata = MetaData()
 
@@ -586,6 +589,9 @@ class ConsentProjection(BlockingProjection):
         self.cipher = cipher
         self.settings = settings or PolicySettings()
         self._births: dict[tuple[str, str], date | None] = {}
+        self.announce: Callable[[], Awaitable[None]] | None = None
+        """Set by the service: tells the other services that who may read has changed."""
+        self._reindexed = False
 
     async def prepare(self, commits: Sequence[StoredCommit]) -> None:
         """Decrypt the birth dates the commits register (the key bucket is over NATS), before
@@ -619,6 +625,22 @@ class ConsentProjection(BlockingProjection):
             touched |= self._apply_event(conn, event, commit.seq)
         for case_id in sorted(touched):
             reindex_case(conn, case_id, commit.seq, self.settings)
+        if touched:
+            self._reindexed = True
+
+    async def committed(self) -> None:
+        """Once a batch that indexed a case again has committed, every service forgets the
+        permits it cached (:data:`~stafett_shared.access.ACCESS_CHANGED_SUBJECT`): a guardian
+        removed, a role ended or a consent withdrawn is refused at the very next read. A
+        failed announcement is not the projection's failure: the caches then end within
+        their second."""
+        if not self._reindexed or self.announce is None:
+            return
+        self._reindexed = False
+        try:
+            await self.announce()
+        except Exception as exc:  # noqa: BLE001 - NATS down: the caches still expire
+            _log.warning("access_changed_not_announced", error_type=type(exc).__name__)
 
     def _cases_of(self, conn: Connection, *conditions: Any) -> set[str]:
         return set(conn.scalars(select(cases.c.case_id).where(or_(*conditions))).all())

@@ -28,6 +28,13 @@ def _projection(_cipher: FieldCipher, _settings: ServiceSettings) -> LogProjecti
 async def _start(runtime: Runtime) -> None:
     settings = runtime.service
     assert isinstance(settings, LogSettings)
+    access = AccessClient(
+        runtime.nc,
+        service=runtime.spec.name,
+        timeout_s=runtime.settings.consent_timeout_s,
+        permit_cache_s=settings.permit_cache_s,
+    )
+    await access.listen()
     service = LogService(
         store=runtime.store,
         cipher=runtime.cipher,
@@ -35,12 +42,7 @@ async def _start(runtime: Runtime) -> None:
         projector=runtime.projector,
         blocking=runtime.blocking_engine,
         on_loop=runtime.loop_engine,
-        access=AccessClient(
-            runtime.nc,
-            service=runtime.spec.name,
-            timeout_s=runtime.settings.consent_timeout_s,
-            permit_cache_s=settings.permit_cache_s,
-        ),
+        access=access,
     )
     if settings.signing_key_file is not None:
         key = load_signing_key(settings.signing_key_file)

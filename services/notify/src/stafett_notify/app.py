@@ -104,6 +104,7 @@ async def _start(runtime: Runtime) -> None:
         timeout_s=runtime.settings.consent_timeout_s,
         permit_cache_s=settings.permit_cache_s,
     )
+    await projection.access.listen()
     projection.link_base = settings.link_base.rstrip("/")
     delivery = deliverer(runtime)
     await delivery.ensure_streams()
