@@ -864,7 +864,13 @@ class ConsentProjection(BlockingProjection):
                     .values(status=payload.consent_status, version=seq)
                 )
                 return {payload.case_id}
-            case EmergencyAccessGranted():
+            case EmergencyAccessGranted() | EmergencyAccessApproved():
+                if isinstance(payload, EmergencyAccessApproved):
+                    conn.execute(
+                        update(emergency_requests)
+                        .where(emergency_requests.c.grant_id == payload.grant_id)
+                        .values(status="approved")
+                    )
                 upsert_sync(
                     conn,
                     emergency_grants,
@@ -889,24 +895,6 @@ class ConsentProjection(BlockingProjection):
                         "status": "pending",
                     },
                 )
-            case EmergencyAccessApproved():
-                conn.execute(
-                    update(emergency_requests)
-                    .where(emergency_requests.c.grant_id == payload.grant_id)
-                    .values(status="approved")
-                )
-                upsert_sync(
-                    conn,
-                    emergency_grants,
-                    {
-                        "grant_id": payload.grant_id,
-                        "case_id": payload.case_id,
-                        "person_id": payload.person_id,
-                        "valid_from": as_utc(payload.valid_from),
-                        "valid_until": as_utc(payload.valid_until),
-                    },
-                )
-                return {payload.case_id}
             case AuditScopeGranted():
                 return self._grant_audit_scope(conn, payload)
         return set()
