@@ -8,13 +8,12 @@ case and one the caller has no relation to get the same 404
 from __future__ import annotations
 
 import asyncio
-import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from stafett_consent.testing import REGION, ConsentHarness
+from stafett_consent.testing import ConsentHarness, region_with_porsgrunn
 from stafett_notify.testing import NotifyHarness
 from stafett_shared.contracts.consent import (
     EmergencyAccessGranted,
@@ -102,29 +101,12 @@ async def _publish(
 
 async def _with_porsgrunn(consent: ConsentHarness) -> None:
     """The test region with a school in Porsgrunn kommune and a teacher there."""
-    region = copy.deepcopy(REGION)
-    region["organisations"].append(
-        {
-            "id": "3806",
-            "name": "Porsgrunn kommune",
-            "kind": "municipality",
-            "units": [
-                {
-                    "id": "porsgrunn-ungdomsskole",
-                    "name": "Porsgrunn ungdomsskole",
-                    "sector": "school",
-                }
-            ],
-        }
-    )
-    region["staff"].append(
-        {
-            "id": OTHER_SCHOOL_TEACHER,
-            "name": "Petter Porsgrunn",
-            "roles": [{"unit_id": "porsgrunn-ungdomsskole", "role": "teacher"}],
-        }
-    )
-    loaded = await consent.load_region(region)
+    teacher = {
+        "id": OTHER_SCHOOL_TEACHER,
+        "name": "Petter Porsgrunn",
+        "roles": [{"unit_id": "porsgrunn-ungdomsskole", "role": "teacher"}],
+    }
+    loaded = await consent.load_region(region_with_porsgrunn(teacher))
     assert loaded.status_code == 200, loaded.text
     await consent.runtime.projector.wait_for(loaded.json()["seq"], 10)
 

@@ -4,6 +4,7 @@ database, with development tokens and helpers that publish the case facts it lea
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +82,28 @@ REGION: dict[str, Any] = {
         },
     ],
 }
+
+
+def region_with_porsgrunn(*staff: dict[str, Any]) -> dict[str, Any]:
+    """The test region with Porsgrunn kommune (3806) and its lower secondary school, and the
+    staff members ``staff`` besides the region's own."""
+    region = copy.deepcopy(REGION)
+    region["organisations"].append(
+        {
+            "id": "3806",
+            "name": "Porsgrunn kommune",
+            "kind": "municipality",
+            "units": [
+                {
+                    "id": "porsgrunn-ungdomsskole",
+                    "name": "Porsgrunn ungdomsskole",
+                    "sector": "school",
+                }
+            ],
+        }
+    )
+    region["staff"] += list(staff)
+    return region
 
 
 def synthetic_national_id(born: datetime, individual: int = 123) -> str:
