@@ -68,37 +68,6 @@ async def _written(consent: ConsentHarness, before: int) -> list[EventData]:
     ]
 
 
-async def _past_grant(
-    consent: ConsentHarness, person: str, case_id: str, *, days_ago: float
-) -> str:
-    """A grant to ``person`` on the case that began ``days_ago`` days ago (and has ended)."""
-    start = datetime.now(UTC) - timedelta(days=days_ago)
-    grant_id = new_id()
-    granted = EmergencyAccessGranted(
-        grant_id=grant_id,
-        case_id=case_id,
-        person_id=person,
-        reason="enc:v1:test",
-        valid_from=start,
-        valid_until=start + timedelta(hours=24),
-        notify_person_ids=(),
-    )
-    await _publish(consent, granted, grant_id, person, start)
-    return grant_id
-
-
-async def _publish(
-    consent: ConsentHarness, payload: EventData, grant_id: str, actor: str, at: datetime
-) -> None:
-    event = registry.envelope(
-        payload, subject=grant_id, source="stafett/consent", tenant="4010", actor=actor, time=at
-    )
-    result = await consent.store.append(
-        consent.store.subject("consent", grant_id), [event], expected_version=0
-    )
-    await consent.runtime.projector.wait_for(result.seq, 10)
-
-
 async def _with_porsgrunn(consent: ConsentHarness) -> None:
     """The test region with a school in Porsgrunn kommune and a teacher there."""
     teacher = {
@@ -197,7 +166,7 @@ async def test_a_repeat_within_30_days_waits_for_a_leader_of_the_cases_unit(
     consent: ConsentHarness,
 ) -> None:
     case_id, _seq = await consent.open_case()
-    previous = await _past_grant(consent, NURSE, case_id, days_ago=3)
+    previous = await consent.past_emergency_grant(NURSE, case_id, days_ago=3)
     before = await consent.store.last_seq()
     asked = await _emergency(consent, NURSE, case_id)
     assert asked.status_code == 201, asked.text
@@ -234,7 +203,7 @@ async def test_a_repeat_within_30_days_waits_for_a_leader_of_the_cases_unit(
 
 async def test_a_grant_more_than_30_days_ago_is_no_repeat(consent: ConsentHarness) -> None:
     case_id, _seq = await consent.open_case()
-    await _past_grant(consent, NURSE, case_id, days_ago=31)
+    await consent.past_emergency_grant(NURSE, case_id, days_ago=31)
     granted = await _emergency(consent, NURSE, case_id)
     assert granted.status_code == 201, granted.text
     assert granted.json()["status"] == "active"
@@ -244,7 +213,7 @@ async def test_a_request_no_leader_approved_within_a_day_can_no_longer_be_approv
     consent: ConsentHarness,
 ) -> None:
     case_id, _seq = await consent.open_case()
-    previous = await _past_grant(consent, NURSE, case_id, days_ago=5)
+    previous = await consent.past_emergency_grant(NURSE, case_id, days_ago=5)
     at = datetime.now(UTC) - timedelta(hours=25)
     grant_id = new_id()
     asked = EmergencyAccessRequested(
@@ -257,7 +226,7 @@ async def test_a_request_no_leader_approved_within_a_day_can_no_longer_be_approv
         previous_grant_id=previous,
         notify_person_ids=(LEADER,),
     )
-    await _publish(consent, asked, grant_id, NURSE, at)
+    await consent.publish_consent_event(asked, grant_id, actor=NURSE, at=at)
     lapsed = await _approve(consent, LEADER, grant_id)
     assert (lapsed.status_code, lapsed.json()["code"]) == (409, "request_lapsed")
     # It no longer stands in the way: a new request waits for approval in its place.
@@ -304,7 +273,7 @@ async def test_the_holder_the_leader_and_the_guardians_are_told_nothing_confiden
     inboxes = await _told(notify, told)
 
     # A repeat by the child welfare worker waits: the leader is asked, nobody else is told.
-    await _past_grant(consent, "bv-berit", case_id, days_ago=2)
+    await consent.past_emergency_grant("bv-berit", case_id, days_ago=2)
     asked = await _emergency(consent, "bv-berit", case_id, ground="acute_child_welfare")
     assert asked.json()["status"] == "pending", asked.text
     await _told(notify, {LEADER: {"emergency_access", "emergency_access_requested"}})

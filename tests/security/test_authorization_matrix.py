@@ -38,8 +38,6 @@ from stafett_case.testing import CaseHarness
 from stafett_consent.testing import ConsentHarness, region_with_porsgrunn, synthetic_national_id
 from stafett_log.testing import LogHarness
 from stafett_notify.testing import NotifyHarness
-from stafett_shared.contracts.consent import EmergencyAccessGranted
-from stafett_shared.envelope import registry
 from stafett_shared.ids import new_id
 
 pytestmark = pytest.mark.slow
@@ -306,28 +304,7 @@ class Stack:
     async def _waiting_emergency(self, world: World) -> str:
         """The colleague had emergency access three days ago and asks again: the request
         waits for a leader of the owning unit."""
-        start = datetime.now(UTC) - timedelta(days=3)
-        grant_id = new_id()
-        earlier = EmergencyAccessGranted(
-            grant_id=grant_id,
-            case_id=world.case_id,
-            person_id=EXTRA,
-            reason="enc:v1:test",
-            valid_from=start,
-            valid_until=start + timedelta(hours=24),
-            notify_person_ids=(),
-        )
-        event = registry.envelope(
-            earlier,
-            subject=grant_id,
-            source="stafett/consent",
-            tenant="4010",
-            actor=EXTRA,
-            time=start,
-        )
-        await self.consent.store.append(
-            self.consent.store.subject("consent", grant_id), [event], expected_version=0
-        )
+        await self.consent.past_emergency_grant(EXTRA, world.case_id, days_ago=3)
         await self.settle()
         asked = await self.consent.client.post(
             "/api/v1/emergency-access",
