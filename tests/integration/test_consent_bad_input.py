@@ -717,7 +717,7 @@ async def test_emergency_access_needs_a_real_reason_and_staff(consent: ConsentHa
         consent,
         consent.client.post(
             "/api/v1/emergency-access",
-            json={"case_id": case_id, "reason": "Haster!"},
+            json={"case_id": case_id, "ground": "missing_child", "reason": "Haster!"},
             headers=consent.auth("bv-berit"),
         ),
         422,
@@ -725,29 +725,41 @@ async def test_emergency_access_needs_a_real_reason_and_staff(consent: ConsentHa
         secrets=("Haster!",),
     )
     reason = "Hemmelig akutt bekymring fra mor."
-    for outsider in (guardians[0], "ukjent-person"):
-        body = await _refused(
-            consent,
-            consent.client.post(
-                "/api/v1/emergency-access",
-                json={"case_id": case_id, "reason": reason},
-                headers=consent.auth(outsider),
-            ),
-            404,
-            "not_found",
-            secrets=(reason,),
-        )
-        missing = await _refused(
-            consent,
-            consent.client.post(
-                "/api/v1/emergency-access",
-                json={"case_id": new_id(), "reason": reason},
-                headers=consent.auth(outsider),
-            ),
-            404,
-            "not_found",
-        )
-        assert body == missing
+    # Someone with no relation to the case: the same answer as for a case that does not
+    # exist. (The denial on the case is a decision record; no grant is written.)
+    before = await consent.store.last_seq()
+    hidden = await consent.client.post(
+        "/api/v1/emergency-access",
+        json={"case_id": case_id, "ground": "missing_child", "reason": reason},
+        headers=consent.auth("ukjent-person"),
+    )
+    assert hidden.status_code == 404, hidden.text
+    assert reason not in hidden.text
+    written = await consent.events_since(before)
+    assert {e.type for e in written} <= {"no.stafett.access.decision_recorded.v1"}
+    missing = await _refused(
+        consent,
+        consent.client.post(
+            "/api/v1/emergency-access",
+            json={"case_id": new_id(), "ground": "missing_child", "reason": reason},
+            headers=consent.auth("ukjent-person"),
+        ),
+        404,
+        "not_found",
+        secrets=(reason,),
+    )
+    assert hidden.json() == missing
+    # A guardian may read the case: 403 (decision 0025), and nothing is granted.
+    before = await consent.store.last_seq()
+    guardian = await consent.client.post(
+        "/api/v1/emergency-access",
+        json={"case_id": case_id, "ground": "missing_child", "reason": reason},
+        headers=consent.auth(guardians[0]),
+    )
+    assert (guardian.status_code, guardian.json()["code"]) == (403, "forbidden")
+    assert reason not in guardian.text
+    written = await consent.events_since(before)
+    assert {e.type for e in written} <= {"no.stafett.access.decision_recorded.v1"}
 
 
 async def test_an_audit_scope_must_be_granted_by_an_administrator_for_a_future_and_named_scope(
@@ -795,7 +807,10 @@ async def test_a_malformed_idempotency_key_is_a_bad_request_before_anything_is_w
     routes: list[tuple[str, dict[str, Any]]] = [
         ("/api/v1/consents", _consent_body(case_id)),
         ("/api/v1/children", _child_body(child)),
-        ("/api/v1/emergency-access", {"case_id": case_id, "reason": "Akutt bekymring i kveld."}),
+        (
+            "/api/v1/emergency-access",
+            {"case_id": case_id, "ground": "missing_child", "reason": "Akutt bekymring i kveld."},
+        ),
     ]
     for key in ("short", "has spaces in it", "x" * 129, "semi;colon-key", "key/with/slash"):
         for path, body in routes:

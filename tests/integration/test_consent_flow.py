@@ -306,7 +306,11 @@ async def test_emergency_access_lasts_a_day_and_names_leader_and_holder(
     ] == "deny"
     granted = await consent.client.post(
         "/api/v1/emergency-access",
-        json={"case_id": case_id, "reason": "Akutt bekymring meldt på kveldstid."},
+        json={
+            "case_id": case_id,
+            "ground": "danger_to_life_or_health",
+            "reason": "Akutt bekymring meldt på kveldstid.",
+        },
         headers=consent.auth("bv-berit"),
     )
     assert granted.status_code == 201, granted.text

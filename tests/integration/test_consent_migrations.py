@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -13,6 +14,7 @@ from stafett_consent.projections import (
     access_index,
     client_key,
     clients,
+    emergency_requests,
     login_key,
     logins,
     organisations,
@@ -151,5 +153,32 @@ async def test_revision_0010_adds_the_clients_and_keeps_the_read_models(database
                 clients.c.registration == client_key(issuer, "c" * 255, "889640782")
             )
             assert await conn.scalar(found) == "client-" + "a" * 57
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0012_adds_the_emergency_requests_and_keeps_the_read_models(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await _upgraded_keeping_the_read_models(engine, "0010", "0012")
+        at = datetime(2026, 12, 16, 9, 30, tzinfo=UTC)
+        async with engine.begin() as conn:
+            await conn.execute(
+                emergency_requests.insert().values(
+                    grant_id="G" * 26,
+                    case_id="C" * 26,
+                    person_id="p" * 64,
+                    requested_at=at,
+                    status="pending",
+                )
+            )
+            waiting = select(emergency_requests.c.requested_at).where(
+                emergency_requests.c.person_id == "p" * 64,
+                emergency_requests.c.case_id == "C" * 26,
+                emergency_requests.c.status == "pending",
+            )
+            assert await conn.scalar(waiting) == at
     finally:
         await engine.dispose()

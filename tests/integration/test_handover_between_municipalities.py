@@ -6,14 +6,13 @@ holder in Porsgrunn reads the case with its measures, and Siljan's school no lon
 from __future__ import annotations
 
 import asyncio
-import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from stafett_case.testing import CaseHarness
-from stafett_consent.testing import REGION, ConsentHarness, consent_request
+from stafett_consent.testing import ConsentHarness, consent_request, region_with_porsgrunn
 
 HOLDER = "ann-kristin-allum"
 RECEIVER = "porsgrunn-petter"  # a teacher at Porsgrunn ungdomsskole, Porsgrunn kommune
@@ -21,29 +20,13 @@ PORSGRUNN = "3806"
 
 
 def _region() -> dict[str, Any]:
-    region = copy.deepcopy(REGION)
-    region["organisations"].append(
-        {
-            "id": PORSGRUNN,
-            "name": "Porsgrunn kommune",
-            "kind": "municipality",
-            "units": [
-                {
-                    "id": "porsgrunn-ungdomsskole",
-                    "name": "Porsgrunn ungdomsskole",
-                    "sector": "school",
-                }
-            ],
-        }
-    )
-    region["staff"].append(
+    return region_with_porsgrunn(
         {
             "id": RECEIVER,
             "name": "Petter Porsgrunn",
             "roles": [{"unit_id": "porsgrunn-ungdomsskole", "role": "teacher"}],
         }
     )
-    return region
 
 
 async def _handover(case: CaseHarness, case_id: str) -> httpx.Response:

@@ -19,7 +19,6 @@ to the answer for a case id that does not exist.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 import uuid
@@ -36,7 +35,7 @@ import pytest
 import yaml
 
 from stafett_case.testing import CaseHarness
-from stafett_consent.testing import REGION, ConsentHarness, synthetic_national_id
+from stafett_consent.testing import ConsentHarness, region_with_porsgrunn, synthetic_national_id
 from stafett_log.testing import LogHarness
 from stafett_notify.testing import NotifyHarness
 from stafett_shared.ids import new_id
@@ -80,22 +79,7 @@ IGNORED_HEADERS = frozenset({"date", "server"})  # differ by time, not by the ca
 
 def _region() -> dict[str, Any]:
     """The test region with a second municipality, a colleague and an auditor."""
-    region = copy.deepcopy(REGION)
-    region["organisations"].append(
-        {
-            "id": "3806",
-            "name": "Porsgrunn kommune",
-            "kind": "municipality",
-            "units": [
-                {
-                    "id": "porsgrunn-ungdomsskole",
-                    "name": "Porsgrunn ungdomsskole",
-                    "sector": "school",
-                }
-            ],
-        }
-    )
-    region["staff"] += [
+    return region_with_porsgrunn(
         {
             "id": OTHER_MUNICIPALITY,
             "name": "Petter Porsgrunn",
@@ -111,8 +95,7 @@ def _region() -> dict[str, Any]:
             "name": "Randi Revisor",
             "roles": [{"unit_id": "siljan-barnevern", "role": "coordinator"}],
         },
-    ]
-    return region
+    )
 
 
 # --- the world -----------------------------------------------------------------------------------
@@ -138,6 +121,7 @@ class World:
     entry_id: str = ""
     consent_id: str = ""  # active (signed by every grantor)
     pending_consent_id: str = ""  # requested, not signed
+    emergency_id: str = ""  # a colleague's repeat emergency request, waiting for approval
 
 
 @dataclass
@@ -288,6 +272,8 @@ class Stack:
         if variant == "closed":
             body = {"reason": "resolved", "note": "Løst."}
             await self.ok("case", "POST", f"{case}/close", "holder", json=body)
+        if variant == "full":
+            world.emergency_id = await self._waiting_emergency(world)
         await self.settle()
         view = await self.call("case", "GET", case, "holder")
         world.case_version = int(view.headers["ETag"].strip('"'))
@@ -314,6 +300,20 @@ class Stack:
                 )
         consent_id: str = asked["id"]
         return consent_id
+
+    async def _waiting_emergency(self, world: World) -> str:
+        """The colleague had emergency access three days ago and asks again: the request
+        waits for a leader of the owning unit."""
+        await self.consent.past_emergency_grant(EXTRA, world.case_id, days_ago=3)
+        await self.settle()
+        asked = await self.consent.client.post(
+            "/api/v1/emergency-access",
+            json={"case_id": world.case_id, "ground": "missing_child", "reason": "Savnet igjen."},
+            headers=self.consent.auth(EXTRA),
+        )
+        assert asked.status_code == 201 and asked.json()["status"] == "pending", asked.text
+        emergency_id: str = asked.json()["id"]
+        return emergency_id
 
     async def base(self, caller: str, variant: str) -> World:
         key = "B" if caller == "child_under_15" else "A"
@@ -684,8 +684,16 @@ ROUTES: dict[str, Route] = {
     "consent POST /api/v1/emergency-access": Route(
         lambda _s, w, _c: Request(
             "/api/v1/emergency-access",
-            {"case_id": w.case_id, "reason": "Akutt fare, holder er ikke tilgjengelig."},
+            {
+                "case_id": w.case_id,
+                "ground": "danger_to_life_or_health",
+                "reason": "Akutt fare, holder er ikke tilgjengelig.",
+            },
         ),
+        fresh=True,
+    ),
+    "consent POST /api/v1/emergency-access/{grant_id}/approval": Route(
+        lambda _s, w, _c: Request(f"/api/v1/emergency-access/{w.emergency_id}/approval"),
         fresh=True,
     ),
     "consent POST /api/v1/audit-scopes": Route(

@@ -95,7 +95,10 @@ from stafett_shared.contracts.consent import (
     ConsentScope,
     ConsentSigned,
     ConsentWithdrawn,
+    EmergencyAccessApproved,
     EmergencyAccessGranted,
+    EmergencyAccessRequested,
+    EmergencyGround,
     Evidence,
     EvidenceMethod,
 )
@@ -549,6 +552,46 @@ def _emergency(grant_id: str, case: str, person: str, start: datetime, length: i
     return _event(granted, grant_id)
 
 
+def _emergency_asked(grant_id: str, case: str, person: str, start: datetime) -> CloudEvent:
+    """A repeat waiting for a leader (no grant: nothing in the index changes)."""
+    asked = EmergencyAccessRequested(
+        grant_id=grant_id,
+        case_id=case,
+        person_id=person,
+        ground=EmergencyGround.MISSING_CHILD,
+        reason="x",
+        requested_at=start,
+        previous_grant_id="01JEMERG000000000000000000",
+        notify_person_ids=(),
+    )
+    return _event(asked, grant_id)
+
+
+def _emergency_approved(grant_id: str, case: str, person: str, start: datetime) -> CloudEvent:
+    """A waiting request approved: a grant of 24 hours from ``start``."""
+    approved = EmergencyAccessApproved(
+        grant_id=grant_id,
+        case_id=case,
+        person_id=person,
+        approved_by="ann",
+        valid_from=start,
+        valid_until=start + timedelta(hours=24),
+        notify_person_ids=(),
+    )
+    return _event(approved, grant_id)
+
+
+emergency_waiting = st.builds(
+    lambda n, case, person, start, approved: (
+        _emergency_approved if approved else _emergency_asked
+    )(f"01JEMREQ{n:018d}", case, person, start),
+    # Few ids: an approval often meets the request it answers.
+    st.integers(0, 2),
+    st.sampled_from(CASES),
+    st.sampled_from(STAFF),
+    times,
+    st.booleans(),
+)
 emergency = st.builds(
     lambda n, case, person, start, length: _emergency(
         f"01JEMERG{n:018d}", case, person, start, length
@@ -612,6 +655,7 @@ step: st.SearchStrategy[Step] = st.one_of(
     consent_answered,
     consent_answered,
     emergency,
+    emergency_waiting,
     audit_scope,
 )
 # Mostly one event a commit, sometimes a few (a command that records several at once).
@@ -627,6 +671,7 @@ tail_step: st.SearchStrategy[Step] = st.one_of(
     guardian_changed,
     responsibility_changed,
     emergency,
+    emergency_waiting,
     audit_scope,
     consent_answered,
 )

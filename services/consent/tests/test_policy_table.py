@@ -61,6 +61,7 @@ HEALTH = "siljan-helsestasjon"
 CHILD_WELFARE = "siljan-barnevern"
 PPT = "siljan-ppt"
 VGS = "porsgrunn-vgs"
+OTHER_SCHOOL = "porsgrunn-ungdomsskole"
 
 UNITS: dict[str, tuple[str, Sector]] = {
     SCHOOL: (SILJAN, Sector.SCHOOL),
@@ -68,6 +69,7 @@ UNITS: dict[str, tuple[str, Sector]] = {
     CHILD_WELFARE: (SILJAN, Sector.CHILD_WELFARE),
     PPT: (SILJAN, Sector.PPT),
     VGS: (COUNTY, Sector.UPPER_SECONDARY),
+    OTHER_SCHOOL: (OTHER_MUNICIPALITY, Sector.SCHOOL),
 }
 
 CASE_ID = "case-1"
@@ -123,6 +125,8 @@ PEOPLE: dict[str, PrincipalFacts] = {
     "cw-worker": staff("cw-worker", CHILD_WELFARE, StaffRole.CHILD_WELFARE_WORKER),
     # the county
     "county-teacher": staff("county-teacher", VGS, StaffRole.TEACHER),
+    # a school of another municipality: the case's sector, not its organisation
+    "other-school-teacher": staff("other-school-teacher", OTHER_SCHOOL, StaffRole.TEACHER),
     # asked to take over the baton; not on the team
     "receiver": staff("receiver", VGS, StaffRole.TEACHER),
     "receiver-moved-on": staff("receiver-moved-on", PPT, StaffRole.PP_ADVISER),
@@ -191,6 +195,7 @@ MAIN_CASE = CaseFacts(
     unit_id=SCHOOL,
     holder_id="holder",
     team=TEAM,
+    sector=Sector.SCHOOL,
     child_id=CHILD_ID,
     child_birth_date=date(2011, 5, 2),  # 15 at NOW
 )
@@ -202,6 +207,7 @@ CASES: dict[str, CaseFacts | None] = {
     "turns-15-today": replace(MAIN_CASE, child_birth_date=date(2011, 11, 23)),
     "turns-15-tomorrow": replace(MAIN_CASE, child_birth_date=date(2011, 11, 24)),
     "no-birth-date": replace(MAIN_CASE, child_birth_date=None),
+    "unit-sector-unknown": replace(MAIN_CASE, sector=None),
     # the holder asked the receiver at the county school to take over; no answer yet
     "handover-pending": replace(
         MAIN_CASE, pending_handover=PendingHandover("h-1", "receiver", VGS)
@@ -359,6 +365,7 @@ W = Action.CASE_WRITE
 MANAGE = Action.CASE_MANAGE
 REPORT = Action.CASE_REPORT
 LOG_R = Action.LOG_READ
+EMERGENCY = Action.CASE_EMERGENCY
 APPEND = Action.LOG_APPEND
 RESTRICT = Action.LOG_RESTRICT
 CONSENT = Action.CONSENT_MANAGE
@@ -1250,6 +1257,51 @@ ROWS: list[Row] = [
         who="emergency-overlong",
         action=R,
         then=deny("basis_not_in_force"),
+    ),
+    # --- asking for emergency access: related to the case's organisation or sector --------
+    Row(
+        what="staff-of-the-cases-municipality-may-ask-for-emergency-access",
+        who="nurse",
+        action=EMERGENCY,
+        then=permit("related_staff"),
+    ),
+    Row(
+        what="staff-of-the-cases-sector-in-another-municipality-may-ask-for-emergency-access",
+        who="other-school-teacher",
+        action=EMERGENCY,
+        then=permit("related_staff"),
+    ),
+    Row(
+        what="staff-of-another-organisation-and-sector-may-not-ask-for-emergency-access",
+        who="receiver",
+        action=EMERGENCY,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="sector-relation-needs-the-owning-units-sector",
+        who="other-school-teacher",
+        case="unit-sector-unknown",
+        action=EMERGENCY,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="guardian-may-not-ask-for-emergency-access",
+        who="guardian",
+        action=EMERGENCY,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="emergency-access-to-an-unknown-case-is-denied",
+        who="nurse",
+        case="unknown",
+        action=EMERGENCY,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="client-named-nurse-may-not-ask-for-emergency-access",
+        who="client-named-nurse",
+        action=EMERGENCY,
+        then=deny("no_basis"),
     ),
     # --- the receiver of a pending handover: its header, nothing more ---------------------
     Row(

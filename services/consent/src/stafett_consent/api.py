@@ -23,7 +23,7 @@ from stafett_consent.policy import Action
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.contracts.access import AccessDecision
 from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN
-from stafett_shared.contracts.consent import EvidenceMethod
+from stafett_shared.contracts.consent import EmergencyGround, EvidenceMethod
 from stafett_shared.contracts.directory import OrgKind, Sector, StaffRole
 from stafett_shared.contracts.log import Category
 from stafett_shared.idempotency import (
@@ -163,6 +163,10 @@ class FilterIn(_In):
 
 class EmergencyIn(_In):
     case_id: str = Field(pattern=ULID)
+    ground: EmergencyGround = Field(
+        description="Why, from a fixed list: danger_to_life_or_health, acute_child_welfare, "
+        "missing_child, suspected_violence_or_abuse."
+    )
     reason: str = Field(min_length=10, max_length=2000)
 
 
@@ -659,8 +663,8 @@ async def get_decision_records(
 @router.post(
     "/emergency-access",
     status_code=201,
-    summary="Nødtilgang i 24 timer",
-    responses=answers(404),  # a case the caller may not see
+    summary="Nødtilgang i 24 timer (en ny innen 30 dager venter på lederens godkjenning)",
+    responses=answers(403, 404, 409),  # 404: a case the caller has no relation to
 )
 async def post_emergency_access(
     *,
@@ -670,10 +674,41 @@ async def post_emergency_access(
     service: ServiceDep,
     store: IdempotencyDep,
     idempotency_key: IdempotencyKey = None,
+    min_seq: MinSeq = None,
 ) -> JSONResponse:
     async def write() -> StoredAnswer:
         written = await service.grant_emergency_access(
-            principal, case_id=body.case_id, reason=body.reason, idempotency_key=idempotency_key
+            principal,
+            case_id=body.case_id,
+            ground=body.ground,
+            reason=body.reason,
+            min_seq=min_seq,
+        )
+        return _written(201, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
+@router.post(
+    "/emergency-access/{grant_id}/approval",
+    status_code=201,
+    summary="Godkjenn en nødtilgang som venter (leder ved enheten som eier saken)",
+    responses=answers(403, 404, 409),
+)
+async def post_emergency_approval(
+    *,
+    request: Request,
+    grant_id: str,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    _check_ulid(grant_id)
+
+    async def write() -> StoredAnswer:
+        written = await service.approve_emergency_access(
+            principal, grant_id, idempotency_key=idempotency_key
         )
         return _written(201, written)
 

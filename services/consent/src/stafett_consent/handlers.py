@@ -13,18 +13,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stafett_consent import domain
 from stafett_consent.decisions import DecisionPoint
-from stafett_consent.policy import EMERGENCY_DURATION, Action
+from stafett_consent.policy import (
+    EMERGENCY_DURATION,
+    EMERGENCY_REPEAT_WINDOW,
+    EMERGENCY_REQUEST_LAPSES,
+    Action,
+)
 from stafett_consent.projections import (
     cases,
     children,
     client_key,
     clients,
     consents,
+    emergency_grants,
+    emergency_requests,
     guardians,
     login_key,
     logins,
@@ -39,7 +46,10 @@ from stafett_shared.canonical import canonical_json
 from stafett_shared.contracts.consent import (
     AuditScopeGranted,
     ConsentScope,
+    EmergencyAccessApproved,
     EmergencyAccessGranted,
+    EmergencyAccessRequested,
+    EmergencyGround,
     Evidence,
     EvidenceMethod,
 )
@@ -219,7 +229,7 @@ class ConsentService:
         return seq
 
     async def _publish_new(
-        self, aggregate_id: str, events: Sequence[CloudEvent], key: ClientKey | None
+        self, aggregate_id: str, events: Sequence[CloudEvent], key: str | ClientKey | None
     ) -> tuple[str, int, Sequence[CloudEvent]]:
         """Append the first commit of a consent aggregate whose id the command made, and
         apply it. Answers its id, sequence and events: for a repeated request (same caller
@@ -1084,49 +1094,218 @@ class ConsentService:
     # --- emergency access and audit scopes -------------------------------------------------
 
     async def grant_emergency_access(
-        self, principal: Principal, *, case_id: str, reason: str, idempotency_key: ClientKey | None
+        self,
+        principal: Principal,
+        *,
+        case_id: str,
+        ground: EmergencyGround,
+        reason: str,
+        min_seq: int | None = None,
     ) -> Written:
-        if principal.kind != "person" or not await self._is_staff(principal.id):
-            raise _forbidden()
+        """Emergency access (DOMAIN.md, docs/decisions/0027): staff related to the case's
+        organisation or its unit's sector, with a ground from the fixed list and a written
+        reason, read the case for 24 hours; one grant at a time per person and case; a
+        repeat within 30 days of the last grant waits for a leader of the case's unit. The
+        holder, the leaders and the guardians are told."""
+        # Decided before anything is looked up: unknown and unrelated are the same 404.
+        await self._require(principal, Action.CASE_EMERGENCY, case_id, min_seq)
+        now = self.clock()
         async with self.sessions() as session:
             case = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
             if case is None:
                 raise _forbidden()
-            leaders = (
-                await session.scalars(
-                    select(roles.c.person_id).where(
-                        roles.c.unit_id == case.unit_id,
-                        roles.c.role == StaffRole.LEADER.value,
-                    )
-                )
-            ).all()
-        now = self.clock()
-        grant_id = new_id()
-        event = EmergencyAccessGranted(
-            grant_id=grant_id,
-            case_id=case_id,
-            person_id=principal.id,
-            reason=await self.cipher.encrypt(
-                case.child_id or case_id, reason, aggregate=grant_id, context="reason"
+            facts = await self._emergency_facts(session, principal.id, case, now)
+        if facts.active:
+            raise HandlerError(
+                409, "emergency_access_active", "Du har allerede nødtilgang til saken."
             )
-            if case.child_id
-            else await self.cipher.encrypt(case_id, reason, aggregate=grant_id, context="reason"),
-            valid_from=now,
-            valid_until=now + EMERGENCY_DURATION,
-            notify_person_ids=tuple(sorted({*leaders, case.holder_id})),
+        if facts.pending:
+            raise HandlerError(
+                409,
+                "emergency_access_pending",
+                "Du har allerede bedt om nødtilgang til saken, og den venter på godkjenning.",
+            )
+        reader = await self.decisions.check(
+            principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
         )
+        if reader.permitted:
+            raise HandlerError(409, "access_exists", "Du har allerede tilgang til å lese saken.")
+        if facts.previous is not None and not facts.leaders - {principal.id}:
+            raise HandlerError(
+                409,
+                "no_approver",
+                "Ny nødtilgang innen 30 dager må godkjennes av en leder ved enheten som eier "
+                "saken, og enheten har ingen leder.",
+            )
+        grant_id = new_id()
+        encrypted = await self.cipher.encrypt(
+            case.child_id or case_id, reason, aggregate=grant_id, context="reason"
+        )
+        event: EventData
+        if facts.previous is None:
+            event = EmergencyAccessGranted(
+                grant_id=grant_id,
+                case_id=case_id,
+                person_id=principal.id,
+                reason=encrypted,
+                valid_from=now,
+                valid_until=now + EMERGENCY_DURATION,
+                notify_person_ids=tuple(
+                    p for p in facts.told(case.holder_id, besides=frozenset()) if p != principal.id
+                ),
+                ground=ground,
+            )
+        else:
+            event = EmergencyAccessRequested(
+                grant_id=grant_id,
+                case_id=case_id,
+                person_id=principal.id,
+                ground=ground,
+                reason=encrypted,
+                requested_at=now,
+                previous_grant_id=facts.previous,
+                notify_person_ids=tuple(sorted(facts.leaders - {principal.id})),
+            )
         envelope = self._envelope(
             event, subject=grant_id, tenant=case.org_id, actor=principal, now=now
         )
-        grant_id, seq, stored = await self._publish_new(grant_id, [envelope], idempotency_key)
-        granted = registry.payload(stored[0])
-        valid_until = getattr(granted, "valid_until", event.valid_until)
-        return Written(
-            grant_id,
-            seq,
-            seq,
-            {"id": grant_id, "case_id": case_id, "valid_until": valid_until.isoformat()},
+        # One grant or request per person, case and place in their history: two requests
+        # sent at once are one message on the stream, and both get its answer. (A client's
+        # Idempotency-Key is answered by the route, before this.)
+        pair = hashlib.sha256(f"{principal.id}\n{case_id}".encode()).hexdigest()[:32]
+        key = f"emergency-{pair}-{facts.earlier}"
+        grant_id, seq, stored = await self._publish_new(grant_id, [envelope], key)
+        return Written(grant_id, seq, seq, _emergency_body(registry.payload(stored[0])))
+
+    async def _emergency_facts(
+        self, session: AsyncSession, person_id: str, case: Any, now: datetime
+    ) -> _EmergencyFacts:
+        mine = (
+            emergency_grants.c.person_id == person_id,
+            emergency_grants.c.case_id == case.case_id,
         )
+        asked = (
+            emergency_requests.c.person_id == person_id,
+            emergency_requests.c.case_id == case.case_id,
+        )
+        active = await session.scalar(
+            select(emergency_grants.c.grant_id)
+            .where(
+                *mine, emergency_grants.c.valid_from <= now, emergency_grants.c.valid_until > now
+            )
+            .limit(1)
+        )
+        pending = await session.scalar(
+            select(emergency_requests.c.grant_id)
+            .where(
+                *asked,
+                emergency_requests.c.status == "pending",
+                emergency_requests.c.requested_at > now - EMERGENCY_REQUEST_LAPSES,
+            )
+            .limit(1)
+        )
+        previous = await session.scalar(
+            select(emergency_grants.c.grant_id)
+            .where(*mine, emergency_grants.c.valid_from > now - EMERGENCY_REPEAT_WINDOW)
+            .order_by(emergency_grants.c.valid_from.desc())
+            .limit(1)
+        )
+        earlier = (
+            await session.scalar(select(func.count()).select_from(emergency_grants).where(*mine))
+            or 0
+        ) + (
+            await session.scalar(select(func.count()).select_from(emergency_requests).where(*asked))
+            or 0
+        )
+        leaders = (
+            await session.scalars(
+                select(roles.c.person_id).where(
+                    roles.c.unit_id == case.unit_id, roles.c.role == StaffRole.LEADER.value
+                )
+            )
+        ).all()
+        family: Sequence[str] = ()
+        if case.child_id is not None:
+            family = (
+                await session.scalars(
+                    select(guardians.c.person_id).where(
+                        guardians.c.child_id == case.child_id,
+                        guardians.c.parental_responsibility.is_(True),
+                    )
+                )
+            ).all()
+        return _EmergencyFacts(
+            active=active is not None,
+            pending=pending is not None,
+            previous=previous,
+            earlier=earlier,
+            leaders=frozenset(leaders),
+            guardians=frozenset(family),
+        )
+
+    async def approve_emergency_access(
+        self, principal: Principal, grant_id: str, *, idempotency_key: ClientKey | None
+    ) -> Written:
+        """A leader of the case's unit approves a waiting request: the grant holds for 24
+        hours from now. The requester, the holder, the other leaders and the guardians are
+        told."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(emergency_requests, cases.c.org_id, cases.c.unit_id, cases.c.holder_id)
+                    .add_columns(cases.c.child_id)
+                    .join(cases, cases.c.case_id == emergency_requests.c.case_id)
+                    .where(emergency_requests.c.grant_id == grant_id)
+                )
+            ).first()
+        if row is None:
+            raise _forbidden()
+        await self._require(principal, Action.CASE_MANAGE, row.case_id)
+        now = self.clock()
+        async with self.sessions() as session:
+            facts = await self._emergency_facts(session, row.person_id, row, now)
+        if principal.id not in facts.leaders or principal.id == row.person_id:
+            raise HandlerError(
+                403,
+                "not_unit_leader",
+                "Bare en leder ved enheten som eier saken kan godkjenne nødtilgang.",
+            )
+        subject = self.store.subject("consent", grant_id)
+        commits = await self.store.load(subject)
+        payloads = [registry.payload(e) for c in commits for e in c.events]
+        version = commits[-1].seq if commits else 0
+        requested = next((p for p in payloads if isinstance(p, EmergencyAccessRequested)), None)
+        if requested is None or any(isinstance(p, EmergencyAccessApproved) for p in payloads):
+            raise HandlerError(409, "not_pending", "Forespørselen venter ikke på godkjenning.")
+        if now - requested.requested_at >= EMERGENCY_REQUEST_LAPSES:
+            raise HandlerError(
+                409,
+                "request_lapsed",
+                "Forespørselen er eldre enn et døgn og kan ikke godkjennes; "
+                "be om nødtilgang på nytt.",
+            )
+        told = facts.told(row.holder_id, besides=frozenset({row.person_id}))
+        event = EmergencyAccessApproved(
+            grant_id=grant_id,
+            case_id=row.case_id,
+            person_id=row.person_id,
+            approved_by=principal.id,
+            valid_from=now,
+            valid_until=now + EMERGENCY_DURATION,
+            notify_person_ids=tuple(p for p in told if p != principal.id),
+        )
+        envelope = self._envelope(
+            event, subject=grant_id, tenant=row.org_id, actor=principal, now=now
+        )
+        try:
+            seq = await self._publish(
+                grant_id, "consent", [envelope], expected=version, key=idempotency_key
+            )
+        except ConcurrencyConflict:
+            raise HandlerError(
+                409, "not_pending", "Forespørselen venter ikke på godkjenning."
+            ) from None
+        return Written(grant_id, seq, seq, _emergency_body(event, requested.ground))
 
     async def grant_audit_scope(
         self,
@@ -1172,6 +1351,46 @@ class ConsentService:
         )
         scope_id, seq, _stored = await self._publish_new(scope_id, [envelope], idempotency_key)
         return Written(scope_id, seq, seq, {"id": scope_id})
+
+
+@dataclass(frozen=True, slots=True)
+class _EmergencyFacts:
+    """What an emergency request is decided on, for one person and case."""
+
+    active: bool  # a grant holds now
+    pending: bool  # a request waits for approval (and has not lapsed)
+    previous: str | None  # a grant that began within the last 30 days
+    earlier: int  # grants and requests so far
+    leaders: frozenset[str]  # of the case's unit
+    guardians: frozenset[str]  # with parental responsibility
+
+    def told(self, holder_id: str, *, besides: frozenset[str]) -> tuple[str, ...]:
+        """Who is told of a grant: the holder, the unit's leaders and the guardians, and
+        ``besides`` (the requester of an approved grant), except the one who acted."""
+        return tuple(sorted({holder_id, *self.leaders, *self.guardians, *besides}))
+
+
+def _emergency_body(event: EventData, ground: EmergencyGround | None = None) -> dict[str, Any]:
+    """The answer to a grant, a request or an approval (``ground``: the request's)."""
+    if isinstance(event, EmergencyAccessRequested):
+        return {
+            "id": event.grant_id,
+            "case_id": event.case_id,
+            "status": "pending",
+            "ground": event.ground.value,
+            "valid_until": None,
+        }
+    if not isinstance(event, EmergencyAccessGranted | EmergencyAccessApproved):
+        raise HandlerError(503, "unavailable", "Svaret kunne ikke leses; prøv igjen.")
+    if isinstance(event, EmergencyAccessGranted):
+        ground = event.ground
+    return {
+        "id": event.grant_id,
+        "case_id": event.case_id,
+        "status": "active",
+        "ground": ground.value if ground is not None else None,
+        "valid_until": event.valid_until.isoformat(),
+    }
 
 
 def _guide(stored: Any) -> Guide:

@@ -26,9 +26,13 @@ from zoneinfo import ZoneInfo
 from stafett_shared.contracts.directory import Sector, StaffRole
 from stafett_shared.contracts.log import Category
 
-POLICY_VERSION = "2026-12-05.1"
+POLICY_VERSION = "2026-12-16.1"
 OSLO = ZoneInfo("Europe/Oslo")
 EMERGENCY_DURATION = timedelta(hours=24)
+EMERGENCY_REPEAT_WINDOW = timedelta(days=30)
+"""A grant asked for within this long of an earlier one's start waits for a leader."""
+EMERGENCY_REQUEST_LAPSES = timedelta(hours=24)
+"""A waiting request no leader approved within this long can no longer be approved."""
 
 
 class Action(StrEnum):
@@ -37,6 +41,7 @@ class Action(StrEnum):
     CASE_MANAGE = "case:manage"  # level, team, handover, close
     CASE_REPORT = "case:report"  # report of concern to child welfare (opplysningsplikt)
     CASE_HANDOVER = "case:handover"  # the header of a pending handover, for its receiver
+    CASE_EMERGENCY = "case:emergency"  # ask for emergency access (read for 24 hours)
     LOG_READ = "log:read"
     LOG_APPEND = "log:append"
     LOG_RESTRICT = "log:restrict"
@@ -47,7 +52,9 @@ class Action(StrEnum):
 READ = frozenset({Action.CASE_READ, Action.LOG_READ})
 WRITE = frozenset({Action.CASE_WRITE, Action.LOG_APPEND})
 ENTRY_ACTIONS = frozenset({Action.LOG_READ})
-INDEXED_ACTIONS = frozenset(Action) - {Action.CASE_REPORT}
+# Reporting and asking for emergency access relate staff through their sector, far beyond
+# anyone the index lists for a case: decided one case at a time.
+INDEXED_ACTIONS = frozenset(Action) - {Action.CASE_REPORT, Action.CASE_EMERGENCY}
 
 # An entry's category is readable in the sector it belongs to (helsepersonelloven § 21,
 # barnevernsloven § 13-1): a health entry by health staff, a child-welfare entry by
@@ -148,6 +155,7 @@ class CaseFacts:
     unit_id: str
     holder_id: str
     team: Mapping[str, TeamMember] = field(default_factory=dict)
+    sector: Sector | None = None  # the owning unit's
     child_id: str | None = None
     child_birth_date: date | None = None
     consents: tuple[ConsentFacts, ...] = ()
@@ -295,6 +303,15 @@ def _addressee(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Wind
     return _ALWAYS if ok else []
 
 
+def _related(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    """Staff with a role in the case's organisation, or in a unit of the owning unit's
+    sector anywhere in the region (health staff to a health station's case)."""
+    ok = any(
+        r.org_id == c.org_id or (c.sector is not None and r.sector == c.sector) for r in p.roles
+    )
+    return _ALWAYS if ok else []
+
+
 def _staff(p: PrincipalFacts, _c: CaseFacts, _s: PolicySettings) -> list[Window]:
     return _ALWAYS if p.kind == "person" and p.roles else []
 
@@ -388,6 +405,13 @@ RULES: tuple[Rule, ...] = (
         _addressee,
         "staff",
         "the receiver of a pending handover sees its header, nothing more, until answering",
+    ),
+    Rule(
+        "related_staff",
+        frozenset({Action.CASE_EMERGENCY}),
+        _related,
+        "staff",
+        "staff of the case's organisation or of its unit's sector may ask for emergency access",
     ),
     Rule(
         "duty_to_report",

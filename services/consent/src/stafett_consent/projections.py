@@ -71,7 +71,9 @@ from stafett_shared.contracts.consent import (
     ConsentRequested,
     ConsentSigned,
     ConsentWithdrawn,
+    EmergencyAccessApproved,
     EmergencyAccessGranted,
+    EmergencyAccessRequested,
 )
 from stafett_shared.contracts.directory import (
     ChildRegistered,
@@ -257,6 +259,18 @@ emergency_grants = Table(
     Column("valid_from", UtcDateTime(), nullable=False),
     Column("valid_until", UtcDateTime(), nullable=False),
 )
+emergency_requests = Table(
+    "emergency_requests",
+    metadata,
+    Column("grant_id", String(26), primary_key=True),
+    Column("case_id", String(26), nullable=False),
+    Column("person_id", String(64), nullable=False),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | approved
+    Index("ix_emergency_requests_person_case", "person_id", "case_id"),
+)
+"""Emergency grants that wait for a leader's approval (a repeat within 30 days), and
+whether they were approved; an approved one is in ``emergency_grants`` from then on."""
 audit_scopes = Table(
     "audit_scopes",
     metadata,
@@ -298,7 +312,11 @@ def client_key(issuer: str, client_id: str, consumer_org: str) -> str:
 # --- loading facts ---------------------------------------------------------------------------
 
 # Statements built once: building one anew for every decision costs more than running it.
-_CASE = select(cases).where(cases.c.case_id == bindparam("case_id"))
+_CASE = (
+    select(cases, units.c.sector)
+    .select_from(cases.outerjoin(units, units.c.unit_id == cases.c.unit_id))
+    .where(cases.c.case_id == bindparam("case_id"))
+)
 _TEAM = (
     select(team.c.person_id, team.c.unit_id, team.c.access, units.c.org_id, units.c.sector)
     .join(units, units.c.unit_id == team.c.unit_id)
@@ -341,6 +359,7 @@ def load_case_facts(conn: Connection, case_id: str) -> CaseFacts | None:
         org_id=row.org_id,
         unit_id=row.unit_id,
         holder_id=row.holder_id,
+        sector=Sector(row.sector) if row.sector else None,
         child_id=row.child_id,
         child_birth_date=birth,
         status="closed" if row.status == "closed" else "open",
@@ -914,7 +933,13 @@ class ConsentProjection(BlockingProjection):
                     .values(status=payload.consent_status, version=seq)
                 )
                 return {payload.case_id}
-            case EmergencyAccessGranted():
+            case EmergencyAccessGranted() | EmergencyAccessApproved():
+                if isinstance(payload, EmergencyAccessApproved):
+                    conn.execute(
+                        update(emergency_requests)
+                        .where(emergency_requests.c.grant_id == payload.grant_id)
+                        .values(status="approved")
+                    )
                 upsert_sync(
                     conn,
                     emergency_grants,
@@ -927,6 +952,18 @@ class ConsentProjection(BlockingProjection):
                     },
                 )
                 return {payload.case_id}
+            case EmergencyAccessRequested():
+                upsert_sync(
+                    conn,
+                    emergency_requests,
+                    {
+                        "grant_id": payload.grant_id,
+                        "case_id": payload.case_id,
+                        "person_id": payload.person_id,
+                        "requested_at": as_utc(payload.requested_at),
+                        "status": "pending",
+                    },
+                )
             case AuditScopeGranted():
                 return self._grant_audit_scope(conn, payload)
         return set()

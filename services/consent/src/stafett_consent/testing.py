@@ -4,6 +4,7 @@ database, with development tokens and helpers that publish the case facts it lea
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +18,8 @@ import yaml
 from stafett_consent.app import SPEC
 from stafett_consent.settings import ConsentSettings
 from stafett_shared.auth import DevIssuer
-from stafett_shared.envelope import CloudEvent
+from stafett_shared.contracts.consent import EmergencyAccessGranted
+from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.service import Runtime, create_app
@@ -81,6 +83,28 @@ REGION: dict[str, Any] = {
         },
     ],
 }
+
+
+def region_with_porsgrunn(*staff: dict[str, Any]) -> dict[str, Any]:
+    """The test region with Porsgrunn kommune (3806) and its lower secondary school, and the
+    staff members ``staff`` besides the region's own."""
+    region = copy.deepcopy(REGION)
+    region["organisations"].append(
+        {
+            "id": "3806",
+            "name": "Porsgrunn kommune",
+            "kind": "municipality",
+            "units": [
+                {
+                    "id": "porsgrunn-ungdomsskole",
+                    "name": "Porsgrunn ungdomsskole",
+                    "sector": "school",
+                }
+            ],
+        }
+    )
+    region["staff"] += list(staff)
+    return region
 
 
 def synthetic_national_id(born: datetime, individual: int = 123) -> str:
@@ -177,6 +201,42 @@ class ConsentHarness:
         )
         return result.seq
 
+    async def publish_consent_event(
+        self, payload: EventData, aggregate: str, *, actor: str, at: datetime
+    ) -> int:
+        """Publish ``payload`` as the consent service would, as the first commit of
+        ``aggregate``, at ``at``, and wait until the read models have it."""
+        event = registry.envelope(
+            payload,
+            subject=aggregate,
+            source="stafett/consent",
+            tenant="4010",
+            actor=actor,
+            time=at,
+        )
+        result = await self.store.append(
+            self.store.subject("consent", aggregate), [event], expected_version=0
+        )
+        await self.runtime.projector.wait_for(result.seq, 10)
+        return result.seq
+
+    async def past_emergency_grant(self, person: str, case_id: str, *, days_ago: float) -> str:
+        """An emergency grant to ``person`` on the case that began ``days_ago`` days ago (and
+        ended a day later): what makes a new request a repeat. Answers its id."""
+        start = datetime.now(UTC) - _days(days_ago)
+        grant_id = new_id()
+        granted = EmergencyAccessGranted(
+            grant_id=grant_id,
+            case_id=case_id,
+            person_id=person,
+            reason="enc:v1:test",
+            valid_from=start,
+            valid_until=start + _days(1),
+            notify_person_ids=(),
+        )
+        await self.publish_consent_event(granted, grant_id, actor=person, at=start)
+        return grant_id
+
     async def open_case(
         self,
         *,
@@ -255,7 +315,7 @@ class ConsentHarness:
         return [e for c in await self.store.read(seq + 1, limit=10_000) for e in c.events]
 
 
-def _days(n: int) -> Any:
+def _days(n: float) -> Any:
     from datetime import timedelta
 
     return timedelta(days=n)

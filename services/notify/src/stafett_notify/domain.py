@@ -22,7 +22,12 @@ from stafett_shared.contracts.case import (
     HandoverRequested,
     LevelChanged,
 )
-from stafett_shared.contracts.consent import ConsentWithdrawn, EmergencyAccessGranted
+from stafett_shared.contracts.consent import (
+    ConsentWithdrawn,
+    EmergencyAccessApproved,
+    EmergencyAccessGranted,
+    EmergencyAccessRequested,
+)
 from stafett_shared.contracts.log import EntryAppended, EntryCorrected
 from stafett_shared.envelope import EventData
 
@@ -39,6 +44,8 @@ TITLES: Mapping[str, str] = {
     "consent_withdrawn": "Et samtykke er trukket tilbake",
     "consent_expiring": "Et samtykke utløper om mindre enn 30 dager",
     "emergency_access": "Noen har tatt nødtilgang til en sak",
+    "emergency_access_requested": "Noen ber om nødtilgang til en sak og trenger din godkjenning",
+    "emergency_access_approved": "En nødtilgang til en sak er godkjent",
     "deadline_level0_unresolved": "En bekymring på nivå 0 er ikke avklart innen fristen",
     "deadline_measure_evaluation_soon": "Et tiltak skal evalueres snart",
     "deadline_measure_evaluation_due": "Et tiltak skulle vært evaluert",
@@ -88,6 +95,8 @@ NoticeEvent = (
     | LevelChanged
     | ConsentWithdrawn
     | EmergencyAccessGranted
+    | EmergencyAccessRequested
+    | EmergencyAccessApproved
     | DeadlineDue
 )
 """The payloads that may call for a notice."""
@@ -101,6 +110,8 @@ NOTICE_EVENTS: tuple[type[NoticeEvent], ...] = (
     LevelChanged,
     ConsentWithdrawn,
     EmergencyAccessGranted,
+    EmergencyAccessRequested,
+    EmergencyAccessApproved,
     DeadlineDue,
 )
 """The payload classes of :data:`NoticeEvent`: for any other, :func:`drafts` is empty and the
@@ -142,6 +153,12 @@ def drafts(event: EventView, case: CaseFacts | None) -> list[Draft]:
             return [Draft("consent_withdrawn", case_id, frozenset({case.holder_id}), consent_id)]
         case EmergencyAccessGranted(case_id=case_id, grant_id=grant_id, notify_person_ids=named):
             return [Draft("emergency_access", case_id, frozenset(named), grant_id)]
+        case EmergencyAccessRequested(case_id=case_id, grant_id=grant_id, notify_person_ids=named):
+            # The leaders who may approve it; the holder and the guardians hear of the grant
+            # when it is approved.
+            return [Draft("emergency_access_requested", case_id, frozenset(named), grant_id)]
+        case EmergencyAccessApproved(case_id=case_id, grant_id=grant_id, notify_person_ids=named):
+            return [Draft("emergency_access_approved", case_id, frozenset(named), grant_id)]
         case DeadlineDue(case_id=case_id, kind=kind, due_on=due_on, notify_person_ids=named):
             people = frozenset(named)
             if not people and case is not None:

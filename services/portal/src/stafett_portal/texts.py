@@ -115,6 +115,7 @@ BASES = {
     "auditor": "du fører tilsyn",
     "handover_addressee": "du er bedt om å overta stafetten",
     "duty_to_report": "opplysningsplikten til barnevernet",
+    "related_staff": "du arbeider i sakens kommune eller virksomhet, eller i samme sektor",
 }
 
 # Why someone could read, as the readers' list says it about them: "leste saken som …".
@@ -129,6 +130,7 @@ READ_BASES = {
     "auditor": "som tilsyn",
     "handover_addressee": "fordi de er bedt om å overta stafetten",
     "duty_to_report": "etter opplysningsplikten til barnevernet",
+    "related_staff": "som ansatt i sakens kommune eller virksomhet, eller i samme sektor",
 }
 
 READ_WHAT = {

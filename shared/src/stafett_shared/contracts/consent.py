@@ -33,7 +33,10 @@ __all__ = [
     "ConsentSigned",
     "ConsentStatus",
     "ConsentWithdrawn",
+    "EmergencyAccessApproved",
     "EmergencyAccessGranted",
+    "EmergencyAccessRequested",
+    "EmergencyGround",
     "Evidence",
     "EvidenceMethod",
     "GrantorGroup",
@@ -77,6 +80,15 @@ class ConsentScope(BaseModel):
             if not re.fullmatch(POLICY_ID_PATTERN, unit_id):
                 raise ValueError("En enhets-id har ikke riktig form.")
         return tuple(dict.fromkeys(value))
+
+
+class EmergencyGround(StrEnum):
+    """Why emergency access is needed: a fixed list (the free-text reason says more)."""
+
+    DANGER_TO_LIFE_OR_HEALTH = "danger_to_life_or_health"
+    ACUTE_CHILD_WELFARE = "acute_child_welfare"
+    MISSING_CHILD = "missing_child"
+    SUSPECTED_VIOLENCE_OR_ABUSE = "suspected_violence_or_abuse"
 
 
 class Evidence(BaseModel):
@@ -181,6 +193,41 @@ class EmergencyAccessGranted(ConsentEvent):
     case_id: str
     person_id: str
     reason: Encrypted
+    valid_from: datetime
+    valid_until: datetime
+    notify_person_ids: tuple[str, ...]
+    ground: EmergencyGround | None = None
+    """None in grants made before grounds were asked for."""
+
+
+@registry.register
+class EmergencyAccessRequested(ConsentEvent):
+    """A repeat within 30 days of an earlier grant to the same person on the same case: the
+    grant waits for the approval of a leader of the case's unit (``notify_person_ids``)."""
+
+    event_type: ClassVar[str] = "no.stafett.consent.emergency_access_requested.v1"
+    subject_pattern: ClassVar[str] = "stafett.ev.consent.{grant_id}"
+    grant_id: str
+    case_id: str
+    person_id: str
+    ground: EmergencyGround
+    reason: Encrypted
+    requested_at: datetime
+    previous_grant_id: str
+    notify_person_ids: tuple[str, ...]
+
+
+@registry.register
+class EmergencyAccessApproved(ConsentEvent):
+    """A leader of the case's unit approved a waiting request: the grant holds from
+    ``valid_from`` to ``valid_until`` (24 hours)."""
+
+    event_type: ClassVar[str] = "no.stafett.consent.emergency_access_approved.v1"
+    subject_pattern: ClassVar[str] = "stafett.ev.consent.{grant_id}"
+    grant_id: str
+    case_id: str
+    person_id: str
+    approved_by: str
     valid_from: datetime
     valid_until: datetime
     notify_person_ids: tuple[str, ...]
