@@ -650,6 +650,11 @@ async def report_to_child_welfare(
     )
 
 
+def _page(page: tuple[list[dict[str, Any]], str | None]) -> JSONResponse:
+    items, next_cursor = page
+    return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
+
+
 Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(pattern=ULID)]
 ReportId = Annotated[str, Path(pattern=ULID)]
@@ -667,8 +672,7 @@ async def list_case_reports(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> JSONResponse:
-    items, next_cursor = await service.case_reports(principal, case_id, limit=limit, cursor=cursor)
-    return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
+    return _page(await service.case_reports(principal, case_id, limit=limit, cursor=cursor))
 
 
 @router.get(
@@ -683,10 +687,9 @@ async def list_child_welfare_reports(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> JSONResponse:
-    items, next_cursor = await service.child_welfare_inbox(
-        principal, status=status, limit=limit, cursor=cursor
+    return _page(
+        await service.child_welfare_inbox(principal, status=status, limit=limit, cursor=cursor)
     )
-    return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
 @router.get(

@@ -827,19 +827,7 @@ class CaseService:
             (case.child_id or row.case_id, row.case_id), row.text, "report", aggregate=row.case_id
         )
         if intake:
-            body["child"] = (
-                {
-                    "id": child.child_id,
-                    "name": await self._decrypt(
-                        child.child_id, child.name, "name", aggregate=child.child_id
-                    ),
-                    "national_id": await self._decrypt(
-                        child.child_id, child.national_id, "national_id", aggregate=child.child_id
-                    ),
-                }
-                if child is not None
-                else None
-            )
+            body["child"] = await self._child(child) if child is not None else None
             body["received_by"] = row.received_by
         return body
 
@@ -1028,15 +1016,7 @@ class CaseService:
             "status": row.status,
             "holder": {"person_id": row.holder_id, "unit_id": row.holder_unit_id},
             "child": (
-                {
-                    "id": child.child_id,
-                    "name": await self._decrypt(
-                        child.child_id, child.name, "name", aggregate=child.child_id
-                    ),
-                    "national_id": await self._decrypt(
-                        child.child_id, child.national_id, "national_id", aggregate=child.child_id
-                    ),
-                }
+                await self._child(child)
                 if child is not None
                 else {
                     "pseudonym": await self._decrypt(
@@ -1114,6 +1094,18 @@ class CaseService:
             ],
             "holder_since": max(accepted, default=None) or as_utc(row.opened_at),
             "version": row.version,
+        }
+
+    async def _child(self, child: Any) -> dict[str, Any]:
+        """The child's identity as the reader sees it (a shredded name or id is None)."""
+        return {
+            "id": child.child_id,
+            "name": await self._decrypt(
+                child.child_id, child.name, "name", aggregate=child.child_id
+            ),
+            "national_id": await self._decrypt(
+                child.child_id, child.national_id, "national_id", aggregate=child.child_id
+            ),
         }
 
     async def _record_read(
