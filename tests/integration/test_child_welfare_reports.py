@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -247,6 +248,31 @@ async def test_a_report_from_siljan_reaches_skiens_service_which_reads_and_ackno
     )
     assert who_read.status_code == 200, who_read.text
     assert [item["what"] for item in who_read.json()["items"]] == ["case"]
+    # An auditor of the municipality sees them.
+    scope = await consent.client.post(
+        "/api/v1/audit-scopes",
+        json={
+            "auditor_person_id": "statsforvalter-siri",
+            "org_id": "4010",
+            "until": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            "reason": "Tilsyn med kommunens oppfølging",
+        },
+        headers=consent.auth("admin"),
+    )
+    assert scope.status_code == 201, scope.text
+    audited = await log.client.get(
+        f"/api/v1/logs/{case_id}/access",
+        headers={
+            **log.auth("statsforvalter-siri"),
+            "Stafett-Min-Seq": scope.headers["Stafett-Seq"],
+        },
+    )
+    assert audited.status_code == 200, audited.text
+    assert sorted((i["reader_id"], i["what"]) for i in audited.json()["items"]) == [
+        (REPORTER, "case"),
+        (REPORTER, "report"),
+        (SKIEN_INTAKE, "report"),
+    ]
 
 
 async def test_a_report_from_porsgrunn_reaches_porsgrunns_own_service(
