@@ -162,7 +162,7 @@ async def test_revision_0012_adds_the_emergency_requests_and_keeps_the_read_mode
 ) -> None:
     engine = create_engine(database_url)
     try:
-        await _upgraded_keeping_the_read_models(engine, "0010", "0012")
+        await _upgraded_keeping_the_read_models(engine, "0011", "0012")
         at = datetime(2026, 12, 16, 9, 30, tzinfo=UTC)
         async with engine.begin() as conn:
             await conn.execute(

@@ -120,6 +120,7 @@ class World:
     measure_id: str = ""
     entry_id: str = ""
     consent_id: str = ""  # active (signed by every grantor)
+    report_id: str = ""  # a report of concern the holder sent to Siljan's child welfare
     pending_consent_id: str = ""  # requested, not signed
     emergency_id: str = ""  # a colleague's repeat emergency request, waiting for approval
 
@@ -265,6 +266,10 @@ class Stack:
                 )
             )["id"]
         if variant == "full":
+            body = {"text": "Bekymringsmelding etter opplysningsplikten."}
+            world.report_id = (
+                await self.ok("case", "POST", f"{case}/child-welfare-reports", "holder", json=body)
+            )["id"]
             body = {"to_person_id": OTHER_UNIT, "to_unit_id": "siljan-helsestasjon", "note": "Ny."}
             world.handover_id = (
                 await self.ok("case", "POST", f"{case}/handovers", "holder", json=body)
@@ -421,7 +426,8 @@ class Route:
     build: Build
     variant: str = "full"
     fresh: bool = False  # a permitted caller gets a world of its own
-    lists: str | None = None  # "case" or "handover": 200+ / 200- by whether it is listed
+    # "case", "handover" or "report": 200+ / 200- by whether it is listed
+    lists: str | None = None
 
 
 def _later(days: int = 30) -> str:
@@ -542,6 +548,19 @@ ROUTES: dict[str, Route] = {
             lambda _w: {"text": "Bekymringsmelding etter opplysningsplikten."},
             if_match=False,
         )
+    ),
+    "case GET /api/v1/cases/{case_id}/child-welfare-reports": Route(
+        lambda _s, w, _c: Request(_case("/child-welfare-reports?limit=500")(w)), lists="report"
+    ),
+    "case GET /api/v1/child-welfare-reports": Route(
+        _plain("/api/v1/child-welfare-reports?limit=500"), lists="report"
+    ),
+    "case GET /api/v1/child-welfare-reports/{report_id}": Route(
+        lambda _s, w, _c: Request(f"/api/v1/child-welfare-reports/{w.report_id}")
+    ),
+    "case POST /api/v1/child-welfare-reports/{report_id}/receipt": Route(
+        lambda _s, w, _c: Request(f"/api/v1/child-welfare-reports/{w.report_id}/receipt"),
+        fresh=True,
     ),
     "case GET /api/v1/indicators": Route(
         lambda _s, _w, _c: Request(
@@ -740,6 +759,8 @@ CASE_SCOPED = (
     "case GET /api/v1/cases/{case_id}",
     "case POST /api/v1/cases/{case_id}",
     "case DELETE /api/v1/cases/{case_id}",
+    "case GET /api/v1/child-welfare-reports/",
+    "case POST /api/v1/child-welfare-reports/",
     "log GET /api/v1/logs/{case_id}",
     "log POST /api/v1/logs/{case_id}",
     "consent GET /api/v1/consents",
@@ -747,8 +768,8 @@ CASE_SCOPED = (
     "consent POST /api/v1/consents",
     "consent POST /api/v1/emergency-access",
 )
-"""Routes that name a case: a 404 from them is compared with the answer for a case that
-does not exist."""
+"""Routes that name a case (or a report of concern): a 404 from them is compared with the
+answer for a case (a report) that does not exist."""
 
 PUBLIC = (
     "GET /healthz",
@@ -830,7 +851,7 @@ def observed(route: Route, response: httpx.Response, world: World) -> str:
     status = str(response.status_code)
     if route.lists is None or response.status_code != 200:
         return status
-    wanted = world.case_id if route.lists == "case" else world.handover_id
+    wanted = {"case": world.case_id, "report": world.report_id}.get(route.lists, world.handover_id)
     listed = any(item.get("id") == wanted for item in response.json()["items"])
     return f"{status}{'+' if listed else '-'}"
 
@@ -950,6 +971,8 @@ async def compare_with_missing(
     body): the same status, body and headers."""
     missing_id = new_id()
     url = request.url.replace(world.case_id, missing_id)
+    if world.report_id:
+        url = url.replace(world.report_id, missing_id)
     body = request.json
     if isinstance(body, dict):
         body = {k: missing_id if v == world.case_id else v for k, v in body.items()}

@@ -42,13 +42,16 @@ from stafett_case.domain import (
     MeasureState,
     NoSuchHandover,
     NoSuchMeasure,
+    NoSuchReport,
     NotAddressee,
     NotClosed,
     NotOnTeam,
     OpenCase,
     PendingHandover,
+    ReceiveReport,
     RemoveTeamMember,
     ReopenCase,
+    ReportReceived,
     ReportToChildWelfare,
     RequestHandover,
     SameLevel,
@@ -64,6 +67,7 @@ from stafett_shared.contracts.case import (
     CaseReopened,
     ChildIdentified,
     ChildWelfareReported,
+    ChildWelfareReportReceived,
     CloseReason,
     DeadlineDue,
     HandoverAccepted,
@@ -90,11 +94,13 @@ COUNTY = "40"
 SCHOOL = "siljan-ungdomsskole"
 HEALTH = "siljan-helsestasjon"
 VGS = "porsgrunn-vgs"
+CHILD_WELFARE = "skien-barnevern"  # the inter-municipal service Siljan's reports go to
 
 TEACHER = "kari-kontaktlaerer"  # the contact teacher who opens the case and holds it
 NURSE = "helene-helsesykepleier"
 INSPECTOR = "ivar-inspektor"  # another staff member at the school
 VGS_ADVISER = "ola-radgiver"  # the adviser at the upper secondary school
+INTAKE = "bodil-barnevern"  # intake staff at the child welfare service
 
 CHILD = "01JCHILD000000000000000001"
 PSEUDONYM = "enc:v1:cHNldWRvbnltLUE"
@@ -643,6 +649,51 @@ def test_a_report_to_child_welfare_is_recorded() -> None:
     ]
 
 
+def _reported_events() -> list[EventData]:
+    return [
+        opened(),
+        ChildWelfareReported(
+            case_id=CASE, report_id="r1", text=NOTE, reported_by=TEACHER, unit_id=CHILD_WELFARE
+        ),
+    ]
+
+
+def _reported() -> CaseState:
+    return history(*_reported_events())
+
+
+def test_the_child_welfare_service_a_report_was_sent_to_acknowledges_it_once() -> None:
+    state = _reported()
+
+    events = run(state, ReceiveReport(report_id="r1", unit_id=CHILD_WELFARE, by=INTAKE))
+
+    assert events == [
+        ChildWelfareReportReceived(
+            case_id=CASE, report_id="r1", unit_id=CHILD_WELFARE, received_by=INTAKE
+        )
+    ]
+    with pytest.raises(ReportReceived):
+        run(then(state, events), ReceiveReport(report_id="r1", unit_id=CHILD_WELFARE, by=INTAKE))
+
+
+def test_a_report_is_received_only_by_the_service_it_was_sent_to() -> None:
+    with pytest.raises(NoSuchReport):
+        run(_reported(), ReceiveReport(report_id="r1", unit_id=HEALTH, by=NURSE))
+    with pytest.raises(NoSuchReport):
+        run(_reported(), ReceiveReport(report_id="r2", unit_id=CHILD_WELFARE, by=INTAKE))
+
+
+def test_a_report_is_received_though_the_case_was_closed_after_it() -> None:
+    state = history(
+        *_reported_events(),
+        CaseClosedEvent(case_id=CASE, reason=CloseReason.HANDED_TO_CHILD_WELFARE),
+    )
+
+    events = run(state, ReceiveReport(report_id="r1", unit_id=CHILD_WELFARE, by=INTAKE))
+
+    assert [type(e) for e in events] == [ChildWelfareReportReceived]
+
+
 def test_closing_a_case_with_a_pending_handover_is_refused() -> None:
     state = history(opened(), handover_requested())
 
@@ -748,6 +799,9 @@ EVENT_SAMPLES: list[EventData] = [
     ),
     ChildWelfareReported(
         case_id=CASE, report_id="r1", text=NOTE, reported_by=TEACHER, unit_id=SCHOOL
+    ),
+    ChildWelfareReportReceived(
+        case_id=CASE, report_id="r1", unit_id=CHILD_WELFARE, received_by=INTAKE
     ),
     CaseClosedEvent(case_id=CASE, reason=CloseReason.HANDED_TO_CHILD_WELFARE, note=NOTE),
     CaseReopened(case_id=CASE, reason=REASON),

@@ -364,6 +364,8 @@ R = Action.CASE_READ
 W = Action.CASE_WRITE
 MANAGE = Action.CASE_MANAGE
 REPORT = Action.CASE_REPORT
+REPORT_READ = Action.CASE_REPORT_READ
+REPORT_RECEIVE = Action.CASE_REPORT_RECEIVE
 LOG_R = Action.LOG_READ
 EMERGENCY = Action.CASE_EMERGENCY
 APPEND = Action.LOG_APPEND
@@ -909,6 +911,44 @@ ROWS: list[Row] = [
         who="cw-worker",
         consent="all-services",
         action=LOG_R,
+        then=deny("no_basis"),
+    ),
+    # Intake staff of a child welfare unit read and acknowledge reports; the case service
+    # serves them only the reports sent to their unit (decision 0026).
+    Row(
+        what="child-welfare-worker-reads-report-without-consent",
+        who="cw-worker",
+        action=REPORT_READ,
+        then=permit("child_welfare_intake"),
+    ),
+    Row(
+        what="child-welfare-worker-acknowledges-report",
+        who="cw-worker",
+        action=REPORT_RECEIVE,
+        then=permit("child_welfare_intake"),
+    ),
+    Row(
+        what="holder-reads-report-as-intake",
+        who="holder",
+        action=REPORT_READ,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="school-leader-acknowledges-report",
+        who="school-leader",
+        action=REPORT_RECEIVE,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="ppt-leader-reads-report-as-intake",
+        who="ppt-leader",
+        action=REPORT_READ,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="guardian-reads-report-as-intake",
+        who="guardian",
+        action=REPORT_READ,
         then=deny("no_basis"),
     ),
     # --- guardians ------------------------------------------------------------------------

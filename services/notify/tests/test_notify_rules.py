@@ -14,11 +14,13 @@ from stafett_notify.domain import (
     CaseFacts,
     Draft,
     EventView,
+    action,
     drafts,
     notice_case,
+    page,
 )
 from stafett_shared.contracts.base import ContractEvent  # every context's events, registered
-from stafett_shared.contracts.case import DeadlineDue, HandoverDeclined
+from stafett_shared.contracts.case import ChildWelfareReported, DeadlineDue, HandoverDeclined
 from stafett_shared.envelope import EventData, registry
 
 FACTS = CaseFacts(
@@ -28,6 +30,7 @@ FACTS = CaseFacts(
     level=3,
     team=frozenset({"team-a", "team-b"}),
     unit_leaders=frozenset({"leder"}),
+    intake=frozenset({"mottak"}),
 )
 # Fields that give every rule something to name: people, a level of 3, ids.
 RICH: dict[str, Any] = {
@@ -77,6 +80,24 @@ def test_every_notice_event_calls_for_a_notice_to_someone(model: type[EventData]
     (draft,) = drafts(view, FACTS)
     assert draft.recipients
     assert draft.case_id == "sak"
+
+
+def test_a_report_of_concern_is_told_to_the_intake_only_on_their_own_basis() -> None:
+    report = ChildWelfareReported(
+        case_id="sak", report_id="melding", text="enc:v2:x", reported_by="holder", unit_id="bv"
+    )
+
+    (draft,) = drafts(EventView("hendelse", "sak", "holder", report), FACTS)
+
+    assert (draft.kind, draft.recipients, draft.ref_id) == (
+        "child_welfare_report",
+        frozenset({"mottak"}),
+        "melding",
+    )
+    assert action(draft.kind) == "case:report_read"  # never the case
+    assert page(draft.kind, "sak") == "/barnevern/meldinger"
+    assert action("entry_appended") == "case:read"
+    assert page("entry_appended", "sak") == "/saker/sak"
 
 
 def test_every_notice_event_is_a_registered_event_type() -> None:

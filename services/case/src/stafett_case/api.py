@@ -108,6 +108,9 @@ class ReopenIn(_In):
 
 class ReportIn(_In):
     text: str = Field(min_length=1, max_length=TEXT)
+    # The child welfare unit to send it to; left out, the one the case's organisation names
+    # in the region document (an inter-municipal service), else its own.
+    unit_id: str | None = Field(default=None, pattern=UNIT)
 
 
 async def _service(request: Request) -> CaseService:
@@ -638,8 +641,91 @@ async def report_to_child_welfare(
         store,
         201,
         lambda: service.report_to_child_welfare(
-            principal, case_id, text=body.text, idempotency_key=idempotency_key
+            principal,
+            case_id,
+            text=body.text,
+            unit_id=body.unit_id,
+            idempotency_key=idempotency_key,
         ),
+    )
+
+
+def _page(page: tuple[list[dict[str, Any]], str | None]) -> JSONResponse:
+    items, next_cursor = page
+    return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
+
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[str | None, Query(pattern=ULID)]
+ReportId = Annotated[str, Path(pattern=ULID)]
+
+
+@router.get(
+    "/cases/{case_id}/child-welfare-reports",
+    summary="Dine bekymringsmeldinger til barnevernet i saken, med status",
+)
+async def list_case_reports(
+    *,
+    case_id: CaseId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> JSONResponse:
+    return _page(await service.case_reports(principal, case_id, limit=limit, cursor=cursor))
+
+
+@router.get(
+    "/child-welfare-reports",
+    summary="Bekymringsmeldinger sendt til barneverntjenesten du tar imot meldinger for",
+)
+async def list_child_welfare_reports(
+    *,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    status: Annotated[Literal["sent", "received"] | None, Query()] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> JSONResponse:
+    return _page(
+        await service.child_welfare_inbox(principal, status=status, limit=limit, cursor=cursor)
+    )
+
+
+@router.get(
+    "/child-welfare-reports/{report_id}",
+    summary="En bekymringsmelding: for barneverntjenesten den er sendt til, og for melderen",
+)
+async def get_child_welfare_report(
+    *,
+    report_id: ReportId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+) -> JSONResponse:
+    report = await service.child_welfare_report(principal, report_id)
+    return JSONResponse(jsonable_encoder(report))
+
+
+@_write_route(
+    "/child-welfare-reports/{report_id}/receipt",
+    "Bekreft at barneverntjenesten har mottatt meldingen",
+)
+async def receive_child_welfare_report(
+    *,
+    request: Request,
+    report_id: ReportId,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await _once(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        200,
+        lambda: service.receive_report(principal, report_id, idempotency_key=idempotency_key),
     )
 
 

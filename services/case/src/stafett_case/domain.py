@@ -29,6 +29,7 @@ from stafett_shared.contracts.case import (
     CaseReopened,
     ChildIdentified,
     ChildWelfareReported,
+    ChildWelfareReportReceived,
     CloseReason,
     HandoverAccepted,
     HandoverCancelled,
@@ -147,6 +148,15 @@ class NotClosed(CaseError):
     code = "not_closed"
 
 
+class NoSuchReport(CaseError):
+    code = "not_found"
+    status = 404
+
+
+class ReportReceived(CaseError):
+    code = "report_received"
+
+
 # --- state ---------------------------------------------------------------------------------------
 
 
@@ -180,6 +190,12 @@ class MeasureState:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportState:
+    unit_id: str | None  # the child welfare unit it was sent to
+    received: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CaseState:
     case_id: str | None = None
     status: Literal["open", "closed"] | None = None
@@ -191,6 +207,7 @@ class CaseState:
     team: Mapping[str, TeamEntry] = field(default_factory=dict)
     pending: PendingHandover | None = None
     measures: Mapping[str, MeasureState] = field(default_factory=dict)
+    reports: Mapping[str, ReportState] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -303,7 +320,17 @@ class ReportToChildWelfare:
     report_id: str
     text: Encrypted
     reported_by: str
+    # The child welfare unit it goes to, as the handler found it in the directory.
     unit_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveReport:
+    """The child welfare service a report was sent to acknowledges it."""
+
+    report_id: str
+    unit_id: str  # the unit the receiver takes in reports for
+    by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +357,7 @@ Command = (
     | AddMeasure
     | EvaluateMeasure
     | ReportToChildWelfare
+    | ReceiveReport
     | CloseCase
     | ReopenCase
 )
@@ -349,8 +377,14 @@ def decide(state: CaseState, command: Command, now: datetime) -> list[EventData]
         if state.status != "closed":
             raise NotClosed("only a closed case can be reopened")
         return [CaseReopened(case_id=case_id, reason=command.reason)]
+    if isinstance(command, ReceiveReport):
+        # A case is often closed once it is handed to child welfare: the report is received
+        # whatever the case's status.
+        return _received(state, case_id, command)
     if state.status == "closed":
         raise CaseClosed("the case is closed; reopen it first")
+    if isinstance(command, ReportToChildWelfare):
+        return _report(case_id, command)
     match command:
         case IdentifyChild():
             if state.child_id is not None:
@@ -455,21 +489,39 @@ def decide(state: CaseState, command: Command, now: datetime) -> list[EventData]
                     next_evaluate_by=command.next_evaluate_by,
                 )
             ]
-        case ReportToChildWelfare():
-            return [
-                ChildWelfareReported(
-                    case_id=case_id,
-                    report_id=command.report_id,
-                    text=command.text,
-                    reported_by=command.reported_by,
-                    unit_id=command.unit_id,
-                )
-            ]
         case CloseCase():
             if state.pending is not None:
                 raise HandoverPending("answer or cancel the pending handover before closing")
             return [CaseClosedEvent(case_id=case_id, reason=command.reason, note=command.note)]
     raise CaseError("unknown command")  # pragma: no cover - the match is exhaustive
+
+
+def _report(case_id: str, command: ReportToChildWelfare) -> list[EventData]:
+    return [
+        ChildWelfareReported(
+            case_id=case_id,
+            report_id=command.report_id,
+            text=command.text,
+            reported_by=command.reported_by,
+            unit_id=command.unit_id,
+        )
+    ]
+
+
+def _received(state: CaseState, case_id: str, command: ReceiveReport) -> list[EventData]:
+    report = state.reports.get(command.report_id)
+    if report is None or report.unit_id != command.unit_id:
+        raise NoSuchReport("no such report sent to the unit")
+    if report.received:
+        raise ReportReceived("the report is received already")
+    return [
+        ChildWelfareReportReceived(
+            case_id=case_id,
+            report_id=command.report_id,
+            unit_id=command.unit_id,
+            received_by=command.by,
+        )
+    ]
 
 
 def _open(state: CaseState, command: OpenCase) -> list[EventData]:
@@ -605,6 +657,13 @@ def evolve(state: CaseState, event: EventData) -> CaseState:
             old = measures[event.measure_id]
             measures[event.measure_id] = replace(old, evaluate_by=event.next_evaluate_by)
             return replace(state, measures=measures)
+        case ChildWelfareReported():
+            return replace(
+                state, reports={**state.reports, event.report_id: ReportState(event.unit_id)}
+            )
+        case ChildWelfareReportReceived():
+            received = ReportState(event.unit_id, received=True)
+            return replace(state, reports={**state.reports, event.report_id: received})
         case CaseClosedEvent():
             return replace(state, status="closed")
         case CaseReopened():

@@ -17,18 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stafett_case import domain
 from stafett_case.projections import (
     cases,
+    child_welfare_services,
     children,
     consents,
     handovers,
     level_history,
     measures,
+    reports,
     roles,
     team,
     units,
 )
 from stafett_shared.access import AccessClient, AccessDecision, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
-from stafett_shared.contracts.case import CloseReason, Outcome
+from stafett_shared.contracts.access import ReadWhat
+from stafett_shared.contracts.case import ChildWelfareReported, CloseReason, Outcome
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
@@ -42,6 +45,8 @@ from stafett_shared.projector import Projector
 from stafett_shared.telemetry import current_traceparent
 
 MAX_RETRIES = 5
+# Who takes in reports of concern at a child welfare unit (decision 0026).
+INTAKE_ROLES = ("child_welfare_worker", "leader")
 
 
 # Refusals are problem documents; the API renders them as they are.
@@ -92,6 +97,8 @@ _NORWEGIAN = {
     "no_such_measure": "Tiltaket finnes ikke.",
     "invalid_dates": "Datoene henger ikke sammen.",
     "not_closed": "Bare en avsluttet sak kan gjenåpnes.",
+    "not_found": "Finnes ikke, eller du har ikke tilgang.",
+    "report_received": "Meldingen er allerede mottatt.",
 }
 
 
@@ -675,10 +682,15 @@ class CaseService:
         case_id: str,
         *,
         text: str,
+        unit_id: str | None = None,
         idempotency_key: ClientKey | None,
     ) -> Written:
+        """Send a report of concern to the child welfare service of the case's organisation
+        (the one it names in the region document, else its own), or to ``unit_id``."""
         # Opplysningsplikt: never blocked for lack of consent; any staff may report.
         await self.require(principal, "case:report", case_id)
+        if unit_id is not None:
+            await self._child_welfare_unit(unit_id)
         report_id = new_id()
 
         async def make(state: domain.CaseState) -> domain.Command:
@@ -687,13 +699,204 @@ class CaseService:
                 report_id,
                 await self.cipher.encrypt(owner, text, aggregate=case_id, context="report"),
                 principal.id,
-                None,
+                unit_id or await self._child_welfare_service(state.org_id),
             )
 
-        made_id, seq = await self._made(
-            principal, case_id, make, None, idempotency_key, "report_id"
+        _case, seq, events, _state = await self._commit(
+            principal, case_id, make, idempotency_key=idempotency_key
         )
-        return Written(made_id, seq, seq, {"id": made_id, "case_version": seq})
+        sent = next((e for e in events if isinstance(e, ChildWelfareReported)), None)
+        if sent is None:
+            raise unavailable_problem("Saken kunne ikke leses; prøv igjen.")
+        body = {
+            "id": sent.report_id,
+            "unit_id": sent.unit_id,
+            "status": "sent",
+            "case_version": seq,
+        }
+        return Written(sent.report_id, seq, seq, body)
+
+    async def _child_welfare_unit(self, unit_id: str) -> str:
+        """``unit_id`` when it is an open child welfare unit, else 422."""
+        async with self.sessions() as session:
+            unit = (await session.execute(select(units).where(units.c.unit_id == unit_id))).first()
+        if unit is None or unit.closed or unit.sector != "child_welfare":
+            raise HandlerError(
+                422, "not_child_welfare", "Enheten er ikke en barneverntjeneste i katalogen."
+            )
+        return unit_id
+
+    async def _child_welfare_service(self, org_id: str) -> str:
+        """The child welfare unit that receives the organisation's reports: the one the
+        region document names for it (an inter-municipal service), else its own."""
+        async with self.sessions() as session:
+            named = await session.scalar(
+                select(child_welfare_services.c.unit_id).where(
+                    child_welfare_services.c.org_id == org_id
+                )
+            )
+            if named is None:
+                named = await session.scalar(
+                    select(units.c.unit_id)
+                    .where(
+                        units.c.org_id == org_id,
+                        units.c.sector == "child_welfare",
+                        units.c.closed.is_(False),
+                    )
+                    .order_by(units.c.unit_id)
+                    .limit(1)
+                )
+        if named is None:
+            raise HandlerError(
+                422,
+                "no_child_welfare_service",
+                "Virksomheten har ingen barneverntjeneste i katalogen; oppgi hvilken "
+                "barneverntjeneste meldingen skal til (unit_id).",
+            )
+        return await self._child_welfare_unit(str(named))
+
+    async def _intake_units(self, principal: Principal) -> list[str]:
+        """The child welfare units where the principal takes in reports (decision 0026)."""
+        if principal.kind != "person":
+            return []
+        async with self.sessions() as session:
+            return list(
+                (
+                    await session.scalars(
+                        select(roles.c.unit_id)
+                        .join(units, units.c.unit_id == roles.c.unit_id)
+                        .where(
+                            roles.c.person_id == principal.id,
+                            roles.c.role.in_(INTAKE_ROLES),
+                            units.c.sector == "child_welfare",
+                            units.c.closed.is_(False),
+                        )
+                        .distinct()
+                    )
+                ).all()
+            )
+
+    async def _report_row(self, report_id: str) -> Any:
+        async with self.sessions() as session:
+            return (
+                await session.execute(select(reports).where(reports.c.report_id == report_id))
+            ).first()
+
+    async def _report_reader(
+        self, principal: Principal, row: Any, intake_action: str
+    ) -> tuple[AccessDecision, bool]:
+        """The decision that lets the principal see the report, and whether they see it as
+        its intake (else as its reporter); 404 for everyone else, as for an unknown report.
+        The reporter sees what they sent and its status; the intake staff of the service it
+        was sent to see it with the child, never the rest of the case."""
+        if row is None:
+            raise not_found()
+        if intake_action == "case:report_read" and principal.id == row.reported_by:
+            decision = await self.decision(principal, "case:report", row.case_id)
+            if decision.permitted and principal.kind == "person":
+                return decision, False
+        decision = await self.decision(principal, intake_action, row.case_id)
+        if not decision.permitted or row.unit_id not in await self._intake_units(principal):
+            raise not_found()
+        return decision, True
+
+    async def child_welfare_report(self, principal: Principal, report_id: str) -> dict[str, Any]:
+        row = await self._report_row(report_id)
+        decision, intake = await self._report_reader(principal, row, "case:report_read")
+        async with self.sessions() as session:
+            case = (
+                await session.execute(
+                    select(cases.c.org_id, cases.c.child_id).where(cases.c.case_id == row.case_id)
+                )
+            ).first()
+            child = (
+                (
+                    await session.execute(
+                        select(children).where(children.c.child_id == case.child_id)
+                    )
+                ).first()
+                if intake and case is not None and case.child_id
+                else None
+            )
+        if case is None:
+            raise not_found()
+        await self._record_read(principal, row.case_id, case.org_id, decision, what="report")
+        body = _report_summary(row)
+        # Text written before the child was identified is under the case's own key.
+        body["text"] = await self._decrypt_first(
+            (case.child_id or row.case_id, row.case_id), row.text, "report", aggregate=row.case_id
+        )
+        if intake:
+            body["child"] = await self._child(child) if child is not None else None
+            body["received_by"] = row.received_by
+        return body
+
+    async def child_welfare_inbox(
+        self, principal: Principal, *, status: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The reports sent to the child welfare units where the principal takes in reports,
+        oldest first, without their text: each case asked of the consent service."""
+        mine = await self._intake_units(principal)
+        if not mine:
+            return [], None
+        stmt = select(reports).where(reports.c.unit_id.in_(mine)).order_by(reports.c.report_id)
+        if status is not None:
+            stmt = stmt.where(reports.c.status == status)
+        if cursor is not None:
+            stmt = stmt.where(reports.c.report_id > cursor)
+        async with self.sessions() as session:
+            rows = (await session.execute(stmt.limit(limit + 1))).all()
+        page, more = rows[:limit], len(rows) > limit
+        try:
+            permitted = set(
+                await self.access.filter(
+                    principal, "case:report_read", list(dict.fromkeys(r.case_id for r in page))
+                )
+            )
+        except AccessUnavailable:
+            raise unavailable() from None
+        items = [_report_summary(r) for r in page if r.case_id in permitted]
+        return items, page[-1].report_id if more and page else None
+
+    async def case_reports(
+        self, principal: Principal, case_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The reports the caller sent in the case, oldest first, with their status: what the
+        reporter needs to see that the report arrived, nothing about anyone else's."""
+        await self.require(principal, "case:report", case_id)
+        stmt = (
+            select(reports)
+            .where(reports.c.case_id == case_id, reports.c.reported_by == principal.id)
+            .order_by(reports.c.report_id)
+        )
+        if cursor is not None:
+            stmt = stmt.where(reports.c.report_id > cursor)
+        async with self.sessions() as session:
+            rows = (await session.execute(stmt.limit(limit + 1))).all()
+        page = rows[:limit]
+        return [_report_summary(r) for r in page], (
+            page[-1].report_id if len(rows) > limit else None
+        )
+
+    async def receive_report(
+        self,
+        principal: Principal,
+        report_id: str,
+        *,
+        idempotency_key: ClientKey | None,
+    ) -> Written:
+        """The intake of the child welfare service a report was sent to acknowledges it."""
+        row = await self._report_row(report_id)
+        await self._report_reader(principal, row, "case:report_receive")
+
+        async def make(_state: domain.CaseState) -> domain.Command:
+            return domain.ReceiveReport(report_id, str(row.unit_id), principal.id)
+
+        _case, seq, _events, _state = await self._commit(
+            principal, row.case_id, make, idempotency_key=idempotency_key
+        )
+        body = {"id": report_id, "status": "received", "case_version": seq}
+        return Written(report_id, seq, seq, body)
 
     async def close(
         self,
@@ -813,15 +1016,7 @@ class CaseService:
             "status": row.status,
             "holder": {"person_id": row.holder_id, "unit_id": row.holder_unit_id},
             "child": (
-                {
-                    "id": child.child_id,
-                    "name": await self._decrypt(
-                        child.child_id, child.name, "name", aggregate=child.child_id
-                    ),
-                    "national_id": await self._decrypt(
-                        child.child_id, child.national_id, "national_id", aggregate=child.child_id
-                    ),
-                }
+                await self._child(child)
                 if child is not None
                 else {
                     "pseudonym": await self._decrypt(
@@ -901,8 +1096,26 @@ class CaseService:
             "version": row.version,
         }
 
+    async def _child(self, child: Any) -> dict[str, Any]:
+        """The child's identity as the reader sees it (a shredded name or id is None)."""
+        return {
+            "id": child.child_id,
+            "name": await self._decrypt(
+                child.child_id, child.name, "name", aggregate=child.child_id
+            ),
+            "national_id": await self._decrypt(
+                child.child_id, child.national_id, "national_id", aggregate=child.child_id
+            ),
+        }
+
     async def _record_read(
-        self, principal: Principal, case_id: str, tenant: str, decision: AccessDecision
+        self,
+        principal: Principal,
+        case_id: str,
+        tenant: str,
+        decision: AccessDecision,
+        *,
+        what: ReadWhat = "case",
     ) -> None:
         try:
             await record_access(
@@ -912,7 +1125,7 @@ class CaseService:
                 principal=principal,
                 basis=decision.basis,
                 decision_id=decision.decision_id,
-                what="case",
+                what=what,
                 service="case",
             )
         except Exception:  # noqa: BLE001 - a read that is not recorded is not served
@@ -1105,6 +1318,21 @@ class CaseService:
                 ).all()
             }
         return [_summary(r, due.get(r.case_id), pending.get(r.case_id)) for r in rows]
+
+
+def _report_summary(row: Any) -> dict[str, Any]:
+    """A report of concern without its text: where it comes from, where it went, its status."""
+    return {
+        "id": row.report_id,
+        "case_id": row.case_id,
+        "unit_id": row.unit_id,
+        "from_org_id": row.from_org_id,
+        "from_unit_id": row.from_unit_id,
+        "reported_by": row.reported_by,
+        "reported_at": as_utc(row.reported_at),
+        "status": row.status,
+        "received_at": as_utc(row.received_at),
+    }
 
 
 def _handover_visible(h: Any, history_from: datetime | None) -> bool:

@@ -31,6 +31,7 @@ from stafett_shared.contracts.case import (
     CaseReopened,
     ChildIdentified,
     ChildWelfareReported,
+    ChildWelfareReportReceived,
     HandoverAccepted,
     HandoverCancelled,
     HandoverDeclined,
@@ -50,6 +51,7 @@ from stafett_shared.contracts.consent import (
 )
 from stafett_shared.contracts.directory import (
     ChildRegistered,
+    OrganisationChildWelfareServiceSet,
     RoleEnded,
     RoleGranted,
     UnitChanged,
@@ -159,6 +161,22 @@ reports = Table(
     Column("case_id", String(26), nullable=False, index=True),
     Column("reported_by", String(64), nullable=False),
     Column("reported_at", UtcDateTime(), nullable=False),
+    # The child welfare unit it was sent to (None: sent before reports were addressed).
+    Column("unit_id", String(64), nullable=True),
+    Column("text", Text, nullable=True),  # encrypted, as in the event
+    Column("from_org_id", String(32), nullable=True),  # the case's, when it was sent
+    Column("from_unit_id", String(64), nullable=True),
+    Column("status", String(16), nullable=False, default="sent"),  # sent | received
+    Column("received_at", UtcDateTime(), nullable=True),
+    Column("received_by", String(64), nullable=True),
+    Index("ix_child_welfare_reports_inbox", "unit_id", "report_id"),
+)
+# The child welfare unit an organisation names for its reports (absent or None: its own).
+child_welfare_services = Table(
+    "child_welfare_services",
+    metadata,
+    Column("org_id", String(32), primary_key=True),
+    Column("unit_id", String(64), nullable=True),
 )
 # Facts from other contexts ------------------------------------------------------------------
 units = Table(
@@ -403,6 +421,9 @@ class CaseProjection(BlockingProjection):
                 )
                 touch()
             case ChildWelfareReported():
+                sender = conn.execute(
+                    select(cases.c.org_id, cases.c.unit_id).where(cases.c.case_id == case_id)
+                ).first()
                 upsert_sync(
                     conn,
                     reports,
@@ -411,9 +432,29 @@ class CaseProjection(BlockingProjection):
                         "case_id": case_id,
                         "reported_by": payload.reported_by,
                         "reported_at": at,
+                        "unit_id": payload.unit_id,
+                        "text": payload.text,
+                        "from_org_id": sender.org_id if sender else None,
+                        "from_unit_id": sender.unit_id if sender else None,
+                        "status": "sent",
+                        "received_at": None,
+                        "received_by": None,
                     },
                 )
                 touch()
+            case ChildWelfareReportReceived():
+                conn.execute(
+                    update(reports)
+                    .where(reports.c.report_id == payload.report_id)
+                    .values(status="received", received_at=at, received_by=payload.received_by)
+                )
+                touch()
+            case OrganisationChildWelfareServiceSet():
+                upsert_sync(
+                    conn,
+                    child_welfare_services,
+                    {"org_id": payload.org_id, "unit_id": payload.unit_id},
+                )
             case CaseClosedEvent():
                 touch(status=case_status(payload), closed_at=at, close_reason=payload.reason.value)
             case CaseReopened():

@@ -51,6 +51,7 @@ from stafett_shared.contracts.directory import (
     LoginBound,
     LoginUnbound,
     OrganisationChanged,
+    OrganisationChildWelfareServiceSet,
     OrganisationGuideSet,
     OrganisationMeasureCatalogueSet,
     OrganisationRegistered,
@@ -409,6 +410,10 @@ class OrganisationDoc(BaseModel):
     # The handlingsveileder: what to do at each BTI level, as short steps.
     guide: dict[GuideLevel, GuideSteps] = Field(default_factory=dict)
     measure_catalogue: tuple[CatalogueMeasure, ...] = Field(default=(), max_length=200)
+    # Where reports of concern to child welfare go (opplysningsplikt): a unit with sector
+    # child_welfare, the organisation's own or an inter-municipal service's; left out, the
+    # organisation's own child welfare unit.
+    child_welfare_unit_id: str | None = Field(default=None, pattern=POLICY_ID_PATTERN)
 
     @field_validator("guide", mode="before")
     @classmethod
@@ -575,7 +580,25 @@ class RegionDocument(BaseModel):
         for client in self.clients:
             if client.org_id not in org_ids:
                 raise ValueError(f"En klient viser til en ukjent virksomhet: {client.org_id}.")
+        self._child_welfare_services()
         return self
+
+    def _child_welfare_services(self) -> None:
+        sectors = {unit.id: unit.sector for org in self.organisations for unit in org.units}
+        for org in self.organisations:
+            named = org.child_welfare_unit_id
+            if named is None:
+                own = [unit.id for unit in org.units if unit.sector == Sector.CHILD_WELFARE]
+                if len(own) > 1:
+                    raise ValueError(
+                        f"Virksomheten {org.id} har flere barneverntjenester: oppgi hvilken "
+                        "som tar imot bekymringsmeldinger (child_welfare_unit_id)."
+                    )
+            elif sectors.get(named) != Sector.CHILD_WELFARE:
+                raise ValueError(
+                    f"Virksomheten {org.id} viser til en enhet som ikke er en "
+                    f"barneverntjeneste i regionen: {named}."
+                )
 
     def unit_org(self) -> dict[str, str]:
         return {unit.id: org.id for org in self.organisations for unit in org.units}
@@ -588,6 +611,8 @@ class DirectoryState:
     organisations: dict[str, tuple[str, OrgKind]] = field(default_factory=dict)
     guides: dict[str, Guide] = field(default_factory=dict)  # org id -> steps per level
     catalogues: dict[str, tuple[CatalogueMeasure, ...]] = field(default_factory=dict)
+    # org id -> the child welfare unit it names for reports (absent: none named)
+    child_welfare: dict[str, str | None] = field(default_factory=dict)
     # unit id -> (org id, name, sector)
     units: dict[str, tuple[str, str, Sector]] = field(default_factory=dict)
     staff: dict[str, str] = field(default_factory=dict)  # person id -> name index
@@ -609,13 +634,14 @@ def diff_directory(
     current: DirectoryState, document: RegionDocument, names: dict[str, StaffName]
 ) -> dict[str, list[EventData]]:
     """Events per aggregate (``org-<id>``, ``person-<id>``) that bring the directory to the
-    document: new and changed organisations and units, changed guides and measure catalogues
-    (an organisation the document gives none has none), closed units, new staff, renamed
-    staff, roles granted and roles ended (a staff member dropped from a unit loses the roles
-    there at once), logins bound and unbound (a login the document no longer lists, or
-    lists for someone else, stops naming its staff member), and clients registered and
-    unregistered (``client-<id>``: a client the document leaves out, or registers with
-    another issuer, client id, consumer or organisation, is unregistered as it was first)."""
+    document: new and changed organisations and units, changed guides, measure catalogues
+    and child welfare services (an organisation the document gives none has none), closed
+    units, new staff, renamed staff, roles granted and roles ended (a staff member dropped
+    from a unit loses the roles there at once), logins bound and unbound (a login the
+    document no longer lists, or lists for someone else, stops naming its staff member), and
+    clients registered and unregistered (``client-<id>``: a client the document leaves out,
+    or registers with another issuer, client id, consumer or organisation, is unregistered
+    as it was first)."""
     out: dict[str, list[EventData]] = {}
     unit_org = document.unit_org()
     for org in document.organisations:
@@ -634,6 +660,10 @@ def diff_directory(
         if current.catalogues.get(org.id, ()) != org.measure_catalogue:
             events.append(
                 OrganisationMeasureCatalogueSet(org_id=org.id, measures=org.measure_catalogue)
+            )
+        if current.child_welfare.get(org.id) != org.child_welfare_unit_id:
+            events.append(
+                OrganisationChildWelfareServiceSet(org_id=org.id, unit_id=org.child_welfare_unit_id)
             )
         for unit in org.units:
             existing = current.units.get(unit.id)

@@ -342,6 +342,11 @@ class ConsentService:
             organisations={o.org_id: (o.name, OrgKind(o.kind)) for o in orgs},
             guides={o.org_id: _guide(o.guide) for o in orgs},
             catalogues={o.org_id: _catalogue(o.measure_catalogue) for o in orgs},
+            child_welfare={
+                o.org_id: o.child_welfare_unit_id
+                for o in orgs
+                if o.child_welfare_unit_id is not None
+            },
             units={u.unit_id: (u.org_id, u.name, Sector(u.sector)) for u in unit_rows},
             staff={s.person_id: s.name_index for s in staff_rows},
             roles=frozenset((r.person_id, r.unit_id, StaffRole(r.role)) for r in role_rows),
@@ -486,6 +491,7 @@ class ConsentService:
                     "measure_catalogue": [
                         m.model_dump(mode="json") for m in _catalogue(org.measure_catalogue)
                     ],
+                    "child_welfare_unit_id": org.child_welfare_unit_id,
                 }
                 for org in orgs
             ],

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from stafett_shared.contracts.directory import Sector, StaffRole
 from stafett_shared.contracts.log import Category
 
-POLICY_VERSION = "2026-12-16.1"
+POLICY_VERSION = "2026-12-17.1"
 OSLO = ZoneInfo("Europe/Oslo")
 EMERGENCY_DURATION = timedelta(hours=24)
 EMERGENCY_REPEAT_WINDOW = timedelta(days=30)
@@ -42,6 +42,10 @@ class Action(StrEnum):
     CASE_REPORT = "case:report"  # report of concern to child welfare (opplysningsplikt)
     CASE_HANDOVER = "case:handover"  # the header of a pending handover, for its receiver
     CASE_EMERGENCY = "case:emergency"  # ask for emergency access (read for 24 hours)
+    # A report of concern sent to child welfare, for the intake staff of the service it was
+    # sent to: reading it, and acknowledging that it was received (never the log).
+    CASE_REPORT_READ = "case:report_read"
+    CASE_REPORT_RECEIVE = "case:report_receive"
     LOG_READ = "log:read"
     LOG_APPEND = "log:append"
     LOG_RESTRICT = "log:restrict"
@@ -52,9 +56,17 @@ class Action(StrEnum):
 READ = frozenset({Action.CASE_READ, Action.LOG_READ})
 WRITE = frozenset({Action.CASE_WRITE, Action.LOG_APPEND})
 ENTRY_ACTIONS = frozenset({Action.LOG_READ})
-# Reporting and asking for emergency access relate staff through their sector, far beyond
-# anyone the index lists for a case: decided one case at a time.
-INDEXED_ACTIONS = frozenset(Action) - {Action.CASE_REPORT, Action.CASE_EMERGENCY}
+# Actions whose rules do not depend on who the index lists for a case are decided case by
+# case, never indexed: reporting and asking for emergency access relate staff through their
+# sector, far beyond anyone the index lists; the intake reads reports of concern.
+INDEXED_ACTIONS = frozenset(Action) - {
+    Action.CASE_REPORT,
+    Action.CASE_REPORT_READ,
+    Action.CASE_REPORT_RECEIVE,
+    Action.CASE_EMERGENCY,
+}
+INTAKE_ROLES = frozenset({StaffRole.CHILD_WELFARE_WORKER, StaffRole.LEADER})
+"""Who takes in reports of concern at a child welfare unit (decision 0026)."""
 
 # An entry's category is readable in the sector it belongs to (helsepersonelloven § 21,
 # barnevernsloven § 13-1): a health entry by health staff, a child-welfare entry by
@@ -312,6 +324,13 @@ def _related(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window
     return _ALWAYS if ok else []
 
 
+def _intake(p: PrincipalFacts, _c: CaseFacts, _s: PolicySettings) -> list[Window]:
+    # Intake staff of some child welfare unit; the case service, which addressed the report,
+    # serves it only to the intake staff of the unit it was sent to (decision 0026).
+    ok = any(r.sector == Sector.CHILD_WELFARE and r.role in INTAKE_ROLES for r in p.roles)
+    return _ALWAYS if ok else []
+
+
 def _staff(p: PrincipalFacts, _c: CaseFacts, _s: PolicySettings) -> list[Window]:
     return _ALWAYS if p.kind == "person" and p.roles else []
 
@@ -419,6 +438,14 @@ RULES: tuple[Rule, ...] = (
         _staff,
         "staff",
         "any staff may report a concern to child welfare without consent",
+    ),
+    Rule(
+        "child_welfare_intake",
+        frozenset({Action.CASE_REPORT_READ, Action.CASE_REPORT_RECEIVE}),
+        _intake,
+        "staff",
+        "child welfare intake staff read and acknowledge the reports sent to their service, "
+        "never the log",
     ),
 )
 

@@ -85,6 +85,7 @@ from stafett_shared.contracts.directory import (
     LoginBound,
     LoginUnbound,
     OrganisationChanged,
+    OrganisationChildWelfareServiceSet,
     OrganisationGuideSet,
     OrganisationMeasureCatalogueSet,
     OrganisationRegistered,
@@ -127,6 +128,8 @@ organisations = Table(
     Column("kind", String(32), nullable=False),
     Column("guide", JSON, nullable=True),  # steps of levels 0 to 3: [[...], [...], ...]
     Column("measure_catalogue", JSON, nullable=True),  # [{"title", "goal"}, ...]
+    # The child welfare unit named for reports of concern; None: the organisation's own.
+    Column("child_welfare_unit_id", String(64), nullable=True),
 )
 units = Table(
     "units",
@@ -679,7 +682,9 @@ class ConsentProjection(BlockingProjection):
                 return self._apply_consent(conn, payload, seq)
         return set()
 
-    def _apply_directory(self, conn: Connection, payload: DirectoryEvent) -> set[str]:
+    def _apply_directory(  # noqa: PLR0912 - one branch per event type
+        self, conn: Connection, payload: DirectoryEvent
+    ) -> set[str]:
         match payload:
             case OrganisationRegistered():
                 upsert_sync(
@@ -699,6 +704,10 @@ class ConsentProjection(BlockingProjection):
             case OrganisationGuideSet():
                 self._update_organisation(
                     conn, payload.org_id, guide=[list(steps) for steps in payload.levels]
+                )
+            case OrganisationChildWelfareServiceSet():
+                self._update_organisation(
+                    conn, payload.org_id, child_welfare_unit_id=payload.unit_id
                 )
             case OrganisationMeasureCatalogueSet():
                 self._update_organisation(

@@ -812,6 +812,10 @@ class LogService:
         for r in rows:
             if r.entries and not counts[r.seq]:
                 continue  # a read of nothing the viewer may see
+            if r.what == "report" and decision.basis != "auditor":
+                # That a report of concern was sent to child welfare is for child welfare to
+                # tell the family (decision 0026): its reads are shown to auditors only.
+                continue
             shown.append(
                 {
                     "seq": r.seq,

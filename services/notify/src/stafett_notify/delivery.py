@@ -304,7 +304,7 @@ class Deliverer:
             kind=str(work["kind"]),
             case_id=str(work["case_id"]),
             title=domain.title(str(work["kind"])),
-            link=f"{self._link_base}/saker/{work['case_id']}",
+            link=self._link_base + domain.page(str(work["kind"]), str(work["case_id"])),
         )
 
     async def _deliver(self, work: dict[str, Any]) -> str:

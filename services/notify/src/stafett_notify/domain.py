@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stafett_shared.contracts.case import (
+    ChildWelfareReported,
     DeadlineDue,
     HandoverAccepted,
     HandoverDeclined,
@@ -37,6 +38,7 @@ CHANNELS: tuple[Channel, ...] = ("inbox", "email", "webhook")
 
 TITLES: Mapping[str, str] = {
     "handover_requested": "Du er bedt om å overta som stafettholder",
+    "child_welfare_report": "Ny bekymringsmelding til barneverntjenesten",
     "handover_accepted": "Overføringen er godtatt",
     "handover_declined": "Overføringen er avslått",
     "entry_appended": "Ny innføring i stafettloggen",
@@ -63,6 +65,8 @@ class CaseFacts:
     level: int
     team: frozenset[str] = frozenset()
     unit_leaders: frozenset[str] = frozenset()
+    # For a report of concern: the intake staff of the child welfare unit it was sent to.
+    intake: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ NoticeEvent = (
     | EmergencyAccessRequested
     | EmergencyAccessApproved
     | DeadlineDue
+    | ChildWelfareReported
 )
 """The payloads that may call for a notice."""
 
@@ -113,6 +118,7 @@ NOTICE_EVENTS: tuple[type[NoticeEvent], ...] = (
     EmergencyAccessRequested,
     EmergencyAccessApproved,
     DeadlineDue,
+    ChildWelfareReported,
 )
 """The payload classes of :data:`NoticeEvent`: for any other, :func:`drafts` is empty and the
 case's facts need not be read."""
@@ -159,6 +165,10 @@ def drafts(event: EventView, case: CaseFacts | None) -> list[Draft]:
             return [Draft("emergency_access_requested", case_id, frozenset(named), grant_id)]
         case EmergencyAccessApproved(case_id=case_id, grant_id=grant_id, notify_person_ids=named):
             return [Draft("emergency_access_approved", case_id, frozenset(named), grant_id)]
+        case ChildWelfareReported(case_id=case_id, report_id=report_id):
+            # Only that a report arrived, to its intake staff: never its text or the child.
+            intake = case.intake if case is not None else frozenset()
+            return [Draft("child_welfare_report", case_id, intake, report_id)]
         case DeadlineDue(case_id=case_id, kind=kind, due_on=due_on, notify_person_ids=named):
             people = frozenset(named)
             if not people and case is not None:
@@ -171,6 +181,27 @@ def notice_id(event_id: str, recipient: str, channel: Channel) -> str:
     """Derived from (event, recipient, channel): a redelivered event yields the same id."""
     digest = hashlib.sha256(f"{event_id}\x00{recipient}\x00{channel}".encode()).hexdigest()
     return f"n-{digest[:40]}"
+
+
+ACTIONS: Mapping[str, str] = {
+    # The receiver of a handover may not read the case until they accept it, but they are
+    # asked to answer: their basis for this notice is the waiting handover's header.
+    "handover_requested": "case:handover",
+    # Child welfare's intake reads the report sent to it, never the case.
+    "child_welfare_report": "case:report_read",
+}
+"""The action a recipient must be permitted on the case to be told, by notice kind."""
+
+PAGES: Mapping[str, str] = {"child_welfare_report": "/barnevern/meldinger"}
+"""The portal page a notice links to, by kind (else the case's page)."""
+
+
+def action(kind: str) -> str:
+    return ACTIONS.get(kind, "case:read")
+
+
+def page(kind: str, case_id: str) -> str:
+    return PAGES.get(kind, f"/saker/{case_id}")
 
 
 def title(kind: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ from stafett_shared.access import AccessClient, AccessUnavailable
 from stafett_shared.auth import Principal
 from stafett_shared.contracts.case import (
     CaseOpened,
+    ChildWelfareReported,
     HandoverAccepted,
     LevelChanged,
     TeamMemberAdded,
@@ -53,6 +55,9 @@ from stafett_shared.db import UtcDateTime, as_utc, upsert
 from stafett_shared.envelope import CloudEvent, EventData
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.projector import Projection
+
+INTAKE_ROLES = ("child_welfare_worker", "leader")
+"""Who takes in reports of concern at a child welfare unit (decision 0026)."""
 
 metadata = MetaData()
 cases = Table(
@@ -293,6 +298,18 @@ class NotifyProjection(Projection):
             frozenset(unit_leaders),
         )
 
+    @staticmethod
+    async def _intake(session: AsyncSession, unit_id: str | None) -> frozenset[str]:
+        """Who takes in reports of concern at the unit (decision 0026)."""
+        if unit_id is None:
+            return frozenset()
+        people = await session.scalars(
+            select(roles.c.person_id).where(
+                roles.c.unit_id == unit_id, roles.c.role.in_(INTAKE_ROLES)
+            )
+        )
+        return frozenset(people.all())
+
     async def _notices(
         self, session: AsyncSession, event: CloudEvent, payload: EventData, seq: int
     ) -> None:
@@ -302,6 +319,8 @@ class NotifyProjection(Projection):
         view = domain.EventView(event.id, event.subject, event.actor, payload)
         leaders = isinstance(payload, domain.LEADER_EVENTS)
         facts = await self.case_facts(session, case_id, leaders=leaders)
+        if isinstance(payload, ChildWelfareReported) and facts is not None:
+            facts = replace(facts, intake=await self._intake(session, payload.unit_id))
         for draft in domain.drafts(view, facts):
             for recipient in sorted(draft.recipients):
                 await self._queue(session, draft, case_id, recipient, event, seq)
@@ -317,11 +336,10 @@ class NotifyProjection(Projection):
     ) -> None:
         assert self.access is not None
         person = Principal(kind="person", id=recipient, issuer="stafett")
-        # The receiver of a handover may not read the case until they accept it, but they are
-        # asked to answer: their basis for this notice is the waiting handover's header.
-        action = "case:handover" if draft.kind == "handover_requested" else "case:read"
         try:
-            decision = await self.access.check(person, action, case_id, min_seq=seq)
+            decision = await self.access.check(
+                person, domain.action(draft.kind), case_id, min_seq=seq
+            )
         except AccessUnavailable:
             raise  # the projector retries the commit: no notice is decided without an answer
         if not decision.permitted:

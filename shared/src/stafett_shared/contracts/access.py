@@ -18,7 +18,8 @@ from stafett_shared.envelope import registry
 
 __all__ = ["AccessDecision", "AccessEvent", "AccessRecorded", "DecisionRecorded", "ReadWhat"]
 
-ReadWhat = Literal["case", "entries", "consents", "access"]
+ReadWhat = Literal["case", "entries", "consents", "access", "report"]
+"""What was read; ``report``: a report of concern to child welfare (never the log)."""
 
 
 class AccessEvent(ContractEvent):

@@ -20,6 +20,7 @@ __all__ = [
     "CaseOpened",
     "CaseReopened",
     "ChildIdentified",
+    "ChildWelfareReportReceived",
     "ChildWelfareReported",
     "CloseReason",
     "DeadlineDue",
@@ -200,6 +201,17 @@ class ChildWelfareReported(CaseEvent):
     text: Encrypted
     reported_by: str
     unit_id: str | None = None
+
+
+@registry.register
+class ChildWelfareReportReceived(CaseEvent):
+    """The child welfare service the report was sent to (``unit_id``) has acknowledged it."""
+
+    event_type: ClassVar[str] = "no.stafett.case.child_welfare_report_received.v1"
+    case_id: str
+    report_id: str
+    unit_id: str
+    received_by: str
 
 
 @registry.register

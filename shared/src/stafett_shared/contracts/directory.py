@@ -32,6 +32,7 @@ __all__ = [
     "LoginUnbound",
     "OrgKind",
     "OrganisationChanged",
+    "OrganisationChildWelfareServiceSet",
     "OrganisationGuideSet",
     "OrganisationMeasureCatalogueSet",
     "OrganisationRegistered",
@@ -154,6 +155,17 @@ class OrganisationMeasureCatalogueSet(_OrganisationEvent):
     event_type: ClassVar[str] = "no.stafett.directory.organisation_measure_catalogue_set.v1"
     org_id: str
     measures: tuple[CatalogueMeasure, ...]
+
+
+@registry.register
+class OrganisationChildWelfareServiceSet(_OrganisationEvent):
+    """Reports of concern about children of the organisation go to ``unit_id``, a unit with
+    sector ``child_welfare``, possibly another organisation's (an inter-municipal service);
+    ``None``: to the organisation's own child welfare unit, as when nothing was set."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_child_welfare_service_set.v1"
+    org_id: str
+    unit_id: str | None = None
 
 
 @registry.register
