@@ -139,7 +139,8 @@ class Projection(abc.ABC):
         bytes are. Nothing by default."""
 
     async def committed(self) -> None:  # noqa: B027 - a hook; most projections need nothing here
-        """After a transaction that applied commits has committed, on the event loop: tell
+        """After a transaction that applied commits has committed, on the event loop, and
+        before the new position is known (so before anyone waiting for it goes on): tell
         the world what only a committed read model may tell (the consent projection's
         "who may read has changed"). Nothing by default."""
 
@@ -367,8 +368,9 @@ class Projector:
             return commits[-1].seq
         if self._blocking is not None:
             applied = await self._apply_blocking(screened)
-            await self._set_position(applied)
+            # Committed; told before anyone waiting for the position is let go.
             await self.projection.committed()
+            await self._set_position(applied)
             return applied
         async with self._sessions() as session, session.begin():
             stored = await self._locked_position(session)
@@ -396,8 +398,8 @@ class Projector:
             applied = run[-1].seq if run else position
             if applied != stored:
                 await session.execute(_MOVE_POSITION, self._moved(applied))
-        await self._set_position(applied)
         await self.projection.committed()
+        await self._set_position(applied)
         return applied
 
     async def _in_thread(self, fn: Callable[[], None]) -> None:
