@@ -84,6 +84,7 @@ from stafett_shared.contracts.directory import (
     OrganisationGuideSet,
     OrganisationMeasureCatalogueSet,
     OrganisationRegistered,
+    OrganisationSettingsSet,
     RoleEnded,
     RoleGranted,
     Sector,
@@ -119,6 +120,7 @@ organisations = Table(
     Column("kind", String(32), nullable=False),
     Column("guide", JSON, nullable=True),  # steps of levels 0 to 3: [[...], [...], ...]
     Column("measure_catalogue", JSON, nullable=True),  # [{"title", "goal"}, ...]
+    Column("settings", JSON, nullable=True),  # the organisation's own; None: the region's
 )
 units = Table(
     "units",
@@ -648,22 +650,13 @@ class ConsentProjection(BlockingProjection):
                         "kind": payload.kind.value,
                     },
                 )
-            case OrganisationChanged():
-                self._update_organisation(
-                    conn, payload.org_id, name=payload.name, kind=payload.kind.value
-                )
-            case OrganisationGuideSet():
-                self._update_organisation(
-                    conn, payload.org_id, guide=[list(steps) for steps in payload.levels]
-                )
-            case OrganisationMeasureCatalogueSet():
-                self._update_organisation(
-                    conn,
-                    payload.org_id,
-                    measure_catalogue=[
-                        {"title": m.title, "goal": m.goal} for m in payload.measures
-                    ],
-                )
+            case (
+                OrganisationChanged()
+                | OrganisationGuideSet()
+                | OrganisationSettingsSet()
+                | OrganisationMeasureCatalogueSet()
+            ):
+                self._update_organisation(conn, payload.org_id, **_organisation_values(payload))
             case UnitRegistered() | UnitChanged():
                 upsert_sync(
                     conn,
@@ -979,3 +972,24 @@ def _apply_client(conn: Connection, payload: ClientRegistered | ClientUnregister
             clients.c.registration == registration, clients.c.client == payload.client
         )
     )
+
+
+def _organisation_values(
+    payload: OrganisationChanged
+    | OrganisationGuideSet
+    | OrganisationSettingsSet
+    | OrganisationMeasureCatalogueSet,
+) -> dict[str, Any]:
+    """The columns of ``organisations`` an event of an organisation sets."""
+    match payload:
+        case OrganisationChanged():
+            return {"name": payload.name, "kind": payload.kind.value}
+        case OrganisationGuideSet():
+            return {"guide": [list(steps) for steps in payload.levels]}
+        case OrganisationSettingsSet():
+            # What the organisation set itself; a setting left out is the region's.
+            return {"settings": payload.settings.model_dump(mode="json", exclude_none=True)}
+        case OrganisationMeasureCatalogueSet():
+            return {
+                "measure_catalogue": [{"title": m.title, "goal": m.goal} for m in payload.measures]
+            }
