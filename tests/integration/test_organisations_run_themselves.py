@@ -341,3 +341,21 @@ async def test_a_part_that_is_not_json_or_yaml_is_refused(consent: ConsentHarnes
         SILJAN, content=b"<part/>", headers={**siljan, "Content-Type": "application/xml"}
     )
     assert xml.status_code == 415, xml.text
+
+
+async def test_a_closed_unit_stays_its_organisations(consent: ConsentHarness) -> None:
+    porsgrunn = (await _part(consent, PORSGRUNN, PORSGRUNN_ADMIN))["part"]
+    porsgrunn["units"] = [{"id": "porsgrunn-skole", "name": "Porsgrunn skole", "sector": "school"}]
+    porsgrunn["staff"] = []
+    closed = await consent.client.put(
+        PORSGRUNN, json=porsgrunn, headers=consent.auth(PORSGRUNN_ADMIN)
+    )
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["changes"]["unit_closed"] == 1
+
+    siljan = (await _part(consent, SILJAN, SILJAN_ADMIN))["part"]
+    siljan["units"].append({"id": "porsgrunn-ppt", "name": "PPT", "sector": "ppt"})
+    before = await _last_seq(consent)
+    taken = await consent.client.put(SILJAN, json=siljan, headers=consent.auth(SILJAN_ADMIN))
+    assert taken.status_code == 403, taken.text
+    assert await _last_seq(consent) == before

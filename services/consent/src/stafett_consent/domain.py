@@ -619,6 +619,7 @@ class DirectoryState:
     settings: dict[str, OrganisationSettings] = field(default_factory=dict)
     # unit id -> (org id, name, sector)
     units: dict[str, tuple[str, str, Sector]] = field(default_factory=dict)
+    closed_units: dict[str, str] = field(default_factory=dict)  # unit id -> org id
     staff: dict[str, str] = field(default_factory=dict)  # person id -> name index
     roles: frozenset[tuple[str, str, StaffRole]] = frozenset()  # person, unit, role
     logins: frozenset[tuple[str, str, str]] = frozenset()  # person, issuer, subject
@@ -814,8 +815,11 @@ def organisation_scope(
     own = own_staff(current, org_id)
     listed = {person.id for person in part.staff}
     for unit in part.units:
-        found = current.units.get(unit.id)
-        if found is not None and found[0] != org_id:
+        # A closed unit is still its organisation's: its cases are, and registering it
+        # again here would give this organisation's leaders access to them.
+        owner = current.units[unit.id][0] if unit.id in current.units else None
+        owner = owner or current.closed_units.get(unit.id)
+        if owner is not None and owner != org_id:
             raise NotYours("Enheten hører til en annen virksomhet.")
     logins_of: dict[str, set[tuple[str, str]]] = {}
     for person_id, issuer, subject in current.logins:

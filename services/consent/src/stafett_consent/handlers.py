@@ -505,6 +505,11 @@ class ConsentService:
     async def _directory_state(self, session: AsyncSession) -> domain.DirectoryState:
         orgs = (await session.execute(select(organisations))).all()
         unit_rows = (await session.execute(select(units).where(units.c.closed.is_(False)))).all()
+        closed_rows = (
+            await session.execute(
+                select(units.c.unit_id, units.c.org_id).where(units.c.closed.is_(True))
+            )
+        ).all()
         staff_rows = (await session.execute(select(staff))).all()
         role_rows = (await session.execute(select(roles))).all()
         login_rows = (await session.execute(select(logins))).all()
@@ -515,6 +520,7 @@ class ConsentService:
             catalogues={o.org_id: _catalogue(o.measure_catalogue) for o in orgs},
             settings={o.org_id: _settings(o.settings) for o in orgs},
             units={u.unit_id: (u.org_id, u.name, Sector(u.sector)) for u in unit_rows},
+            closed_units={u.unit_id: u.org_id for u in closed_rows},
             staff={s.person_id: s.name_index for s in staff_rows},
             roles=frozenset((r.person_id, r.unit_id, StaffRole(r.role)) for r in role_rows),
             logins=frozenset((b.person_id, b.issuer, b.subject) for b in login_rows),
