@@ -359,3 +359,24 @@ async def test_a_closed_unit_stays_its_organisations(consent: ConsentHarness) ->
     taken = await consent.client.put(SILJAN, json=siljan, headers=consent.auth(SILJAN_ADMIN))
     assert taken.status_code == 403, taken.text
     assert await _last_seq(consent) == before
+
+
+async def test_the_region_document_sets_an_organisations_settings_too(
+    consent: ConsentHarness,
+) -> None:
+    region = _region()
+    region["organisations"][0]["settings"] = {"consent_default_days": 90}
+    loaded = await consent.client.put(
+        "/api/v1/directory", json=region, headers=consent.auth("admin")
+    )
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["changes"] == {"organisation_settings_set": 1}
+    answer = await _part(consent, SILJAN, SILJAN_ADMIN)
+    assert answer["settings_in_force"]["consent_default_days"] == 90
+
+    region["organisations"][0]["settings"] = {"youth_consent_age": 11}
+    refused = await consent.client.put(
+        "/api/v1/directory", json=region, headers=consent.auth("admin")
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["loc"][:3] == ["organisations", "0", "settings"]
