@@ -182,3 +182,25 @@ async def test_revision_0012_adds_the_emergency_requests_and_keeps_the_read_mode
             assert await conn.scalar(waiting) == at
     finally:
         await engine.dispose()
+
+
+async def test_revision_0015_adds_organisations_own_settings_and_keeps_the_read_models(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await _upgraded_keeping_the_read_models(engine, "0012", "0015")
+        async with engine.begin() as conn:
+            await conn.execute(
+                organisations.insert().values(
+                    org_id="4010",
+                    region="grenland",
+                    name="Siljan kommune",
+                    kind="municipality",
+                    settings={"youth_consent_age": 16},
+                )
+            )
+            kept = select(organisations.c.settings).where(organisations.c.org_id == "4010")
+            assert await conn.scalar(kept) == {"youth_consent_age": 16}
+    finally:
+        await engine.dispose()

@@ -85,6 +85,42 @@ def test_the_embedded_system_starts_nats_the_portal_and_four_ready_services(
     assert system.nats.process is not None and system.nats.process.poll() is not None
 
 
+@pytest.mark.slow
+def test_a_restart_keeps_what_an_organisations_administrator_loaded(tmp_path: Path) -> None:
+    """`stafett up` loads the demo region into an empty directory only: Siljan's
+    administrator's change through PUT /directory/orgs/4010 is there after a restart."""
+    data = tmp_path / "data"
+    ports = {"consent": free_port()}
+    nats_port = free_port()
+    env = {"STAFETT_ORG_ADMINS": '{"4010": ["siljan-admin"]}'}
+    region = Path(__file__).resolve().parents[2] / "data" / "grenland.yaml"
+    settings = CommonSettings()
+    part_url = f"http://127.0.0.1:{ports['consent']}/api/v1/directory/orgs/4010"
+
+    first = EmbeddedSystem(data, nats_port=nats_port, ports=ports, env=env, services=["consent"])
+    first.start(ready_timeout_s=120)
+    try:
+        assert _load_region(first, settings, data, region) == "loaded"
+        siljan = {"Authorization": f"Bearer {DevIssuer.load(data).issue('siljan-admin')}"}
+        part = httpx.get(part_url, headers=siljan, timeout=30).json()["part"]
+        part["units"].append({"id": "siljan-nyskole", "name": "Nyskolen", "sector": "school"})
+        part["settings"] = {"youth_consent_age": 16}
+        changed = httpx.put(part_url, json=part, headers=siljan, timeout=30)
+        assert changed.status_code == 200, changed.text
+    finally:
+        first.stop()
+
+    again = EmbeddedSystem(data, nats_port=nats_port, ports=ports, env=env, services=["consent"])
+    again.start(ready_timeout_s=120)
+    try:
+        assert _load_region(again, settings, data, region) == "kept"
+        kept = httpx.get(part_url, headers=siljan, timeout=30).json()["part"]
+        assert "siljan-nyskole" in {unit["id"] for unit in kept["units"]}
+        assert kept["settings"]["youth_consent_age"] == 16
+    finally:
+        again.stop()
+
+
 def test_up_refuses_a_nats_port_it_did_not_start(tmp_path: Path) -> None:
     import socket
 

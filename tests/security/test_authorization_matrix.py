@@ -619,6 +619,17 @@ ROUTES: dict[str, Route] = {
             headers={"Content-Type": "application/yaml"},
         )
     ),
+    # Porsgrunn's part as the region document has it: loading it again changes nothing.
+    "consent GET /api/v1/directory/orgs/{org_id}": Route(_plain("/api/v1/directory/orgs/3806")),
+    "consent PUT /api/v1/directory/orgs/{org_id}": Route(
+        lambda _s, _w, _c: Request(
+            "/api/v1/directory/orgs/3806",
+            {
+                "units": _region()["organisations"][-1]["units"],
+                "staff": [p for p in _region()["staff"] if p["id"] == OTHER_MUNICIPALITY],
+            },
+        )
+    ),
     "consent POST /api/v1/children": Route(
         lambda _s, w, _c: Request(
             "/api/v1/children", {"national_id": w.child.national_id, "name": "Ola Nordmann"}

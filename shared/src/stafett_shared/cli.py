@@ -175,7 +175,15 @@ def _load_region(
     token_value = DevIssuer.load_or_create(folder).issue(admin)
     auth = {"Authorization": f"Bearer {token_value}"}
     current = httpx.get(f"{consent.url}/api/v1/directory", headers=auth, timeout=60)
-    if current.status_code == 200 and current.json().get("organisations"):
+    if current.status_code != 200:
+        # Whether a directory is loaded is not known: loading the demo region now could
+        # overwrite what an administrator loaded, so nothing is loaded.
+        err.print(
+            f"[yellow]Kunne ikke lese katalogen ({current.status_code}); "
+            "demoregionen lastes ikke.[/yellow]"
+        )
+        return "failed"
+    if current.json().get("organisations"):
         console.print("Katalogen er lastet fra før og beholdes; demoregionen lastes ikke på nytt.")
         return "kept"
     content_type = "application/json" if document.suffix == ".json" else "application/yaml"

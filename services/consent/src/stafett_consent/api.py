@@ -252,40 +252,104 @@ def _may_ask(caller: Principal, subject: PrincipalRef) -> None:
 # --- directory -------------------------------------------------------------------------------
 
 
+def _json_or_yaml(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body of a route that reads ``model`` as JSON or YAML itself."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": model.model_json_schema()},
+                "application/yaml": {"schema": {"type": "string"}},
+            },
+        }
+    }
+
+
 @router.put(
     "/directory",
     summary="Last regionsdokumentet (virksomheter, enheter, ansatte med roller)",
     responses=answers(415),  # neither JSON nor YAML
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": domain.RegionDocument.model_json_schema()},
-                "application/yaml": {"schema": {"type": "string"}},
-            },
-        }
-    },
+    openapi_extra=_json_or_yaml(domain.RegionDocument),
 )
 async def put_directory(
     *, request: Request, principal: PrincipalDep, service: ServiceDep
 ) -> JSONResponse:
-    raw = await request.body()
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    try:
-        if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
-            parsed = yaml.safe_load(raw.decode("utf-8"))
-        elif content_type == "application/json":
-            parsed = json.loads(raw)
-        else:
-            raise Problem(415, "unsupported_media_type", "Send JSON eller YAML.")
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError):
-        raise Problem(400, "bad_request", "Dokumentet er ikke gyldig JSON eller YAML.") from None
+    parsed = _parsed_body(await request.body(), request.headers.get("content-type"))
     try:
         document = domain.RegionDocument.model_validate(parsed)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_input=False)) from None
     result = await service.load_region(principal, document)
     return JSONResponse(result, headers={"Stafett-Seq": str(result["seq"])})
+
+
+OrgIdPath = Annotated[str, Path(pattern=ORG_ID_PATTERN, description="Virksomhetens id")]
+
+
+def _parsed_body(raw: bytes, content_type_header: str | None) -> object:
+    """A request body read as JSON or YAML by its content type (JSON without one)."""
+    content_type = (content_type_header or "application/json").split(";")[0].strip()
+    try:
+        if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+            return yaml.safe_load(raw.decode("utf-8"))
+        if content_type == "application/json":
+            return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError):
+        raise Problem(400, "bad_request", "Dokumentet er ikke gyldig JSON eller YAML.") from None
+    raise Problem(415, "unsupported_media_type", "Send JSON eller YAML.")
+
+
+@router.put(
+    "/directory/orgs/{org_id}",
+    summary="Last virksomhetens del av regionsdokumentet (enheter, ansatte, innstillinger)",
+    responses=answers(415),  # neither JSON nor YAML
+    openapi_extra=_json_or_yaml(domain.OrganisationPart),
+)
+async def put_organisation(
+    *, org_id: OrgIdPath, request: Request, principal: PrincipalDep, service: ServiceDep
+) -> JSONResponse:
+    parsed = _parsed_body(await request.body(), request.headers.get("content-type"))
+    try:
+        part = domain.OrganisationPart.model_validate(parsed)
+        result = await service.load_organisation(principal, org_id, part)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+    return JSONResponse(result, headers={"Stafett-Seq": str(result["seq"])})
+
+
+class SettingsInForce(BaseModel):
+    youth_consent_age: int
+    health_youth_consent_age: int
+    consent_default_days: int
+    consent_max_days: int
+
+
+class OrganisationPartOut(BaseModel):
+    id: str
+    name: str
+    kind: OrgKind
+    part: dict[str, Any] = Field(
+        description="Det PUT /directory/orgs/{org_id} tar imot (samme skjema); ansatte i "
+        "shared_staff står uten innlogginger"
+    )
+    shared_staff: list[str] = Field(
+        description="Ansatte med roller også i andre virksomheter: bare rollene her vises, og "
+        "navn og innlogginger endres av regionens administrator"
+    )
+    settings_in_force: SettingsInForce = Field(
+        description="Innstillingene som gjelder: virksomhetens egne, ellers regionens"
+    )
+
+
+@router.get(
+    "/directory/orgs/{org_id}",
+    summary="Virksomhetens del av regionsdokumentet (for dens administratorer)",
+    response_model=OrganisationPartOut,
+)
+async def get_organisation(
+    *, org_id: OrgIdPath, principal: PrincipalDep, service: ServiceDep
+) -> JSONResponse:
+    return JSONResponse(await service.read_organisation(principal, org_id))
 
 
 class UnitOut(BaseModel):

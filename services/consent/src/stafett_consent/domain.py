@@ -40,6 +40,7 @@ from stafett_shared.contracts.consent import (
     GrantorGroup,
 )
 from stafett_shared.contracts.directory import (
+    MAX_CONSENT_DAYS,
     CatalogueMeasure,
     ChildRegistered,
     ClientRegistered,
@@ -55,6 +56,8 @@ from stafett_shared.contracts.directory import (
     OrganisationGuideSet,
     OrganisationMeasureCatalogueSet,
     OrganisationRegistered,
+    OrganisationSettings,
+    OrganisationSettingsSet,
     OrgKind,
     ParentalResponsibilityChanged,
     RoleEnded,
@@ -73,7 +76,7 @@ from stafett_shared.settings import DEV_ISSUER
 
 CONTEXT = "consent"
 PERSON_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
-MAX_VALIDITY = timedelta(days=3 * 366)
+MAX_VALIDITY = timedelta(days=MAX_CONSENT_DAYS)
 DEFAULT_VALIDITY = timedelta(days=365)
 
 
@@ -164,6 +167,8 @@ class RequestConsent:
     evidence: Evidence
     grantors: GrantorRule
     requested_by: str
+    default_validity: timedelta = DEFAULT_VALIDITY  # the organisation's settings
+    max_validity: timedelta = MAX_VALIDITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,11 +206,13 @@ def decide_consent(state: ConsentState, command: ConsentCommand, now: datetime) 
     if isinstance(command, RequestConsent):
         if state.status is not None:
             raise ConsentError("the consent exists already")
-        valid_until = command.valid_until or now + DEFAULT_VALIDITY
+        valid_until = command.valid_until or now + min(
+            command.default_validity, command.max_validity
+        )
         if valid_until <= now:
             raise ValidityInPast("valid_until must lie in the future")
-        if valid_until - now > MAX_VALIDITY:
-            raise ValidityTooLong("a consent may be valid for at most three years")
+        if valid_until - now > min(command.max_validity, MAX_VALIDITY):
+            raise ValidityTooLong("the consent is valid longer than the organisation allows")
         return [
             ConsentRequested(
                 consent_id=command.consent_id,
@@ -320,6 +327,26 @@ class GrantorPolicy:
     health_youth_age: int = 16  # health information (pasient- og brukerrettighetsloven § 4-3)
     adult_age: int = 18  # from this age the person consents alone
     one_guardian_enough: bool = False  # joint responsibility: both must consent by default
+    default_validity: timedelta = DEFAULT_VALIDITY  # a consent asked for without an end
+    max_validity: timedelta = MAX_VALIDITY
+
+    def for_organisation(self, settings: OrganisationSettings) -> GrantorPolicy:
+        """The region's policy with what the organisation set itself in its place."""
+        return replace(
+            self,
+            youth_age=_or(settings.youth_consent_age, self.youth_age),
+            health_youth_age=_or(settings.health_youth_consent_age, self.health_youth_age),
+            default_validity=_days_or(settings.consent_default_days, self.default_validity),
+            max_validity=_days_or(settings.consent_max_days, self.max_validity),
+        )
+
+
+def _or(value: int | None, region: int) -> int:
+    return region if value is None else value
+
+
+def _days_or(days: int | None, region: timedelta) -> timedelta:
+    return region if days is None else timedelta(days=days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,12 +427,11 @@ GuideSteps = Annotated[tuple[GuideStep, ...], Field(max_length=20)]
 EMPTY_GUIDE: Guide = ((), (), (), ())
 
 
-class OrganisationDoc(BaseModel):
+class _OrganisationContent(BaseModel):
+    """What an organisation holds itself: its units, guide, measure catalogue and settings."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(pattern=ORG_ID_PATTERN)
-    name: str = Field(min_length=1, max_length=200)
-    kind: OrgKind
     units: tuple[UnitDoc, ...] = Field(default=(), max_length=MAX_UNITS)
     # The handlingsveileder: what to do at each BTI level, as short steps.
     guide: dict[GuideLevel, GuideSteps] = Field(default_factory=dict)
@@ -414,6 +440,7 @@ class OrganisationDoc(BaseModel):
     # child_welfare, the organisation's own or an inter-municipal service's; left out, the
     # organisation's own child welfare unit.
     child_welfare_unit_id: str | None = Field(default=None, pattern=POLICY_ID_PATTERN)
+    settings: OrganisationSettings = Field(default_factory=OrganisationSettings)
 
     @field_validator("guide", mode="before")
     @classmethod
@@ -435,6 +462,12 @@ class OrganisationDoc(BaseModel):
         """The steps of levels 0 to 3, in order (a level the document leaves out has none)."""
         steps = [self.guide.get(level, ()) for level in BTI_LEVELS]
         return (steps[0], steps[1], steps[2], steps[3])
+
+
+class OrganisationDoc(_OrganisationContent):
+    id: str = Field(pattern=ORG_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    kind: OrgKind
 
 
 class RoleDoc(BaseModel):
@@ -613,8 +646,10 @@ class DirectoryState:
     catalogues: dict[str, tuple[CatalogueMeasure, ...]] = field(default_factory=dict)
     # org id -> the child welfare unit it names for reports (absent: none named)
     child_welfare: dict[str, str | None] = field(default_factory=dict)
+    settings: dict[str, OrganisationSettings] = field(default_factory=dict)
     # unit id -> (org id, name, sector)
     units: dict[str, tuple[str, str, Sector]] = field(default_factory=dict)
+    closed_units: dict[str, str] = field(default_factory=dict)  # unit id -> org id
     staff: dict[str, str] = field(default_factory=dict)  # person id -> name index
     roles: frozenset[tuple[str, str, StaffRole]] = frozenset()  # person, unit, role
     logins: frozenset[tuple[str, str, str]] = frozenset()  # person, issuer, subject
@@ -657,6 +692,8 @@ def diff_directory(
             events.append(OrganisationChanged(org_id=org.id, name=org.name, kind=org.kind))
         if current.guides.get(org.id, EMPTY_GUIDE) != org.guide_steps():
             events.append(OrganisationGuideSet(org_id=org.id, levels=org.guide_steps()))
+        if current.settings.get(org.id, OrganisationSettings()) != org.settings:
+            events.append(OrganisationSettingsSet(org_id=org.id, settings=org.settings))
         if current.catalogues.get(org.id, ()) != org.measure_catalogue:
             events.append(
                 OrganisationMeasureCatalogueSet(org_id=org.id, measures=org.measure_catalogue)
@@ -911,3 +948,146 @@ def replay_guardians(events: Iterable[EventData]) -> ChildGuardians | None:
     for event in events:
         state = evolve_guardians(state, event)
     return state
+
+
+# --- an organisation's own part of the region document -----------------------------------
+
+
+class NotYours(ConsentError):
+    """An organisation's administrator named what belongs to another organisation."""
+
+    code = "forbidden"
+    status = 403
+
+
+class OrganisationPart(_OrganisationContent):
+    """An organisation's part of the region document, as its administrator manages it: its
+    units, guide, measure catalogue and settings, the staff with roles in its units (only
+    those roles), and its clients. The organisation's id, name and kind are the region's."""
+
+    staff: tuple[StaffDoc, ...] = Field(default=(), max_length=MAX_STAFF)
+    clients: tuple[ClientDoc, ...] = Field(default=(), max_length=MAX_CLIENTS)
+
+
+def own_staff(current: DirectoryState, org_id: str) -> frozenset[str]:
+    """Staff the organisation has to itself: every role they hold is in its units. Only
+    these are renamed and given logins through the organisation's part; a staff member with
+    a role elsewhere, or with no role at all, is the region's (or shared)."""
+    orgs_of: dict[str, set[str]] = {}
+    for person_id, unit_id, _role in current.roles:
+        unit = current.units.get(unit_id)
+        orgs_of.setdefault(person_id, set()).add(unit[0] if unit else "")
+    return frozenset(person for person, orgs in orgs_of.items() if orgs == {org_id})
+
+
+def organisation_scope(
+    current: DirectoryState,
+    region: str,
+    org_id: str,
+    part: OrganisationPart,
+    name_indexes: dict[str, str],
+) -> tuple[DirectoryState, RegionDocument]:
+    """The directory as far as ``org_id``'s part reaches, and the region document that part
+    makes of it: ``diff_directory`` over the two changes this organisation only (its units,
+    guide, catalogue, settings and clients, the roles in its units, its own staff's names
+    and logins). Raises ``NotYours`` for a unit, client or login of another organisation,
+    a new name or other logins for a staff member it does not have to itself, and
+    ``ValueError`` (bokmål) for a part that does not hold together."""
+    name, kind = current.organisations[org_id]
+    own = own_staff(current, org_id)
+    named = part.child_welfare_unit_id
+    own_units = {unit.id for unit in part.units}
+    if named is not None and named not in own_units:
+        elsewhere = current.units.get(named)
+        if elsewhere is None or elsewhere[2] != Sector.CHILD_WELFARE:
+            raise ValueError(
+                "Virksomheten viser til en enhet som ikke er en barneverntjeneste i regionen: "
+                f"{named}."
+            )
+    listed = {person.id for person in part.staff}
+    for unit in part.units:
+        # A closed unit is still its organisation's: its cases are, and registering it
+        # again here would give this organisation's leaders access to them.
+        owner = current.units[unit.id][0] if unit.id in current.units else None
+        owner = owner or current.closed_units.get(unit.id)
+        if owner is not None and owner != org_id:
+            raise NotYours("Enheten hører til en annen virksomhet.")
+    logins_of: dict[str, set[tuple[str, str]]] = {}
+    for person_id, issuer, subject in current.logins:
+        logins_of.setdefault(person_id, set()).add((issuer, subject))
+    bound_to = {(issuer, subject): person for person, issuer, subject in current.logins}
+    staff: list[StaffDoc] = []
+    for listed_person in part.staff:
+        person = listed_person
+        wanted = {login.key for login in person.logins}
+        if person.id in current.staff and person.id not in own:
+            # Someone shared with (or left by) another organisation: their roles here only.
+            if name_indexes[person.id] != current.staff[person.id]:
+                raise NotYours(
+                    "Navnet til en ansatt med roller i andre virksomheter endres av regionens "
+                    "administrator."
+                )
+            if wanted and wanted != logins_of.get(person.id, set()):
+                raise NotYours(
+                    "Innlogginger til en ansatt med roller i andre virksomheter endres av "
+                    "regionens administrator."
+                )
+            kept = sorted(logins_of.get(person.id, set()))
+            person = person.model_copy(
+                update={"logins": tuple(LoginDoc(issuer=i, subject=s) for i, s in kept)}
+            )
+        for key in wanted:
+            holder = bound_to.get(key)
+            if (
+                holder is not None
+                and holder != person.id
+                and not (holder in own and holder in listed)
+            ):
+                raise NotYours("Innloggingen er bundet til en ansatt i en annen virksomhet.")
+        staff.append(person)
+    ours = {cid: c for cid, c in current.clients.items() if c[0] == org_id}
+    for client in part.clients:
+        if client.org_id != org_id:
+            raise NotYours("En klient i delen må høre til virksomheten.")
+        if client.id in current.clients and client.id not in ours:
+            raise NotYours("Klienten hører til en annen virksomhet.")
+    taken = {c[2:]: cid for cid, c in current.clients.items() if c[0] != org_id}
+    for client in part.clients:
+        if client.key in taken:
+            raise ValueError("En klients utsteder, klient-id og konsument er registrert fra før.")
+    units = {uid: u for uid, u in current.units.items() if u[0] == org_id}
+    state = DirectoryState(
+        organisations={org_id: (name, kind)},
+        guides={k: v for k, v in current.guides.items() if k == org_id},
+        catalogues={k: v for k, v in current.catalogues.items() if k == org_id},
+        settings={k: v for k, v in current.settings.items() if k == org_id},
+        child_welfare={k: v for k, v in current.child_welfare.items() if k == org_id},
+        units=units,
+        staff={p: index for p, index in current.staff.items() if p in listed},
+        roles=frozenset(r for r in current.roles if r[1] in units),
+        logins=frozenset(b for b in current.logins if b[0] in listed),
+        clients=ours,
+    )
+    document = RegionDocument(
+        region=region,
+        organisations=(
+            OrganisationDoc(
+                id=org_id,
+                name=name,
+                kind=kind,
+                units=part.units,
+                guide=part.guide,
+                measure_catalogue=part.measure_catalogue,
+                settings=part.settings,
+                child_welfare_unit_id=named if named in own_units else None,
+            ),
+        ),
+        staff=tuple(staff),
+        clients=part.clients,
+    )
+    if named is not None and named not in own_units:
+        # Another organisation's service (inter-municipal): checked against the directory,
+        # as the part holds only this organisation's units.
+        org_doc = document.organisations[0].model_copy(update={"child_welfare_unit_id": named})
+        document = document.model_copy(update={"organisations": (org_doc,)})
+    return state, document

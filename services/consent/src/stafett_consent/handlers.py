@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -58,6 +59,7 @@ from stafett_shared.contracts.directory import (
     ChildRegistered,
     GuardianRecord,
     Guide,
+    OrganisationSettings,
     OrgKind,
     Sector,
     StaffRole,
@@ -287,10 +289,174 @@ class ConsentService:
         if not self._is_admin(principal):
             raise HandlerError(403, "forbidden", "Bare administratorer kan laste katalogen.")
         now = self.clock()
-        names: dict[str, domain.StaffName] = {}
         async with self.sessions() as session:
             current = await self._directory_state(session)
-        for person in document.staff:
+        names = await self._names_for_events(current, document.staff)
+        changes = domain.diff_directory(current, document, names)
+        digest = hashlib.sha256(canonical_json(document.model_dump(mode="json"))).hexdigest()
+        return {
+            "region": document.region,
+            **await self._apply_directory(principal, changes, f"region-{digest[:32]}", now),
+        }
+
+    async def _managed_organisation(
+        self, principal: Principal, org_id: str
+    ) -> tuple[domain.DirectoryState, str]:
+        """The directory and region, when ``principal`` may manage ``org_id``'s part: the
+        region's administrators every organisation's, an organisation's administrators
+        their own municipality's only; shared organisations (a county, a state agency) are
+        the region's. Decided before anything is looked up."""
+        region_admin = self._is_admin(principal)
+        if not region_admin and org_id not in self._admin_of(principal):
+            raise HandlerError(
+                403,
+                "forbidden",
+                "Bare virksomhetens administratorer kan endre dens del av katalogen.",
+            )
+        async with self.sessions() as session:
+            current = await self._directory_state(session)
+            region = await session.scalar(select(organisations.c.region).limit(1))
+        found = current.organisations.get(org_id)
+        if found is None or region is None:
+            raise HandlerError(404, "not_found", "Virksomheten finnes ikke i katalogen.")
+        if not region_admin and found[1] is not OrgKind.MUNICIPALITY:
+            raise HandlerError(
+                403,
+                "forbidden",
+                "Felles virksomheter, som fylkeskommunen og statlige etater, endres av regionens "
+                "administrator.",
+            )
+        return current, region
+
+    async def read_organisation(self, principal: Principal, org_id: str) -> dict[str, Any]:
+        """An organisation's part of the region document, as ``load_organisation`` takes it,
+        with the settings in force. A staff member with roles in other organisations too
+        (``shared_staff``) is listed with the roles here only and without logins."""
+        current, _region = await self._managed_organisation(principal, org_id)
+        own = domain.own_staff(current, org_id)
+        async with self.sessions() as session:
+            org = (
+                await session.execute(select(organisations).where(organisations.c.org_id == org_id))
+            ).one()
+            staff_rows = (
+                await session.execute(
+                    select(staff.c.person_id, staff.c.name)
+                    .where(
+                        staff.c.person_id.in_(
+                            select(roles.c.person_id)
+                            .join(units, units.c.unit_id == roles.c.unit_id)
+                            .where(units.c.org_id == org_id, units.c.closed.is_(False))
+                        )
+                    )
+                    .order_by(staff.c.person_id)
+                    .limit(domain.MAX_STAFF)
+                )
+            ).all()
+        ours = {u: unit for u, unit in current.units.items() if unit[0] == org_id}
+        names = await self._staff_names([(row.person_id, row.name) for row in staff_rows])
+        settings = current.settings.get(org_id, OrganisationSettings())
+        policy = self.grantor_policy.for_organisation(settings)
+        part = {
+            "units": [
+                {"id": u, "name": name, "sector": sector.value}
+                for u, (_org, name, sector) in sorted(ours.items(), key=lambda i: (i[1][1], i[0]))
+            ],
+            "guide": dict(zip(domain.BTI_LEVELS, _guide(org.guide), strict=True)),
+            "measure_catalogue": [
+                m.model_dump(mode="json") for m in _catalogue(org.measure_catalogue)
+            ],
+            "settings": settings.model_dump(mode="json"),
+            "child_welfare_unit_id": current.child_welfare.get(org_id),
+            "staff": [
+                {
+                    "id": person_id,
+                    "name": name,
+                    "roles": [
+                        {"unit_id": unit_id, "role": role.value}
+                        for p, unit_id, role in sorted(current.roles)
+                        if p == person_id and unit_id in ours
+                    ],
+                    "logins": [
+                        {"issuer": issuer, "subject": subject}
+                        for p, issuer, subject in sorted(current.logins)
+                        if p == person_id and person_id in own
+                    ],
+                }
+                for person_id, name in names.items()
+            ],
+            "clients": [
+                {
+                    "id": cid,
+                    "name": name,
+                    "org_id": client_org,
+                    "issuer": issuer,
+                    "client_id": client_id,
+                    "consumer_org": consumer,
+                }
+                for cid, (client_org, name, issuer, client_id, consumer) in sorted(
+                    current.clients.items()
+                )
+                if client_org == org_id
+            ],
+        }
+        return {
+            "id": org_id,
+            "name": org.name,
+            "kind": org.kind,
+            "part": part,
+            "shared_staff": sorted(set(names) - own),
+            "settings_in_force": {
+                "youth_consent_age": policy.youth_age,
+                "health_youth_consent_age": policy.health_youth_age,
+                "consent_default_days": policy.default_validity.days,
+                "consent_max_days": policy.max_validity.days,
+            },
+        }
+
+    async def load_organisation(
+        self, principal: Principal, org_id: str, part: domain.OrganisationPart
+    ) -> dict[str, Any]:
+        """Apply ``org_id``'s part as the region document's events do: only what that
+        organisation holds changes (its units, guide, catalogue, settings and clients, the
+        roles in its units, the names and logins of staff it has to itself)."""
+        current, region = await self._managed_organisation(principal, org_id)
+        if not self._is_admin(principal):
+            admins = set(self.admins) | set(self.org_admins)
+            if any(login.key in admins for person in part.staff for login in person.logins):
+                raise HandlerError(
+                    403,
+                    "forbidden",
+                    "En administrators innlogging knyttes til en ansatt av regionens "
+                    "administrator.",
+                )
+        indexes = {
+            person.id: self.index(person.name, context=f"staff-name:{person.id}")
+            for person in part.staff
+        }
+        try:
+            state, document = domain.organisation_scope(current, region, org_id, part, indexes)
+        except domain.NotYours as exc:
+            raise HandlerError(exc.status, exc.code, str(exc)) from None
+        except ValidationError:
+            raise  # the API answers it as it answers a bad body
+        except ValueError as exc:
+            raise HandlerError(422, "validation_error", str(exc)) from None
+        names = await self._names_for_events(state, document.staff)
+        changes = domain.diff_directory(state, document, names)
+        payload = {"org_id": org_id, "part": part.model_dump(mode="json")}
+        digest = hashlib.sha256(canonical_json(payload)).hexdigest()
+        applied = await self._apply_directory(
+            principal, changes, f"org-{org_id}-{digest[:32]}", self.clock()
+        )
+        return {"org_id": org_id, **applied}
+
+    async def _names_for_events(
+        self, current: domain.DirectoryState, people: Sequence[domain.StaffDoc]
+    ) -> dict[str, domain.StaffName]:
+        """Each staff member's name as the events carry it: encrypted only when it is new
+        or changed (its blind index differs from the one the directory holds)."""
+        names: dict[str, domain.StaffName] = {}
+        for person in people:
             index = self.index(person.name, context=f"staff-name:{person.id}")
             if current.staff.get(person.id) == index:
                 names[person.id] = domain.StaffName("", index)
@@ -299,8 +465,17 @@ class ConsentService:
                     person.id, person.name, aggregate=f"person-{person.id}", context="name"
                 )
                 names[person.id] = domain.StaffName(encrypted, index)
-        changes = domain.diff_directory(current, document, names)
-        digest = hashlib.sha256(canonical_json(document.model_dump(mode="json"))).hexdigest()
+        return names
+
+    async def _apply_directory(
+        self,
+        principal: Principal,
+        changes: Mapping[str, Sequence[EventData]],
+        key: str,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Append each aggregate's changes (at most 100 events a commit) and wait for the
+        read models: what was loaded decides access at once."""
         counts: dict[str, int] = {}
         last_seq = 0
         for aggregate, events in changes.items():
@@ -320,20 +495,34 @@ class ConsentService:
                         subject,
                         chunk,
                         expected_version=version,
-                        idempotency_key=f"region-{digest[:32]}-{aggregate}-{version}-{chunk_no}",
+                        idempotency_key=f"{key}-{aggregate}-{version}-{chunk_no}",
                     )
                     last_seq = max(last_seq, result.seq)
                 except DuplicateAppend as repeat:
                     last_seq = max(last_seq, repeat.seq)
+                except ConcurrencyConflict:
+                    # Another load changed this aggregate in between: what was appended
+                    # stands, and loading again applies the rest (decision 0009).
+                    await self.projector.catch_up()
+                    raise HandlerError(
+                        409,
+                        "version_conflict",
+                        "Katalogen ble endret samtidig av noen andre; les den og last på nytt.",
+                    ) from None
             for event in events:
                 kind = event.event_type.split(".")[3]
                 counts[kind] = counts.get(kind, 0) + 1
         await self.projector.catch_up()
-        return {"region": document.region, "changes": counts, "seq": last_seq}
+        return {"changes": counts, "seq": last_seq}
 
     async def _directory_state(self, session: AsyncSession) -> domain.DirectoryState:
         orgs = (await session.execute(select(organisations))).all()
         unit_rows = (await session.execute(select(units).where(units.c.closed.is_(False)))).all()
+        closed_rows = (
+            await session.execute(
+                select(units.c.unit_id, units.c.org_id).where(units.c.closed.is_(True))
+            )
+        ).all()
         staff_rows = (await session.execute(select(staff))).all()
         role_rows = (await session.execute(select(roles))).all()
         login_rows = (await session.execute(select(logins))).all()
@@ -347,7 +536,9 @@ class ConsentService:
                 for o in orgs
                 if o.child_welfare_unit_id is not None
             },
+            settings={o.org_id: _settings(o.settings) for o in orgs},
             units={u.unit_id: (u.org_id, u.name, Sector(u.sector)) for u in unit_rows},
+            closed_units={u.unit_id: u.org_id for u in closed_rows},
             staff={s.person_id: s.name_index for s in staff_rows},
             roles=frozenset((r.person_id, r.unit_id, StaffRole(r.role)) for r in role_rows),
             logins=frozenset((b.person_id, b.issuer, b.subject) for b in login_rows),
@@ -802,6 +993,10 @@ class ConsentService:
                     "Barnet må identifiseres før det kan gis samtykke.",
                 )
             known_orgs = set((await session.scalars(select(organisations.c.org_id))).all())
+            # The case's organisation's own settings: its youth ages and consent lengths.
+            own_settings = await session.scalar(
+                select(organisations.c.settings).where(organisations.c.org_id == case.org_id)
+            )
             unit_rows = {
                 u.unit_id: u.org_id
                 for u in (await session.execute(select(units.c.unit_id, units.c.org_id))).all()
@@ -829,6 +1024,7 @@ class ConsentService:
         if valid_until is not None and valid_until <= now:
             raise HandlerError(422, "validity_in_past", "Gyldig til må ligge fram i tid.")
         covers_health = Sector.HEALTH.value in scope["sectors"]
+        policy = self.grantor_policy.for_organisation(_settings(own_settings))
         try:
             rule = domain.required_grantors(
                 child_id=case.child_id,
@@ -836,7 +1032,7 @@ class ConsentService:
                 guardians_with_responsibility=sorted(responsible),
                 covers_health=covers_health,
                 today=now.date(),
-                policy=self.grantor_policy,
+                policy=policy,
             )
         except domain.ConsentError as exc:
             raise HandlerError(exc.status, exc.code, _NORWEGIAN.get(exc.code, str(exc))) from None
@@ -860,6 +1056,8 @@ class ConsentService:
             evidence=Evidence(method=evidence_method, reference=reference),
             grantors=rule,
             requested_by=principal.id,
+            default_validity=policy.default_validity,
+            max_validity=policy.max_validity,
         )
         events = self._decide(domain.ConsentState(), command, now)
         envelopes = [
@@ -1410,6 +1608,11 @@ def _catalogue(stored: Any) -> tuple[CatalogueMeasure, ...]:
     return tuple(CatalogueMeasure.model_validate(m) for m in (stored or ()))
 
 
+def _settings(stored: Any) -> OrganisationSettings:
+    """An organisation's own settings as the read model stores them (``None``: none)."""
+    return OrganisationSettings.model_validate(stored or {})
+
+
 def _tenant_of(aggregate: str, events: Sequence[EventData]) -> str:
     for event in events:
         org_id = getattr(event, "org_id", None)
@@ -1421,7 +1624,9 @@ def _tenant_of(aggregate: str, events: Sequence[EventData]) -> str:
 _NORWEGIAN = {
     "no_grantor": "Ingen foresatt med foreldreansvar er registrert, så ingen kan gi samtykke.",
     "validity_in_past": "Gyldig til må ligge fram i tid.",
-    "validity_too_long": "Et samtykke kan gjelde i høyst tre år.",
+    "validity_too_long": (
+        "Samtykket gjelder for lenge: høyst tre år, eller kortere om virksomheten har satt det."
+    ),
     "unknown_birth_date": "Barnets fødselsdato er ukjent.",
     "not_a_grantor": "Personen er ikke blant dem som skal gi samtykke.",
     "already_signed": "Personen har allerede signert.",

@@ -89,6 +89,7 @@ from stafett_shared.contracts.directory import (
     OrganisationGuideSet,
     OrganisationMeasureCatalogueSet,
     OrganisationRegistered,
+    OrganisationSettingsSet,
     ParentalResponsibilityChanged,
     RoleEnded,
     RoleGranted,
@@ -130,6 +131,7 @@ organisations = Table(
     Column("measure_catalogue", JSON, nullable=True),  # [{"title", "goal"}, ...]
     # The child welfare unit named for reports of concern; None: the organisation's own.
     Column("child_welfare_unit_id", String(64), nullable=True),
+    Column("settings", JSON, nullable=True),  # the organisation's own; None: the region's
 )
 units = Table(
     "units",
@@ -682,9 +684,7 @@ class ConsentProjection(BlockingProjection):
                 return self._apply_consent(conn, payload, seq)
         return set()
 
-    def _apply_directory(  # noqa: PLR0912 - one branch per event type
-        self, conn: Connection, payload: DirectoryEvent
-    ) -> set[str]:
+    def _apply_directory(self, conn: Connection, payload: DirectoryEvent) -> set[str]:
         match payload:
             case OrganisationRegistered():
                 upsert_sync(
@@ -697,26 +697,14 @@ class ConsentProjection(BlockingProjection):
                         "kind": payload.kind.value,
                     },
                 )
-            case OrganisationChanged():
-                self._update_organisation(
-                    conn, payload.org_id, name=payload.name, kind=payload.kind.value
-                )
-            case OrganisationGuideSet():
-                self._update_organisation(
-                    conn, payload.org_id, guide=[list(steps) for steps in payload.levels]
-                )
-            case OrganisationChildWelfareServiceSet():
-                self._update_organisation(
-                    conn, payload.org_id, child_welfare_unit_id=payload.unit_id
-                )
-            case OrganisationMeasureCatalogueSet():
-                self._update_organisation(
-                    conn,
-                    payload.org_id,
-                    measure_catalogue=[
-                        {"title": m.title, "goal": m.goal} for m in payload.measures
-                    ],
-                )
+            case (
+                OrganisationChanged()
+                | OrganisationGuideSet()
+                | OrganisationChildWelfareServiceSet()
+                | OrganisationSettingsSet()
+                | OrganisationMeasureCatalogueSet()
+            ):
+                self._update_organisation(conn, payload.org_id, **_organisation_values(payload))
             case UnitRegistered() | UnitChanged():
                 upsert_sync(
                     conn,
@@ -1094,3 +1082,27 @@ def _apply_client(conn: Connection, payload: ClientRegistered | ClientUnregister
             clients.c.registration == registration, clients.c.client == payload.client
         )
     )
+
+
+def _organisation_values(
+    payload: OrganisationChanged
+    | OrganisationGuideSet
+    | OrganisationChildWelfareServiceSet
+    | OrganisationSettingsSet
+    | OrganisationMeasureCatalogueSet,
+) -> dict[str, Any]:
+    """The columns of ``organisations`` an event of an organisation sets."""
+    match payload:
+        case OrganisationChanged():
+            return {"name": payload.name, "kind": payload.kind.value}
+        case OrganisationGuideSet():
+            return {"guide": [list(steps) for steps in payload.levels]}
+        case OrganisationChildWelfareServiceSet():
+            return {"child_welfare_unit_id": payload.unit_id}
+        case OrganisationSettingsSet():
+            # What the organisation set itself; a setting left out is the region's.
+            return {"settings": payload.settings.model_dump(mode="json", exclude_none=True)}
+        case OrganisationMeasureCatalogueSet():
+            return {
+                "measure_catalogue": [{"title": m.title, "goal": m.goal} for m in payload.measures]
+            }

@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stafett_shared.contracts.base import ORG_ID_PATTERN, ULID_PATTERN, ContractEvent, Encrypted
 from stafett_shared.envelope import registry
@@ -36,6 +36,8 @@ __all__ = [
     "OrganisationGuideSet",
     "OrganisationMeasureCatalogueSet",
     "OrganisationRegistered",
+    "OrganisationSettings",
+    "OrganisationSettingsSet",
     "ParentalResponsibilityChanged",
     "RoleEnded",
     "RoleGranted",
@@ -96,6 +98,38 @@ class CatalogueMeasure(BaseModel):
     @classmethod
     def _strip(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
+
+
+MAX_CONSENT_DAYS = 3 * 366
+"""No consent is valid longer than three years, whatever an organisation sets."""
+
+
+class OrganisationSettings(BaseModel):
+    """An organisation's own policy settings. A setting left out (``None``) is the region's:
+    the consent service's ``STAFETT_CONSENT_*`` settings and its built-in lengths."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    youth_consent_age: int | None = Field(default=None, ge=12, le=18)
+    """From this age the youth consents too, beside the guardians."""
+    health_youth_consent_age: int | None = Field(default=None, ge=12, le=18)
+    """The same for consents that cover health (pasient- og brukerrettighetsloven § 4-3)."""
+    consent_default_days: int | None = Field(default=None, ge=1, le=MAX_CONSENT_DAYS)
+    """How long a consent asked for without ``valid_until`` is valid."""
+    consent_max_days: int | None = Field(default=None, ge=1, le=MAX_CONSENT_DAYS)
+    """The longest a consent may be valid."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OrganisationSettings:
+        youth, health = self.youth_consent_age, self.health_youth_consent_age
+        if youth is not None and health is not None and health < youth:
+            raise ValueError(
+                "Aldersgrensen for samtykke om helse kan ikke være lavere enn den vanlige."
+            )
+        default, longest = self.consent_default_days, self.consent_max_days
+        if default is not None and longest is not None and default > longest:
+            raise ValueError("Vanlig varighet for samtykke kan ikke være lengre enn den lengste.")
+        return self
 
 
 class GuardianRecord(BaseModel):
@@ -166,6 +200,15 @@ class OrganisationChildWelfareServiceSet(_OrganisationEvent):
     event_type: ClassVar[str] = "no.stafett.directory.organisation_child_welfare_service_set.v1"
     org_id: str
     unit_id: str | None = None
+
+
+class OrganisationSettingsSet(_OrganisationEvent):
+    """The organisation's own policy settings now read ``settings`` (the region's where a
+    setting is ``None``). Organisational, never personal data."""
+
+    event_type: ClassVar[str] = "no.stafett.directory.organisation_settings_set.v1"
+    org_id: str
+    settings: OrganisationSettings
 
 
 @registry.register
