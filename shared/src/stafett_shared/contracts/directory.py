@@ -202,6 +202,7 @@ class OrganisationChildWelfareServiceSet(_OrganisationEvent):
     unit_id: str | None = None
 
 
+@registry.register
 class OrganisationSettingsSet(_OrganisationEvent):
     """The organisation's own policy settings now read ``settings`` (the region's where a
     setting is ``None``). Organisational, never personal data."""
