@@ -340,7 +340,8 @@ async def post_child(
                 for g in body.guardians
             ],
         )
-        return _written(201 if written.version else 200, written)
+        # 201 whether the child was new or known (decision 0029): no oracle.
+        return _written(201, written)
 
     return await _once(request, principal, idempotency_key, store, write)
 
