@@ -25,6 +25,13 @@ from stafett_shared.idempotency import (
     written_answer,
 )
 from stafett_shared.msgid import ClientKey
+from stafett_shared.paging import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    decode_key_cursor,
+    encode_key_cursor,
+)
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -34,6 +41,7 @@ ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 PERSON = r"^[A-Za-z0-9-]{1,64}$"
 UNIT = r"^[a-z0-9-]{1,64}$"
 TEXT = 4000
+CASES_CURSOR = "cases"  # the list a cursor of GET /cases names
 
 
 class _In(BaseModel):
@@ -182,10 +190,12 @@ async def list_cases(
     status: Annotated[Literal["open", "closed"] | None, Query()] = None,
     holder: Annotated[Literal["me"] | None, Query()] = None,
     member: Annotated[Literal["me"] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=ULID)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> JSONResponse:
-    items, next_cursor = await service.list_cases(
+    # The cursor is bound to its caller: another person's is 422, like any other forgery.
+    after = decode_key_cursor(cursor, CASES_CURSOR, principal.id) if cursor else None
+    items, last = await service.list_cases(
         principal,
         unit_id=unit_id,
         level=level,
@@ -193,8 +203,9 @@ async def list_cases(
         holder_me=holder == "me",
         member_me=member == "me",
         limit=limit,
-        cursor=cursor,
+        cursor=after,
     )
+    next_cursor = encode_key_cursor(CASES_CURSOR, principal.id, last) if last else None
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
