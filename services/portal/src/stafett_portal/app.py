@@ -937,7 +937,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
 
 _NEW_CASE_INTRO = (
     "En sak begynner med en bekymring. På nivå 0 kan du drøfte den anonymt, uten navn. "
-    "Fra nivå 1 må barnet være registrert med foresatte."
+    "Fra nivå 1 må du først registrere barnet med foresatte, også om andre har gjort det."
 )
 _CHILD_INTRO = (
     "Registrer barnet og foresatte med foreldreansvar. De får da se loggen og hvem som har "
