@@ -373,6 +373,8 @@ async def stack(
     """The four services on a fresh stream, SQLite each, the region loaded, two children
     registered (16 and 12, the same guardians), a checkpoint, a notice and a webhook."""
     monkeypatch.setenv("STAFETT_RATE_LIMIT_PER_S", "0")
+    # The holder registers and opens a case by national id for every world it builds.
+    monkeypatch.setenv("STAFETT_LOOKUP_LIMIT_BURST", "1000")
     monkeypatch.setenv("STAFETT_ORG_ADMINS", json.dumps({"3806": [ORG_ADMIN]}))
     monkeypatch.setenv("STAFETT_MIN_SEQ_WAIT_S", "0.2")
     async with four_services() as (consent, case, log, notify):

@@ -106,6 +106,12 @@ class CommonSettings(BaseSettings):
     caller can grow the append-only stream."""
     rate_limit_burst: int = Field(default=200, ge=1, le=1_000_000)
     """Requests one principal may make at once before the rate applies."""
+    lookup_limit_per_hour: float = Field(default=60.0, gt=0, le=100_000)
+    """Look-ups of a person by national id (registering a child, opening a case or
+    identifying a child by national id) one person may make an hour, over time: beyond it,
+    429. Each look-up is also recorded (decision 0029)."""
+    lookup_limit_burst: int = Field(default=20, ge=1, le=10_000)
+    """Look-ups by national id one person may make at once before the hourly rate applies."""
     login_cache_s: float = Field(default=60.0, ge=0, le=60)
     """How long a service takes a login's binding in the directory (issuer and subject to a
     staff member), and a token verified through it, on trust: a login the region document

@@ -25,6 +25,13 @@ from stafett_shared.idempotency import (
     written_answer,
 )
 from stafett_shared.msgid import ClientKey
+from stafett_shared.paging import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    decode_key_cursor,
+    encode_key_cursor,
+)
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -34,6 +41,7 @@ ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 PERSON = r"^[A-Za-z0-9-]{1,64}$"
 UNIT = r"^[a-z0-9-]{1,64}$"
 TEXT = 4000
+CASES_CURSOR = "cases"  # the list a cursor of GET /cases names
 
 
 class _In(BaseModel):
@@ -185,10 +193,12 @@ async def list_cases(
     status: Annotated[Literal["open", "closed"] | None, Query()] = None,
     holder: Annotated[Literal["me"] | None, Query()] = None,
     member: Annotated[Literal["me"] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=ULID)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> JSONResponse:
-    items, next_cursor = await service.list_cases(
+    # The cursor is bound to its caller: another person's is 422, like any other forgery.
+    after = decode_key_cursor(cursor, CASES_CURSOR, principal.id) if cursor else None
+    items, last = await service.list_cases(
         principal,
         unit_id=unit_id,
         level=level,
@@ -196,8 +206,9 @@ async def list_cases(
         holder_me=holder == "me",
         member_me=member == "me",
         limit=limit,
-        cursor=cursor,
+        cursor=after,
     )
+    next_cursor = encode_key_cursor(CASES_CURSOR, principal.id, last) if last else None
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
@@ -650,13 +661,19 @@ async def report_to_child_welfare(
     )
 
 
-def _page(page: tuple[list[dict[str, Any]], str | None]) -> JSONResponse:
-    items, next_cursor = page
+REPORTS_CURSOR = "child_welfare_reports"
+CASE_REPORTS_CURSOR = "case_child_welfare_reports"
+
+
+def _page(
+    page: tuple[list[dict[str, Any]], str | None], name: str, principal: Principal
+) -> JSONResponse:
+    """A page of reports; the cursor is opaque and bound to its caller (decision 0029)."""
+    items, last = page
+    next_cursor = encode_key_cursor(name, principal.id, last) if last else None
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[str | None, Query(pattern=ULID)]
 ReportId = Annotated[str, Path(pattern=ULID)]
 
 
@@ -669,10 +686,15 @@ async def list_case_reports(
     case_id: CaseId,
     principal: PrincipalDep,
     service: ServiceDep,
-    limit: Limit = 50,
+    limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> JSONResponse:
-    return _page(await service.case_reports(principal, case_id, limit=limit, cursor=cursor))
+    after = decode_key_cursor(cursor, CASE_REPORTS_CURSOR, principal.id) if cursor else None
+    return _page(
+        await service.case_reports(principal, case_id, limit=limit, cursor=after),
+        CASE_REPORTS_CURSOR,
+        principal,
+    )
 
 
 @router.get(
@@ -684,11 +706,14 @@ async def list_child_welfare_reports(
     principal: PrincipalDep,
     service: ServiceDep,
     status: Annotated[Literal["sent", "received"] | None, Query()] = None,
-    limit: Limit = 50,
+    limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> JSONResponse:
+    after = decode_key_cursor(cursor, REPORTS_CURSOR, principal.id) if cursor else None
     return _page(
-        await service.child_welfare_inbox(principal, status=status, limit=limit, cursor=cursor)
+        await service.child_welfare_inbox(principal, status=status, limit=limit, cursor=after),
+        REPORTS_CURSOR,
+        principal,
     )
 
 

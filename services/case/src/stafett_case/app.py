@@ -15,6 +15,7 @@ from stafett_shared.crypto import BlindIndex, FieldCipher, load_or_create_kek
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
+from stafett_shared.lookups import LookupLimit
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings
 
@@ -54,6 +55,7 @@ async def _start(runtime: Runtime) -> None:
         sessions=runtime.sessions,
         projector=runtime.projector,
         access=access,
+        lookups=LookupLimit.from_settings(runtime.settings),
     )
     runtime.extras.update(
         case=service, idempotency=IdempotencyStore(sessionmaker(writer(runtime.engine)))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stafett_case import domain
 from stafett_case.projections import (
     cases,
+    child_registrants,
     child_welfare_services,
     children,
     consents,
@@ -30,13 +31,14 @@ from stafett_case.projections import (
 )
 from stafett_shared.access import AccessClient, AccessDecision, AccessUnavailable, record_access
 from stafett_shared.auth import Principal
-from stafett_shared.contracts.access import ReadWhat
+from stafett_shared.contracts.access import LookupPurpose, ReadWhat
 from stafett_shared.contracts.case import ChildWelfareReported, CloseReason, Outcome
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
+from stafett_shared.lookups import LookupLimit, record_lookup
 from stafett_shared.msgid import ClientKey
 from stafett_shared.nationalid import InvalidNationalId, parse_national_id
 from stafett_shared.problems import Problem, not_visible
@@ -112,9 +114,11 @@ class CaseService:
         sessions: async_sessionmaker[AsyncSession],
         projector: Projector,
         access: AccessClient,
+        lookups: LookupLimit | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
+        self.lookups = lookups
         self.cipher = cipher
         self.index = index
         self.sessions = sessions
@@ -243,21 +247,54 @@ class CaseService:
 
     # --- open and identify -------------------------------------------------------------------
 
-    async def _child_by_national_id(self, national_id: str) -> str:
+    async def _child_by_national_id(
+        self,
+        principal: Principal,
+        national_id: str,
+        *,
+        purpose: LookupPurpose,
+        case_id: str | None = None,
+    ) -> str:
+        """The child with this national id, if the caller registered it (decision 0029).
+
+        Whether nobody registered the child or only someone else did, the answer is the same
+        422 ``unknown_child``: a look-up is no oracle for "is this child known". Each look-up
+        is limited per person and recorded (the blind index, never the national id) before
+        it is answered."""
         try:
             parsed = parse_national_id(national_id)
         except InvalidNationalId as exc:
             raise HandlerError(
                 422, "invalid_national_id", f"Ugyldig fødselsnummer: {exc}"
             ) from None
+        if self.lookups is not None:
+            self.lookups.take(principal)
         index = self.index(parsed.value, context="national_id")
+        await record_lookup(
+            self.store,
+            principal=principal,
+            national_id_index=index,
+            purpose=purpose,
+            service="case",
+            case_id=case_id,
+        )
         async with self.sessions() as session:
             child_id = await session.scalar(
-                select(children.c.child_id).where(children.c.national_id_index == index)
+                select(children.c.child_id)
+                .join(
+                    child_registrants,
+                    child_registrants.c.national_id_index == children.c.national_id_index,
+                )
+                .where(
+                    children.c.national_id_index == index,
+                    child_registrants.c.person_id == principal.id,
+                )
             )
         if child_id is None:
             raise HandlerError(
-                422, "unknown_child", "Barnet er ikke registrert; registrer det først."
+                422,
+                "unknown_child",
+                "Du har ikke registrert barnet; registrer barnet med foresatte først.",
             )
         return str(child_id)
 
@@ -283,8 +320,14 @@ class CaseService:
             raise HandlerError(422, "unknown_unit", "Ukjent enhet.")
         if principal.kind != "person" or works_there is None:
             raise HandlerError(403, "forbidden", "Bare ansatte ved enheten kan opprette sak her.")
-        child_id = await self._child_by_national_id(national_id) if national_id else None
         case_id = new_id()
+        child_id = (
+            await self._child_by_national_id(
+                principal, national_id, purpose="open_case", case_id=case_id
+            )
+            if national_id
+            else None
+        )
         owner = child_id or case_id
         concern_enc = await self.cipher.encrypt(
             owner, concern, aggregate=case_id, context="concern"
@@ -329,7 +372,9 @@ class CaseService:
         idempotency_key: ClientKey | None,
     ) -> Written:
         await self.require(principal, "case:write", case_id)
-        child_id = await self._child_by_national_id(national_id)
+        child_id = await self._child_by_national_id(
+            principal, national_id, purpose="identify_child", case_id=case_id
+        )
 
         async def make(_state: domain.CaseState) -> domain.Command:
             return domain.IdentifyChild(child_id)

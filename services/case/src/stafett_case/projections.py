@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from stafett_shared.contracts.access import LookupRecorded
 from stafett_shared.contracts.case import (
     CaseClosedEvent,
     CaseOpened,
@@ -203,6 +204,14 @@ children = Table(
     Column("national_id", Text, nullable=False),
     Column("name", Text, nullable=False),
 )
+child_registrants = Table(
+    # Who gave a national id's details to register a child (first or again): only they may
+    # open a case or identify a child by that national id (decision 0029).
+    "child_registrants",
+    metadata,
+    Column("national_id_index", String(64), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+)
 consents = Table(
     "consents",
     metadata,
@@ -238,7 +247,18 @@ class CaseProjection(BlockingProjection):
     (docs/decisions/0016-blocking-projections.md)."""
 
     name = "case"
-    contexts = frozenset({"case", "consent", "directory", "log"})
+    contexts = frozenset({"case", "consent", "directory", "log", "access"})
+
+    def wants(self, commit: StoredCommit) -> bool:
+        # Of the access context only look-ups by national id: reads and decisions are many
+        # and change nothing here.
+        return any(
+            event.type == LookupRecorded.event_type
+            if event.context == "access"
+            else event.context in self.contexts
+            for event in commit.events
+        )
+
     tables = tuple(metadata.sorted_tables)
 
     def apply_sync(self, conn: Connection, commit: StoredCommit) -> None:
@@ -487,6 +507,9 @@ class CaseProjection(BlockingProjection):
                         "name": payload.name,
                     },
                 )
+                _registrant(conn, payload.national_id_index, payload.registered_by)
+            case LookupRecorded(purpose="register_child"):
+                _registrant(conn, payload.national_id_index, payload.person_id)
             case ConsentRequested():
                 upsert_sync(
                     conn,
@@ -520,3 +543,12 @@ class CaseProjection(BlockingProjection):
                 conn.execute(
                     update(cases).where(cases.c.case_id == case_id).values(last_entry_at=at)
                 )
+
+
+def _registrant(conn: Connection, national_id_index: str, person_id: str) -> None:
+    upsert_sync(
+        conn,
+        child_registrants,
+        {"national_id_index": national_id_index, "person_id": person_id},
+        update=False,
+    )

@@ -36,7 +36,15 @@ from stafett_shared.idempotency import (
 )
 from stafett_shared.msgid import ClientKey
 from stafett_shared.openapi import answers
-from stafett_shared.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from stafett_shared.paging import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    decode_cursor,
+    decode_key_cursor,
+    encode_cursor,
+    encode_key_cursor,
+)
 from stafett_shared.problems import Problem
 from stafett_shared.projector import ProjectionBehind
 
@@ -420,7 +428,8 @@ async def post_child(
                 for g in body.guardians
             ],
         )
-        return _written(201 if written.version else 200, written)
+        # 201 whether the child was new or known (decision 0029): no oracle.
+        return _written(201, written)
 
     return await _once(request, principal, idempotency_key, store, write)
 
@@ -708,16 +717,21 @@ async def get_decision_records(
     principal: PrincipalDep,
     decisions: DecisionsDep,
     case_id: Annotated[str, Query(pattern=ULID)],
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=ULID)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> JSONResponse:
     out = await decisions.check(
         principal.id, Action.AUDIT_READ, case_id, principal_kind=principal.kind
     )
     if not out.permitted:
         raise Problem(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
-    rows = await decisions.records(case_id=case_id, limit=limit, before_id=cursor)
-    next_cursor = rows[-1]["decision_id"] if len(rows) == limit else None
+    before = decode_key_cursor(cursor, "decision_records", case_id) if cursor else None
+    rows = await decisions.records(case_id=case_id, limit=limit, before_id=before)
+    next_cursor = (
+        encode_key_cursor("decision_records", case_id, str(rows[-1]["decision_id"]))
+        if len(rows) == limit
+        else None
+    )
     return JSONResponse(jsonable_encoder({"items": rows, "next_cursor": next_cursor}))
 
 

@@ -38,6 +38,7 @@ from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.ids import AGGREGATE_ID_PATTERN
 from stafett_shared.logging import get_logger
 from stafett_shared.logins import LOGIN_SUBJECT, answer_login
+from stafett_shared.lookups import LookupLimit
 from stafett_shared.projector import ProjectionBehind, ProjectionStale
 from stafett_shared.rpc import Handler, RpcRemoteError, serve
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
@@ -188,6 +189,7 @@ async def _start(runtime: Runtime) -> None:
             health_youth_age=settings.health_youth_consent_age,
             one_guardian_enough=settings.one_guardian_enough,
         ),
+        lookups=LookupLimit.from_settings(runtime.settings),
     )
     runtime.extras.update(
         decisions=decisions,

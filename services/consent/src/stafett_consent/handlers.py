@@ -69,8 +69,9 @@ from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id
 from stafett_shared.logging import get_logger
+from stafett_shared.lookups import LookupLimit, record_lookup
 from stafett_shared.msgid import ClientKey
-from stafett_shared.nationalid import InvalidNationalId, parse_national_id
+from stafett_shared.nationalid import InvalidNationalId, NationalId, parse_national_id
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.projector import Projector
 from stafett_shared.settings import admin_logins, org_admin_logins
@@ -137,9 +138,11 @@ class ConsentService:
         org_admins: Mapping[str, Sequence[str]] | None = None,
         guardian_changes: bool = True,
         grantor_policy: domain.GrantorPolicy | None = None,
+        lookups: LookupLimit | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
+        self.lookups = lookups
         self.cipher = cipher
         self.index = index
         self.sessions = sessions
@@ -737,16 +740,24 @@ class ConsentService:
         }:
             raise HandlerError(422, "duplicate_person", "Samme person er oppgitt flere ganger.")
         child_index = self.index(child_nid.value, context="national_id")
+        # Decision 0029: a look-up by national id is limited, recorded before it is answered,
+        # and answered alike whether or not the child was registered before.
+        if self.lookups is not None:
+            self.lookups.take(principal)
+        looked_up = await record_lookup(
+            self.store,
+            principal=principal,
+            national_id_index=child_index,
+            purpose="register_child",
+            service="consent",
+        )
         async with self.sessions() as session:
             existing = await session.scalar(
                 select(children.c.child_id).where(children.c.national_id_index == child_index)
             )
             if existing is not None:
-                return Written(
-                    existing,
-                    0,
-                    self.projector.known_position,
-                    {"id": existing, "status": "registered"},
+                return await self._known_child(
+                    session, existing, guardian_nids, max(looked_up, self.projector.known_position)
                 )
             known_guardians = {
                 row.national_id_index: row.person_id
@@ -793,9 +804,10 @@ class ConsentService:
                 )
             if winner is None:
                 raise
-            return Written(
-                winner, 0, self.projector.known_position, {"id": winner, "status": "registered"}
-            )
+            async with self.sessions() as session:
+                return await self._known_child(
+                    session, winner, guardian_nids, self.projector.known_position
+                )
         return Written(
             child_id,
             seq,
@@ -965,6 +977,33 @@ class ConsentService:
             return Written(child_id, seq, seq, body)
         raise HandlerError(
             409, "conflict", "Barnets foresatte endres av mange samtidig; prøv igjen."
+        )
+
+    async def _known_child(
+        self, session: AsyncSession, child_id: str, given: Sequence[NationalId], seq: int
+    ) -> Written:
+        """The answer to registering a child registered before: the same status and shape
+        as for a new child (decision 0029), naming the guardians on record whose national
+        ids the caller gave, in the order given. Nothing of the record changes."""
+        on_record = {
+            row.national_id_index: row
+            for row in (
+                await session.execute(select(guardians).where(guardians.c.child_id == child_id))
+            ).all()
+        }
+        named = [on_record.get(self.index(nid.value, context="national_id")) for nid in given]
+        return Written(
+            child_id,
+            seq,
+            seq,
+            {
+                "id": child_id,
+                "guardians": [
+                    {"id": g.person_id, "parental_responsibility": g.parental_responsibility}
+                    for g in named
+                    if g is not None
+                ],
+            },
         )
 
     # --- consents -----------------------------------------------------------------------

@@ -40,6 +40,7 @@ ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 PERSON = r"^[A-Za-z0-9-]{1,64}$"
 SEQ_MAX = 2**63 - 1  # a stream sequence as the databases keep it (signed 64-bit)
 ENTRIES_CURSOR = "entries"  # the list a cursor of GET /logs/{case_id}/entries names
+ACCESS_CURSOR = "access"  # the list a cursor of GET /logs/{case_id}/access names
 
 
 class _In(BaseModel):
@@ -288,11 +289,16 @@ async def access_view(
     case_id: CaseId,
     principal: PrincipalDep,
     service: ServiceDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[int | None, Query(ge=1, le=SEQ_MAX)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> JSONResponse:
-    items = await service.access_view(principal, case_id, limit=limit, before=cursor)
-    next_cursor = items[-1]["seq"] if len(items) == limit else None
+    before = decode_cursor(cursor, ACCESS_CURSOR, case_id) if cursor is not None else None
+    items = await service.access_view(principal, case_id, limit=limit, before=before)
+    next_cursor = (
+        encode_cursor(ACCESS_CURSOR, case_id, int(items[-1]["seq"]))
+        if len(items) == limit
+        else None
+    )
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 

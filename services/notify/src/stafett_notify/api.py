@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,6 +23,13 @@ from stafett_shared.idempotency import ClientKeyDep, IdempotencyStore, StoredAns
 from stafett_shared.ids import new_id
 from stafett_shared.msgid import ClientKey
 from stafett_shared.openapi import NOT_EVENT_SOURCED
+from stafett_shared.paging import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    decode_key_cursor,
+    encode_key_cursor,
+)
 from stafett_shared.problems import Problem
 from stafett_shared.service import Runtime
 
@@ -92,14 +99,16 @@ async def list_notifications(
     principal: PersonDep,
     runtime: RuntimeDep,
     unread: bool = False,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> JSONResponse:
     stmt = inbox.select().where(inbox.c.recipient == principal.id)
     if unread:
         stmt = stmt.where(inbox.c.read_at.is_(None))
     if cursor:
-        stmt = stmt.where(inbox.c.notice_id < cursor)
+        # Bound to its person: a cursor of another person's inbox is 422.
+        before = decode_key_cursor(cursor, "notifications", principal.id)
+        stmt = stmt.where(inbox.c.notice_id < before)
     stmt = stmt.order_by(inbox.c.notice_id.desc()).limit(limit)
     async with runtime.sessions() as session:
         rows = (await session.execute(stmt)).all()
@@ -115,7 +124,11 @@ async def list_notifications(
         }
         for r in rows
     ]
-    next_cursor = rows[-1].notice_id if len(rows) == limit else None
+    next_cursor = (
+        encode_key_cursor("notifications", principal.id, rows[-1].notice_id)
+        if len(rows) == limit
+        else None
+    )
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
@@ -260,7 +273,8 @@ async def webhook_deliveries(
     webhook_id: Annotated[str, Path(pattern=ULID)],
     principal: PersonDep,
     runtime: RuntimeDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> JSONResponse:
     async with runtime.sessions() as session:
         owner = await session.scalar(
@@ -270,14 +284,13 @@ async def webhook_deliveries(
         )
         if owner != principal.id:
             raise Problem(404, "not_found", "Webhooken finnes ikke.")
-        rows = (
-            await session.execute(
-                deliveries.select()
-                .where(deliveries.c.webhook_id == webhook_id)
-                .order_by(deliveries.c.updated_at.desc())
-                .limit(limit)
-            )
-        ).all()
+        # Paged in the order of the deliveries' ids, which never change: ordered by when a
+        # delivery last changed, a retried one would move between pages.
+        stmt = deliveries.select().where(deliveries.c.webhook_id == webhook_id)
+        if cursor:
+            after = decode_key_cursor(cursor, "deliveries", webhook_id)
+            stmt = stmt.where(deliveries.c.delivery_id > after)
+        rows = (await session.execute(stmt.order_by(deliveries.c.delivery_id).limit(limit))).all()
     items = [
         {
             "delivery_id": r.delivery_id,
@@ -288,4 +301,9 @@ async def webhook_deliveries(
         }
         for r in rows
     ]
-    return JSONResponse(jsonable_encoder({"items": items}))
+    next_cursor = (
+        encode_key_cursor("deliveries", webhook_id, rows[-1].delivery_id)
+        if len(rows) == limit
+        else None
+    )
+    return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))

@@ -580,7 +580,7 @@ ACTIONS: dict[str, Action] = {
                 national_id_field(
                     "national_id",
                     "Barnets fødselsnummer",
-                    hint="11 siffer. Barnet må være registrert med foresatte.",
+                    hint="11 siffer. Du må ha registrert barnet med foresatte først.",
                 )
             ],
             lambda v, c: Call(

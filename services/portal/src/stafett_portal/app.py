@@ -41,6 +41,7 @@ from stafett_shared.auth import DevIssuer
 from stafett_shared.crypto import load_or_create_kek
 from stafett_shared.ids import PERSON_ID_PATTERN, new_id
 from stafett_shared.logging import configure_logging, get_logger
+from stafett_shared.paging import CURSOR_PATTERN
 from stafett_shared.problems import BodySizeLimitMiddleware
 from stafett_shared.settings import CommonSettings
 
@@ -562,7 +563,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         niva: Annotated[str, Query(pattern="^[0-3]?$")] = "",
         visning: Annotated[str, Query(pattern="^(mine|alle)$")] = "mine",
         status: Annotated[str, Query(pattern="^(open|closed)$")] = "open",
-        fra: Annotated[str | None, Query(pattern=ULID)] = None,
+        fra: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
     ) -> Response:
         page = await _page(request)
         level = int(niva) if niva else None  # "" is the form's «Alle nivåer»
@@ -831,7 +832,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
 
     @app.get("/innboks", include_in_schema=False)
     async def inbox_page(
-        request: Request, fra: Annotated[str | None, Query(max_length=64)] = None
+        request: Request, fra: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None
     ) -> Response:
         page = await _page(request)
         params: dict[str, Any] = {"limit": 30}
@@ -936,7 +937,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
 
 _NEW_CASE_INTRO = (
     "En sak begynner med en bekymring. På nivå 0 kan du drøfte den anonymt, uten navn. "
-    "Fra nivå 1 må barnet være registrert med foresatte."
+    "Fra nivå 1 må du først registrere barnet med foresatte, også om andre har gjort det."
 )
 _CHILD_INTRO = (
     "Registrer barnet og foresatte med foreldreansvar. De får da se loggen og hvem som har "

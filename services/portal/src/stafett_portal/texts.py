@@ -195,7 +195,7 @@ PROBLEMS = {
     "invalid_restriction_end": "Sluttdatoen for skjermingen må være fram i tid.",
     "unknown_unit": "Enheten finnes ikke.",
     "not_at_unit": "Personen har ingen rolle ved den enheten.",
-    "unknown_child": "Barnet er ikke registrert. Registrer barnet med foresatte først.",
+    "unknown_child": "Du har ikke registrert barnet. Registrer barnet med foresatte først.",
     "invalid_national_id": "Fødselsnummeret er ikke gyldig. Sjekk de 11 sifrene.",
     "no_grantor": "Barnet har ingen foresatte med foreldreansvar registrert.",
     "validity_in_past": "Samtykket kan ikke gjelde til en dato som har vært.",

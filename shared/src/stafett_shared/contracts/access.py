@@ -4,22 +4,33 @@ consent service's decision point over NATS (``stafett.rpc.consent.check``) and o
 (``POST /api/v1/decisions``).
 
 Every service that serves case content records its reads (``AccessRecorded``, any service);
-only the decision point records decisions (``DecisionRecorded``, the consent service).
+only the decision point records decisions (``DecisionRecorded``, the consent service). A
+look-up of a person by national id is recorded too (``LookupRecorded``, on
+``stafett.ev.access.lookup-<lookup id>``; the consent and the case service).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from stafett_shared.contracts.base import ContractEvent
+from stafett_shared.contracts.base import ULID_PATTERN, ContractEvent
 from stafett_shared.envelope import registry
 
-__all__ = ["AccessDecision", "AccessEvent", "AccessRecorded", "DecisionRecorded", "ReadWhat"]
+__all__ = [
+    "AccessDecision",
+    "AccessEvent",
+    "AccessRecorded",
+    "DecisionRecorded",
+    "LookupPurpose",
+    "LookupRecorded",
+    "ReadWhat",
+]
 
 ReadWhat = Literal["case", "entries", "consents", "access", "report"]
 """What was read; ``report``: a report of concern to child welfare (never the log)."""
+LookupPurpose = Literal["register_child", "open_case", "identify_child"]
 
 
 class AccessEvent(ContractEvent):
@@ -65,6 +76,25 @@ class DecisionRecorded(AccessEvent):
     """The service that asked for the decision over NATS (``case``, ``log``, ``consent``,
     ``notify``), for the principal above; absent for a decision asked over HTTP by the
     principal itself, and in events recorded before services named themselves."""
+
+
+@registry.register
+class LookupRecorded(AccessEvent):
+    """Someone looked a person up by national id: registering a child (the consent service),
+    opening a case for a child or identifying the child of a case (the case service).
+    Recorded before the look-up is answered, whatever it found, so that an auditor can see
+    who looked up whom, when and how often (decision 0029). Only the blind index travels,
+    never the national id. A ``register_child`` look-up also lets its person open cases for
+    that national id: they gave the child's details."""
+
+    event_type: ClassVar[str] = "no.stafett.access.lookup_recorded.v1"
+    subject_pattern: ClassVar[str] = "stafett.ev.access.lookup-{lookup_id}"
+    lookup_id: str = Field(pattern=ULID_PATTERN)
+    person_id: str = Field(min_length=1, max_length=64)
+    national_id_index: str = Field(min_length=1, max_length=128)
+    purpose: LookupPurpose
+    case_id: str | None = Field(default=None, pattern=ULID_PATTERN)
+    service: Literal["consent", "case"]
 
 
 class AccessDecision(BaseModel):
