@@ -62,11 +62,12 @@ async def test_staff_cards_refuse_clients_bad_ids_and_too_many(consent: ConsentH
         "/api/v1/organisations", headers=consent.auth("fagsystem", client=True)
     )
     assert orgs.status_code == 403, orgs.text
-    for params in (
-        [("id", "ikke gyldig")],
-        [("id", f"p-{n}") for n in range(51)],
-        [],
-    ):
+    cases: list[tuple[tuple[str, str], ...]] = [
+        (("id", "ikke gyldig"),),
+        tuple(("id", f"p-{n}") for n in range(51)),
+        (),
+    ]
+    for params in cases:
         bad = await consent.client.get(
             "/api/v1/staff", params=params, headers=consent.auth("helse-hanne")
         )
