@@ -175,10 +175,10 @@ class Family:
         self.page.wait_for_load_state()
         self.seen(shot)
 
-    def sign_in(self, name: str, shot: str | None = None) -> None:
+    def sign_in(self, name: str, shot: str | None = None, *, home: str = "Mine barn") -> None:
         self.goto("/logg-inn", shot)
         self.page.get_by_role("button", name=f"Logg inn som {name}").click()
-        expect(self.page.get_by_role("heading", level=1, name="Mine barn")).to_be_visible()
+        expect(self.page.get_by_role("heading", level=1, name=home)).to_be_visible()
 
 
 @pytest.mark.slow
@@ -289,3 +289,81 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     assert reads[(per_id, "consents")] >= 2, reads
     assert not any(r["reader_id"] == ola_id for r in records)
     guri.page.context.close()
+
+
+@pytest.mark.slow
+def test_a_youth_signs_the_health_consent_themselves(
+    browser: Browser, stafett: Running, screenshots: Path | None
+) -> None:
+    """At 16 a consent that covers health needs the youth's own signature (the youth rule):
+    the youth signs in, finds their own case and signs; the guardian sees it."""
+    seed = int(time.time()) % 1000 + 650
+    with stafett.api(HOLDER) as api:
+        registered = api.post(
+            f"{stafett.urls['consent']}/api/v1/children",
+            json={
+                "national_id": synthetic_id(17, seed),
+                "name": "Sara Ungdom",
+                "guardians": [
+                    {
+                        "national_id": synthetic_id(47, seed + 1),
+                        "name": "Mona Ungdom",
+                        "parental_responsibility": True,
+                    }
+                ],
+            },
+        )
+        assert registered.status_code == 201, registered.text
+        youth_id = registered.json()["id"]
+        guardian_id = registered.json()["guardians"][0]["id"]
+        opened = api.post(
+            f"{stafett.urls['case']}/api/v1/cases",
+            json={
+                "unit_id": "siljan-ungdomsskole",
+                "level": 1,
+                "child": {"national_id": synthetic_id(17, seed)},
+                "concern": "Sara sover dårlig og er ofte sliten.",
+            },
+        )
+        assert opened.status_code == 201, opened.text
+        case_id = opened.json()["id"]
+        asked = api.post(
+            f"{stafett.urls['consent']}/api/v1/consents",
+            json={
+                "case_id": case_id,
+                "scope": {
+                    "org_ids": ["4010"],
+                    "sectors": ["health"],
+                    "purpose": "Helsesykepleier og skolen samarbeider.",
+                },
+                "valid_until": UNTIL.isoformat(),
+                "evidence": {"method": "digital_signature"},
+            },
+        )
+        assert asked.status_code == 201, asked.text
+        consent_id = asked.json()["id"]
+    record_citizens(
+        stafett.system.data_dir,
+        [
+            {"id": youth_id, "name": "Sara Ungdom", "what": "Ungdom, 17 år"},
+            {"id": guardian_id, "name": "Mona Ungdom", "what": "Foresatt til Sara"},
+        ],
+    )
+
+    sara = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
+    sara.sign_in("Sara Ungdom", home="Min sak")
+    sara.click("link", "Deg")
+    sara.click("link", "Se samtykket og svar", "samtykke-ungdom")
+    expect(sara.page.get_by_text("Barnet er gammelt nok til å bestemme selv")).to_be_visible()
+    sara.click("link", "Signer")
+    sara.click("button", "Ja, jeg samtykker")
+    expect(sara.page.get_by_role("status")).to_contain_text("Du har signert samtykket")
+    sara.page.context.close()
+
+    mona = Family(new_page(browser, PHONE), stafett, None, "telefon")
+    mona.sign_in("Mona Ungdom")
+    mona.goto(f"/familie/{case_id}/samtykke/{consent_id}")
+    youth_row = mona.page.locator("li.row", has_text="Barnet selv")
+    expect(youth_row).to_contain_text("Har signert")
+    expect(mona.page.locator("li.row", has_text="Du")).to_contain_text("Har ikke svart ennå")
+    mona.page.context.close()
