@@ -67,6 +67,10 @@ class BadForm(Exception):
     """The form came without the session's CSRF token."""
 
 
+class FamilyArea(Exception):
+    """A guardian or youth asked for a staff page: the families have their own (/familie)."""
+
+
 @dataclass
 class Page:
     request: Request
@@ -291,6 +295,8 @@ async def _page(request: Request, *, signed_in: bool = True) -> Page:
     session = portal.sealer.open(request.cookies.get(portal.sealer.cookie_name))
     if signed_in and not session.signed_in():
         raise SignInRequired
+    if session.citizen and session.signed_in():
+        raise FamilyArea
     directory = await portal.load_directory(session.token)
     me = directory.me(session.person_id) if session.person_id and session.signed_in() else None
     page = Page(request, session, directory, me)
@@ -629,9 +635,6 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         status: Annotated[str, Query(pattern="^(open|closed)$")] = "open",
         fra: Annotated[str | None, Query(pattern=ULID)] = None,
     ) -> Response:
-        bare = _bare_page(request)
-        if bare.session.signed_in() and bare.session.citizen:  # families have their own pages
-            return redirect(bare, "/familie")
         page = await _page(request)
         level = int(niva) if niva else None  # "" is the form's «Alle nivåer»
         params: dict[str, Any] = {"status": status, "limit": 20}
@@ -1395,6 +1398,11 @@ def _error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(SignInRequired, on_sign_in)
     app.add_exception_handler(BadForm, on_bad_form)
+
+    async def on_family(_request: Request, _exc: Exception) -> Response:
+        return RedirectResponse("/familie", status_code=303)
+
+    app.add_exception_handler(FamilyArea, on_family)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
 
