@@ -16,9 +16,10 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from stafett_portal.app import day
-from stafett_shared.demo import record_citizens
+from stafett_shared.demo import load_demo, record_citizens
+from stafett_shared.settings import CommonSettings
 
-from .conftest import PHONE, Running, accessible, new_page, synthetic_id
+from .conftest import PHONE, REGION, Running, accessible, new_page, synthetic_id
 from .test_portal_layout import NARROW, measure
 
 HOLDER = "ann-kristin-allum"
@@ -367,3 +368,28 @@ def test_a_youth_signs_the_health_consent_themselves(
     expect(youth_row).to_contain_text("Har signert")
     expect(mona.page.locator("li.row", has_text="Du")).to_contain_text("Har ikke svart ennå")
     mona.page.context.close()
+
+
+@pytest.mark.slow
+def test_the_development_sign_in_lists_the_demos_guardians_and_youth(
+    browser: Browser, stafett: Running
+) -> None:
+    """`stafett demo` registers a child with two guardians; the sign-in page lists them and
+    the youth, and each lands on their own pages."""
+    load_demo(
+        CommonSettings(data_dir=stafett.system.data_dir),
+        stafett.issuer,
+        REGION,
+        case_url=stafett.urls["case"],
+        log_url=stafett.urls["log"],
+        consent_url=stafett.urls["consent"],
+    )
+    father = Family(new_page(browser, PHONE), stafett, None, "telefon")
+    father.sign_in("Demo Far")
+    father.click("link", "Demo Elev")
+    father.click("link", "Les loggen")
+    expect(father.page.get_by_text("Jeg vil ha en fast voksen å snakke med.")).to_be_visible()
+    father.page.context.close()
+    youth = Family(new_page(browser, PHONE), stafett, None, "telefon")
+    youth.sign_in("Demo Elev", home="Min sak")
+    youth.page.context.close()

@@ -108,7 +108,7 @@ def load_demo(
             )
             out.append(f"Region lastet fra {region}.")
         year = datetime.now(UTC).year
-        child = _synthetic_id(14, 3, year - 14, 512)
+        child = _synthetic_id(14, 3, year - 16, 512)  # 16: reads their own log
         registered = _check(
             client.post(
                 f"{consent_url}/api/v1/children",
@@ -176,6 +176,6 @@ def load_demo(
                 {"id": g["id"], "name": name, "what": "Foresatt til Demo Elev"}
                 for g, name in zip(registered["guardians"], ("Demo Mor", "Demo Far"), strict=False)
             ]
-            + [{"id": registered["id"], "name": "Demo Elev", "what": "Ungdom, 14 år"}],
+            + [{"id": registered["id"], "name": "Demo Elev", "what": "Ungdom, 16 år"}],
         )
     return out
