@@ -375,9 +375,7 @@ async def get_staff_cards(
     *,
     principal: PrincipalDep,
     service: ServiceDep,
-    id: Annotated[
-        list[str], Query(min_length=1, max_length=domain.MAX_STAFF_CARDS)
-    ],
+    id: Annotated[list[str], Query(min_length=1, max_length=domain.MAX_STAFF_CARDS)],
 ) -> JSONResponse:
     if any(not re.fullmatch(PERSON, value) for value in id):
         raise Problem(
