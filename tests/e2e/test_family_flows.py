@@ -28,6 +28,12 @@ NOT_FOUND = "Finnes ikke, eller du har ikke tilgang"
 UNTIL = datetime.now(UTC).date() + timedelta(days=365)
 
 
+def _after(answer: Any) -> dict[str, str]:
+    """Read your writes: the next call waits until its service has seen this write."""
+    seq = answer.headers.get("stafett-seq")
+    return {"Stafett-Min-Seq": seq} if seq else {}
+
+
 def _items(answer: Any) -> list[dict[str, Any]]:
     return list(answer.get("items", []) if isinstance(answer, dict) else answer)
 
@@ -71,6 +77,7 @@ def _world(stafett: Running, seed: int) -> dict[str, Any]:
                 "child": {"national_id": synthetic_id(12, seed)},
                 "concern": "Arne er borte hver mandag.",
             },
+            headers=_after(registered),
         )
         assert opened.status_code == 201, opened.text
         case_id = opened.json()["id"]
@@ -112,8 +119,9 @@ def _world(stafett: Running, seed: int) -> dict[str, Any]:
                 },
             ),
         ]
+        answer = opened
         for url, body in calls:
-            answer = api.post(url, json=body)
+            answer = api.post(url, json=body, headers=_after(answer))
             assert answer.status_code in (200, 201), (url, answer.text)
         consent_id = answer.json()["id"]  # the last: the consent asked for
     guardians = [g["id"] for g in child["guardians"]]
@@ -325,6 +333,7 @@ def test_a_youth_signs_the_health_consent_themselves(
                 "child": {"national_id": synthetic_id(17, seed)},
                 "concern": "Sara sover dårlig og er ofte sliten.",
             },
+            headers=_after(registered),
         )
         assert opened.status_code == 201, opened.text
         case_id = opened.json()["id"]
@@ -340,6 +349,7 @@ def test_a_youth_signs_the_health_consent_themselves(
                 "valid_until": UNTIL.isoformat(),
                 "evidence": {"method": "digital_signature"},
             },
+            headers=_after(opened),
         )
         assert asked.status_code == 201, asked.text
         consent_id = asked.json()["id"]
