@@ -9,17 +9,21 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
 from stafett_shared.auth import DevIssuer
 from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port
+from stafett_shared.nationalid import control_digits
 
 REGION = Path(__file__).resolve().parents[2] / "data" / "grenland.yaml"
+AXE = Axe()
 PHONE: ViewportSize = {"width": 390, "height": 844}
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 
@@ -113,3 +117,30 @@ def fields(page: Page, values: dict[str, Any]) -> None:
     for label, value in values.items():
         # An optional field's label ends in «(valgfritt)».
         page.get_by_label(re.compile("^" + re.escape(label))).fill(str(value))
+
+
+def accessible(page: Page) -> None:
+    """axe-core finds nothing serious or critical, and nothing scrolls sideways."""
+    results = AXE.run(page)
+    serious = [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v.get("impact") in ("serious", "critical")
+    ]
+    assert not serious, f"{page.url}: {serious}"
+    width = page.evaluate("document.documentElement.scrollWidth")
+    size = page.viewport_size
+    assert size is not None and width <= size["width"], f"{page.url} scrolls sideways"
+
+
+def synthetic_id(age: int, seed: int) -> str:
+    """A synthetic national id (month + 80), never a real person's number."""
+    year = datetime.now(UTC).year - age
+    # The individual number tells the century: 500–999 for births from 2000 on.
+    individual = (500 if year >= 2000 else 100) + seed % 400
+    while True:
+        first = f"{seed % 28 + 1:02d}{(seed % 12) + 81:02d}{year % 100:02d}{individual:03d}"
+        digits = control_digits(first)
+        if digits is not None:
+            return first + digits
+        individual += 1

@@ -7,33 +7,16 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, ViewportSize, expect
 
 from stafett_shared.ids import new_id
-from stafett_shared.nationalid import control_digits
 
-from .conftest import DESKTOP, PHONE, Running, fields, new_page
+from .conftest import DESKTOP, PHONE, Running, accessible, fields, new_page, synthetic_id
 
-AXE = Axe()
 NOT_FOUND = "Finnes ikke, eller du har ikke tilgang"
-
-
-def synthetic_id(age: int, seed: int) -> str:
-    """A synthetic national id (month + 80), never a real person's number."""
-    year = datetime.now(UTC).year - age
-    # The individual number tells the century: 500–999 for births from 2000 on.
-    individual = (500 if year >= 2000 else 100) + seed % 400
-    while True:
-        first = f"{seed % 28 + 1:02d}{(seed % 12) + 81:02d}{year % 100:02d}{individual:03d}"
-        digits = control_digits(first)
-        if digits is not None:
-            return first + digits
-        individual += 1
 
 
 class Visit:
@@ -56,16 +39,7 @@ class Visit:
         self.views = views
 
     def check(self, name: str | None = None) -> None:
-        results = AXE.run(self.page)
-        serious = [
-            f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-            for v in results.response["violations"]
-            if v.get("impact") in ("serious", "critical")
-        ]
-        assert not serious, f"{self.page.url}: {serious}"
-        width = self.page.evaluate("document.documentElement.scrollWidth")
-        size = self.page.viewport_size
-        assert size is not None and width <= size["width"], f"{self.page.url} scrolls sideways"
+        accessible(self.page)
         if name and self.shots is not None:
             self.page.screenshot(path=str(self.shots / f"{name}-{self.size}.png"), full_page=True)
 

@@ -614,6 +614,8 @@ ROUTES: dict[str, Route] = {
     # -- consent ---------------------------------------------------------------------------
     "consent GET /api/v1/whoami": Route(_plain("/api/v1/whoami")),
     "consent GET /api/v1/directory": Route(_plain("/api/v1/directory")),
+    "consent GET /api/v1/organisations": Route(_plain("/api/v1/organisations")),
+    "consent GET /api/v1/staff": Route(_plain(f"/api/v1/staff?id={HOLDER}&id={OTHER_UNIT}")),
     "consent PUT /api/v1/directory": Route(
         lambda _s, _w, _c: Request(
             "/api/v1/directory",

@@ -46,6 +46,7 @@ from stafett_shared.testing.servers import serve_in_thread
 
 PORTAL = "https://portal.test"
 REDIRECT_URI = PORTAL + "/logg-inn/svar"
+CITIZEN_REDIRECT_URI = PORTAL + "/logg-inn/innbygger/svar"
 CLIENT_ID = "stafett-portal"
 CLIENT_SECRET = "s3cret:with+odd/chars%="  # RFC 6749 2.3.1: form-encoded before Basic
 PERSON = "kari-nordmann"
@@ -174,17 +175,23 @@ def _provider_app(provider: Provider) -> FastAPI:
         return {"keys": [provider.public_jwk()]}
 
     def from_client(
-        request: Request, into: list[dict[str, str]], address_param: str, address: str
+        request: Request,
+        into: list[dict[str, str]],
+        address_param: str,
+        address: str | tuple[str, ...],
     ) -> dict[str, str] | None:
-        """The query, recorded; None unless it names the client and its registered address."""
+        """The query, recorded; None unless it names the client and a registered address."""
         asked = dict(request.query_params)
         into.append(asked)
-        known = asked.get("client_id") == CLIENT_ID and asked.get(address_param) == address
+        addresses = (address,) if isinstance(address, str) else address
+        known = asked.get("client_id") == CLIENT_ID and asked.get(address_param) in addresses
         return asked if known else None
 
     @app.get("/authorize")
     async def authorize(request: Request) -> Response:
-        asked = from_client(request, provider.authorize_requests, "redirect_uri", REDIRECT_URI)
+        # One provider plays the staff issuer and, in the citizen tests, the citizen issuer.
+        registered = (REDIRECT_URI, CITIZEN_REDIRECT_URI)
+        asked = from_client(request, provider.authorize_requests, "redirect_uri", registered)
         if asked is None:
             return Response("unknown client or redirect URI", status_code=400)
         back: dict[str, str] = {"state": asked.get("state", "")}
@@ -199,9 +206,11 @@ def _provider_app(provider: Provider) -> FastAPI:
             back["error"] = "access_denied"
         else:
             code = secrets.token_urlsafe(32)
-            provider.grants[code] = Grant(REDIRECT_URI, asked["code_challenge"], asked["nonce"])
+            provider.grants[code] = Grant(
+                asked["redirect_uri"], asked["code_challenge"], asked["nonce"]
+            )
             back["code"] = code
-        return RedirectResponse(f"{REDIRECT_URI}?{urlencode(back)}", status_code=302)
+        return RedirectResponse(f"{asked['redirect_uri']}?{urlencode(back)}", status_code=302)
 
     def refuse(error: str, status: int = 400) -> Response:
         provider.refusals.append(error)
@@ -445,6 +454,47 @@ def test_a_person_signs_in_through_the_issuer_and_lands_on_their_cases(
     assert _location(portal.get("/")) == "/saker"
     assert provider.service_callers and set(provider.service_callers) == {SUBJECT}
     assert provider.refusals == []
+
+
+@pytest.fixture
+def two_issuers(
+    served: tuple[Provider, str], provider: Provider, tmp_path: Path
+) -> Iterator[TestClient]:
+    """The portal with a staff issuer and a citizen issuer (here the same provider)."""
+    staff = _settings(provider.issuer, served[1])
+    settings = staff.model_copy(update={"citizen_oidc": staff.oidc})
+    with _portal(settings, tmp_path) as client:
+        yield client
+
+
+def test_a_guardian_signs_in_at_the_citizen_issuer_and_lands_on_the_family_pages(
+    two_issuers: TestClient,
+) -> None:
+    portal = two_issuers
+    choice = portal.get("/logg-inn")  # two issuers: the person chooses
+    assert choice.status_code == 200, choice.text[:300]
+    assert 'href="/logg-inn/innbygger"' in choice.text
+    assert 'href="/logg-inn/oidc"' in choice.text
+    to_issuer = _location(portal.get("/logg-inn/innbygger"))
+    assert _query(to_issuer)["redirect_uri"] == CITIZEN_REDIRECT_URI
+    back = _at_provider(to_issuer)
+    assert back.startswith(CITIZEN_REDIRECT_URI + "?")
+    assert _location(portal.get(back)) == "/familie"
+    session = _session(portal)
+    assert session.signed_in() and session.citizen and session.person_id == PERSON
+    assert _location(portal.get("/")) == "/familie"
+    assert _location(portal.get("/saker")) == "/familie"
+
+
+def test_a_staff_sign_in_answered_at_the_citizen_address_is_refused(
+    two_issuers: TestClient, provider: Provider
+) -> None:
+    portal = two_issuers
+    back = _at_provider(_location(portal.get("/logg-inn/oidc")))
+    crossed = back.replace(REDIRECT_URI, CITIZEN_REDIRECT_URI)
+    _refused(portal.get(crossed), portal)
+    assert not _session(portal).citizen
+    assert len(provider.token_requests) == 0
 
 
 def test_the_portal_sends_the_verifier_of_the_challenge_it_made(
@@ -712,8 +762,13 @@ def _production() -> CommonSettings:
         {"oidc": None},
         {"public_url": "http://portal.example.no"},
         {"oidc": OidcClientSettings(issuer="http://login.example.no", client_id=CLIENT_ID)},
+        {
+            "citizen_oidc": OidcClientSettings(
+                issuer="http://idporten.example.no", client_id=CLIENT_ID
+            )
+        },
     ],
-    ids=["no-session-key", "no-oidc", "http-portal", "http-issuer"],
+    ids=["no-session-key", "no-oidc", "http-portal", "http-issuer", "http-citizen-issuer"],
 )
 def test_production_refuses_an_unsafe_sign_in(change: dict[str, Any]) -> None:
     good = _settings("https://login.example.no", "http://127.0.0.1:1")

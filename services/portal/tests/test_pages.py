@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from stafett_portal.app import create_app
 from stafett_portal.settings import OidcClientSettings, PortalSettings
+from stafett_shared.demo import record_citizens
 from stafett_shared.embedded import free_port
 from stafett_shared.settings import CommonSettings, IssuerSettings, SettingsError
 
@@ -37,7 +38,14 @@ def _csrf(html: str) -> str:
 
 
 def test_a_person_who_is_not_signed_in_is_sent_to_sign_in(client: TestClient) -> None:
-    for path in ("/", "/saker", "/innboks", "/saker/01J0000000000000000000000A"):
+    for path in (
+        "/",
+        "/saker",
+        "/innboks",
+        "/saker/01J0000000000000000000000A",
+        "/familie",
+        "/familie/01J0000000000000000000000A/lest",
+    ):
         response = client.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"] == "/logg-inn"
@@ -98,6 +106,37 @@ def test_an_invalid_person_id_is_named_beside_the_field(client: TestClient) -> N
     assert response.status_code == 422
     assert "gyldig person-id" in response.text
     assert "<script>" not in response.text
+
+
+def test_a_citizen_gets_the_families_pages_and_staff_do_not(client: TestClient) -> None:
+    csrf = _csrf(client.get("/logg-inn").text)
+    guardian = "01J0000000000000000000000G"  # guardians and children have ULIDs
+    signed = client.post("/logg-inn", data={"person_id": guardian, "csrf": csrf})
+    assert signed.headers["location"] == "/familie"
+    assert client.get("/").headers["location"] == "/familie"
+    for staff_page in ("/saker", "/innboks", "/saker/01J0000000000000000000000A/logg"):
+        assert client.get(staff_page).headers["location"] == "/familie", staff_page
+    down = client.get("/familie")  # the services are down: a page, not a crash
+    assert down.status_code == 503 and "Prøv igjen om litt" in down.text
+    assert "Mine saker" not in down.text  # the families' pages never show the staff's menu
+    bad = client.get("/familie/not-a-case/lest")
+    assert bad.status_code == 404 and "Finnes ikke, eller du har ikke tilgang" in bad.text
+
+    csrf = _csrf(client.get("/logg-inn").text)
+    client.post("/logg-inn", data={"person_id": "ann-kristin-allum", "csrf": csrf})
+    staff = client.get("/familie/01J0000000000000000000000A")
+    assert staff.status_code == 404
+
+
+def test_the_development_sign_in_lists_the_demos_guardians(
+    client: TestClient, tmp_path: Path
+) -> None:
+    record_citizens(
+        tmp_path, [{"id": "01J0000000000000000000000G", "name": "Demo Mor", "what": "Foresatt"}]
+    )
+    page = client.get("/logg-inn").text
+    assert "Logg inn som Demo Mor" in page
+    assert 'value="01J0000000000000000000000G"' in page
 
 
 def test_sign_out_ends_the_session(client: TestClient) -> None:

@@ -3,9 +3,11 @@ the public API with development tokens, the way a user would."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -13,7 +15,35 @@ from stafett_shared.auth import DevIssuer
 from stafett_shared.nationalid import control_digits
 from stafett_shared.settings import CommonSettings
 
-__all__ = ["DemoError", "load_demo"]
+__all__ = ["CITIZENS_FILE", "DemoError", "load_demo", "read_citizens", "record_citizens"]
+
+CITIZENS_FILE = "demo-citizens.json"
+"""In the data folder: the demo's guardians and youths (synthetic people), for the portal's
+development sign-in. Written only by the demo, read only with the development issuer on."""
+_MAX_CITIZENS = 200
+
+
+def record_citizens(data_dir: Path, citizens: list[dict[str, str]]) -> None:
+    """Add citizens (``id``, ``name``, ``what``) to the development sign-in's list."""
+    path = data_dir / CITIZENS_FILE
+    known = [c for c in read_citizens(data_dir) if c["id"] not in {n["id"] for n in citizens}]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*known, *citizens][-_MAX_CITIZENS:], ensure_ascii=False))
+
+
+def read_citizens(data_dir: Path) -> list[dict[str, str]]:
+    """The development sign-in's citizens; nothing when the file is missing or malformed."""
+    try:
+        raw: Any = json.loads((data_dir / CITIZENS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(raw, list):
+        return []
+    return [
+        {"id": c["id"], "name": c["name"], "what": str(c.get("what", ""))}
+        for c in raw[:_MAX_CITIZENS]
+        if isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("name"), str)
+    ]
 
 
 class DemoError(Exception):
@@ -78,7 +108,7 @@ def load_demo(
             )
             out.append(f"Region lastet fra {region}.")
         year = datetime.now(UTC).year
-        child = _synthetic_id(14, 3, year - 14, 512)
+        child = _synthetic_id(14, 3, year - 16, 512)  # 16: reads their own log
         registered = _check(
             client.post(
                 f"{consent_url}/api/v1/children",
@@ -89,6 +119,11 @@ def load_demo(
                         {
                             "national_id": _synthetic_id(2, 5, year - 44, 210),
                             "name": "Demo Mor",
+                            "parental_responsibility": True,
+                        },
+                        {
+                            "national_id": _synthetic_id(9, 11, year - 46, 318),
+                            "name": "Demo Far",
                             "parental_responsibility": True,
                         },
                     ],
@@ -135,4 +170,12 @@ def load_demo(
         out.append(f"Sak på nivå 1: {opened['id']} (stafettholder ann-kristin-allum)")
         out.append(f"Anonym sak på nivå 0: {anonymous['id']}")
         out.append(f"Barn: {registered['id']}; foresatt: {registered['guardians'][0]['id']}")
+        record_citizens(
+            settings.data_dir,
+            [
+                {"id": g["id"], "name": name, "what": "Foresatt til Demo Elev"}
+                for g, name in zip(registered["guardians"], ("Demo Mor", "Demo Far"), strict=False)
+            ]
+            + [{"id": registered["id"], "name": "Demo Elev", "what": "Ungdom, 16 år"}],
+        )
     return out

@@ -408,6 +408,71 @@ async def get_directory(*, principal: PrincipalDep, service: ServiceDep) -> JSON
     return JSONResponse(await service.read_directory(principal))
 
 
+class OrganisationNameOut(BaseModel):
+    id: str
+    name: str
+    kind: OrgKind
+    units: list[UnitOut]
+
+
+class OrganisationsOut(BaseModel):
+    items: list[OrganisationNameOut]
+
+
+@router.get(
+    "/organisations",
+    summary="Virksomhetene og enhetene deres ved navn (for alle personer)",
+    description="For the families' pages: a consent's services in words. No staff, no "
+    "case data; only persons may ask (decision 0031).",
+    response_model=OrganisationsOut,
+    responses=answers(403),
+)
+async def get_organisations(*, principal: PrincipalDep, service: ServiceDep) -> JSONResponse:
+    return JSONResponse({"items": await service.read_organisations(principal)})
+
+
+class StaffRoleCard(BaseModel):
+    role: StaffRole
+    unit_id: str
+    unit_name: str
+    sector: Sector
+    org_id: str
+    org_name: str
+
+
+class StaffCard(BaseModel):
+    id: str
+    name: str | None = Field(description="None når navnet ikke kan leses (nøkkelen er slettet)")
+    roles: list[StaffRoleCard]
+
+
+class StaffCardsOut(BaseModel):
+    items: list[StaffCard]
+
+
+@router.get(
+    "/staff",
+    summary="Ansatte ved id: navn, rolle, enhet og virksomhet (for alle personer)",
+    description="For the families' pages: who holds the baton and who read the log. At most "
+    f"{domain.MAX_STAFF_CARDS} ids (`id`, repeated); ids that are not staff are left out. "
+    "The staff directory is no case data; only persons may ask (decision 0031).",
+    response_model=StaffCardsOut,
+    responses=answers(403, 422),
+)
+async def get_staff_cards(
+    *,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    id: Annotated[list[str], Query(min_length=1, max_length=domain.MAX_STAFF_CARDS)],
+) -> JSONResponse:
+    if any(not re.fullmatch(PERSON, value) for value in id):
+        raise Problem(
+            422, "invalid_person_id", "En person-id har bare bokstaver, tall og bindestrek."
+        )
+    items = await service.staff_cards(principal, id)
+    return JSONResponse(jsonable_encoder({"items": items}))
+
+
 @router.post("/children", status_code=201, summary="Registrer et barn og dets foresatte")
 async def post_child(
     *,

@@ -407,6 +407,8 @@ def required_grantors(
 MAX_ORGANISATIONS = 500
 MAX_UNITS = 2000  # per organisation
 MAX_STAFF = 20000
+MAX_STAFF_CARDS = 50
+"""Staff a person may look up at once (``GET /api/v1/staff``): a page of readers."""
 MAX_ROLES = 50  # per staff member
 MAX_LOGINS = 10  # per staff member
 MAX_CLIENTS = 1000  # agency clients in the region

@@ -625,21 +625,7 @@ class ConsentService:
                 403, "forbidden", "Bare ansatte og administratorer kan lese katalogen."
             )
         async with self.sessions() as session:
-            orgs = (
-                await session.execute(
-                    select(organisations)
-                    .order_by(organisations.c.org_id)
-                    .limit(domain.MAX_ORGANISATIONS)
-                )
-            ).all()
-            unit_rows = (
-                await session.execute(
-                    select(units.c.unit_id, units.c.org_id, units.c.name, units.c.sector)
-                    .where(units.c.closed.is_(False))
-                    .order_by(units.c.org_id, units.c.name, units.c.unit_id)
-                    .limit(domain.MAX_ORGANISATIONS * domain.MAX_UNITS)
-                )
-            ).all()
+            orgs, units_of = await _organisations_and_units(session)
             current_roles = (
                 select(roles.c.person_id, roles.c.unit_id, roles.c.role)
                 .join(units, units.c.unit_id == roles.c.unit_id)
@@ -662,11 +648,6 @@ class ConsentService:
                     .limit(domain.MAX_STAFF)
                 )
             ).all()
-        units_of: dict[str, list[dict[str, str]]] = {}
-        for unit in unit_rows:
-            units_of.setdefault(unit.org_id, []).append(
-                {"id": unit.unit_id, "name": unit.name, "sector": unit.sector}
-            )
         roles_of: dict[str, list[dict[str, str]]] = {}
         for role in role_rows:
             roles_of.setdefault(role.person_id, []).append(
@@ -694,6 +675,80 @@ class ConsentService:
                 for person_id, name in names.items()
             ],
         }
+
+    async def read_organisations(self, principal: Principal) -> list[dict[str, Any]]:
+        """The region's organisations and their open units, by name: what a family needs to
+        read a consent's services in words (decision 0031). No case data and no staff; only
+        persons may ask."""
+        if principal.kind != "person":
+            raise HandlerError(403, "forbidden", "Bare personer kan lese virksomhetene.")
+        async with self.sessions() as session:
+            orgs, units_of = await _organisations_and_units(session)
+        return [
+            {
+                "id": org.org_id,
+                "name": org.name,
+                "kind": org.kind,
+                "units": units_of.get(org.org_id, []),
+            }
+            for org in orgs
+        ]
+
+    async def staff_cards(
+        self, principal: Principal, person_ids: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Name, roles, units and organisations of the staff named, for a family that wants
+        to know who holds the baton and who read the log (decision 0031). Staff are named in
+        the directory, not in a case, so no decision is asked; any person may look up at most
+        ``domain.MAX_STAFF_CARDS`` at a time, and a person who is not staff is simply left
+        out (guardians and children are never named here)."""
+        if principal.kind != "person":
+            raise HandlerError(403, "forbidden", "Bare personer kan slå opp ansatte.")
+        wanted = sorted(set(person_ids))[: domain.MAX_STAFF_CARDS]
+        if not wanted:
+            return []
+        async with self.sessions() as session:
+            role_rows = (
+                await session.execute(
+                    select(
+                        roles.c.person_id,
+                        roles.c.role,
+                        units.c.unit_id,
+                        units.c.name.label("unit_name"),
+                        units.c.sector,
+                        organisations.c.org_id,
+                        organisations.c.name.label("org_name"),
+                    )
+                    .join(units, units.c.unit_id == roles.c.unit_id)
+                    .join(organisations, organisations.c.org_id == units.c.org_id)
+                    .where(roles.c.person_id.in_(wanted), units.c.closed.is_(False))
+                    .order_by(roles.c.person_id, units.c.unit_id, roles.c.role)
+                )
+            ).all()
+            staff_rows = (
+                await session.execute(
+                    select(staff.c.person_id, staff.c.name)
+                    .where(staff.c.person_id.in_({r.person_id for r in role_rows}))
+                    .order_by(staff.c.person_id)
+                )
+            ).all()
+        roles_of: dict[str, list[dict[str, str]]] = {}
+        for row in role_rows:
+            roles_of.setdefault(row.person_id, []).append(
+                {
+                    "role": row.role,
+                    "unit_id": row.unit_id,
+                    "unit_name": row.unit_name,
+                    "sector": row.sector,
+                    "org_id": row.org_id,
+                    "org_name": row.org_name,
+                }
+            )
+        names = await self._staff_names([(row.person_id, row.name) for row in staff_rows])
+        return [
+            {"id": person_id, "name": name, "roles": roles_of.get(person_id, [])}
+            for person_id, name in names.items()
+        ]
 
     async def _staff_names(self, people: Sequence[tuple[str, str | None]]) -> dict[str, str | None]:
         """Decrypt staff names, a bounded number at a time; a name that cannot be read (its
@@ -1680,3 +1735,28 @@ _NORWEGIAN = {
     "no_longer_guardian": "Personen har ikke lenger foreldreansvar for barnet, og kan ikke "
     "gi eller trekke samtykke på vegne av barnet.",
 }
+
+
+async def _organisations_and_units(
+    session: AsyncSession,
+) -> tuple[Sequence[Any], dict[str, list[dict[str, str]]]]:
+    """The region's organisations, and each one's open units (id, name, sector) by name."""
+    orgs = (
+        await session.execute(
+            select(organisations).order_by(organisations.c.org_id).limit(domain.MAX_ORGANISATIONS)
+        )
+    ).all()
+    unit_rows = (
+        await session.execute(
+            select(units.c.unit_id, units.c.org_id, units.c.name, units.c.sector)
+            .where(units.c.closed.is_(False))
+            .order_by(units.c.org_id, units.c.name, units.c.unit_id)
+            .limit(domain.MAX_ORGANISATIONS * domain.MAX_UNITS)
+        )
+    ).all()
+    units_of: dict[str, list[dict[str, str]]] = {}
+    for unit in unit_rows:
+        units_of.setdefault(unit.org_id, []).append(
+            {"id": unit.unit_id, "name": unit.name, "sector": unit.sector}
+        )
+    return orgs, units_of

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -39,6 +40,7 @@ from stafett_portal.session import Session, SessionSealer
 from stafett_portal.settings import PortalSettings
 from stafett_shared.auth import DevIssuer
 from stafett_shared.crypto import load_or_create_kek
+from stafett_shared.demo import read_citizens
 from stafett_shared.ids import PERSON_ID_PATTERN, new_id
 from stafett_shared.logging import configure_logging, get_logger
 from stafett_shared.paging import CURSOR_PATTERN
@@ -50,9 +52,12 @@ __all__ = ["create_app", "main"]
 _log = get_logger("stafett.portal")
 HERE = Path(__file__).parent
 ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+CITIZEN_ID = re.compile(ULID)
 CaseId = Annotated[str, PathParam(pattern=ULID)]
 Ref = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 MAX_FORM_BYTES = 64 * 1024
+CITIZEN_START = "/logg-inn/innbygger"
+CITIZEN_ANSWER = "/logg-inn/innbygger/svar"
 
 
 class SignInRequired(Exception):
@@ -61,6 +66,10 @@ class SignInRequired(Exception):
 
 class BadForm(Exception):
     """The form came without the session's CSRF token."""
+
+
+class FamilyArea(Exception):
+    """A guardian or youth asked for a staff page: the families have their own (/familie)."""
 
 
 @dataclass
@@ -92,6 +101,8 @@ class Portal:
     http: httpx.AsyncClient
     dev: DevIssuer | None
     oidc: OidcClient | None
+    citizen_oidc: OidcClient | None = None
+    """Guardians and youth sign in here (an ID-porten style issuer), staff at ``oidc``."""
     directory: Directory | None = None
 
     async def load_directory(self, token: str | None) -> Directory:
@@ -165,6 +176,15 @@ def day(value: Any) -> str:
     return f"{local.day}. {_MONTHS[local.month - 1]} {local.year}"
 
 
+def through(value: Any) -> str:
+    """The last day an end time covers: a consent valid «through 30 June» ends at midnight
+    Norwegian time, which is already 1 July."""
+    moment = _moment(value)
+    if moment is None:
+        return "–"
+    return day(moment - timedelta(microseconds=1))
+
+
 def iso(value: Any) -> str:
     moment = _moment(value)
     return moment.isoformat() if moment else ""
@@ -173,7 +193,7 @@ def iso(value: Any) -> str:
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
-    env.filters.update(when=when, day=day, iso=iso)
+    env.filters.update(when=when, day=day, iso=iso, through=through)
     env.globals.update(texts=texts)
     return templates
 
@@ -231,6 +251,15 @@ def create_app(
                     if settings.oidc is not None
                     else None
                 ),
+                citizen_oidc=(
+                    OidcClient(
+                        settings.citizen_oidc,
+                        settings.public_url.rstrip("/") + CITIZEN_ANSWER,
+                        http,
+                    )
+                    if settings.citizen_oidc is not None
+                    else None
+                ),
             )
             _log.info("service_started", port=settings.port)
             yield
@@ -244,6 +273,10 @@ def create_app(
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _routes(app)
+    # The families' pages use this module's plumbing, so they are imported once it exists.
+    from stafett_portal import family
+
+    family.routes(app)
     _error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_FORM_BYTES)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies)
@@ -263,6 +296,8 @@ async def _page(request: Request, *, signed_in: bool = True) -> Page:
     session = portal.sealer.open(request.cookies.get(portal.sealer.cookie_name))
     if signed_in and not session.signed_in():
         raise SignInRequired
+    if session.citizen and session.signed_in():
+        raise FamilyArea
     directory = await portal.load_directory(session.token)
     me = directory.me(session.person_id) if session.person_id and session.signed_in() else None
     page = Page(request, session, directory, me)
@@ -343,7 +378,7 @@ async def _api(
     path: str,
     *,
     json: Any = None,
-    params: dict[str, Any] | None = None,
+    params: dict[str, Any] | tuple[tuple[str, str], ...] | None = None,
     key: str | None = None,
 ) -> Any:
     portal = _portal(page.request)
@@ -377,9 +412,12 @@ def _field_errors(exc: ApiError, fields: list[Field]) -> dict[str, str]:
 
 
 async def _to_issuer(page: Page, oidc: OidcClient) -> Response:
-    """Send the person to the staff issuer, keeping state, nonce and verifier in the session."""
+    """Send the person to an issuer (staff or citizen), keeping state, nonce, verifier and
+    which issuer it was in the session."""
+    portal = _portal(page.request)
     try:
         url, kept = await oidc.begin()
+        kept["issuer"] = "citizen" if oidc is portal.citizen_oidc else "staff"
     except LoginFailed:
         _log.warning("issuer_unavailable")
         return render(
@@ -390,7 +428,63 @@ async def _to_issuer(page: Page, oidc: OidcClient) -> Response:
             message="Innloggingstjenesten svarer ikke nå. Prøv igjen om litt.",
         )
     page.session.login_state = kept
-    return _store(_portal(page.request), RedirectResponse(url, status_code=303), page.session)
+    return _store(portal, RedirectResponse(url, status_code=303), page.session)
+
+
+async def _finish_sign_in(
+    page: Page, oidc: OidcClient, code: str, state: str, *, citizen: bool
+) -> Response:
+    """The issuer's answer: the code exchanged, the person found by the services (staff by
+    (issuer, subject), a citizen by the ``pid``'s blind index) and the session begun."""
+    portal = _portal(page.request)
+    issuer = "citizen" if citizen else "oidc"
+    kept = page.session.login_state or {}
+    page.session.login_state = None
+    try:
+        if kept.get("issuer", "staff") != ("citizen" if citizen else "staff"):
+            raise LoginFailed("the answer came back to the other issuer's address")
+        signed = await oidc.finish(code, state, kept)
+    except LoginFailed:
+        _log.info("sign_in_failed", issuer=issuer)
+        return _sign_in_failed(page, "Innloggingen ble ikke fullført. Prøv å logge inn på nytt.")
+    page.session.sign_out()
+    # Who the person is, is the services' word (decisions 0022 and 0023).
+    try:
+        who = await portal.backend.call(
+            "GET", "consent", "/api/v1/whoami", token=signed.access_token
+        )
+    except ApiError as exc:
+        if exc.status in (401, 403):
+            _log.info("sign_in_unbound", issuer=issuer)
+            return _sign_in_failed(
+                page,
+                (
+                    "Vi fant deg ikke i Stafett. Foresatte og ungdom kommer inn når skolen "
+                    "eller tjenesten har registrert barnet. Spør dem om du mener det er feil."
+                )
+                if citizen
+                else (
+                    "Du er ikke registrert i Stafett ennå. Be lederen din eller brukerstøtte "
+                    "om å legge deg inn."
+                ),
+                403,
+            )
+        raise
+    body = who.body if isinstance(who.body, dict) else {}
+    if body.get("kind") != "person" or not isinstance(body.get("id"), str):
+        return _sign_in_failed(page, "Innloggingen gjelder ikke en person.", 403)
+    page.session.person_id = str(body["id"])
+    page.session.citizen = citizen
+    page.session.token = signed.access_token
+    page.session.expires_at = min(signed.expires_at, time.time() + portal.settings.session_max_s)
+    try:
+        portal.sealer.seal(page.session)
+    except ValueError:  # too large for a cookie: said here, not looped through the issuer
+        _log.warning("sign_in_token_too_large", issuer=issuer)
+        page.session.sign_out()
+        return _sign_in_failed(page, "Innloggingen kunne ikke fullføres. Kontakt brukerstøtte.")
+    _log.info("signed_in", issuer=issuer)
+    return redirect(page, "/familie" if citizen else "/saker")
 
 
 def _sign_in_failed(page: Page, message: str, status: int = 400) -> Response:
@@ -424,8 +518,10 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
 
     @app.get("/", include_in_schema=False)
     async def home(request: Request) -> Response:
-        page = await _page(request, signed_in=False)
-        return redirect(page, "/saker" if page.me else "/logg-inn")
+        page = _bare_page(request)
+        if page.session.signed_in():
+            return redirect(page, "/familie" if page.session.citizen else "/saker")
+        return redirect(page, "/logg-inn")
 
     # --- sign-in ---------------------------------------------------------------------------
 
@@ -433,8 +529,12 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
     async def sign_in_page(request: Request) -> Response:
         portal = _portal(request)
         page = _bare_page(request)
-        if portal.oidc is not None and portal.dev is None:
-            return await _to_issuer(page, portal.oidc)
+        if portal.dev is None and portal.oidc is not None and portal.citizen_oidc is not None:
+            return render(page, "pages/signin_choice.html", title="Logg inn")
+        if portal.dev is None and (portal.oidc or portal.citizen_oidc) is not None:
+            only = portal.oidc or portal.citizen_oidc
+            assert only is not None
+            return await _to_issuer(page, only)
         if portal.dev is None:
             return render(
                 page,
@@ -455,7 +555,9 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
             "pages/signin.html",
             title="Logg inn",
             groups=directory.people_by_org(),
+            citizens=read_citizens(portal.common.data_dir),
             oidc=portal.oidc is not None,
+            citizen_oidc=portal.citizen_oidc is not None,
         )
 
     @app.post("/logg-inn", include_in_schema=False)
@@ -473,86 +575,55 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
                 422,
                 title="Logg inn",
                 groups=page.directory.people_by_org(),
+                citizens=read_citizens(portal.common.data_dir),
                 oidc=portal.oidc is not None,
+                citizen_oidc=portal.citizen_oidc is not None,
                 errors={"person_id": "Skriv en gyldig person-id (bokstaver, tall og bindestrek)."},
                 values={"person_id": person},
             )
         ttl = portal.settings.session_max_s
         page.session.sign_out()
         page.session.person_id = person
+        # Guardians and children get ULIDs, staff the ids of the region document.
+        page.session.citizen = CITIZEN_ID.fullmatch(person) is not None
         page.session.token = portal.dev.issue(person, ttl_s=ttl)
         page.session.expires_at = time.time() + ttl - 60
         _log.info("signed_in", issuer="development")
-        return redirect(page, "/saker")
+        return redirect(page, "/familie" if page.session.citizen else "/saker")
 
     @app.get("/logg-inn/oidc", include_in_schema=False)
+    @app.get(CITIZEN_START, include_in_schema=False)
     async def sign_in_oidc(request: Request) -> Response:
         portal = _portal(request)
-        if portal.oidc is None:
+        oidc = portal.citizen_oidc if request.url.path == CITIZEN_START else portal.oidc
+        if oidc is None:
             raise StarletteHTTPException(404)
-        return await _to_issuer(_bare_page(request), portal.oidc)
+        return await _to_issuer(_bare_page(request), oidc)
 
     @app.get("/logg-inn/svar", include_in_schema=False)
+    @app.get(CITIZEN_ANSWER, include_in_schema=False)
     async def sign_in_answer(
         request: Request,
         code: Annotated[str, Query(max_length=2048)] = "",
         state: Annotated[str, Query(max_length=256)] = "",
     ) -> Response:
         portal = _portal(request)
-        if portal.oidc is None:
+        citizen = request.url.path == CITIZEN_ANSWER
+        oidc = portal.citizen_oidc if citizen else portal.oidc
+        if oidc is None:
             raise StarletteHTTPException(404)
-        page = _bare_page(request)
-        kept = page.session.login_state or {}
-        page.session.login_state = None
-        try:
-            signed = await portal.oidc.finish(code, state, kept)
-        except LoginFailed:
-            _log.info("sign_in_failed", issuer="oidc")
-            return _sign_in_failed(
-                page, "Innloggingen ble ikke fullført. Prøv å logge inn på nytt."
-            )
-        page.session.sign_out()
-        # Who the person is, is the services' word: (issuer, subject) bound in the directory.
-        try:
-            who = await portal.backend.call(
-                "GET", "consent", "/api/v1/whoami", token=signed.access_token
-            )
-        except ApiError as exc:
-            if exc.status in (401, 403):
-                _log.info("sign_in_unbound", issuer="oidc")
-                return _sign_in_failed(
-                    page,
-                    "Du er ikke registrert i Stafett ennå. Be lederen din eller brukerstøtte "
-                    "om å legge deg inn.",
-                    403,
-                )
-            raise
-        body = who.body if isinstance(who.body, dict) else {}
-        if body.get("kind") != "person" or not isinstance(body.get("id"), str):
-            return _sign_in_failed(page, "Innloggingen gjelder ikke en person.", 403)
-        page.session.person_id = str(body["id"])
-        page.session.token = signed.access_token
-        page.session.expires_at = min(
-            signed.expires_at, time.time() + portal.settings.session_max_s
-        )
-        try:
-            portal.sealer.seal(page.session)
-        except ValueError:  # too large for a cookie: said here, not looped through the issuer
-            _log.warning("sign_in_token_too_large", issuer="oidc")
-            page.session.sign_out()
-            return _sign_in_failed(page, "Innloggingen kunne ikke fullføres. Kontakt brukerstøtte.")
-        _log.info("signed_in", issuer="oidc")
-        return redirect(page, "/saker")
+        return await _finish_sign_in(_bare_page(request), oidc, code, state, citizen=citizen)
 
     @app.post("/logg-ut", include_in_schema=False)
     async def sign_out(request: Request) -> Response:
         portal = _portal(request)
         page = _bare_page(request)  # signing out never waits for a service
         await _form(request, page)
+        issuer = portal.citizen_oidc if page.session.citizen else portal.oidc
         page.session.sign_out()
         target = "/logg-inn"
-        if portal.oidc is not None and portal.dev is None:
-            target = await portal.oidc.logout_url(portal.settings.public_url) or target
+        if issuer is not None and portal.dev is None:
+            target = await issuer.logout_url(portal.settings.public_url) or target
         return redirect(page, target, "Du er logget ut.")
 
     # --- cases ---------------------------------------------------------------------------
@@ -1281,7 +1352,9 @@ def _error_handlers(app: FastAPI) -> None:
         portal = _portal(request)
         session = portal.sealer.open(request.cookies.get(portal.sealer.cookie_name))
         directory = portal.directory or Directory()
-        me = directory.me(session.person_id) if session.person_id and session.signed_in() else None
+        person = session.person_id if session.signed_in() else None
+        family = person is not None and session.citizen  # the families' menu, not the staff's
+        me = directory.me(person) if person is not None and not family else None
         page = Page(request, session, directory, me)
         shown = 404 if status == 404 else status
         return render(
@@ -1290,6 +1363,7 @@ def _error_handlers(app: FastAPI) -> None:
             shown,
             title=texts.STATUS_TITLES.get(shown, "Noe gikk galt"),
             message=texts.problem_sentence(code, shown),
+            family=family,
         )
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
@@ -1325,6 +1399,11 @@ def _error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(SignInRequired, on_sign_in)
     app.add_exception_handler(BadForm, on_bad_form)
+
+    async def on_family(_request: Request, _exc: Exception) -> Response:
+        return RedirectResponse("/familie", status_code=303)
+
+    app.add_exception_handler(FamilyArea, on_family)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
 

@@ -58,7 +58,7 @@ class Backend:
         *,
         token: str | None,
         json: Any = None,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, str | int] | tuple[tuple[str, str], ...] | None = None,
         min_seq: int = 0,
         idempotency_key: str | None = None,
     ) -> Reply:

@@ -30,6 +30,8 @@ class Session(BaseModel):
 
     csrf: str = Field(default_factory=lambda: secrets.token_urlsafe(24))
     person_id: str | None = None
+    citizen: bool = False
+    """A guardian or youth: the families' pages (``/familie``), not the staff's."""
     token: str | None = None
     expires_at: float = 0.0
     min_seq: int = 0
@@ -44,6 +46,7 @@ class Session(BaseModel):
 
     def sign_out(self) -> None:
         self.person_id = None
+        self.citizen = False
         self.token = None
         self.expires_at = 0.0
         self.min_seq = 0

@@ -17,7 +17,8 @@ __all__ = ["OidcClientSettings", "PortalSettings"]
 
 
 class OidcClientSettings(BaseModel):
-    """The portal as an OpenID Connect client of one staff issuer (authorisation code + PKCE)."""
+    """The portal as an OpenID Connect client of one issuer (authorisation code + PKCE): the
+    staff issuer, or the citizen issuer for guardians and youth."""
 
     issuer: str = Field(min_length=1)
     client_id: str = Field(min_length=1)
@@ -30,7 +31,7 @@ class OidcClientSettings(BaseModel):
     @model_validator(mode="after")
     def _asks_for_an_id_token(self) -> OidcClientSettings:
         if "openid" not in self.scopes:
-            raise ValueError("the scopes of STAFETT_PORTAL_OIDC must include openid")
+            raise ValueError("the scopes of an OpenID Connect client must include openid")
         return self
 
     def endpoints(self) -> list[str]:
@@ -54,6 +55,9 @@ class PortalSettings(BaseSettings):
     session_max_s: int = Field(default=8 * 3600, ge=60, le=24 * 3600)
     """A session ends when its token does, and never later than this."""
     oidc: OidcClientSettings | None = None
+    citizen_oidc: OidcClientSettings | None = None
+    """Guardians and youth: the citizen issuer (ID-porten style); its ``pid`` names them
+    (decision 0023). Its issuer must be one of ``STAFETT_ISSUERS`` with ``citizen``."""
     backend_timeout_s: float = Field(default=10.0, gt=0, le=60)
     directory_cache_s: float = Field(default=60.0, ge=0, le=3600)
 
@@ -88,3 +92,8 @@ class PortalSettings(BaseSettings):
             raise SettingsError("production needs an https:// STAFETT_PORTAL_PUBLIC_URL")
         if not all(url.startswith("https://") for url in self.oidc.endpoints()):
             raise SettingsError("production needs an https:// issuer in STAFETT_PORTAL_OIDC")
+        citizen = self.citizen_oidc
+        if citizen is not None and not all(u.startswith("https://") for u in citizen.endpoints()):
+            raise SettingsError(
+                "production needs an https:// issuer in STAFETT_PORTAL_CITIZEN_OIDC"
+            )

@@ -17,6 +17,22 @@ LEVEL_SHORT = {0: "Nivå 0", 1: "Nivå 1", 2: "Nivå 2", 3: "Nivå 3"}
 
 STATUS = {"open": "Åpen", "closed": "Avsluttet"}
 
+# Levels as families read them: what it means for the child, not the model's name.
+FAMILY_LEVELS = {
+    0: "De voksne har lagt merke til noe og følger med. Ingen tiltak er satt i gang.",
+    1: "Barnehagen eller skolen setter i gang tiltak selv, sammen med dere.",
+    2: "Barnehagen eller skolen samarbeider med én tjeneste til, for eksempel helsestasjonen.",
+    3: "Flere tjenester samarbeider om å hjelpe barnet, ofte i et tverrfaglig team.",
+}
+
+FAMILY_ENTRY_KINDS = {
+    "conversation_guardian": "Samtale med dere foresatte",
+    "child_voice": "Barnets egne ord – «Hva er viktig for meg?»",
+    "measure_update": "Om et tiltak",
+    "handover_note": "Notat da stafetten ble gitt videre",
+}
+
+
 ENTRY_KINDS = {
     "observation": "Observasjon",
     "conversation_child": "Samtale med barnet",

@@ -1,0 +1,438 @@
+"""The families' pages (issue 18): guardians and youth read the child's case and log, see
+who read it, and answer consents, on a phone, in plain words.
+
+The same rule as every other page: what is shown comes from the services' APIs with the
+signed-in person's own token, so the consent service decides (a guardian without parental
+responsibility sees nothing, restricted entries stay hidden) and every view of case content
+is recorded where the family can see it. Staff names, roles and units come from the consent
+service's ``/staff`` and ``/organisations`` (decision 0031), never from the staff directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stafett_portal import texts
+from stafett_portal.actions import OSLO
+from stafett_portal.app import (
+    ULID,
+    CaseId,
+    Page,
+    SignInRequired,
+    _api,
+    _form,
+    _key,
+    _log_entries,
+    _portal,
+    redirect,
+    render,
+)
+from stafett_portal.backend import ApiError
+from stafett_portal.directory import Directory
+
+__all__ = ["People", "routes"]
+
+ConsentId = Annotated[str, PathParam(pattern=ULID)]
+Answer = Annotated[str, PathParam(pattern="^(signer|nekt|trekk)$")]
+MAX_CASES = 20  # a family's cases on one page: each one's case and consents are read
+_STAFF_BATCH = 50  # what GET /api/v1/staff answers at once
+_MAX_STAFF = 200  # names looked up for one page at most
+_REASON_MAX = 2000
+
+
+@dataclass
+class People:
+    """Staff and organisations by name, as the families' pages say them."""
+
+    me: str
+    staff: dict[str, dict[str, Any]] = field(default_factory=dict)
+    orgs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    units: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def name(self, person_id: str | None) -> str:
+        if person_id == self.me:
+            return "Du"
+        card = self.staff.get(person_id or "")
+        return str(card.get("name") or "En ansatt") if card else "En ansatt"
+
+    def work(self, person_id: str | None, unit_id: str | None = None) -> str:
+        """«helsesykepleier ved Helsestasjonen i Siljan»: the role at the unit (the given
+        unit's role first), or every role the person has."""
+        card = self.staff.get(person_id or "")
+        if not card:
+            return f"ved {self.unit(unit_id)}" if unit_id else ""
+        roles = card.get("roles") or []
+        chosen = [r for r in roles if r.get("unit_id") == unit_id] or roles
+        return ", ".join(
+            f"{texts.ROLES.get(r.get('role'), r.get('role'))} ved {r.get('unit_name')}"
+            for r in chosen
+        )
+
+    def unit(self, unit_id: str | None) -> str:
+        unit = self.units.get(unit_id or "")
+        return str(unit["name"]) if unit else "en enhet"
+
+    def org(self, org_id: str | None) -> str:
+        org = self.orgs.get(org_id or "")
+        return str(org["name"]) if org else "en virksomhet"
+
+
+async def _people(page: Page, person_ids: list[str | None], *, orgs: bool = False) -> People:
+    people = People(me=page.session.person_id or "")
+    wanted = sorted({p for p in person_ids if p and p != people.me})[:_MAX_STAFF]
+    for start in range(0, len(wanted), _STAFF_BATCH):
+        batch = tuple(("id", p) for p in wanted[start : start + _STAFF_BATCH])
+        with contextlib.suppress(ApiError):  # names are a courtesy: the page stands without
+            answer = await _api(page, "GET", "consent", "/api/v1/staff", params=batch)
+            for card in answer.get("items", []) if isinstance(answer, dict) else []:
+                if isinstance(card, dict) and isinstance(card.get("id"), str):
+                    people.staff[card["id"]] = card
+    if orgs:
+        with contextlib.suppress(ApiError):
+            answer = await _api(page, "GET", "consent", "/api/v1/organisations")
+            for org in answer.get("items", []) if isinstance(answer, dict) else []:
+                if isinstance(org, dict) and isinstance(org.get("id"), str):
+                    people.orgs[org["id"]] = org
+                    for unit in org.get("units") or []:
+                        if isinstance(unit, dict) and isinstance(unit.get("id"), str):
+                            people.units[unit["id"]] = unit
+    return people
+
+
+def _family_page(request: Request) -> Page:
+    """A signed-in guardian or youth; staff are sent to their own pages."""
+    portal = _portal(request)
+    session = portal.sealer.open(request.cookies.get(portal.sealer.cookie_name))
+    if not session.signed_in():
+        raise SignInRequired
+    if not session.citizen:
+        raise StarletteHTTPException(404)
+    return Page(request, session, Directory(), None)
+
+
+async def _consents(page: Page, case_id: str) -> list[dict[str, Any]]:
+    answer = await _api(
+        page, "GET", "consent", "/api/v1/consents", params={"case_id": case_id, "limit": 100}
+    )
+    items = answer.get("items", []) if isinstance(answer, dict) else []
+    return [c for c in items if isinstance(c, dict)]
+
+
+def _members(consent: dict[str, Any]) -> list[str]:
+    return [m for g in consent.get("grantors") or [] for m in g.get("members") or []]
+
+
+def _mine(consent: dict[str, Any], me: str | None) -> dict[str, bool]:
+    """What this person may do with a consent: sign or refuse it, or withdraw it."""
+    member = me in _members(consent)
+    status = consent.get("status")
+    signed = me in (consent.get("signed") or [])
+    return {
+        "member": member,
+        "signed": signed,
+        "answer": member and status == "pending" and not signed,
+        "withdraw": member and (status == "active" or (status == "pending" and signed)),
+    }
+
+
+def _in_force(consent: dict[str, Any], me: str | None) -> bool:
+    """A consent this person is a grantor of that is pending or active: one they may end."""
+    return me in _members(consent) and consent.get("status") in ("pending", "active")
+
+
+def _waiting(consents: list[dict[str, Any]], me: str | None) -> list[dict[str, Any]]:
+    return [c for c in consents if _mine(c, me)["answer"]]
+
+
+async def _case(page: Page, case_id: str) -> dict[str, Any]:
+    case = await _api(page, "GET", "case", f"/api/v1/cases/{case_id}")
+    return case if isinstance(case, dict) else {}
+
+
+def _child_name(case: dict[str, Any], me: str | None) -> str:
+    child = case.get("child") or {}
+    if child.get("id") and child.get("id") == me:
+        return "Deg"
+    return str(child.get("name") or "Barnet")
+
+
+def _today() -> str:
+    return datetime.now(OSLO).date().isoformat()
+
+
+_ANSWERS: dict[str, dict[str, str]] = {
+    "signer": {
+        "title": "Signer samtykket",
+        "lead": "Når du signerer, kan tjenestene samarbeide slik samtykket sier.",
+        "submit": "Ja, jeg samtykker",
+        "path": "signatures",
+        "done": "Du har signert samtykket. Det gjelder når alle som må signere, har gjort det.",
+    },
+    "nekt": {
+        "title": "Si nei til samtykket",
+        "lead": "Sier du nei, gjelder ikke samtykket, og tjenestene får ikke samarbeide slik "
+        "det ble bedt om. Stafettholderen ser svaret ditt i saken.",
+        "submit": "Ja, jeg sier nei",
+        "path": "refusals",
+        "done": "Du har sagt nei til samtykket. Stafettholderen ser svaret ditt i saken.",
+    },
+    "trekk": {
+        "title": "Trekk samtykket",
+        "lead": "Trekker du samtykket, mister tjenestene det gjaldt tilgangen med en gang. Det "
+        "som allerede er skrevet, blir stående i loggen.",
+        "submit": "Ja, trekk samtykket",
+        "path": "withdrawals",
+        "done": "Samtykket er trukket. Tjenestene det gjaldt, har ikke lenger tilgang. "
+        "Stafettholderen får beskjed.",
+    },
+}
+
+
+def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the families' pages
+    @app.get("/familie", include_in_schema=False)
+    async def my_children(request: Request) -> Response:
+        page = _family_page(request)
+        me = page.session.person_id
+        listing = await _api(page, "GET", "case", "/api/v1/cases", params={"limit": MAX_CASES})
+        children: list[dict[str, Any]] = []
+        for item in listing.get("items", []) if isinstance(listing, dict) else []:
+            case = await _case(page, str(item.get("id")))
+            consents = await _consents(page, case["id"])
+            children.append(
+                {"case": case, "name": _child_name(case, me), "waiting": _waiting(consents, me)}
+            )
+        people = await _people(
+            page, [c["case"].get("holder", {}).get("person_id") for c in children]
+        )
+        own = bool(children) and all(c["name"] == "Deg" for c in children)
+        return render(
+            page,
+            "family/children.html",
+            title="Min sak" if own else "Mine barn",
+            own=own,
+            section="barn",
+            children=children,
+            people=people,
+        )
+
+    @app.get("/familie/om", include_in_schema=False)
+    async def about(request: Request) -> Response:
+        page = _family_page(request)
+        return render(page, "family/about.html", title="Om Stafett", section="om")
+
+    @app.get("/familie/{case_id}", include_in_schema=False)
+    async def child_page(request: Request, case_id: CaseId) -> Response:
+        page = _family_page(request)
+        me = page.session.person_id
+        case = await _case(page, case_id)
+        consents = await _consents(page, case_id)
+        holder = case.get("holder", {})
+        ids = [holder.get("person_id")]
+        ids += [m.get("responsible_person_id") for m in case.get("measures", [])]
+        ids += [m.get("person_id") for m in case.get("team", [])]
+        people = await _people(page, ids, orgs=True)
+        return render(
+            page,
+            "family/child.html",
+            title="Barnets sak",
+            section="barn",
+            case=case,
+            name=_child_name(case, me),
+            consents=consents,
+            mine={c["id"]: _mine(c, me) for c in consents},
+            waiting=_waiting(consents, me),
+            can_end=any(_in_force(c, me) for c in consents),
+            people=people,
+            today=_today(),
+        )
+
+    @app.get("/familie/{case_id}/logg", include_in_schema=False)
+    async def family_log(request: Request, case_id: CaseId) -> Response:
+        page = _family_page(request)
+        entries = list(reversed(await _log_entries(page, case_id)))
+        people = await _people(page, [e.get("author", {}).get("person_id") for e in entries])
+        return render(
+            page,
+            "family/log.html",
+            title="Loggen",
+            section="barn",
+            case_id=case_id,
+            entries=entries,
+            people=people,
+        )
+
+    @app.get("/familie/{case_id}/lest", include_in_schema=False)
+    async def family_readers(request: Request, case_id: CaseId) -> Response:
+        page = _family_page(request)
+        answer = await _api(
+            page, "GET", "log", f"/api/v1/logs/{case_id}/access", params={"limit": 200}
+        )
+        items = answer.get("items", []) if isinstance(answer, dict) else []
+        people = await _people(
+            page, [r.get("reader_id") for r in items if r.get("reader_kind") == "person"]
+        )
+        return render(
+            page,
+            "family/readers.html",
+            title="Hvem har lest",
+            section="barn",
+            case_id=case_id,
+            items=items,
+            people=people,
+        )
+
+    async def consent_of(page: Page, case_id: str, consent_id: str) -> dict[str, Any]:
+        consent = next((c for c in await _consents(page, case_id) if c["id"] == consent_id), None)
+        if consent is None:
+            raise ApiError(404, "not_found")
+        return consent
+
+    async def consent_view(
+        page: Page,
+        case_id: str,
+        consent_id: str,
+        template: str,
+        status: int = 200,
+        **values: Any,
+    ) -> Response:
+        me = page.session.person_id
+        case = await _case(page, case_id)
+        consent = await consent_of(page, case_id, consent_id)
+        people = await _people(page, [case.get("holder", {}).get("person_id")], orgs=True)
+        return render(
+            page,
+            template,
+            status,
+            section="samtykke",
+            case=case,
+            name=_child_name(case, me),
+            consent=consent,
+            mine=_mine(consent, me),
+            people=people,
+            **values,
+        )
+
+    @app.get("/familie/{case_id}/samtykke/{consent_id}", include_in_schema=False)
+    async def consent_page(request: Request, case_id: CaseId, consent_id: ConsentId) -> Response:
+        page = _family_page(request)
+        return await consent_view(
+            page, case_id, consent_id, "family/consent.html", title="Samtykke"
+        )
+
+    @app.get("/familie/{case_id}/samtykke/{consent_id}/{answer}", include_in_schema=False)
+    async def consent_confirm(
+        request: Request, case_id: CaseId, consent_id: ConsentId, answer: Answer
+    ) -> Response:
+        page = _family_page(request)
+        words = _ANSWERS[answer]
+        return await consent_view(
+            page,
+            case_id,
+            consent_id,
+            "family/confirm.html",
+            title=words["title"],
+            answer=answer,
+            words=words,
+            errors={},
+            values={},
+        )
+
+    @app.post("/familie/{case_id}/samtykke/{consent_id}/{answer}", include_in_schema=False)
+    async def consent_answer(
+        request: Request, case_id: CaseId, consent_id: ConsentId, answer: Answer
+    ) -> Response:
+        page = _family_page(request)
+        form = await _form(request, page)
+        words = _ANSWERS[answer]
+        reason = str(form.get("reason") or "").strip()
+        body: dict[str, Any] = {"grantor_person_id": page.session.person_id}
+        if answer != "signer" and reason:
+            body["reason"] = reason[:_REASON_MAX]
+        try:
+            await _api(
+                page,
+                "POST",
+                "consent",
+                f"/api/v1/consents/{consent_id}/{words['path']}",
+                json=body,
+                key=_key(form),
+            )
+        except ApiError as exc:
+            if exc.status in (401, 404):
+                raise
+            return await consent_view(
+                page,
+                case_id,
+                consent_id,
+                "family/confirm.html",
+                409 if exc.status == 409 else 422,
+                title=words["title"],
+                answer=answer,
+                words=words,
+                errors={"_form": texts.problem_sentence(exc.code, exc.status)},
+                values={"reason": reason},
+            )
+        return redirect(page, f"/familie/{case_id}/samtykke/{consent_id}", words["done"])
+
+    async def ending(page: Page, case_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        me = page.session.person_id
+        case = await _case(page, case_id)
+        return case, [c for c in await _consents(page, case_id) if _in_force(c, me)]
+
+    @app.get("/familie/{case_id}/avslutt", include_in_schema=False)
+    async def end_page(request: Request, case_id: CaseId) -> Response:
+        page = _family_page(request)
+        case, in_force = await ending(page, case_id)
+        people = await _people(page, [case.get("holder", {}).get("person_id")], orgs=True)
+        return render(
+            page,
+            "family/end.html",
+            title="Avslutt samarbeidet",
+            section="barn",
+            case=case,
+            name=_child_name(case, page.session.person_id),
+            in_force=in_force,
+            people=people,
+            errors={},
+        )
+
+    @app.post("/familie/{case_id}/avslutt", include_in_schema=False)
+    async def end_cooperation(request: Request, case_id: CaseId) -> Response:
+        page = _family_page(request)
+        await _form(request, page)
+        _case_view, in_force = await ending(page, case_id)
+        failed = 0
+        for consent in in_force:
+            try:
+                await _api(
+                    page,
+                    "POST",
+                    "consent",
+                    f"/api/v1/consents/{consent['id']}/withdrawals",
+                    json={"grantor_person_id": page.session.person_id},
+                    key=None,
+                )
+            except ApiError as exc:
+                if exc.status == 401:
+                    raise
+                failed += 1
+        if failed:
+            return redirect(
+                page,
+                f"/familie/{case_id}",
+                f"{failed} av {len(in_force)} samtykker kunne ikke trekkes. Prøv igjen, eller "
+                "kontakt stafettholderen.",
+            )
+        return redirect(
+            page,
+            f"/familie/{case_id}",
+            "Du har trukket samtykkene dine. Tjenestene de gjaldt, har ikke lenger tilgang.",
+        )

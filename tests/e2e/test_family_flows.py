@@ -1,0 +1,405 @@
+"""Guardians on their phones (issue 18): guardian one signs in, reads the log and who read
+it, and signs the consent the school asks for; guardian two signs (without JavaScript, at
+320 px); the school nurse's access follows; guardian one ends the cooperation and the
+nurse's next read is refused. A guardian without parental responsibility sees nothing of the
+child. axe-core checks every page, and each page's reads are in the access records."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from stafett_portal.app import day
+from stafett_shared.demo import load_demo, record_citizens
+from stafett_shared.settings import CommonSettings
+
+from .conftest import PHONE, REGION, Running, accessible, new_page, synthetic_id
+from .test_portal_layout import NARROW, measure
+
+HOLDER = "ann-kristin-allum"
+NURSE = "hanne-helse"
+NOT_FOUND = "Finnes ikke, eller du har ikke tilgang"
+UNTIL = datetime.now(UTC).date() + timedelta(days=365)
+
+
+def _after(answer: Any) -> dict[str, str]:
+    """Read your writes: the next call waits until its service has seen this write."""
+    seq = answer.headers.get("stafett-seq")
+    return {"Stafett-Min-Seq": seq} if seq else {}
+
+
+def _items(answer: Any) -> list[dict[str, Any]]:
+    return list(answer.get("items", []) if isinstance(answer, dict) else answer)
+
+
+def _world(stafett: Running, seed: int) -> dict[str, Any]:
+    """The school registers Arne with three guardians (the third without parental
+    responsibility), opens a case, writes in the log, adds the nurse to the team and asks
+    for consent to work with the health service."""
+    with stafett.api(HOLDER) as api:
+        registered = api.post(
+            f"{stafett.urls['consent']}/api/v1/children",
+            json={
+                "national_id": synthetic_id(12, seed),
+                "name": "Arne Familiesen",
+                "guardians": [
+                    {
+                        "national_id": synthetic_id(41, seed + 1),
+                        "name": "Guri Familiesen",
+                        "parental_responsibility": True,
+                    },
+                    {
+                        "national_id": synthetic_id(43, seed + 2),
+                        "name": "Per Familiesen",
+                        "parental_responsibility": True,
+                    },
+                    {
+                        "national_id": synthetic_id(45, seed + 3),
+                        "name": "Ola Uten",
+                        "parental_responsibility": False,
+                    },
+                ],
+            },
+        )
+        assert registered.status_code == 201, registered.text
+        child = registered.json()
+        opened = api.post(
+            f"{stafett.urls['case']}/api/v1/cases",
+            json={
+                "unit_id": "siljan-ungdomsskole",
+                "level": 1,
+                "child": {"national_id": synthetic_id(12, seed)},
+                "concern": "Arne er borte hver mandag.",
+            },
+            headers=_after(registered),
+        )
+        assert opened.status_code == 201, opened.text
+        case_id = opened.json()["id"]
+        now = datetime.now(UTC).isoformat()
+        calls: list[tuple[str, dict[str, Any]]] = [
+            (
+                f"{stafett.urls['log']}/api/v1/logs/{case_id}/entries",
+                {"kind": "observation", "text": "Arne var stille i timen.", "occurred_at": now},
+            ),
+            (
+                f"{stafett.urls['log']}/api/v1/logs/{case_id}/entries",
+                {"kind": "child_voice", "text": "Jeg vil spille fotball.", "occurred_at": now},
+            ),
+            (
+                f"{stafett.urls['case']}/api/v1/cases/{case_id}/measures",
+                {
+                    "title": "Samtale hver fredag",
+                    "goal": "Arne har en voksen å snakke med.",
+                    "responsible_person_id": HOLDER,
+                    "start": datetime.now(UTC).date().isoformat(),
+                    "evaluate_by": "2099-01-31",
+                },
+            ),
+            (
+                f"{stafett.urls['case']}/api/v1/cases/{case_id}/team",
+                {"person_id": NURSE, "unit_id": "siljan-helsestasjon", "access": "read"},
+            ),
+            (
+                f"{stafett.urls['consent']}/api/v1/consents",
+                {
+                    "case_id": case_id,
+                    "scope": {
+                        "org_ids": ["4010"],
+                        "sectors": ["health"],
+                        "purpose": "Skolen og helsesykepleier samarbeider om fraværet.",
+                    },
+                    "valid_until": UNTIL.isoformat(),
+                    "evidence": {"method": "digital_signature"},
+                },
+            ),
+        ]
+        answer = opened
+        for url, body in calls:
+            answer = api.post(url, json=body, headers=_after(answer))
+            assert answer.status_code in (200, 201), (url, answer.text)
+        consent_id = answer.json()["id"]  # the last: the consent asked for
+    guardians = [g["id"] for g in child["guardians"]]
+    record_citizens(
+        stafett.system.data_dir,
+        [
+            {"id": guardians[0], "name": "Guri Familiesen", "what": "Foresatt til Arne"},
+            {"id": guardians[1], "name": "Per Familiesen", "what": "Foresatt til Arne"},
+            {"id": guardians[2], "name": "Ola Uten", "what": "Uten foreldreansvar"},
+        ],
+    )
+    return {"case_id": case_id, "guardians": guardians, "consent_id": consent_id}
+
+
+def _consent_status(stafett: Running, case_id: str, wanted: str) -> None:
+    """Until the consent service's read model has the consent at ``wanted`` (each service
+    follows the event stream on its own; the browser's next page must find it there)."""
+    with stafett.api(HOLDER) as api:
+        deadline = time.monotonic() + 15
+        status = None
+        while time.monotonic() < deadline:
+            listed = api.get(
+                f"{stafett.urls['consent']}/api/v1/consents", params={"case_id": case_id}
+            ).json()
+            status = _items(listed)[0]["status"]
+            if status == wanted:
+                return
+            time.sleep(0.2)
+    assert status == wanted
+
+
+class Family:
+    """A person in the browser; each page is checked, screenshots kept when asked."""
+
+    def __init__(
+        self, page: Page, stafett: Running, shots: Path | None, size: str, *, script: bool = True
+    ) -> None:
+        self.page = page
+        self.stafett = stafett
+        self.shots = shots
+        self.size = size
+        self.script = script  # axe and the measures run as script: not without JavaScript
+
+    def seen(self, shot: str | None = None) -> None:
+        expect(self.page.get_by_role("heading", level=1)).to_have_count(1)
+        if not self.script:
+            return
+        accessible(self.page)
+        measure(self.page)
+        if shot and self.shots is not None:
+            path = self.shots / f"familie-{shot}-{self.size}.png"
+            self.page.screenshot(path=str(path), full_page=True)
+
+    def goto(self, path: str, shot: str | None = None) -> None:
+        self.page.goto(self.stafett.portal + path)
+        self.seen(shot)
+
+    def click(self, role: str, name: str, shot: str | None = None) -> None:
+        self.page.get_by_role(role, name=name).first.click()  # type: ignore[arg-type]
+        self.page.wait_for_load_state()
+        self.seen(shot)
+
+    def sign_in(self, name: str, shot: str | None = None, *, home: str = "Mine barn") -> None:
+        self.goto("/logg-inn", shot)
+        self.page.get_by_role("button", name=f"Logg inn som {name}").click()
+        expect(self.page.get_by_role("heading", level=1, name=home)).to_be_visible()
+
+
+@pytest.mark.slow
+def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
+    browser: Browser, stafett: Running, screenshots: Path | None
+) -> None:
+    seed = int(time.time()) % 1000 + 250
+    world = _world(stafett, seed)
+    case_id, (guri_id, per_id, ola_id) = world["case_id"], world["guardians"]
+
+    # Guardian one signs in on her phone and finds Arne, with a consent waiting for her.
+    guri = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
+    guri.sign_in("Guri Familiesen", "logg-inn")
+    guri.seen("mine-barn")
+    expect(guri.page.get_by_text("Et samtykke venter på svaret ditt")).to_be_visible()
+    guri.click("link", "Arne Familiesen", "barnets-sak")
+    expect(guri.page.get_by_text("Ann Kristin Allum").first).to_be_visible()
+    expect(guri.page.get_by_text("lærer ved Siljan ungdomsskole").first).to_be_visible()
+    expect(guri.page.get_by_text("Samtale hver fredag")).to_be_visible()
+
+    # She reads the log: the child's own words marked as his.
+    guri.click("link", "Les loggen", "loggen")
+    expect(guri.page.get_by_text("Jeg vil spille fotball.")).to_be_visible()
+    expect(guri.page.get_by_text("Barnets egne ord", exact=True)).to_be_visible()
+
+    # She opens the consent, reads it in plain words and signs with a tap and a confirmation.
+    guri.goto(f"/familie/{case_id}")
+    guri.click("link", "Se samtykket og svar", "samtykke")
+    expect(guri.page.get_by_text("Siljan kommune")).to_be_visible()
+    expect(guri.page.get_by_text(f"til og med {day(UNTIL.isoformat())}").first).to_be_visible()
+    guri.click("link", "Signer", "samtykke-bekreft")
+    guri.click("button", "Ja, jeg samtykker")
+    expect(guri.page.get_by_role("status")).to_contain_text("Du har signert samtykket")
+    expect(guri.page.get_by_text("Har ikke svart ennå")).to_be_visible()  # the other guardian
+
+    # Guardian two signs on the narrowest phone, without JavaScript, and sees Guri's signature
+    # (the pages at 320 px are measured with JavaScript below).
+    context = browser.new_context(
+        viewport=NARROW, locale="nb-NO", timezone_id="Europe/Oslo", java_script_enabled=False
+    )
+    per = Family(context.new_page(), stafett, None, "320px", script=False)
+    per.sign_in("Per Familiesen")
+    per.goto(f"/familie/{case_id}")
+    per.click("link", "Se samtykket og svar")
+    expect(per.page.get_by_text("Har signert")).to_be_visible()
+    per.click("link", "Signer")
+    per.click("button", "Ja, jeg samtykker")
+    expect(per.page.get_by_role("status")).to_contain_text("Du har signert samtykket")
+    context.close()
+    _consent_status(stafett, case_id, "active")
+
+    # The nurse's access follows the consent: she reads the log.
+    nurse = new_page(browser, PHONE)
+    nurse.goto(stafett.portal + "/logg-inn")
+    nurse.locator(f"form:has(input[value='{NURSE}']) button").click()
+    nurse.goto(f"{stafett.portal}/saker/{case_id}/logg")
+    expect(nurse.get_by_text("Jeg vil spille fotball.")).to_be_visible()
+
+    # Guri sees the nurse's read, with role and unit, and her own.
+    guri.goto(f"/familie/{case_id}/lest", "hvem-har-lest")
+    nurse_card = guri.page.locator(".readers li", has_text="Hanne Helse")
+    expect(nurse_card).to_contain_text("helsesykepleier ved Helsestasjonen i Siljan")
+    expect(nurse_card).to_contain_text("som medlem av teamet")
+    expect(guri.page.locator(".readers li", has_text="Du").first).to_be_visible()
+
+    # She ends the cooperation: every consent of hers withdrawn in one step.
+    guri.goto(f"/familie/{case_id}")
+    guri.click("link", "Avslutt samarbeidet – trekk alle samtykkene dine", "avslutt")
+    expect(
+        guri.page.get_by_text("mister tilgangen til saken og loggen med en gang")
+    ).to_be_visible()
+    guri.click("button", "Trekk alle samtykkene mine")
+    expect(guri.page.get_by_role("status")).to_contain_text("Du har trukket samtykkene dine")
+    _consent_status(stafett, case_id, "withdrawn")
+
+    # The nurse's next read is refused, with the words for a case that does not exist.
+    nurse.goto(f"{stafett.portal}/saker/{case_id}/logg")
+    expect(nurse.get_by_role("heading", level=1)).to_have_text(NOT_FOUND)
+    nurse.context.close()
+
+    # A guardian without parental responsibility sees nothing of the child.
+    ola = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
+    ola.sign_in("Ola Uten")
+    expect(ola.page.get_by_text("Det er ingen saker om barna dine i Stafett.")).to_be_visible()
+    ola.seen("uten-foreldreansvar")
+    for path in ("", "/logg", "/lest", "/avslutt"):
+        ola.goto(f"/familie/{case_id}{path}")
+        expect(ola.page.get_by_role("heading", level=1)).to_have_text(NOT_FOUND)
+    ola.page.context.close()
+
+    # Her pages fit the narrowest phone too.
+    guri.page.set_viewport_size(NARROW)
+    for path in ("", f"/{case_id}", f"/{case_id}/logg", f"/{case_id}/lest", "/om"):
+        guri.goto(f"/familie{path}")
+    guri.goto(f"/familie/{case_id}/samtykke/{world['consent_id']}")
+
+    # Every page Guri saw is in the access records, each a read of its own.
+    with stafett.api(HOLDER) as api:
+        records = _items(
+            api.get(
+                f"{stafett.urls['log']}/api/v1/logs/{case_id}/access", params={"limit": 500}
+            ).json()
+        )
+    reads = Counter((r["reader_id"], r["what"]) for r in records)
+    assert reads[(guri_id, "entries")] >= 1, reads
+    assert reads[(guri_id, "case")] >= 6, reads  # Mine barn, the case (3), consent, ending
+    assert reads[(guri_id, "consents")] >= 6, reads
+    assert reads[(per_id, "consents")] >= 2, reads
+    assert not any(r["reader_id"] == ola_id for r in records)
+    guri.page.context.close()
+
+
+@pytest.mark.slow
+def test_a_youth_signs_the_health_consent_themselves(
+    browser: Browser, stafett: Running, screenshots: Path | None
+) -> None:
+    """At 16 a consent that covers health needs the youth's own signature (the youth rule):
+    the youth signs in, finds their own case and signs; the guardian sees it."""
+    seed = int(time.time()) % 1000 + 650
+    with stafett.api(HOLDER) as api:
+        registered = api.post(
+            f"{stafett.urls['consent']}/api/v1/children",
+            json={
+                "national_id": synthetic_id(17, seed),
+                "name": "Sara Ungdom",
+                "guardians": [
+                    {
+                        "national_id": synthetic_id(47, seed + 1),
+                        "name": "Mona Ungdom",
+                        "parental_responsibility": True,
+                    }
+                ],
+            },
+        )
+        assert registered.status_code == 201, registered.text
+        youth_id = registered.json()["id"]
+        guardian_id = registered.json()["guardians"][0]["id"]
+        opened = api.post(
+            f"{stafett.urls['case']}/api/v1/cases",
+            json={
+                "unit_id": "siljan-ungdomsskole",
+                "level": 1,
+                "child": {"national_id": synthetic_id(17, seed)},
+                "concern": "Sara sover dårlig og er ofte sliten.",
+            },
+            headers=_after(registered),
+        )
+        assert opened.status_code == 201, opened.text
+        case_id = opened.json()["id"]
+        asked = api.post(
+            f"{stafett.urls['consent']}/api/v1/consents",
+            json={
+                "case_id": case_id,
+                "scope": {
+                    "org_ids": ["4010"],
+                    "sectors": ["health"],
+                    "purpose": "Helsesykepleier og skolen samarbeider.",
+                },
+                "valid_until": UNTIL.isoformat(),
+                "evidence": {"method": "digital_signature"},
+            },
+            headers=_after(opened),
+        )
+        assert asked.status_code == 201, asked.text
+        consent_id = asked.json()["id"]
+    record_citizens(
+        stafett.system.data_dir,
+        [
+            {"id": youth_id, "name": "Sara Ungdom", "what": "Ungdom, 17 år"},
+            {"id": guardian_id, "name": "Mona Ungdom", "what": "Foresatt til Sara"},
+        ],
+    )
+
+    sara = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
+    sara.sign_in("Sara Ungdom", home="Min sak")
+    sara.click("link", "Deg")
+    sara.click("link", "Se samtykket og svar", "samtykke-ungdom")
+    expect(sara.page.get_by_text("Barnet er gammelt nok til å bestemme selv")).to_be_visible()
+    sara.click("link", "Signer")
+    sara.click("button", "Ja, jeg samtykker")
+    expect(sara.page.get_by_role("status")).to_contain_text("Du har signert samtykket")
+    sara.page.context.close()
+
+    mona = Family(new_page(browser, PHONE), stafett, None, "telefon")
+    mona.sign_in("Mona Ungdom")
+    mona.goto(f"/familie/{case_id}/samtykke/{consent_id}")
+    youth_row = mona.page.locator("li.row", has_text="Barnet selv")
+    expect(youth_row).to_contain_text("Har signert")
+    expect(mona.page.locator("li.row", has_text="Du")).to_contain_text("Har ikke svart ennå")
+    mona.page.context.close()
+
+
+@pytest.mark.slow
+def test_the_development_sign_in_lists_the_demos_guardians_and_youth(
+    browser: Browser, stafett: Running
+) -> None:
+    """`stafett demo` registers a child with two guardians; the sign-in page lists them and
+    the youth, and each lands on their own pages."""
+    load_demo(
+        CommonSettings(data_dir=stafett.system.data_dir),
+        stafett.issuer,
+        REGION,
+        case_url=stafett.urls["case"],
+        log_url=stafett.urls["log"],
+        consent_url=stafett.urls["consent"],
+    )
+    father = Family(new_page(browser, PHONE), stafett, None, "telefon")
+    father.sign_in("Demo Far")
+    father.click("link", "Demo Elev")
+    father.click("link", "Les loggen")
+    expect(father.page.get_by_text("Jeg vil ha en fast voksen å snakke med.")).to_be_visible()
+    father.page.context.close()
+    youth = Family(new_page(browser, PHONE), stafett, None, "telefon")
+    youth.sign_in("Demo Elev", home="Min sak")
+    youth.page.context.close()
