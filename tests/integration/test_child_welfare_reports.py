@@ -367,3 +367,47 @@ async def test_the_region_document_names_only_a_child_welfare_unit_for_reports(
     reloaded = await consent.load_region(own)
     assert reloaded.status_code == 200, reloaded.text
     assert reloaded.json()["changes"] == {"organisation_child_welfare_service_set": 1}
+
+
+async def test_the_report_lists_page_with_opaque_cursors_bound_to_their_caller(
+    consent: ConsentHarness, case_service: CaseHarness
+) -> None:
+    case = case_service
+    await _load(consent, case, _region())
+    _child, _guardians, child = await consent.register_child(14, [("Mor", True)])
+    await case.settle(await consent.store.last_seq())
+    opened = await case.open_case(national_id=child["national_id"])
+    await consent.runtime.projector.wait_for(opened["seq"], 10)
+    sent = []
+    for n in range(3):
+        answer = await _report(case, opened["id"], REPORTER, text=f"{TEXT} ({n})")
+        assert answer.status_code == 201, answer.text
+        sent.append(answer.json()["id"])
+    await case.settle(await consent.store.last_seq())
+
+    for url, person in (
+        ("/api/v1/child-welfare-reports", SKIEN_INTAKE),
+        (f"/api/v1/cases/{opened['id']}/child-welfare-reports", REPORTER),
+    ):
+        seen: list[str] = []
+        cursors: list[str] = []
+        params: dict[str, Any] = {"limit": 1}
+        for _ in range(5):
+            page = await case.client.get(url, params=params, headers=case.auth(person))
+            assert page.status_code == 200, page.text
+            seen += [r["id"] for r in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+            # Nothing of the report it points at shows in the cursor.
+            assert all(report_id not in cursor for report_id in sent)
+            cursors.append(cursor)
+            params = {"limit": 1, "cursor": cursor}
+        assert sorted(seen) == sorted(sent)
+        assert len(cursors) == 2
+        # The bare id these lists could have taken, and another caller's cursor, are refused.
+        for cursor, who in ((sent[0], person), (cursors[0], PORSGRUNN_INTAKE)):
+            refused = await case.client.get(url, params={"cursor": cursor}, headers=case.auth(who))
+            assert refused.status_code in (404, 422), refused.text
+            if refused.status_code == 422:
+                assert refused.json()["code"] in ("invalid_cursor", "validation_error")
