@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from ulid import ULID
 
 from stafett_case.testing import CaseHarness
 from stafett_consent.testing import ConsentHarness, synthetic_national_id
@@ -98,6 +99,14 @@ async def test_registering_a_known_child_answers_as_registering_a_new_one(
     for answer in (again, new):
         assert int(answer.headers["Stafett-Seq"]) > 0
         assert answer.headers["ETag"]
+    # Nor do the ids tell when the child or its guardians were first registered: they are
+    # in the ULID format with all 128 bits random, so no time of creation can be read.
+    now = datetime.now(UTC)
+    for answer in (first, again, new):
+        ids = [answer.json()["id"], *(g["id"] for g in answer.json()["guardians"])]
+        for person_id in ids:
+            stamped = ULID.from_str(person_id).datetime
+            assert abs(stamped - now) > timedelta(days=1), person_id
 
 
 async def test_opening_or_identifying_by_someone_elses_child_is_refused_as_an_unknown_one(

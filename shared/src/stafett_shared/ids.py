@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 from ulid import ULID
 
@@ -16,6 +17,7 @@ __all__ = [
     "is_org_number",
     "is_ulid",
     "new_id",
+    "new_untimed_id",
 ]
 
 # Aggregate ids go into NATS subjects: no dots, no wildcards, no white space.
@@ -38,6 +40,14 @@ _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 def new_id() -> str:
     """A new ULID as its 26-character text."""
     return str(ULID())
+
+
+def new_untimed_id() -> str:
+    """An id in the ULID format whose 128 bits are all random: no time of creation can be
+    read from it. For the people a caller may find by national id (children, guardians), so
+    that an answer naming them does not tell whether they were registered before
+    (docs/decisions/0029-no-oracles-on-national-ids.md)."""
+    return str(ULID.from_bytes(secrets.token_bytes(16)))
 
 
 def is_ulid(value: str) -> bool:

@@ -67,7 +67,7 @@ from stafett_shared.contracts.directory import (
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
-from stafett_shared.ids import new_id
+from stafett_shared.ids import new_id, new_untimed_id
 from stafett_shared.logging import get_logger
 from stafett_shared.lookups import LookupLimit, record_lookup
 from stafett_shared.msgid import ClientKey
@@ -818,14 +818,14 @@ class ConsentService:
                 row.national_id_index: row.person_id
                 for row in (await session.execute(select(guardians))).all()
             }
-        child_id = new_id()
+        child_id = new_untimed_id()
         now = self.clock()
         records = []
         for guardian, nid in zip(guardian_inputs, guardian_nids, strict=True):
             index = self.index(nid.value, context="national_id")
             records.append(
                 await self._guardian_record(
-                    child_id, known_guardians.get(index) or new_id(), index, nid.value, guardian
+                    child_id, known_guardians.get(index) or new_untimed_id(), index, nid.value, guardian
                 )
             )
         event = ChildRegistered(
@@ -899,7 +899,7 @@ class ConsentService:
                 .limit(1)
             )
         record = await self._guardian_record(
-            child_id, known or new_id(), index, nid.value, guardian
+            child_id, known or new_untimed_id(), index, nid.value, guardian
         )
         return await self._change_guardians(
             principal,
