@@ -157,6 +157,10 @@ async def test_siljans_administrator_changes_its_units_staff_and_settings_and_ac
         "health_youth_consent_age": 16,
         "consent_default_days": 365,
         "consent_max_days": 365,
+        "level0_days": 14,  # the reminder times Siljan left out are the region's
+        "evaluation_warning_days": 7,
+        "handover_days": 3,
+        "inactive_days": 60,
     }
     before = await _last_seq(consent)
     repeated = await consent.client.put(SILJAN, json=part, headers=consent.auth(SILJAN_ADMIN))

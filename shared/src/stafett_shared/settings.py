@@ -18,9 +18,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "DEV_ISSUER",
+    "REMINDER_FIELDS",
     "CommonSettings",
     "IssuerKind",
     "IssuerSettings",
+    "RegionReminderTimes",
+    "ReminderTimes",
     "ServiceSettings",
     "SettingsError",
     "admin_logins",
@@ -211,6 +214,33 @@ class CommonSettings(BaseSettings):
         if len(raw) != 32:
             raise SettingsError("STAFETT_KEK must be base64 of exactly 32 bytes")
         return raw
+
+
+REMINDER_FIELDS = ("level0_days", "evaluation_warning_days", "handover_days", "inactive_days")
+"""The reminder times of the case service's deadlines an organisation may set for itself."""
+
+
+class ReminderTimes(BaseModel):
+    """The region's reminder times of the case service's deadlines (``STAFETT_CASE_*``);
+    an organisation's settings may replace each (decision 0030)."""
+
+    level0_days: int = Field(default=14, ge=1, le=365)
+    evaluation_warning_days: int = Field(default=7, ge=0, le=60)
+    handover_days: int = Field(default=3, ge=1, le=60)
+    inactive_days: int = Field(default=60, ge=1, le=365)
+
+    def in_force(self, own: Mapping[str, object]) -> ReminderTimes:
+        """These times with an organisation's own (``None``: the region's) in their place."""
+        return self.model_copy(
+            update={name: own[name] for name in REMINDER_FIELDS if own.get(name) is not None}
+        )
+
+
+class RegionReminderTimes(ReminderTimes, BaseSettings):
+    """The region's reminder times where another service shows them (the consent service's
+    ``settings_in_force``): the same ``STAFETT_CASE_*`` variables the case service reads."""
+
+    model_config = SettingsConfigDict(env_prefix="STAFETT_CASE_", extra="ignore")
 
 
 class ServiceSettings(BaseSettings):

@@ -6,17 +6,25 @@ not move the case's version."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import and_, select
 
-from stafett_case.projections import cases, deadlines_sent, handovers, measures, roles
+from stafett_case.projections import (
+    cases,
+    deadlines_sent,
+    handovers,
+    measures,
+    organisation_reminders,
+    roles,
+)
 from stafett_shared.contracts.case import DeadlineDue
 from stafett_shared.db import sessionmaker, upsert, writer
 from stafett_shared.envelope import registry
 from stafett_shared.eventstore import DuplicateAppend
+from stafett_shared.settings import REMINDER_FIELDS
 
 if TYPE_CHECKING:
     from stafett_case.handlers import CaseService
@@ -24,10 +32,46 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class DeadlinePolicy:
+    """The region's reminder times; an organisation's own settings replace each."""
+
     level0_days: int = 14
     evaluation_warning_days: int = 7
     handover_days: int = 3
     inactive_days: int = 60
+
+
+class _Policies:
+    """The policy of each organisation: the region's, with the times it set in their place."""
+
+    def __init__(self, region: DeadlinePolicy, own: dict[str, DeadlinePolicy]) -> None:
+        self.region = region
+        self.own = own
+
+    def of(self, org_id: str | None) -> DeadlinePolicy:
+        return self.own.get(org_id or "", self.region)
+
+    def widest(self) -> DeadlinePolicy:
+        """The longest warning and the shortest handover wait of them all: what the queries
+        fetch before each row is held against its own organisation's policy."""
+        every = [self.region, *self.own.values()]
+        return replace(
+            self.region,
+            evaluation_warning_days=max(p.evaluation_warning_days for p in every),
+            handover_days=min(p.handover_days for p in every),
+        )
+
+
+async def _policies(session: Any, region: DeadlinePolicy) -> _Policies:
+    rows = (await session.execute(select(organisation_reminders))).mappings().all()
+    return _Policies(
+        region,
+        {
+            row["org_id"]: replace(
+                region, **{name: row[name] for name in REMINDER_FIELDS if row[name] is not None}
+            )
+            for row in rows
+        },
+    )
 
 
 async def _leaders(session: Any, unit_id: str) -> list[str]:
@@ -43,14 +87,18 @@ async def _leaders(session: Any, unit_id: str) -> list[str]:
 
 
 async def due_deadlines(
-    service: CaseService, policy: DeadlinePolicy, now: datetime
+    service: CaseService, region: DeadlinePolicy, now: datetime
 ) -> list[DeadlineDue]:
-    """Every deadline that is due at ``now``, whether or not it was published already."""
+    """Every deadline that is due at ``now``, whether or not it was published already, each
+    by the reminder times of its case's organisation."""
     today = now.date()
     found: list[DeadlineDue] = []
     async with service.sessions() as session:
+        policies = await _policies(session, region)
+        widest = policies.widest()
         open_cases = (await session.execute(select(cases).where(cases.c.status == "open"))).all()
         for case in open_cases:
+            policy = policies.of(case.org_id)
             holder = (case.holder_id,)
             if case.level == 0:
                 due = (case.level_changed_at + timedelta(days=policy.level0_days)).date()
@@ -90,17 +138,20 @@ async def due_deadlines(
                 )
         due_measures = (
             await session.execute(
-                select(measures, cases.c.holder_id)
+                select(measures, cases.c.holder_id, cases.c.org_id)
                 .join(cases, cases.c.case_id == measures.c.case_id)
                 .where(
                     cases.c.status == "open",
                     measures.c.evaluate_by.is_not(None),
                     measures.c.evaluate_by
-                    <= today + timedelta(days=policy.evaluation_warning_days),
+                    <= today + timedelta(days=widest.evaluation_warning_days),
                 )
             )
         ).all()
         for m in due_measures:
+            warning = timedelta(days=policies.of(m.org_id).evaluation_warning_days)
+            if m.evaluate_by > today + warning:
+                continue
             kind: Literal["measure_evaluation_due", "measure_evaluation_soon"] = (
                 "measure_evaluation_due" if today >= m.evaluate_by else "measure_evaluation_soon"
             )
@@ -115,18 +166,23 @@ async def due_deadlines(
             )
         waiting = (
             await session.execute(
-                select(handovers).where(
+                select(handovers, cases.c.org_id)
+                .outerjoin(cases, cases.c.case_id == handovers.c.case_id)
+                .where(
                     handovers.c.status == "pending",
-                    handovers.c.requested_at <= now - timedelta(days=policy.handover_days),
+                    handovers.c.requested_at <= now - timedelta(days=widest.handover_days),
                 )
             )
         ).all()
         for h in waiting:
+            wait = timedelta(days=policies.of(h.org_id).handover_days)
+            if h.requested_at > now - wait:
+                continue
             found.append(
                 DeadlineDue(
                     case_id=h.case_id,
                     kind="handover_unanswered",
-                    due_on=(h.requested_at + timedelta(days=policy.handover_days)).date(),
+                    due_on=(h.requested_at + wait).date(),
                     ref_id=h.handover_id,
                     notify_person_ids=tuple(dict.fromkeys((h.to_person_id, h.from_person_id))),
                 )

@@ -53,6 +53,7 @@ from stafett_shared.contracts.consent import (
 from stafett_shared.contracts.directory import (
     ChildRegistered,
     OrganisationChildWelfareServiceSet,
+    OrganisationSettingsSet,
     RoleEnded,
     RoleGranted,
     UnitChanged,
@@ -65,6 +66,7 @@ from stafett_shared.envelope import CloudEvent, EventData
 from stafett_shared.eventstore import StoredCommit
 from stafett_shared.facts import apply_role, case_status, history_from
 from stafett_shared.projector import BlockingProjection
+from stafett_shared.settings import REMINDER_FIELDS
 
 metadata = MetaData()
 
@@ -178,6 +180,16 @@ child_welfare_services = Table(
     metadata,
     Column("org_id", String(32), primary_key=True),
     Column("unit_id", String(64), nullable=True),
+)
+# An organisation's own reminder times (None, or no row: the region's STAFETT_CASE_* ones).
+organisation_reminders = Table(
+    "organisation_reminders",
+    metadata,
+    Column("org_id", String(32), primary_key=True),
+    Column("level0_days", Integer, nullable=True),
+    Column("evaluation_warning_days", Integer, nullable=True),
+    Column("handover_days", Integer, nullable=True),
+    Column("inactive_days", Integer, nullable=True),
 )
 # Facts from other contexts ------------------------------------------------------------------
 units = Table(
@@ -474,6 +486,15 @@ class CaseProjection(BlockingProjection):
                     conn,
                     child_welfare_services,
                     {"org_id": payload.org_id, "unit_id": payload.unit_id},
+                )
+            case OrganisationSettingsSet():
+                upsert_sync(
+                    conn,
+                    organisation_reminders,
+                    {
+                        "org_id": payload.org_id,
+                        **{name: getattr(payload.settings, name) for name in REMINDER_FIELDS},
+                    },
                 )
             case CaseClosedEvent():
                 touch(status=case_status(payload), closed_at=at, close_reason=payload.reason.value)

@@ -330,6 +330,10 @@ class SettingsInForce(BaseModel):
     health_youth_consent_age: int
     consent_default_days: int
     consent_max_days: int
+    level0_days: int
+    evaluation_warning_days: int
+    handover_days: int
+    inactive_days: int
 
 
 class OrganisationPartOut(BaseModel):

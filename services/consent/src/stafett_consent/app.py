@@ -42,7 +42,7 @@ from stafett_shared.lookups import LookupLimit
 from stafett_shared.projector import ProjectionBehind, ProjectionStale
 from stafett_shared.rpc import Handler, RpcRemoteError, serve
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
-from stafett_shared.settings import ServiceSettings
+from stafett_shared.settings import RegionReminderTimes, ServiceSettings
 
 _log = get_logger("stafett.consent")
 _settings = ConsentSettings()
@@ -189,6 +189,7 @@ async def _start(runtime: Runtime) -> None:
             health_youth_age=settings.health_youth_consent_age,
             one_guardian_enough=settings.one_guardian_enough,
         ),
+        reminders=RegionReminderTimes(),
         lookups=LookupLimit.from_settings(runtime.settings),
     )
     runtime.extras.update(

@@ -74,7 +74,7 @@ from stafett_shared.msgid import ClientKey
 from stafett_shared.nationalid import InvalidNationalId, NationalId, parse_national_id
 from stafett_shared.problems import Problem, not_visible
 from stafett_shared.projector import Projector
-from stafett_shared.settings import admin_logins, org_admin_logins
+from stafett_shared.settings import ReminderTimes, admin_logins, org_admin_logins
 from stafett_shared.telemetry import current_traceparent
 
 _log = get_logger("stafett.consent")
@@ -138,6 +138,7 @@ class ConsentService:
         org_admins: Mapping[str, Sequence[str]] | None = None,
         guardian_changes: bool = True,
         grantor_policy: domain.GrantorPolicy | None = None,
+        reminders: ReminderTimes | None = None,
         lookups: LookupLimit | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -152,6 +153,7 @@ class ConsentService:
         self.org_admins = org_admin_logins(org_admins or {})
         self.guardian_changes = guardian_changes
         self.grantor_policy = grantor_policy or domain.GrantorPolicy()
+        self.reminders = reminders or ReminderTimes()  # the region's, shown beside the org's
         self.clock = clock
 
     # --- helpers ------------------------------------------------------------------------
@@ -413,6 +415,7 @@ class ConsentService:
                 "health_youth_consent_age": policy.health_youth_age,
                 "consent_default_days": policy.default_validity.days,
                 "consent_max_days": policy.max_validity.days,
+                **self.reminders.in_force(settings.model_dump()).model_dump(),
             },
         }
 

@@ -106,7 +106,8 @@ MAX_CONSENT_DAYS = 3 * 366
 
 class OrganisationSettings(BaseModel):
     """An organisation's own policy settings. A setting left out (``None``) is the region's:
-    the consent service's ``STAFETT_CONSENT_*`` settings and its built-in lengths."""
+    the consent service's ``STAFETT_CONSENT_*`` settings and its built-in lengths, and for
+    the reminder times the case service's ``STAFETT_CASE_*`` settings."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -118,6 +119,15 @@ class OrganisationSettings(BaseModel):
     """How long a consent asked for without ``valid_until`` is valid."""
     consent_max_days: int | None = Field(default=None, ge=1, le=MAX_CONSENT_DAYS)
     """The longest a consent may be valid."""
+    level0_days: int | None = Field(default=None, ge=1, le=365)
+    """Days a case may stay at level 0 before its holder is reminded (the case service's
+    ``STAFETT_CASE_LEVEL0_DAYS`` when left out; so for the three below)."""
+    evaluation_warning_days: int | None = Field(default=None, ge=0, le=60)
+    """Days before a measure's evaluation date that its holder and responsible are reminded."""
+    handover_days: int | None = Field(default=None, ge=1, le=60)
+    """Days a handover may wait for an answer before both sides are reminded."""
+    inactive_days: int | None = Field(default=None, ge=1, le=365)
+    """Days without a log entry before the holder is reminded."""
 
     @model_validator(mode="after")
     def _consistent(self) -> OrganisationSettings:
