@@ -828,7 +828,11 @@ class ConsentService:
             index = self.index(nid.value, context="national_id")
             records.append(
                 await self._guardian_record(
-                    child_id, known_guardians.get(index) or new_untimed_id(), index, nid.value, guardian
+                    child_id,
+                    known_guardians.get(index) or new_untimed_id(),
+                    index,
+                    nid.value,
+                    guardian,
                 )
             )
         event = ChildRegistered(
