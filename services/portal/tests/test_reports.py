@@ -59,6 +59,16 @@ SUMMARY = {
     "received_at": None,
 }
 
+NOTICE = {
+    "id": "n-" + "b" * 40,
+    "kind": "child_welfare_report",
+    "case_id": CASE,
+    "title": "Ny bekymringsmelding til barneverntjenesten",
+    "link": "/barnevern/meldinger",
+    "created_at": "2026-12-01T09:31:00Z",
+    "read_at": None,
+}
+
 
 class Services:
     """The four services as the portal's backend sees them: a few fixed answers."""
@@ -66,19 +76,20 @@ class Services:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, Any]] = []
         self.received = False
+        self.intake = True  # the case service lists reports to the intake only
 
     async def call(self, method: str, service: str, path: str, **kwargs: Any) -> Reply:
         self.calls.append((method, path, kwargs.get("params")))
         if path == "/api/v1/directory":
             return Reply(200, DIRECTORY)
         if path == "/api/v1/notifications":
-            return Reply(200, {"items": [], "next_cursor": None})
+            return Reply(200, {"items": [NOTICE], "next_cursor": None})
         if path.startswith("/api/v1/notifications/") and path.endswith("/read"):
             return Reply(204, None)
         status = "received" if self.received else "sent"
         if path == "/api/v1/child-welfare-reports":
             wanted = (kwargs.get("params") or {}).get("status")
-            items = [dict(SUMMARY, status=status)] if wanted == status else []
+            items = [dict(SUMMARY, status=status)] if wanted == status and self.intake else []
             return Reply(200, {"items": items, "next_cursor": "c" * 30 if items else None})
         if path == f"/api/v1/child-welfare-reports/{REPORT}":
             child = {"id": "01J0000000000000000000000B", "name": "Arne A", "national_id": None}
@@ -197,9 +208,21 @@ def test_a_list_filter_that_is_not_offered_is_a_page_not_found(client: TestClien
     assert client.get("/barnevern/meldinger?fra=%3Cscript%3E").status_code == 404
 
 
+def test_someone_who_takes_in_no_reports_gets_an_empty_list(
+    client: TestClient, services: Services
+) -> None:
+    services.intake = False
+    _sign_in(client, "laerer")
+    page = client.get("/barnevern/meldinger")
+    assert page.status_code == 200
+    assert "Ingen nye meldinger" in page.text and "Melding fra" not in page.text
+
+
 def test_a_child_welfare_notice_opens_the_reports_not_the_case(client: TestClient) -> None:
     _sign_in(client, "mottak")
-    csrf = _csrf(client.get("/innboks").text)
+    inbox = client.get("/innboks").text
+    assert "Se bekymringsmeldingene" in inbox and "Åpne saken" not in inbox
+    csrf = _csrf(inbox)
     opened = client.post(
         "/innboks/n-" + "a" * 40, data={"csrf": csrf, "open": "meldinger", "case_id": CASE}
     )
