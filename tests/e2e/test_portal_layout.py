@@ -139,6 +139,7 @@ def test_pages_fit_the_screen_and_are_easy_to_tap(
         f"/saker/{case_id}/team",
         f"/saker/{case_id}/barnevern",
         "/innboks",
+        "/barnevern/meldinger",  # not intake: the empty list
         "/veileder",
         f"/saker/{case_id[:-1]}{'1' if case_id.endswith('0') else '0'}",  # refused
     ):

@@ -54,6 +54,7 @@ HERE = Path(__file__).parent
 ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 CITIZEN_ID = re.compile(ULID)
 CaseId = Annotated[str, PathParam(pattern=ULID)]
+ReportId = Annotated[str, PathParam(pattern=ULID)]
 Ref = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 MAX_FORM_BYTES = 64 * 1024
 CITIZEN_START = "/logg-inn/innbygger"
@@ -774,6 +775,7 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
             consents = answer.get("items", answer) if isinstance(answer, dict) else answer
         org = page.directory.organisation(case.get("org_id")) or {}
         guide = (org.get("guide") or {}).get(str(case.get("level")), [])
+        may = _may(page, case)
         return render(
             page,
             "pages/case.html",
@@ -781,8 +783,9 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
             section="saker",
             case=case,
             consents=consents,
+            reports=await _own_reports(page, case_id) if may.get("report") else [],
             guide=guide,
-            may=_may(page, case),
+            may=may,
             today=datetime.now(OSLO).date().isoformat(),
         )
 
@@ -932,9 +935,71 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
         form = await _form(request, page)
         await _api(page, "POST", "notify", f"/api/v1/notifications/{notice_id}/read")
         case_id = str(form.get("case_id") or "")
+        if form.get("open") == "meldinger":  # the intake never sees the case, only the report
+            return redirect(page, "/barnevern/meldinger")
         if form.get("open") and len(case_id) == 26 and case_id.isalnum():
             return redirect(page, f"/saker/{case_id}")
         return redirect(page, "/innboks", "Varselet er merket som lest.")
+
+    # --- reports of concern to child welfare (decision 0026) -------------------------------
+
+    @app.get("/barnevern/meldinger", include_in_schema=False)
+    async def reports_page(
+        request: Request,
+        status: Annotated[str, Query(pattern="^(sent|received)$")] = "sent",
+        fra: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
+    ) -> Response:
+        page = await _page(request)
+        params: dict[str, Any] = {"status": status, "limit": _REPORTS_PAGE}
+        if fra:
+            params["cursor"] = fra
+        # Anyone who does not take in reports gets an empty list from the case service.
+        answer = await _api(page, "GET", "case", "/api/v1/child-welfare-reports", params=params)
+        items = answer.get("items", []) if isinstance(answer, dict) else []
+        return render(
+            page,
+            "pages/reports.html",
+            title="Bekymringsmeldinger",
+            section="barnevern",
+            items=[i for i in items if isinstance(i, dict)],
+            next_cursor=answer.get("next_cursor") if isinstance(answer, dict) else None,
+            report_status=status,
+        )
+
+    @app.get("/barnevern/meldinger/{report_id}", include_in_schema=False)
+    async def report_page(request: Request, report_id: ReportId) -> Response:
+        page = await _page(request)
+        report = await _api(page, "GET", "case", f"/api/v1/child-welfare-reports/{report_id}")
+        return render(
+            page,
+            "pages/report.html",
+            title="Bekymringsmelding",
+            section="barnevern",
+            report=report if isinstance(report, dict) else {},
+        )
+
+    @app.post("/barnevern/meldinger/{report_id}/mottatt", include_in_schema=False)
+    async def receive_report(request: Request, report_id: ReportId) -> Response:
+        page = await _page(request)
+        form = await _form(request, page)
+        here = f"/barnevern/meldinger/{report_id}"
+        try:
+            await _api(
+                page,
+                "POST",
+                "case",
+                f"/api/v1/child-welfare-reports/{report_id}/receipt",
+                key=_key(form),
+            )
+        except ApiError as exc:
+            if exc.code != "report_received":
+                raise
+            return redirect(page, here, texts.PROBLEMS["report_received"])
+        return redirect(
+            page,
+            here,
+            "Meldingen er bekreftet mottatt. Den som meldte, ser nå at den har kommet fram.",
+        )
 
     # --- guide and indicators -------------------------------------------------------------
 
@@ -1180,6 +1245,22 @@ def _may(page: Page, case: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+async def _own_reports(page: Page, case_id: str) -> list[dict[str, Any]]:
+    """The reports of concern the person sent in the case, newest first, with their status
+    (the case service lists only the caller's own). A page of them: a reporter sends few."""
+    with contextlib.suppress(ApiError):
+        answer = await _api(
+            page,
+            "GET",
+            "case",
+            f"/api/v1/cases/{case_id}/child-welfare-reports",
+            params={"limit": _REPORTS_PAGE},
+        )
+        items = answer.get("items", []) if isinstance(answer, dict) else []
+        return [i for i in reversed(items) if isinstance(i, dict)]
+    return []
+
+
 async def _waiting_handover(page: Page, case_id: str) -> str | None:
     with contextlib.suppress(ApiError):
         found = await _api(page, "GET", "case", "/api/v1/handovers", params={"to": "me"})
@@ -1263,6 +1344,7 @@ def _action_form(
     )
 
 
+_REPORTS_PAGE = 25
 _LOG_PAGE = 100  # entries a page: a page of long entries stays well under _MAX_ANSWER
 _LOG_PAGES = 50
 

@@ -10,7 +10,9 @@ from typing import Any
 
 from stafett_portal import texts
 
-__all__ = ["Directory", "Me", "Person", "Unit"]
+__all__ = ["INTAKE_ROLES", "Directory", "Me", "Person", "Unit"]
+
+INTAKE_ROLES = frozenset({"child_welfare_worker", "leader"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,10 @@ class Me:
     units: tuple[Unit, ...] = ()
     leads: tuple[str, ...] = ()  # organisations whose indicators this person may see
     roles: tuple[tuple[str, str], ...] = ()
+    intake: tuple[str, ...] = ()
+    """The child welfare units where this person takes in reports of concern (decision 0026:
+    a child welfare worker or a leader there). The case service decides; this only chooses
+    whether the menu shows the reports."""
 
     @property
     def staff(self) -> bool:
@@ -143,7 +149,25 @@ class Directory:
                 }
             )
         )
-        return Me(id=person_id, name=person.name, units=units, leads=leads, roles=person.roles)
+        intake = tuple(
+            sorted(
+                {
+                    u
+                    for u, role in person.roles
+                    if role in INTAKE_ROLES
+                    and u in self.units
+                    and self.units[u].sector == "child_welfare"
+                }
+            )
+        )
+        return Me(
+            id=person_id,
+            name=person.name,
+            units=units,
+            leads=leads,
+            roles=person.roles,
+            intake=intake,
+        )
 
     def people_by_org(self) -> list[tuple[str, list[tuple[Person, str]]]]:
         """For the development sign-in: each organisation with its people and what they do

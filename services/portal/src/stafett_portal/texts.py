@@ -87,6 +87,11 @@ CLOSE_REASONS = {
     "other": "Annet",
 }
 
+REPORT_STATUS = {
+    "sent": "Sendt",
+    "received": "Mottatt av barneverntjenesten",
+}
+
 HANDOVER_STATUS = {
     "pending": "Venter på svar",
     "accepted": "Godtatt",
@@ -222,6 +227,12 @@ PROBLEMS = {
     "not_pending": "Samtykket venter ikke lenger på signatur.",
     "not_in_force": "Samtykket gjelder ikke.",
     "unknown_consent": "Samtykket finnes ikke.",
+    "report_received": "Meldingen er allerede bekreftet mottatt.",
+    "no_child_welfare_service": (
+        "Saken hører til en virksomhet uten egen barneverntjeneste. Kontakt brukerstøtte, "
+        "eller ring barneverntjenesten i kommunen der barnet bor."
+    ),
+    "not_child_welfare": "Enheten er ikke en barneverntjeneste.",
     "error": "Noe gikk galt hos tjenesten. Prøv igjen.",
 }
 
