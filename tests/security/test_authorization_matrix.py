@@ -575,6 +575,11 @@ ROUTES: dict[str, Route] = {
     "log POST /api/v1/logs/{case_id}/entries": Route(
         lambda _s, w, _c: Request(f"/api/v1/logs/{w.case_id}/entries", _entry())
     ),
+    "log POST /api/v1/logs/{case_id}/own-voice": Route(
+        lambda _s, w, _c: Request(
+            f"/api/v1/logs/{w.case_id}/own-voice", {"text": "Jeg vil fortsette med fotball."}
+        )
+    ),
     "log GET /api/v1/logs/{case_id}/entries": Route(
         lambda _s, w, _c: Request(f"/api/v1/logs/{w.case_id}/entries")
     ),

@@ -4,12 +4,13 @@ exactly the cases a single check permits, for persons and for clients, at severa
 A history is drawn from the events that change access: roles granted and ended, units
 changed and closed, cases opened, identified, handed over (requested, accepted, declined,
 cancelled), closed and reopened, team members added and removed, children registered with
-their guardians (again, with another parental responsibility), guardians added, removed
-and given or relieved of parental responsibility, consents requested, signed, activated, refused,
-withdrawn and expired, emergency grants and audit scopes. Every commit is applied as the
-projector applies a batch (``apply_sync`` per commit, one transaction). Then, at each
-moment of :data:`MOMENTS` and one drawn near the windows' edges, for every principal (staff,
-guardians, children, auditors, as persons and as clients with the same ids):
+their guardians (again, with another parental responsibility), guardians added, removed and
+given or relieved of parental responsibility, consents requested, signed, activated,
+refused, withdrawn and expired, emergency grants, audit scopes and organisations' own youth
+ages. Every commit is applied as the projector applies a batch (``apply_sync`` per commit,
+one transaction). Then, at each moment of :data:`MOMENTS` and one drawn near the windows'
+edges, for every principal (staff, guardians, children, auditors, as persons and as clients
+with the same ids):
 
 - ``filter_cases`` answers, for every indexed action, exactly the cases ``decide`` permits;
 - ``indexed_permit`` (the check's fast path) permits exactly when ``decide`` does, on the
@@ -45,7 +46,7 @@ from typing import Literal, TypeVar, cast
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -108,6 +109,8 @@ from stafett_shared.contracts.directory import (
     GuardianRecord,
     GuardianRemoved,
     OrganisationRegistered,
+    OrganisationSettings,
+    OrganisationSettingsSet,
     OrgKind,
     ParentalResponsibilityChanged,
     RoleEnded,
@@ -631,6 +634,15 @@ audit_scope = st.builds(
     st.lists(st.sampled_from(CASES), unique=True, max_size=2),
     times,
 )
+org_settings = st.builds(
+    lambda org, age: _event(
+        OrganisationSettingsSet(org_id=org, settings=OrganisationSettings(youth_consent_age=age)),
+        f"org-{org}",
+    ),
+    st.sampled_from(["4010", "40"]),
+    # The youth age decides from when the youth writes their own words (decision 0033).
+    st.one_of(st.none(), st.integers(12, 18)),
+)
 step: st.SearchStrategy[Step] = st.one_of(
     role_events,
     role_events,
@@ -657,6 +669,7 @@ step: st.SearchStrategy[Step] = st.one_of(
     emergency,
     emergency_waiting,
     audit_scope,
+    org_settings,
 )
 # Mostly one event a commit, sometimes a few (a command that records several at once).
 commit_steps = st.one_of(
@@ -674,6 +687,7 @@ tail_step: st.SearchStrategy[Step] = st.one_of(
     emergency_waiting,
     audit_scope,
     consent_answered,
+    org_settings,
 )
 
 
@@ -806,6 +820,7 @@ class Bench:
                 for table in reversed(metadata.sorted_tables):
                     if table is not organisations:
                         conn.execute(delete(table))
+                conn.execute(update(organisations).values(settings=None))
                 conn.execute(units.insert(), self.directory)
 
     def _apply(self, batches: list[list[CloudEvent]]) -> None:
@@ -1062,3 +1077,28 @@ def test_a_change_of_guardians_reindexes_the_childs_cases(bench: Bench, change: 
     """A guardian removed or relieved of parental responsibility is gone from the index
     of the child's cases, and one added with it is in it, in the same transaction."""
     bench.run(_guardian_history(change), every_list=True)
+
+
+def _youth_age_history(age: int | None) -> History:
+    """A case of a child of 16; then the case's organisation sets its youth age to ``age``
+    (None: the region's again)."""
+    child, case = CHILDREN[0], CASES[0]
+    changed = OrganisationSettingsSet(
+        org_id="4010", settings=OrganisationSettings(youth_consent_age=age)
+    )
+    commits: list[list[Step]] = [
+        [_opened(case, "siljan-ungdomsskole", "ann", child)],
+        [_child(child, 16, (True, None, None))],
+        [_event(changed, "org-4010")],
+    ]
+    asked = [
+        Question(child, "person", Action.LOG_APPEND_OWN_VOICE, case, i) for i in range(len(MOMENTS))
+    ]
+    return History(commits, NOW, asked)
+
+
+@pytest.mark.parametrize("age", [17, 18, 12, None])
+def test_an_organisations_youth_age_reindexes_its_cases(bench: Bench, age: int | None) -> None:
+    """The youth writes their own words from the youth age of the case's organisation: a
+    new age is in the index of the organisation's cases in the same transaction."""
+    bench.run(_youth_age_history(age), every_list=True)

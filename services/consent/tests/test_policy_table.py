@@ -49,6 +49,7 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 DEFAULTS = PolicySettings()
 AGE_16 = PolicySettings(self_access_age=16)
+YOUTH_AGE_16 = PolicySettings(youth_age=16)
 
 # --- the world ---------------------------------------------------------------------------------
 
@@ -207,6 +208,9 @@ CASES: dict[str, CaseFacts | None] = {
     "turns-15-today": replace(MAIN_CASE, child_birth_date=date(2011, 11, 23)),
     "turns-15-tomorrow": replace(MAIN_CASE, child_birth_date=date(2011, 11, 24)),
     "no-birth-date": replace(MAIN_CASE, child_birth_date=None),
+    # the case's organisation has set its own youth age (decision 0030)
+    "org-youth-age-16": replace(MAIN_CASE, youth_age=16),
+    "org-youth-age-12": replace(MAIN_CASE, child_birth_date=date(2012, 5, 2), youth_age=12),
     "unit-sector-unknown": replace(MAIN_CASE, sector=None),
     # the holder asked the receiver at the county school to take over; no answer yet
     "handover-pending": replace(
@@ -369,6 +373,7 @@ REPORT_RECEIVE = Action.CASE_REPORT_RECEIVE
 LOG_R = Action.LOG_READ
 EMERGENCY = Action.CASE_EMERGENCY
 APPEND = Action.LOG_APPEND
+OWN_VOICE = Action.LOG_APPEND_OWN_VOICE
 RESTRICT = Action.LOG_RESTRICT
 CONSENT = Action.CONSENT_MANAGE
 HANDOVER = Action.CASE_HANDOVER
@@ -1116,6 +1121,74 @@ ROWS: list[Row] = [
         then=deny("no_basis"),
     ),
     Row(what="youth-15-appends-to-own-log", who="youth", action=APPEND, then=deny("no_basis")),
+    # «Hva er viktig for meg?»: the youth's own words, from the youth age (decision 0033).
+    Row(what="youth-15-writes-own-words", who="youth", action=OWN_VOICE, then=permit("youth")),
+    Row(
+        what="youth-14-writes-own-words",
+        who="youth",
+        case="child-14",
+        action=OWN_VOICE,
+        then=deny("basis_not_in_force"),
+    ),
+    Row(
+        what="youth-turning-15-today-writes-own-words",
+        who="youth",
+        case="turns-15-today",
+        action=OWN_VOICE,
+        then=permit("youth"),
+    ),
+    Row(
+        what="youth-15-region-youth-age-16-writes-own-words",
+        who="youth",
+        settings=YOUTH_AGE_16,
+        action=OWN_VOICE,
+        then=deny("basis_not_in_force"),
+    ),
+    Row(
+        what="youth-15-organisation-youth-age-16-writes-own-words",
+        who="youth",
+        case="org-youth-age-16",
+        action=OWN_VOICE,
+        then=deny("basis_not_in_force"),
+    ),
+    Row(
+        what="youth-16-self-access-age-16-writes-own-words",
+        who="youth",
+        case="child-16",
+        settings=AGE_16,
+        action=OWN_VOICE,
+        then=permit("youth"),
+    ),
+    Row(
+        # Never before the youth reads their own log: they see what they wrote.
+        what="youth-14-organisation-youth-age-12-writes-own-words-before-self-access",
+        who="youth",
+        case="org-youth-age-12",
+        action=OWN_VOICE,
+        then=deny("basis_not_in_force"),
+    ),
+    Row(
+        what="youth-without-recorded-birth-date-writes-own-words",
+        who="youth",
+        case="no-birth-date",
+        action=OWN_VOICE,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="youth-15-writes-own-words-in-another-childs-case",
+        who="youth",
+        case="other-child",
+        action=OWN_VOICE,
+        then=deny("no_basis"),
+    ),
+    Row(what="guardian-writes-youths-words", who="guardian", action=OWN_VOICE, then=deny(None)),
+    Row(what="holder-writes-youths-words", who="holder", action=OWN_VOICE, then=deny(None)),
+    Row(
+        what="client-named-child-writes-own-words",
+        who="client-named-child",
+        action=OWN_VOICE,
+        then=deny("no_basis"),
+    ),
     Row(what="youth-15-manages-consent", who="youth", action=CONSENT, then=deny("no_basis")),
     Row(
         what="youth-15-reads-another-childs-case",

@@ -49,7 +49,9 @@ _settings = ConsentSettings()
 
 
 def _policy_settings(settings: ConsentSettings) -> PolicySettings:
-    return PolicySettings(self_access_age=settings.self_access_age)
+    return PolicySettings(
+        self_access_age=settings.self_access_age, youth_age=settings.youth_consent_age
+    )
 
 
 def _projection(cipher: FieldCipher, settings: ServiceSettings) -> ConsentProjection:

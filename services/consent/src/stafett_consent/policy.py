@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from stafett_shared.contracts.directory import Sector, StaffRole
 from stafett_shared.contracts.log import Category
 
-POLICY_VERSION = "2026-12-17.1"
+POLICY_VERSION = "2026-12-18.1"
 OSLO = ZoneInfo("Europe/Oslo")
 EMERGENCY_DURATION = timedelta(hours=24)
 EMERGENCY_REPEAT_WINDOW = timedelta(days=30)
@@ -49,6 +49,9 @@ class Action(StrEnum):
     LOG_READ = "log:read"
     LOG_APPEND = "log:append"
     LOG_RESTRICT = "log:restrict"
+    # The youth's own words, «Hva er viktig for meg?», written by the youth (decision 0033):
+    # one kind of entry, nothing else in the log.
+    LOG_APPEND_OWN_VOICE = "log:append_own_voice"
     CONSENT_MANAGE = "consent:manage"
     AUDIT_READ = "audit:read"
 
@@ -173,6 +176,8 @@ class CaseFacts:
     consents: tuple[ConsentFacts, ...] = ()
     status: Literal["open", "closed"] = "open"
     pending_handover: PendingHandover | None = None
+    youth_age: int | None = None
+    """The case's organisation's own youth age (``youth_consent_age``); None: the region's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,9 @@ class EntryFacts:
 @dataclass(frozen=True, slots=True)
 class PolicySettings:
     self_access_age: int = 15
+    youth_age: int = 15
+    """The region's age from which a youth has rights of their own (``youth_consent_age``);
+    an organisation may set its own (decision 0030)."""
 
 
 # --- grants and decisions ----------------------------------------------------------------------
@@ -282,6 +290,16 @@ def _self(p: PrincipalFacts, c: CaseFacts, s: PolicySettings) -> list[Window]:
     # From midnight on the birthday, Norwegian time.
     start = datetime.combine(birthday, time.min, tzinfo=OSLO).astimezone(UTC)
     return [Window(valid_from=start)]
+
+
+def _youth(p: PrincipalFacts, c: CaseFacts, s: PolicySettings) -> list[Window]:
+    """The child of the case writes their own words from the youth age of the case's
+    organisation, and never before they may read their own log (decision 0033)."""
+    if c.child_id is None or p.id != c.child_id or c.child_birth_date is None:
+        return []
+    age = max(s.self_access_age, c.youth_age if c.youth_age is not None else s.youth_age)
+    start = datetime.combine(_birthday(c.child_birth_date, age), time.min, tzinfo=OSLO)
+    return [Window(valid_from=start.astimezone(UTC))]
 
 
 def _emergency(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
@@ -404,6 +422,13 @@ RULES: tuple[Rule, ...] = (
         "a guardian with parental responsibility reads the child's log",
     ),
     Rule("self", READ, _self, "family", "the youth reads their own log from the self-access age"),
+    Rule(
+        "youth",
+        frozenset({Action.LOG_APPEND_OWN_VOICE}),
+        _youth,
+        "family",
+        "the youth writes their own words in their own log from the youth age",
+    ),
     Rule(
         "emergency",
         READ,

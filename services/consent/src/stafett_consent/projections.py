@@ -318,8 +318,12 @@ def client_key(issuer: str, client_id: str, consumer_org: str) -> str:
 
 # Statements built once: building one anew for every decision costs more than running it.
 _CASE = (
-    select(cases, units.c.sector)
-    .select_from(cases.outerjoin(units, units.c.unit_id == cases.c.unit_id))
+    select(cases, units.c.sector, organisations.c.settings.label("org_settings"))
+    .select_from(
+        cases.outerjoin(units, units.c.unit_id == cases.c.unit_id).outerjoin(
+            organisations, organisations.c.org_id == cases.c.org_id
+        )
+    )
     .where(cases.c.case_id == bindparam("case_id"))
 )
 _TEAM = (
@@ -368,6 +372,7 @@ def load_case_facts(conn: Connection, case_id: str) -> CaseFacts | None:
         child_id=row.child_id,
         child_birth_date=birth,
         status="closed" if row.status == "closed" else "open",
+        youth_age=_youth_age(row.org_settings),
         pending_handover=(
             PendingHandover(pending.handover_id, pending.to_person_id, pending.to_unit_id)
             if pending is not None
@@ -398,6 +403,12 @@ def load_case_facts(conn: Connection, case_id: str) -> CaseFacts | None:
             for k in active
         ),
     )
+
+
+def _youth_age(settings: object) -> int | None:
+    """The organisation's own youth age from its settings (None: the region's)."""
+    age = settings.get("youth_consent_age") if isinstance(settings, dict) else None
+    return age if isinstance(age, int) and not isinstance(age, bool) else None
 
 
 def load_principal_facts(
@@ -697,11 +708,14 @@ class ConsentProjection(BlockingProjection):
                         "kind": payload.kind.value,
                     },
                 )
+            case OrganisationSettingsSet():
+                self._update_organisation(conn, payload.org_id, **_organisation_values(payload))
+                # The youth age decides from when the youth writes their own words.
+                return self._cases_of(conn, cases.c.org_id == payload.org_id)
             case (
                 OrganisationChanged()
                 | OrganisationGuideSet()
                 | OrganisationChildWelfareServiceSet()
-                | OrganisationSettingsSet()
                 | OrganisationMeasureCatalogueSet()
             ):
                 self._update_organisation(conn, payload.org_id, **_organisation_values(payload))

@@ -57,6 +57,10 @@ class EntryIn(_In):
     )
 
 
+class OwnVoiceIn(_In):
+    text: str = Field(min_length=1, max_length=domain.MAX_OWN_VOICE)
+
+
 class CorrectionIn(_In):
     text: str = Field(min_length=1, max_length=domain.MAX_TEXT)
     reason: str = Field(min_length=1, max_length=2000)
@@ -135,6 +139,44 @@ async def append_entry(
             occurred_at=body.occurred_at,
             category=body.category,
             participants=body.participants,
+            idempotency_key=idempotency_key,
+            if_match=version,
+        ),
+    )
+
+
+@router.post(
+    "/logs/{case_id}/own-voice",
+    status_code=201,
+    summary="Hva er viktig for meg? Ungdommen skriver selv",
+    description="The youth's own words (decision 0033): an entry of the kind `child_voice`, "
+    "written now by the child of the case, marked with `author.kind` `child`. Only the child "
+    "of the case, from the youth age of the case's organisation (`log:append_own_voice`), "
+    f"at most {domain.MAX_OWN_VOICE} characters and {domain.MAX_OWN_VOICE_A_DAY} entries a "
+    "day on one case (then 429). 403 for someone else who may read the case, 404 for "
+    "anyone else.",
+)
+async def append_own_voice(
+    *,
+    request: Request,
+    case_id: CaseId,
+    body: OwnVoiceIn,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    version = parse_if_match(if_match)
+    return await _append(
+        request,
+        principal,
+        idempotency_key,
+        store,
+        lambda: service.append_own_voice(
+            principal,
+            case_id,
+            text=body.text,
             idempotency_key=idempotency_key,
             if_match=version,
         ),

@@ -33,6 +33,8 @@ from stafett_shared.envelope import EventData
 
 CONTEXT = "log"
 MAX_TEXT = 10_000  # characters of one entry's text (about four pages)
+MAX_OWN_VOICE = 4_000  # characters of the youth's own words (decision 0033)
+MAX_OWN_VOICE_A_DAY = 20  # the youth's own entries on one case in 24 hours
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_RESTRICTION = timedelta(days=3 * 366)
 

@@ -10,10 +10,10 @@ import json
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -448,6 +448,67 @@ class LogService:
             if_match=if_match,
         )
 
+    async def append_own_voice(
+        self,
+        principal: Principal,
+        case_id: str,
+        *,
+        text: str,
+        idempotency_key: ClientKey | None,
+        if_match: int | None = None,
+    ) -> Appended:
+        """The youth's own words, «Hva er viktig for meg?» (decision 0033): one entry of the
+        kind ``child_voice``, written now, with the child as its author (``kind`` child),
+        no category and no participants. The consent service decides
+        (``log:append_own_voice``: the child of the case, from the youth age)."""
+        entry_id = new_id()
+
+        async def make(_author: Author, owner: str) -> domain.Command:
+            # Decided first (see write()); the count is of this youth's own entries only.
+            await self._own_voice_room(case_id, principal.id)
+            return domain.AppendEntry(
+                entry_id=entry_id,
+                kind=Kind.CHILD_VOICE,
+                text=await self.cipher.encrypt(
+                    owner, text, aggregate=case_id, context="entry_text"
+                ),
+                occurred_at=self.clock(),
+                category=None,
+                participants=None,
+                author=Author(person_id=principal.id, kind="child"),
+            )
+
+        return await self.write(
+            principal,
+            case_id,
+            "log:append_own_voice",
+            make,
+            idempotency_key=idempotency_key,
+            if_match=if_match,
+        )
+
+    async def _own_voice_room(self, case_id: str, person_id: str) -> None:
+        """A youth writes at most ``MAX_OWN_VOICE_A_DAY`` entries on a case in 24 hours."""
+        since = self.clock() - timedelta(days=1)
+        async with self.sessions() as session:
+            written = await session.scalar(
+                select(func.count())
+                .select_from(entries)
+                .where(
+                    entries.c.case_id == case_id,
+                    entries.c.author_id == person_id,
+                    entries.c.author_kind == "child",
+                    entries.c.recorded_at > since,
+                )
+            )
+        if int(written or 0) >= domain.MAX_OWN_VOICE_A_DAY:
+            raise Problem(
+                429,
+                "too_many_entries",
+                "Du har skrevet mange ganger i dag. Prøv igjen i morgen.",
+                headers={"Retry-After": "3600"},
+            )
+
     async def _entry_in_case(self, case_id: str, entry_id: str) -> None:
         async with self.sessions() as session:
             owner = await session.scalar(
@@ -697,6 +758,8 @@ class LogService:
                         "person_id": row.author_id,
                         "role": row.author_role,
                         "unit_id": row.author_unit,
+                        # «child»: the youth's own words, written by the youth (0033).
+                        "kind": row.author_kind or "staff",
                     },
                     "regime": row.regime,
                     "occurred_at": row.occurred_at,

@@ -74,6 +74,7 @@ entries = Table(
     Column("author_id", String(64), nullable=False),
     Column("author_role", String(32), nullable=True),
     Column("author_unit", String(64), nullable=True),
+    Column("author_kind", String(16), nullable=True),  # "child": the youth's own words
     Column("regime", String(32), nullable=True),
     Column("recorded_at", UtcDateTime(), nullable=False),
     Column("occurred_at", UtcDateTime(), nullable=True),
@@ -278,6 +279,7 @@ class LogProjection(BlockingProjection):
                 "author_id": payload.author.person_id,
                 "author_role": payload.author.role,
                 "author_unit": payload.author.unit_id,
+                "author_kind": payload.author.kind,
                 "recorded_at": event.time,
                 "key_owner": child or case_id,
                 "retracted": 0,

@@ -46,6 +46,7 @@ MAX_CASES = 20  # a family's cases on one page: each one's case and consents are
 _STAFF_BATCH = 50  # what GET /api/v1/staff answers at once
 _MAX_STAFF = 200  # names looked up for one page at most
 _REASON_MAX = 2000
+OWN_VOICE_MAX = 4000  # the log service's limit on the youth's own words (decision 0033)
 
 
 @dataclass
@@ -246,6 +247,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
             section="barn",
             case=case,
             name=_child_name(case, me),
+            own=(case.get("child") or {}).get("id") == me,
             consents=consents,
             mine={c["id"]: _mine(c, me) for c in consents},
             waiting=_waiting(consents, me),
@@ -267,6 +269,75 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
             case_id=case_id,
             entries=entries,
             people=people,
+        )
+
+    async def own_voice_view(
+        page: Page,
+        case_id: str,
+        status: int = 200,
+        *,
+        errors: dict[str, str] | None = None,
+        text: str = "",
+    ) -> Response:
+        case = await _case(page, case_id)
+        if (case.get("child") or {}).get("id") != page.session.person_id:
+            # The youth's own words are the youth's: a guardian has nothing to write here.
+            raise StarletteHTTPException(404)
+        people = await _people(page, [case.get("holder", {}).get("person_id")], orgs=True)
+        return render(
+            page,
+            "family/own_voice.html",
+            status,
+            title="Hva er viktig for meg?",
+            section="barn",
+            case=case,
+            people=people,
+            errors=errors or {},
+            text=text,
+            limit=OWN_VOICE_MAX,
+        )
+
+    @app.get("/familie/{case_id}/hva-er-viktig", include_in_schema=False)
+    async def own_voice_page(request: Request, case_id: CaseId) -> Response:
+        page = _family_page(request)
+        return await own_voice_view(page, case_id)
+
+    @app.post("/familie/{case_id}/hva-er-viktig", include_in_schema=False)
+    async def own_voice_write(request: Request, case_id: CaseId) -> Response:
+        page = _family_page(request)
+        form = await _form(request, page)
+        text = str(form.get("text") or "").strip()
+        message = None
+        if not text:
+            message = "Skriv noen ord før du sender."
+        elif len(text) > OWN_VOICE_MAX:
+            message = f"Teksten kan være på høyst {OWN_VOICE_MAX} tegn. Gjør den litt kortere."
+        if message is None:
+            try:
+                await _api(
+                    page,
+                    "POST",
+                    "log",
+                    f"/api/v1/logs/{case_id}/own-voice",
+                    json={"text": text},
+                    key=_key(form),
+                )
+            except ApiError as exc:
+                if exc.status in (401, 404):
+                    raise
+                message = (
+                    "Du har skrevet mange ganger i dag. Prøv igjen i morgen."
+                    if exc.status == 429
+                    else texts.problem_sentence(exc.code, exc.status)
+                )
+        if message is not None:
+            return await own_voice_view(
+                page, case_id, 422, errors={"text": message}, text=text[: OWN_VOICE_MAX * 2]
+            )
+        return redirect(
+            page,
+            f"/familie/{case_id}/logg",
+            "Takk! Det du skrev, står nå i loggen din, merket som skrevet av deg.",
         )
 
     @app.get("/familie/{case_id}/lest", include_in_schema=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from stafett_shared.contracts.base import ContractEvent, Encrypted
 from stafett_shared.envelope import registry
@@ -72,6 +72,10 @@ class Author(BaseModel):
     person_id: str
     role: str | None = None
     unit_id: str | None = None
+    kind: Literal["child"] | None = Field(default=None, exclude_if=lambda kind: kind is None)
+    """``child``: the child of the case wrote it themselves, the youth's own words
+    (decision 0033). Absent (None) for staff, who wrote every entry before it; left out of
+    the event when absent, so a staff entry's event is what it always was."""
 
 
 class LogEvent(ContractEvent):
