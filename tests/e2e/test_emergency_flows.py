@@ -10,20 +10,21 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from stafett_shared.contracts.consent import EmergencyAccessGranted
+from stafett_consent.testing import past_emergency_grant
 from stafett_shared.envelope import registry
 from stafett_shared.eventstore import EventStore
 from stafett_shared.ids import new_id
 
-from .conftest import DESKTOP, PHONE, Running, accessible, new_page
+from .conftest import DESKTOP, PHONE, Running
+from .test_portal_flows import Visit
 from .test_portal_layout import FOCUS_SEEN, NARROW, SMALL_TARGETS
 
 HOLDER = "ann-kristin-allum"  # teacher, Siljan ungdomsskole
@@ -69,17 +70,8 @@ def _seen_by_consent(stafett: Running, case_id: str, seq: int) -> None:
 def _past_grant(stafett: Running, case_id: str, days_ago: int) -> None:
     """The nurse had emergency access to the case ``days_ago`` days ago, for a day: what
     makes a new request a repeat. Written on the stream as the consent service writes it."""
-    start = datetime.now(UTC) - timedelta(days=days_ago)
-    grant_id = new_id()
-    granted = EmergencyAccessGranted(
-        grant_id=grant_id,
-        case_id=case_id,
-        person_id=NURSE,
-        reason="enc:v1:test",
-        valid_from=start,
-        valid_until=start + timedelta(days=1),
-        notify_person_ids=(),
-    )
+    granted = past_emergency_grant(NURSE, case_id, days_ago=days_ago)
+    grant_id, start = granted.grant_id, granted.valid_from
 
     async def publish() -> int:
         nc = await nats.connect(stafett.system.nats.url)
@@ -106,7 +98,9 @@ def _past_grant(stafett: Running, case_id: str, days_ago: int) -> None:
     _seen_by_consent(stafett, case_id, seq)
 
 
-class Person:
+class Person(Visit):
+    """One person in the browser, as in the portal's flows, who also asks for access."""
+
     def __init__(
         self,
         browser: Browser,
@@ -115,27 +109,7 @@ class Person:
         viewport: ViewportSize,
         shots: Path | None,
     ) -> None:
-        self.page = new_page(browser, viewport)
-        self.stafett = stafett
-        self.person = person
-        self.size = "telefon" if viewport is PHONE else "pc"
-        self.shots = shots
-
-    def check(self, name: str | None = None) -> None:
-        accessible(self.page)
-        if name and self.shots is not None:
-            path = self.shots / f"{name}-{self.size}.png"
-            self.page.screenshot(path=str(path), full_page=True)
-
-    def goto(self, path: str, name: str | None = None) -> None:
-        self.page.goto(self.stafett.portal + path)
-        self.check(name)
-
-    def sign_in(self) -> None:
-        self.page.goto(self.stafett.portal + "/logg-inn")
-        self.page.locator(f"form:has(input[value='{self.person}']) button").click()
-        expect(self.page.get_by_role("heading", level=1, name="Mine saker")).to_be_visible()
-        self.check()
+        super().__init__(browser, stafett, person, viewport, shots, Counter())
 
     def ask(self, case_ref: str, ground: str, reason: str, shot: str | None = None) -> None:
         page = self.page
