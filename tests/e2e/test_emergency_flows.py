@@ -101,16 +101,6 @@ def _past_grant(stafett: Running, case_id: str, days_ago: int) -> None:
 class Person(Visit):
     """One person in the browser, as in the portal's flows, who also asks for access."""
 
-    def __init__(
-        self,
-        browser: Browser,
-        stafett: Running,
-        person: str,
-        viewport: ViewportSize,
-        shots: Path | None,
-    ) -> None:
-        super().__init__(browser, stafett, person, viewport, shots, Counter())
-
     def ask(self, case_ref: str, ground: str, reason: str, shot: str | None = None) -> None:
         page = self.page
         page.goto(self.stafett.portal + "/nodtilgang")
@@ -153,7 +143,7 @@ def test_a_nurse_reads_a_case_in_an_emergency_and_a_leader_approves_her_repeat(
     second = _open_case(stafett, "Eleven virker redd for å gå hjem.")
     _past_grant(stafett, second, days_ago=3)
 
-    nurse = Person(browser, stafett, NURSE, viewport, screenshots)
+    nurse = Person(browser, stafett, NURSE, viewport, screenshots, Counter())
     nurse.sign_in()
     # The way in is a small link on Mine saker.
     nurse.page.get_by_role("link", name="Be om nødtilgang til en sak").click()
@@ -192,7 +182,7 @@ def test_a_nurse_reads_a_case_in_an_emergency_and_a_leader_approves_her_repeat(
     expect(nurse.page.get_by_text(NOT_FOUND)).to_be_visible()
 
     # The school's leader approves it on the approval page.
-    leader = Person(browser, stafett, LEADER, viewport, screenshots)
+    leader = Person(browser, stafett, LEADER, viewport, screenshots, Counter())
     leader.sign_in()
     # Her notice in the leader's inbox leads to the approval page.
     leader.until("/innboks", "Se forespørselen")
