@@ -327,7 +327,11 @@ async def test_the_holder_the_leader_and_the_guardians_are_told_nothing_confiden
     await consent.past_emergency_grant("bv-berit", case_id, days_ago=2)
     asked = await _emergency(consent, "bv-berit", case_id, ground="acute_child_welfare")
     assert asked.json()["status"] == "pending", asked.text
-    await _told(notify, {LEADER: {"emergency_access", "emergency_access_requested"}})
+    waiting = await _told(notify, {LEADER: {"emergency_access", "emergency_access_requested"}})
+    # The leader is led to the page where they approve it; the grant's notice to the case.
+    links = {n["kind"]: n["link"] for n in waiting[LEADER]}
+    assert links["emergency_access_requested"].endswith("/nodtilgang/godkjenn")
+    assert links["emergency_access"].endswith(f"/saker/{case_id}")
     approved = await _approve(consent, LEADER, asked.json()["id"])
     assert approved.status_code == 201, approved.text
     await notify.settle(int(approved.headers["Stafett-Seq"]))
