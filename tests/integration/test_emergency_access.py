@@ -201,6 +201,56 @@ async def test_a_repeat_within_30_days_waits_for_a_leader_of_the_cases_unit(
     assert (twice.status_code, twice.json()["code"]) == (409, "not_pending")
 
 
+async def _waiting(consent: ConsentHarness, person: str) -> list[dict[str, Any]]:
+    listed = await consent.client.get(
+        "/api/v1/emergency-access", params={"status": "pending"}, headers=consent.auth(person)
+    )
+    assert listed.status_code == 200, listed.text
+    items: list[dict[str, Any]] = listed.json()["items"]
+    return items
+
+
+async def test_a_leader_lists_the_requests_that_wait_for_their_approval(
+    consent: ConsentHarness,
+) -> None:
+    case_id, _seq = await consent.open_case()
+    await consent.past_emergency_grant(NURSE, case_id, days_ago=3)
+    asked = await _emergency(consent, NURSE, case_id, ground="acute_child_welfare")
+    assert asked.status_code == 201, asked.text
+    grant_id = asked.json()["id"]
+    await consent.runtime.projector.wait_for(int(asked.headers["Stafett-Seq"]), 10)
+
+    (item,) = await _waiting(consent, LEADER)
+    assert item == {
+        "id": grant_id,
+        "case_id": case_id,
+        "person_id": NURSE,
+        "ground": "acute_child_welfare",
+        "requested_at": item["requested_at"],
+    }
+    assert "reason" not in item and REASON not in str(item)
+    # The holder may manage the case but leads no unit; the requester approves nothing.
+    assert await _waiting(consent, HOLDER) == []
+    assert await _waiting(consent, NURSE) == []
+    unknown = await consent.client.get(
+        "/api/v1/emergency-access", params={"status": "active"}, headers=consent.auth(LEADER)
+    )
+    assert unknown.status_code == 422
+    missing = await consent.client.get("/api/v1/emergency-access", headers=consent.auth(LEADER))
+    assert missing.status_code == 422
+    too_many = await consent.client.get(
+        "/api/v1/emergency-access",
+        params={"status": "pending", "limit": 101},
+        headers=consent.auth(LEADER),
+    )
+    assert too_many.status_code == 422
+
+    approved = await _approve(consent, LEADER, grant_id)
+    assert approved.status_code == 201, approved.text
+    await consent.runtime.projector.wait_for(int(approved.headers["Stafett-Seq"]), 10)
+    assert await _waiting(consent, LEADER) == []
+
+
 async def test_a_grant_more_than_30_days_ago_is_no_repeat(consent: ConsentHarness) -> None:
     case_id, _seq = await consent.open_case()
     await consent.past_emergency_grant(NURSE, case_id, days_ago=31)
@@ -229,6 +279,7 @@ async def test_a_request_no_leader_approved_within_a_day_can_no_longer_be_approv
     await consent.publish_consent_event(asked, grant_id, actor=NURSE, at=at)
     lapsed = await _approve(consent, LEADER, grant_id)
     assert (lapsed.status_code, lapsed.json()["code"]) == (409, "request_lapsed")
+    assert await _waiting(consent, LEADER) == []  # no longer shown as waiting
     # It no longer stands in the way: a new request waits for approval in its place.
     again = await _emergency(consent, NURSE, case_id)
     assert (again.status_code, again.json()["status"]) == (201, "pending")
@@ -276,7 +327,11 @@ async def test_the_holder_the_leader_and_the_guardians_are_told_nothing_confiden
     await consent.past_emergency_grant("bv-berit", case_id, days_ago=2)
     asked = await _emergency(consent, "bv-berit", case_id, ground="acute_child_welfare")
     assert asked.json()["status"] == "pending", asked.text
-    await _told(notify, {LEADER: {"emergency_access", "emergency_access_requested"}})
+    waiting = await _told(notify, {LEADER: {"emergency_access", "emergency_access_requested"}})
+    # The leader is led to the page where they approve it; the grant's notice to the case.
+    links = {n["kind"]: n["link"] for n in waiting[LEADER]}
+    assert links["emergency_access_requested"].endswith("/nodtilgang/godkjenn")
+    assert links["emergency_access"].endswith(f"/saker/{case_id}")
     approved = await _approve(consent, LEADER, asked.json()["id"])
     assert approved.status_code == 201, approved.text
     await notify.settle(int(approved.headers["Stafett-Seq"]))

@@ -428,7 +428,7 @@ class Route:
     build: Build
     variant: str = "full"
     fresh: bool = False  # a permitted caller gets a world of its own
-    # "case", "handover" or "report": 200+ / 200- by whether it is listed
+    # "case", "handover", "report" or "emergency": 200+ / 200- by whether it is listed
     lists: str | None = None
 
 
@@ -731,6 +731,9 @@ ROUTES: dict[str, Route] = {
         ),
         fresh=True,
     ),
+    "consent GET /api/v1/emergency-access": Route(
+        _plain("/api/v1/emergency-access?status=pending"), lists="emergency"
+    ),
     "consent POST /api/v1/emergency-access/{grant_id}/approval": Route(
         lambda _s, w, _c: Request(f"/api/v1/emergency-access/{w.emergency_id}/approval"),
         fresh=True,
@@ -871,7 +874,11 @@ def observed(route: Route, response: httpx.Response, world: World) -> str:
     status = str(response.status_code)
     if route.lists is None or response.status_code != 200:
         return status
-    wanted = {"case": world.case_id, "report": world.report_id}.get(route.lists, world.handover_id)
+    wanted = {
+        "case": world.case_id,
+        "report": world.report_id,
+        "emergency": world.emergency_id,
+    }.get(route.lists, world.handover_id)
     listed = any(item.get("id") == wanted for item in response.json()["items"])
     return f"{status}{'+' if listed else '-'}"
 

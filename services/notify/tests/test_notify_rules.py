@@ -100,6 +100,11 @@ def test_a_report_of_concern_is_told_to_the_intake_only_on_their_own_basis() -> 
     assert page("entry_appended", "sak") == "/saker/sak"
 
 
+def test_a_waiting_emergency_request_links_to_the_leaders_approval_page() -> None:
+    assert page("emergency_access_requested", "sak") == "/nodtilgang/godkjenn"
+    assert page("emergency_access_approved", "sak") == "/saker/sak"
+
+
 def test_every_notice_event_is_a_registered_event_type() -> None:
     models = {registry.model_for(t) for t in registry.types()}
     assert models >= set(NOTICE_EVENTS) >= set(LEADER_EVENTS)

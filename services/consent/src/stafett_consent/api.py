@@ -836,6 +836,25 @@ async def post_emergency_access(
     return await _once(request, principal, idempotency_key, store, write)
 
 
+@router.get(
+    "/emergency-access",
+    summary="Nødtilganger som venter på din godkjenning (for ledere)",
+    description="The waiting requests of cases whose owning unit the caller leads, newest "
+    "first: id, case, requester, ground and when. Empty for anyone else.",
+)
+async def get_emergency_access(
+    *,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    status: Annotated[  # noqa: ARG001 - the one status listed; required so others may come
+        Literal["pending"], Query(description="`pending`: the requests that wait.")
+    ],
+    limit: Annotated[int, Query(ge=1, le=100, description="At most this many (50).")] = 50,
+) -> JSONResponse:
+    items = await service.waiting_emergency_requests(principal, limit=limit)
+    return JSONResponse(jsonable_encoder({"items": items}))
+
+
 @router.post(
     "/emergency-access/{grant_id}/approval",
     status_code=201,

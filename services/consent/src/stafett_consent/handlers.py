@@ -1548,6 +1548,71 @@ class ConsentService:
             guardians=frozenset(family),
         )
 
+    async def waiting_emergency_requests(
+        self, principal: Principal, *, limit: int
+    ) -> list[dict[str, Any]]:
+        """The emergency requests that wait for this person's approval: of cases whose
+        owning unit they lead, not their own, not lapsed, newest first. The decision point
+        is asked whether they may manage each case; nothing of the case is read."""
+        if principal.kind != "person":
+            return []
+        now = self.clock()
+        async with self.sessions() as session:
+            led = select(roles.c.unit_id).where(
+                roles.c.person_id == principal.id, roles.c.role == StaffRole.LEADER.value
+            )
+            rows = (
+                await session.execute(
+                    select(
+                        emergency_requests.c.grant_id,
+                        emergency_requests.c.case_id,
+                        emergency_requests.c.person_id,
+                    )
+                    .join(cases, cases.c.case_id == emergency_requests.c.case_id)
+                    .where(
+                        cases.c.unit_id.in_(led),
+                        emergency_requests.c.status == "pending",
+                        emergency_requests.c.requested_at > now - EMERGENCY_REQUEST_LAPSES,
+                        emergency_requests.c.person_id != principal.id,
+                    )
+                    .order_by(
+                        emergency_requests.c.requested_at.desc(), emergency_requests.c.grant_id
+                    )
+                    .limit(limit)
+                )
+            ).all()
+        if not rows:
+            return []
+        permitted = set(
+            await self.decisions.filter(principal.id, Action.CASE_MANAGE, [r.case_id for r in rows])
+        )
+        items: list[dict[str, Any]] = []
+        for row in rows:
+            if row.case_id not in permitted:
+                continue
+            commits = await self.store.load(self.store.subject("consent", row.grant_id))
+            requested = next(
+                (
+                    p
+                    for c in commits
+                    for p in (registry.payload(e) for e in c.events)
+                    if isinstance(p, EmergencyAccessRequested)
+                ),
+                None,
+            )
+            if requested is None:  # the read model ran ahead of the stream: not yet
+                continue
+            items.append(
+                {
+                    "id": row.grant_id,
+                    "case_id": row.case_id,
+                    "person_id": row.person_id,
+                    "ground": requested.ground.value,
+                    "requested_at": requested.requested_at.isoformat(),
+                }
+            )
+        return items
+
     async def approve_emergency_access(
         self, principal: Principal, grant_id: str, *, idempotency_key: ClientKey | None
     ) -> Written:

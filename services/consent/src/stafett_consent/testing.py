@@ -135,6 +135,21 @@ def consent_request(case_id: str, **fields: Any) -> dict[str, Any]:
     }
 
 
+def past_emergency_grant(person: str, case_id: str, *, days_ago: float) -> EmergencyAccessGranted:
+    """An emergency grant to ``person`` on the case that began ``days_ago`` days ago and
+    ended a day later: what makes a new request a repeat (its reason a placeholder)."""
+    start = datetime.now(UTC) - _days(days_ago)
+    return EmergencyAccessGranted(
+        grant_id=new_id(),
+        case_id=case_id,
+        person_id=person,
+        reason="enc:v1:test",
+        valid_from=start,
+        valid_until=start + _days(1),
+        notify_person_ids=(),
+    )
+
+
 @dataclass
 class ConsentHarness:
     client: httpx.AsyncClient
@@ -223,19 +238,11 @@ class ConsentHarness:
     async def past_emergency_grant(self, person: str, case_id: str, *, days_ago: float) -> str:
         """An emergency grant to ``person`` on the case that began ``days_ago`` days ago (and
         ended a day later): what makes a new request a repeat. Answers its id."""
-        start = datetime.now(UTC) - _days(days_ago)
-        grant_id = new_id()
-        granted = EmergencyAccessGranted(
-            grant_id=grant_id,
-            case_id=case_id,
-            person_id=person,
-            reason="enc:v1:test",
-            valid_from=start,
-            valid_until=start + _days(1),
-            notify_person_ids=(),
+        granted = past_emergency_grant(person, case_id, days_ago=days_ago)
+        await self.publish_consent_event(
+            granted, granted.grant_id, actor=person, at=granted.valid_from
         )
-        await self.publish_consent_event(granted, grant_id, actor=person, at=start)
-        return grant_id
+        return granted.grant_id
 
     async def open_case(
         self,

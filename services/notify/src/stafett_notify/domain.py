@@ -192,7 +192,11 @@ ACTIONS: Mapping[str, str] = {
 }
 """The action a recipient must be permitted on the case to be told, by notice kind."""
 
-PAGES: Mapping[str, str] = {"child_welfare_report": "/barnevern/meldinger"}
+PAGES: Mapping[str, str] = {
+    "child_welfare_report": "/barnevern/meldinger",
+    # A leader asked to approve emergency access needs the page where they approve it.
+    "emergency_access_requested": "/nodtilgang/godkjenn",
+}
 """The portal page a notice links to, by kind (else the case's page)."""
 
 

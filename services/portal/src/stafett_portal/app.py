@@ -275,9 +275,10 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _routes(app)
     # The families' pages use this module's plumbing, so they are imported once it exists.
-    from stafett_portal import family
+    from stafett_portal import emergency, family
 
     family.routes(app)
+    emergency.routes(app)
     _error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_FORM_BYTES)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies)
