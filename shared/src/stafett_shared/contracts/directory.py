@@ -102,6 +102,8 @@ class CatalogueMeasure(BaseModel):
 
 MAX_CONSENT_DAYS = 3 * 366
 """No consent is valid longer than three years, whatever an organisation sets."""
+MAX_REMINDER_DAYS = 180
+"""Grantors are reminded at most half a year before a consent ends."""
 
 
 class OrganisationSettings(BaseModel):
@@ -118,6 +120,8 @@ class OrganisationSettings(BaseModel):
     """How long a consent asked for without ``valid_until`` is valid."""
     consent_max_days: int | None = Field(default=None, ge=1, le=MAX_CONSENT_DAYS)
     """The longest a consent may be valid."""
+    consent_reminder_days: int | None = Field(default=None, ge=1, le=MAX_REMINDER_DAYS)
+    """How many days before a consent ends its grantors are reminded to renew it."""
 
     @model_validator(mode="after")
     def _consistent(self) -> OrganisationSettings:
@@ -127,6 +131,9 @@ class OrganisationSettings(BaseModel):
                 "Aldersgrensen for samtykke om helse kan ikke være lavere enn den vanlige."
             )
         default, longest = self.consent_default_days, self.consent_max_days
+        reminder = self.consent_reminder_days
+        if reminder is not None and longest is not None and reminder >= longest:
+            raise ValueError("Påminnelsen må komme før det lengste et samtykke kan vare.")
         if default is not None and longest is not None and default > longest:
             raise ValueError("Vanlig varighet for samtykke kan ikke være lengre enn den lengste.")
         return self
