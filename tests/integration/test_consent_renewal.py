@@ -40,7 +40,7 @@ def _at(consent: ConsentHarness, when: datetime) -> None:
     """Move the consent service's clock and the decision point's to ``when``."""
     clock: Callable[[], datetime] = lambda: when  # noqa: E731 - a fixed clock
     _service(consent).clock = clock
-    _decisions(consent)._clock = clock  # noqa: SLF001 - the test moves time
+    _decisions(consent)._clock = clock  # the test moves time
 
 
 async def _active_consent(consent: ConsentHarness) -> tuple[str, str, list[str], datetime]:
@@ -132,9 +132,7 @@ async def test_a_reminded_renewal_signed_before_the_end_leaves_no_gap_in_access(
     assert sorted(reminders[0].data["grantor_person_ids"]) == sorted(guardians)
     (listed,) = await _list(consent, case_id)
     assert (listed["expires_soon"], listed["renewed_by"]) == (True, None)
-    assert [c["id"] for c in await _list(consent, case_id, "&expiring_within_days=30")] == [
-        old_id
-    ]
+    assert [c["id"] for c in await _list(consent, case_id, "&expiring_within_days=30")] == [old_id]
     assert await _list(consent, case_id, "&expiring_within_days=5") == []
 
     await notify.settle(await consent.store.last_seq())
