@@ -157,6 +157,7 @@ async def test_siljans_administrator_changes_its_units_staff_and_settings_and_ac
         "health_youth_consent_age": 16,
         "consent_default_days": 365,
         "consent_max_days": 365,
+        "consent_reminder_days": 30,
     }
     before = await _last_seq(consent)
     repeated = await consent.client.put(SILJAN, json=part, headers=consent.auth(SILJAN_ADMIN))
