@@ -231,3 +231,40 @@ async def test_renewal_is_refused_to_strangers_and_for_consents_not_in_force(
     assert first.json()["id"] == repeat.json()["id"]
     assert await consent.store.last_seq() == last
     assert guardians
+
+
+async def test_the_organisations_own_reminder_time_decides_when_grantors_are_reminded(
+    consent: ConsentHarness,
+) -> None:
+    siljan = "/api/v1/directory/orgs/4010"
+    read = await consent.client.get(siljan, headers=consent.auth("admin"))
+    assert read.status_code == 200, read.text
+    part = read.json()["part"]
+    loaded = await consent.client.put(
+        siljan,
+        json={**part, "settings": {**part["settings"], "consent_reminder_days": 7}},
+        headers=consent.auth("admin"),
+    )
+    assert loaded.status_code == 200, loaded.text
+    await consent.runtime.projector.wait_for(int(loaded.headers["Stafett-Seq"]), 10)
+    case_id, consent_id, _guardians, end = await _active_consent(consent)
+    service = _service(consent)
+    _at(consent, end - timedelta(days=8))
+    assert await service.remind_due() == 0
+    (listed,) = await _list(consent, case_id)
+    assert listed["expires_soon"] is False
+    _at(consent, end - timedelta(days=6))
+    assert await service.remind_due() == 1
+    (listed,) = await _list(consent, case_id)
+    assert (listed["id"], listed["expires_soon"]) == (consent_id, True)
+
+
+async def test_a_bad_expiring_within_days_is_a_bad_request(consent: ConsentHarness) -> None:
+    case_id, _consent_id, _guardians, _end = await _active_consent(consent)
+    for bad in ("-1", "abc", "100000"):
+        listed = await consent.client.get(
+            f"/api/v1/consents?case_id={case_id}&expiring_within_days={bad}",
+            headers=consent.auth(STAFF),
+        )
+        assert listed.status_code in (400, 422), listed.text
+        assert listed.headers["content-type"].startswith("application/problem+json")

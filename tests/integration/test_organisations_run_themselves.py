@@ -305,6 +305,12 @@ async def test_siljans_administrator_cannot_touch_what_another_organisation_hold
         ({"consent_max_days": 0}, None),
         ({"consent_max_days": 5000}, None),
         ({"reminder_days": 3}, None),
+        ({"consent_reminder_days": 0}, None),
+        ({"consent_reminder_days": 181}, None),
+        (
+            {"consent_reminder_days": 30, "consent_max_days": 30},
+            "Påminnelsen må komme før det lengste et samtykke kan vare.",
+        ),
         (
             {"youth_consent_age": 16, "health_youth_consent_age": 15},
             "Aldersgrensen for samtykke om helse kan ikke være lavere enn den vanlige.",
