@@ -67,7 +67,7 @@ def test_each_context_has_its_types() -> None:
         context = _contract(event_type).context
         by_context[context] = by_context.get(context, 0) + 1
 
-    assert by_context == {"case": 16, "log": 4, "consent": 10, "directory": 21, "access": 3}
+    assert by_context == {"case": 16, "log": 4, "consent": 11, "directory": 21, "access": 3}
 
 
 def test_only_the_decision_point_records_decisions_while_any_service_records_a_read() -> None:

@@ -380,6 +380,96 @@ def test_a_youth_signs_the_health_consent_themselves(
     mona.page.context.close()
 
 
+def test_a_guardian_renews_a_consent_about_to_lapse_and_signs_the_renewal(
+    browser: Browser, stafett: Running, screenshots: Path | None
+) -> None:
+    """A consent that ends within the reminder time (the region's 30 days) is marked on the
+    child's page; the guardian renews it with one tap and a confirmation and signs the new
+    one, which holds from the day the old one ends (decision 0032)."""
+    seed = int(time.time()) % 1000 + 450
+    soon = datetime.now(UTC).date() + timedelta(days=20)
+    with stafett.api(HOLDER) as api:
+        registered = api.post(
+            f"{stafett.urls['consent']}/api/v1/children",
+            json={
+                "national_id": synthetic_id(9, seed),
+                "name": "Tor Fornyesen",
+                "guardians": [
+                    {
+                        "national_id": synthetic_id(39, seed + 1),
+                        "name": "Liv Fornyesen",
+                        "parental_responsibility": True,
+                    }
+                ],
+            },
+        )
+        assert registered.status_code == 201, registered.text
+        guardian_id = registered.json()["guardians"][0]["id"]
+        opened = api.post(
+            f"{stafett.urls['case']}/api/v1/cases",
+            json={
+                "unit_id": "siljan-ungdomsskole",
+                "level": 1,
+                "child": {"national_id": synthetic_id(9, seed)},
+                "concern": "Tor er ofte borte.",
+            },
+            headers=_after(registered),
+        )
+        assert opened.status_code == 201, opened.text
+        case_id = opened.json()["id"]
+        asked = api.post(
+            f"{stafett.urls['consent']}/api/v1/consents",
+            json={
+                "case_id": case_id,
+                "scope": {
+                    "org_ids": ["4010"],
+                    "sectors": ["health"],
+                    "purpose": "Helsesykepleier og skolen samarbeider.",
+                },
+                "valid_until": soon.isoformat(),
+                "evidence": {"method": "digital_signature"},
+            },
+            headers=_after(opened),
+        )
+        assert asked.status_code == 201, asked.text
+        old_id = asked.json()["id"]
+    with stafett.api(guardian_id) as api:
+        signed = api.post(
+            f"{stafett.urls['consent']}/api/v1/consents/{old_id}/signatures",
+            json={"grantor_person_id": guardian_id},
+            headers=_after(asked),
+        )
+        assert signed.status_code == 201, signed.text
+    _consent_status(stafett, case_id, "active")
+    record_citizens(
+        stafett.system.data_dir,
+        [{"id": guardian_id, "name": "Liv Fornyesen", "what": "Foresatt til Tor"}],
+    )
+
+    liv = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
+    liv.sign_in("Liv Fornyesen")
+    liv.goto(f"/familie/{case_id}")
+    expect(liv.page.get_by_role("heading", name="Et samtykke utløper snart")).to_be_visible()
+    liv.click("link", "Forny samtykket", "samtykke-forny")
+    liv.click("button", "Ja, forny samtykket")
+    expect(liv.page.get_by_role("status")).to_contain_text("Et nytt samtykke er laget")
+    liv.click("link", "Signer")
+    liv.click("button", "Ja, jeg samtykker")
+    expect(liv.page.get_by_role("status")).to_contain_text("Du har signert samtykket")
+    liv.page.context.close()
+
+    with stafett.api(HOLDER) as api:
+        listed = _items(
+            api.get(
+                f"{stafett.urls['consent']}/api/v1/consents", params={"case_id": case_id}
+            ).json()
+        )
+    old, new = sorted(listed, key=lambda c: c["id"])
+    assert (old["id"], old["renewed_by"], old["expires_soon"]) == (old_id, new["id"], False)
+    assert (new["renews"], new["status"]) == (old_id, "active")
+    assert new["valid_from"] == old["valid_until"]
+
+
 @pytest.mark.slow
 def test_the_development_sign_in_lists_the_demos_guardians_and_youth(
     browser: Browser, stafett: Running

@@ -9,6 +9,7 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from stafett_case.testing import CaseHarness
+from stafett_consent.handlers import ConsentService
 from stafett_consent.testing import ConsentHarness
 from stafett_log.testing import LogHarness
 from stafett_notify.projections import deliveries, inbox
@@ -24,6 +26,8 @@ from stafett_notify.testing import Mailbox, NotifyHarness
 from stafett_shared.embedded import free_port
 
 SECRET = "webhook-secret-0123456789"
+FAMILY = ("emergency_access", "consent_requested", "consent_expires_soon", "new_holder")
+"""What the guardians are told in the realistic mix below."""
 
 
 class Receiver:
@@ -175,6 +179,17 @@ async def test_a_realistic_mix_of_events_notifies_the_right_people_and_leaks_not
     world = await _world(consent, case, log, notify, receiver)
     case_id = world["case_id"]
     me = case.auth("ann-kristin-allum")
+    for number, guardian in enumerate(world["guardians"]):
+        # The families chose e-mail: their notices go there too, with as little in them.
+        chosen = await notify.client.put(
+            "/api/v1/preferences",
+            json={
+                "channels": {"inbox": True, "email": True},
+                "email_address": f"foresatt{number}@example.no",
+            },
+            headers=notify.auth(guardian),
+        )
+        assert chosen.status_code == 200, chosen.text
     await case.client.post(
         f"/api/v1/cases/{case_id}/team",
         json={"person_id": "helse-hanne", "unit_id": "siljan-helsestasjon", "access": "write"},
@@ -227,18 +242,46 @@ async def test_a_realistic_mix_of_events_notifies_the_right_people_and_leaks_not
                 *((guardian, "emergency_access") for guardian in world["guardians"]),
             }
             <= kinds
-            and len(mailbox[1].messages) >= 3
+            and len(mailbox[1].messages) >= 5
             and len(receiver.calls) >= 3
         )
 
     await _wait(everything_arrived)
+    # The holder hands the case over (after the notices above: the old holder is told of
+    # the emergency access only while they may read the case).
+    accepted = await case.client.post(
+        f"/api/v1/cases/{case_id}/handovers/{handover.json()['id']}/accept",
+        headers=case.auth("rektor-siljan"),
+    )
+    assert accepted.status_code == 200, accepted.text
+    # The consent's reminder time has come (the consent service's clock moved to it).
+    service = consent.runtime.extras["consent"]
+    assert isinstance(service, ConsentService)
+    (listed,) = (
+        await consent.client.get(
+            f"/api/v1/consents?case_id={case_id}", headers=consent.auth("rektor-siljan")
+        )
+    ).json()["items"]
+    end = datetime.fromisoformat(listed["valid_until"])
+    service.clock = lambda: end - timedelta(days=10)
+    assert await service.remind_due() == 1
+    await notify.settle(await consent.store.last_seq())
+
+    async def the_family_was_told() -> bool:
+        kinds = {(r.recipient, r.kind) for r in await _inbox(notify)}
+        wanted = {(g, kind) for g in world["guardians"] for kind in FAMILY}
+        return wanted <= kinds and len(mailbox[1].messages) >= 3 + 2 * len(FAMILY)
+
+    await _wait(the_family_was_told)
     rows = await _inbox(notify)
     # The author is not told about their own entry; nobody without a basis is told at all.
     assert ("ann-kristin-allum", "entry_appended") in {(r.recipient, r.kind) for r in rows}
     assert all(r.recipient != "vgs-vidar" for r in rows)
-    # The guardians are told of the emergency access (issue 17, item 5), of nothing else here.
+    # The guardians are told of the emergency access (issue 17, item 5), that a consent
+    # waits for them and is about to expire, and that the case has a new holder (issue 18,
+    # item 6), of nothing else here.
     told = {(r.recipient, r.kind) for r in rows if r.recipient in world["guardians"]}
-    assert told == {(guardian, "emergency_access") for guardian in world["guardians"]}
+    assert told == {(g, kind) for g in world["guardians"] for kind in FAMILY}
 
     child = world["child"]
     secrets = [
@@ -252,6 +295,8 @@ async def test_a_realistic_mix_of_events_notifies_the_right_people_and_leaks_not
         "Rektor tar over",
         "Akutt bekymring",
         "Eleven virker sliten",
+        "Helsesamarbeid",  # the consent's purpose
+        "Rolf Rektor",  # the new holder is never named to the family
     ]
     delivered: list[str] = [json.dumps([tuple(str(v) for v in r) for r in rows])]
     # Decode the transfer encoding, or quoted-printable would hide a leaked "ø".

@@ -161,6 +161,7 @@ async def test_siljans_administrator_changes_its_units_staff_and_settings_and_ac
         "evaluation_warning_days": 7,
         "handover_days": 3,
         "inactive_days": 60,
+        "consent_reminder_days": 30,
     }
     before = await _last_seq(consent)
     repeated = await consent.client.put(SILJAN, json=part, headers=consent.auth(SILJAN_ADMIN))
@@ -308,6 +309,12 @@ async def test_siljans_administrator_cannot_touch_what_another_organisation_hold
         ({"consent_max_days": 0}, None),
         ({"consent_max_days": 5000}, None),
         ({"reminder_days": 3}, None),
+        ({"consent_reminder_days": 0}, None),
+        ({"consent_reminder_days": 181}, None),
+        (
+            {"consent_reminder_days": 30, "consent_max_days": 30},
+            "Påminnelsen må komme før det lengste et samtykke kan vare.",
+        ),
         (
             {"youth_consent_age": 16, "health_youth_consent_age": 15},
             "Aldersgrensen for samtykke om helse kan ikke være lavere enn den vanlige.",

@@ -708,6 +708,10 @@ ROUTES: dict[str, Route] = {
         ),
         fresh=True,
     ),
+    "consent POST /api/v1/consents/{consent_id}/renewals": Route(
+        lambda _s, w, _c: Request(f"/api/v1/consents/{w.consent_id}/renewals", {}),
+        fresh=True,
+    ),
     "consent POST /api/v1/decisions": Route(
         lambda s, w, _c: Request("/api/v1/decisions", _decision(s, w))
     ),

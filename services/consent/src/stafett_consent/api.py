@@ -24,7 +24,7 @@ from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.contracts.access import AccessDecision
 from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN
 from stafett_shared.contracts.consent import EmergencyGround, EvidenceMethod
-from stafett_shared.contracts.directory import OrgKind, Sector, StaffRole
+from stafett_shared.contracts.directory import MAX_CONSENT_DAYS, OrgKind, Sector, StaffRole
 from stafett_shared.contracts.log import Category
 from stafett_shared.idempotency import (
     ClientKeyDep,
@@ -334,6 +334,7 @@ class SettingsInForce(BaseModel):
     evaluation_warning_days: int
     handover_days: int
     inactive_days: int
+    consent_reminder_days: int
 
 
 class OrganisationPartOut(BaseModel):
@@ -714,6 +715,34 @@ async def post_withdrawal(
     )
 
 
+@router.post(
+    "/consents/{consent_id}/renewals",
+    status_code=201,
+    summary="Forny et samtykke med samme omfang",
+    description="Ber om et nytt samtykke med samme omfang som gjelder fra det gamle utløper "
+    "(eller nå, om det har utløpt). Samtykkegiverne signerer det nye som vanlig.",
+    responses=answers(404, 409),
+)
+async def post_renewal(
+    *,
+    request: Request,
+    consent_id: str,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    store: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    _check_ulid(consent_id)
+
+    async def write() -> StoredAnswer:
+        written = await service.renew_consent(
+            principal, consent_id, idempotency_key=idempotency_key
+        )
+        return _written(201, written)
+
+    return await _once(request, principal, idempotency_key, store, write)
+
+
 def _check_ulid(value: str) -> None:
     import re
 
@@ -729,10 +758,26 @@ async def get_consents(
     case_id: Annotated[str, Query(pattern=ULID)],
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
+    expiring_within_days: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_CONSENT_DAYS,
+            description="Bare samtykker som gjelder og utløper innen så mange dager",
+        ),
+    ] = None,
 ) -> JSONResponse:
-    offset = decode_cursor(cursor, "consents", case_id) if cursor else 0
-    items, more = await service.list_consents(principal, case_id, limit=limit, offset=offset)
-    following = encode_cursor("consents", case_id, offset + limit) if more else None
+    # A cursor holds for the list it came from: the filter is part of what it is bound to.
+    bound = case_id if expiring_within_days is None else f"{case_id}:{expiring_within_days}"
+    offset = decode_cursor(cursor, "consents", bound) if cursor else 0
+    items, more = await service.list_consents(
+        principal,
+        case_id,
+        limit=limit,
+        offset=offset,
+        expiring_within_days=expiring_within_days,
+    )
+    following = encode_cursor("consents", bound, offset + limit) if more else None
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": following}))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -190,6 +191,7 @@ async def _start(runtime: Runtime) -> None:
             youth_age=settings.youth_consent_age,
             health_youth_age=settings.health_youth_consent_age,
             one_guardian_enough=settings.one_guardian_enough,
+            reminder=timedelta(days=settings.consent_reminder_days),
         ),
         reminders=RegionReminderTimes(),
         lookups=LookupLimit.from_settings(runtime.settings),
@@ -260,6 +262,9 @@ async def _start(runtime: Runtime) -> None:
                 expired = await service.expire_due()
                 if expired:
                     _log.info("consents_expired", count=expired)
+                reminded = await service.remind_due()
+                if reminded:
+                    _log.info("consent_reminders_due", count=reminded)
             except Exception as exc:  # noqa: BLE001 - the next run tries again
                 _log.warning("expiry_check_failed", error_type=type(exc).__name__)
 

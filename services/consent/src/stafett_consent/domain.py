@@ -30,6 +30,7 @@ from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN, Enc
 from stafett_shared.contracts.consent import (
     ConsentActivated,
     ConsentExpired,
+    ConsentExpiryReminderDue,
     ConsentRefused,
     ConsentRequested,
     ConsentScope,
@@ -78,6 +79,7 @@ CONTEXT = "consent"
 PERSON_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 MAX_VALIDITY = timedelta(days=MAX_CONSENT_DAYS)
 DEFAULT_VALIDITY = timedelta(days=365)
+DEFAULT_REMINDER = timedelta(days=30)
 
 
 class ConsentStatus(StrEnum):
@@ -151,6 +153,7 @@ class ConsentState:
     grantors: tuple[GrantorGroup, ...] = ()
     signed: frozenset[str] = frozenset()
     valid_until: datetime | None = None
+    reminded: bool = False
 
     @property
     def all_grantors(self) -> frozenset[str]:
@@ -169,6 +172,8 @@ class RequestConsent:
     requested_by: str
     default_validity: timedelta = DEFAULT_VALIDITY  # the organisation's settings
     max_validity: timedelta = MAX_VALIDITY
+    valid_from: datetime | None = None  # a renewal starts when the consent it renews ends
+    renews: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +203,16 @@ class ExpireConsent:
     pass
 
 
-ConsentCommand = RequestConsent | SignConsent | RefuseConsent | WithdrawConsent | ExpireConsent
+@dataclass(frozen=True, slots=True)
+class RemindOfExpiry:
+    """Remind the grantors of an active consent ending within ``ahead`` (once)."""
+
+    ahead: timedelta
+
+
+ConsentCommand = (
+    RequestConsent | SignConsent | RefuseConsent | WithdrawConsent | ExpireConsent | RemindOfExpiry
+)
 
 
 def decide_consent(state: ConsentState, command: ConsentCommand, now: datetime) -> list[EventData]:
@@ -206,12 +220,14 @@ def decide_consent(state: ConsentState, command: ConsentCommand, now: datetime) 
     if isinstance(command, RequestConsent):
         if state.status is not None:
             raise ConsentError("the consent exists already")
-        valid_until = command.valid_until or now + min(
+        # A renewal's window starts where the old one ends, so that no day falls between.
+        start = max(now, command.valid_from or now)
+        valid_until = command.valid_until or start + min(
             command.default_validity, command.max_validity
         )
-        if valid_until <= now:
+        if valid_until <= start:
             raise ValidityInPast("valid_until must lie in the future")
-        if valid_until - now > min(command.max_validity, MAX_VALIDITY):
+        if valid_until - start > min(command.max_validity, MAX_VALIDITY):
             raise ValidityTooLong("the consent is valid longer than the organisation allows")
         return [
             ConsentRequested(
@@ -219,7 +235,7 @@ def decide_consent(state: ConsentState, command: ConsentCommand, now: datetime) 
                 case_id=command.case_id,
                 child_id=command.child_id,
                 scope=command.scope,
-                valid_from=now,
+                valid_from=start,
                 valid_until=valid_until,
                 evidence=command.evidence,
                 grantors=command.grantors.groups,
@@ -227,6 +243,7 @@ def decide_consent(state: ConsentState, command: ConsentCommand, now: datetime) 
                 age_applied=command.grantors.age,
                 threshold_age=command.grantors.threshold,
                 requested_by=command.requested_by,
+                renews=command.renews,
             )
         ]
     if state.status is None or state.consent_id is None or state.case_id is None:
@@ -279,6 +296,19 @@ def decide_consent(state: ConsentState, command: ConsentCommand, now: datetime) 
                 recorded_by=command.recorded_by,
             )
         ]
+    if isinstance(command, RemindOfExpiry):
+        if state.status is not ConsentStatus.ACTIVE or state.reminded:
+            return []
+        if state.valid_until is None or not now < state.valid_until <= now + command.ahead:
+            return []
+        return [
+            ConsentExpiryReminderDue(
+                consent_id=state.consent_id,
+                case_id=state.case_id,
+                valid_until=state.valid_until,
+                grantor_person_ids=tuple(sorted(state.all_grantors)),
+            )
+        ]
     # ExpireConsent
     if state.status not in (ConsentStatus.PENDING, ConsentStatus.ACTIVE):
         return []
@@ -306,6 +336,8 @@ def evolve_consent(state: ConsentState, event: EventData) -> ConsentState:
         return replace(state, status=ConsentStatus.WITHDRAWN)
     if isinstance(event, ConsentExpired):
         return replace(state, status=ConsentStatus.EXPIRED)
+    if isinstance(event, ConsentExpiryReminderDue):
+        return replace(state, reminded=True)
     return state
 
 
@@ -329,6 +361,7 @@ class GrantorPolicy:
     one_guardian_enough: bool = False  # joint responsibility: both must consent by default
     default_validity: timedelta = DEFAULT_VALIDITY  # a consent asked for without an end
     max_validity: timedelta = MAX_VALIDITY
+    reminder: timedelta = DEFAULT_REMINDER  # grantors are reminded this long before the end
 
     def for_organisation(self, settings: OrganisationSettings) -> GrantorPolicy:
         """The region's policy with what the organisation set itself in its place."""
@@ -338,6 +371,7 @@ class GrantorPolicy:
             health_youth_age=_or(settings.health_youth_consent_age, self.health_youth_age),
             default_validity=_days_or(settings.consent_default_days, self.default_validity),
             max_validity=_days_or(settings.consent_max_days, self.max_validity),
+            reminder=_days_or(settings.consent_reminder_days, self.reminder),
         )
 
 

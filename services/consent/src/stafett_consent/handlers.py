@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -46,6 +46,7 @@ from stafett_shared.auth import Principal
 from stafett_shared.canonical import canonical_json
 from stafett_shared.contracts.consent import (
     AuditScopeGranted,
+    ConsentRequested,
     ConsentScope,
     EmergencyAccessApproved,
     EmergencyAccessGranted,
@@ -53,8 +54,10 @@ from stafett_shared.contracts.consent import (
     EmergencyGround,
     Evidence,
     EvidenceMethod,
+    GrantorGroup,
 )
 from stafett_shared.contracts.directory import (
+    MAX_REMINDER_DAYS,
     CatalogueMeasure,
     ChildRegistered,
     GuardianRecord,
@@ -65,6 +68,7 @@ from stafett_shared.contracts.directory import (
     StaffRole,
 )
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
+from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
 from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
 from stafett_shared.ids import new_id, new_untimed_id
@@ -81,6 +85,7 @@ _log = get_logger("stafett.consent")
 
 MAX_RETRIES = 5
 NAME_BATCH = 64  # staff names decrypted at a time
+REMINDER_BATCH = 500  # consents looked at per run of the expiry loop
 
 
 # Refusals are problem documents; the API renders them as they are.
@@ -115,6 +120,18 @@ class Written:
     version: int
     seq: int
     body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _CaseForConsent:
+    case_id: str
+    org_id: str
+    child_id: str
+    known_orgs: frozenset[str]
+    unit_orgs: Mapping[str, str]
+    policy: domain.GrantorPolicy
+    birth: date | None
+    responsible: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +432,7 @@ class ConsentService:
                 "health_youth_consent_age": policy.health_youth_age,
                 "consent_default_days": policy.default_validity.days,
                 "consent_max_days": policy.max_validity.days,
+                "consent_reminder_days": policy.reminder.days,
                 **self.reminders.in_force(settings.model_dump()).model_dump(),
             },
         }
@@ -1083,6 +1101,23 @@ class ConsentService:
         min_seq: int | None = None,
     ) -> Written:
         await self._require(principal, Action.CONSENT_MANAGE, case_id, min_seq)
+        facts = await self._consent_facts(case_id)
+        self._check_scope(facts, scope)
+        if valid_until is not None and valid_until <= self.clock():
+            raise HandlerError(422, "validity_in_past", "Gyldig til må ligge fram i tid.")
+        return await self._request(
+            principal,
+            facts,
+            scope,
+            valid_until=valid_until,
+            evidence_method=evidence_method,
+            evidence_reference=evidence_reference,
+            idempotency_key=idempotency_key,
+        )
+
+    async def _consent_facts(self, case_id: str) -> _CaseForConsent:
+        """What asking for a consent on the case needs: its child, the organisations and
+        units a scope may name, the organisation's settings and the child's guardians."""
         async with self.sessions() as session:
             case = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
             if case is None:
@@ -1113,24 +1148,48 @@ class ConsentService:
                     )
                 )
             ).all()
-        unknown_orgs = set(scope["org_ids"]) - known_orgs
-        if unknown_orgs:
+        return _CaseForConsent(
+            case_id=case_id,
+            org_id=case.org_id,
+            child_id=case.child_id,
+            known_orgs=frozenset(known_orgs),
+            unit_orgs=unit_rows,
+            policy=self.grantor_policy.for_organisation(_settings(own_settings)),
+            birth=birth,
+            responsible=tuple(sorted(responsible)),
+        )
+
+    @staticmethod
+    def _check_scope(facts: _CaseForConsent, scope: Mapping[str, Any]) -> None:
+        if set(scope["org_ids"]) - facts.known_orgs:
             raise HandlerError(
                 422, "unknown_organisation", "Samtykket nevner en ukjent virksomhet."
             )
         for unit_id in scope.get("unit_ids", ()):
-            if unit_rows.get(unit_id) not in set(scope["org_ids"]):
+            if facts.unit_orgs.get(unit_id) not in set(scope["org_ids"]):
                 raise HandlerError(422, "unknown_unit", "Samtykket nevner en ukjent enhet.")
+
+    async def _request(
+        self,
+        principal: Principal,
+        facts: _CaseForConsent,
+        scope: Mapping[str, Any],
+        *,
+        valid_until: datetime | None,
+        evidence_method: EvidenceMethod,
+        evidence_reference: str | None,
+        idempotency_key: ClientKey | None,
+        valid_from: datetime | None = None,
+        renews: str | None = None,
+    ) -> Written:
         now = self.clock()
-        if valid_until is not None and valid_until <= now:
-            raise HandlerError(422, "validity_in_past", "Gyldig til må ligge fram i tid.")
         covers_health = Sector.HEALTH.value in scope["sectors"]
-        policy = self.grantor_policy.for_organisation(_settings(own_settings))
+        policy = facts.policy
         try:
             rule = domain.required_grantors(
-                child_id=case.child_id,
-                birth_date=birth,
-                guardians_with_responsibility=sorted(responsible),
+                child_id=facts.child_id,
+                birth_date=facts.birth,
+                guardians_with_responsibility=list(facts.responsible),
                 covers_health=covers_health,
                 today=now.date(),
                 policy=policy,
@@ -1139,19 +1198,19 @@ class ConsentService:
             raise HandlerError(exc.status, exc.code, _NORWEGIAN.get(exc.code, str(exc))) from None
         consent_id = new_id()
         purpose = await self.cipher.encrypt(
-            case.child_id, scope["purpose"], aggregate=consent_id, context="purpose"
+            facts.child_id, scope["purpose"], aggregate=consent_id, context="purpose"
         )
         reference = (
             await self.cipher.encrypt(
-                case.child_id, evidence_reference, aggregate=consent_id, context="evidence"
+                facts.child_id, evidence_reference, aggregate=consent_id, context="evidence"
             )
             if evidence_reference
             else None
         )
         command = domain.RequestConsent(
             consent_id=consent_id,
-            case_id=case_id,
-            child_id=case.child_id,
+            case_id=facts.case_id,
+            child_id=facts.child_id,
             scope=ConsentScope(**{**scope, "purpose": purpose}),
             valid_until=valid_until,
             evidence=Evidence(method=evidence_method, reference=reference),
@@ -1159,25 +1218,90 @@ class ConsentService:
             requested_by=principal.id,
             default_validity=policy.default_validity,
             max_validity=policy.max_validity,
+            valid_from=valid_from,
+            renews=renews,
         )
         events = self._decide(domain.ConsentState(), command, now)
         envelopes = [
-            self._envelope(e, subject=consent_id, tenant=case.org_id, actor=principal, now=now)
+            self._envelope(e, subject=consent_id, tenant=facts.org_id, actor=principal, now=now)
             for e in events
         ]
-        consent_id, seq, _stored = await self._publish_new(consent_id, envelopes, idempotency_key)
-        return Written(
-            consent_id,
-            seq,
-            seq,
-            {
-                "id": consent_id,
-                "status": "pending",
-                "grantors": [g.model_dump() for g in rule.groups],
-                "rule": rule.rule,
-                "age_applied": rule.age,
-            },
+        consent_id, seq, stored = await self._publish_new(consent_id, envelopes, idempotency_key)
+        requested = next(
+            (p for p in map(registry.payload, stored) if isinstance(p, ConsentRequested)), None
         )
+        body: dict[str, Any] = {
+            "id": consent_id,
+            "status": "pending",
+            "grantors": [g.model_dump() for g in rule.groups],
+            "rule": rule.rule,
+            "age_applied": rule.age,
+        }
+        if renews is not None and requested is not None:
+            body |= {
+                "renews": renews,
+                "valid_from": requested.valid_from,
+                "valid_until": requested.valid_until,
+            }
+        return Written(consent_id, seq, seq, body)
+
+    async def renew_consent(
+        self, principal: Principal, consent_id: str, *, idempotency_key: ClientKey | None
+    ) -> Written:
+        """Ask anew for an active or expired consent, with the same scope, starting when the
+        old one ends (or now, if it has ended), so that once signed no day falls between
+        (decision 0032). A grantor of the old consent renews it themselves; staff who may
+        manage the case's consents renew it for the family."""
+        case_id, child_id, _tenant = await self._consent_case(consent_id)
+        async with self.sessions() as session:
+            old = (
+                await session.execute(select(consents).where(consents.c.consent_id == consent_id))
+            ).one()
+            renewed = await self._live_renewals(session, [consent_id])
+        grantors = tuple(GrantorGroup.model_validate(g) for g in old.grantors)
+        state = domain.ConsentState(consent_id=consent_id, case_id=case_id, grantors=grantors)
+        if principal.kind == "person" and principal.id in state.all_grantors:
+            await self._still_guardian(state, child_id, principal.id)
+        else:
+            await self._require(principal, Action.CONSENT_MANAGE, case_id)
+        if old.status not in {"active", "expired"}:
+            raise HandlerError(409, "not_renewable", _NORWEGIAN["not_renewable"])
+        if consent_id in renewed:
+            raise HandlerError(409, "already_renewed", _NORWEGIAN["already_renewed"])
+        scope = dict(old.scope)
+        try:
+            scope["purpose"] = await self.cipher.decrypt(
+                child_id, scope["purpose"], aggregate=consent_id, context="purpose"
+            )
+        except CryptoError:
+            # The child's key is gone (erased): nothing can be asked for in the child's name.
+            raise HandlerError(409, "not_renewable", _NORWEGIAN["not_renewable"]) from None
+        facts = await self._consent_facts(case_id)
+        self._check_scope(facts, scope)
+        return await self._request(
+            principal,
+            facts,
+            scope,
+            valid_until=None,
+            evidence_method=EvidenceMethod.DIGITAL_SIGNATURE,
+            evidence_reference=None,
+            idempotency_key=idempotency_key,
+            valid_from=as_utc(old.valid_until),
+            renews=consent_id,
+        )
+
+    @staticmethod
+    async def _live_renewals(session: AsyncSession, consent_ids: Sequence[str]) -> dict[str, str]:
+        """The renewal waiting or in force for each of ``consent_ids`` that has one."""
+        if not consent_ids:
+            return {}
+        rows = await session.execute(
+            select(consents.c.renews, consents.c.consent_id).where(
+                consents.c.renews.in_(list(consent_ids)),
+                consents.c.status.in_(("pending", "active")),
+            )
+        )
+        return {row.renews: row.consent_id for row in rows}
 
     def _decide(
         self, state: domain.ConsentState, command: domain.ConsentCommand, now: datetime
@@ -1305,17 +1429,38 @@ class ConsentService:
             raise HandlerError(422, "not_a_grantor", _NORWEGIAN["no_longer_guardian"])
 
     async def list_consents(
-        self, principal: Principal, case_id: str, *, limit: int = 50, offset: int = 0
+        self,
+        principal: Principal,
+        case_id: str,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        expiring_within_days: int | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
         """A page of the case's consents, oldest first: at most ``limit`` after the first
-        ``offset``, and whether more follow. Consents only ever join the end of the list."""
+        ``offset``, and whether more follow. Consents only ever join the end of the list.
+        With ``expiring_within_days``, only the active consents that end within so many
+        days. ``expires_soon`` marks an active consent within the organisation's reminder
+        time that no renewal waits for or follows (decision 0032)."""
         decision = await self.decisions.check(
             principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
         )
         if not decision.permitted:
             raise _forbidden()
         async with self.sessions() as session:
-            tenant = await session.scalar(select(cases.c.org_id).where(cases.c.case_id == case_id))
+            case = (
+                await session.execute(
+                    select(cases.c.org_id, organisations.c.settings)
+                    .select_from(
+                        cases.outerjoin(organisations, organisations.c.org_id == cases.c.org_id)
+                    )
+                    .where(cases.c.case_id == case_id)
+                )
+            ).first()
+        tenant = case.org_id if case is not None else None
+        reminder = self.grantor_policy.for_organisation(
+            _settings(case.settings if case is not None else None)
+        ).reminder
         try:
             await record_access(
                 self.store,
@@ -1329,16 +1474,20 @@ class ConsentService:
             )
         except Exception:  # noqa: BLE001 - a read that is not recorded is not served
             raise HandlerError(503, "unavailable", "Lesingen kunne ikke registreres.") from None
+        now = self.clock()
+        query = select(consents).where(consents.c.case_id == case_id)
+        if expiring_within_days is not None:
+            query = query.where(
+                consents.c.status == "active",
+                consents.c.valid_until <= now + timedelta(days=expiring_within_days),
+            )
         async with self.sessions() as session:
             rows = (
                 await session.execute(
-                    select(consents)
-                    .where(consents.c.case_id == case_id)
-                    .order_by(consents.c.consent_id)
-                    .offset(offset)
-                    .limit(limit + 1)
+                    query.order_by(consents.c.consent_id).offset(offset).limit(limit + 1)
                 )
             ).all()
+            renewals = await self._live_renewals(session, [r.consent_id for r in rows[:limit]])
         more = len(rows) > limit
         return [
             {
@@ -1354,9 +1503,77 @@ class ConsentService:
                 "valid_until": r.valid_until,
                 "evidence": {"method": r.evidence_method},
                 "version": r.version,
+                "renews": r.renews,
+                "renewed_by": renewals.get(r.consent_id),
+                "expires_soon": r.status == "active"
+                and r.consent_id not in renewals
+                and as_utc(r.valid_until) - now <= reminder,
             }
             for r in rows[:limit]
         ], more
+
+    async def remind_due(self) -> int:
+        """Emit ``consent.expiry_reminder_due`` once for every active consent that ends
+        within its organisation's reminder time, unless a renewal already waits or holds."""
+        now = self.clock()
+        renewal = consents.alias("renewal")
+        renewed = (
+            select(renewal.c.consent_id)
+            .where(
+                renewal.c.renews == consents.c.consent_id,
+                renewal.c.status.in_(("pending", "active")),
+            )
+            .exists()
+        )
+        async with self.sessions() as session:
+            candidates = (
+                await session.execute(
+                    select(consents.c.consent_id, consents.c.valid_until, organisations.c.settings)
+                    .select_from(
+                        consents.join(cases, cases.c.case_id == consents.c.case_id).outerjoin(
+                            organisations, organisations.c.org_id == cases.c.org_id
+                        )
+                    )
+                    .where(
+                        consents.c.status == "active",
+                        consents.c.reminded.is_(False),
+                        consents.c.valid_until > now,
+                        consents.c.valid_until <= now + timedelta(days=MAX_REMINDER_DAYS),
+                        ~renewed,
+                    )
+                    .order_by(consents.c.valid_until)
+                    .limit(REMINDER_BATCH)
+                )
+            ).all()
+        system = Principal(kind="client", id="stafett-consent", issuer="stafett")
+        reminded = 0
+        for row in candidates:
+            ahead = self.grantor_policy.for_organisation(_settings(row.settings)).reminder
+            if as_utc(row.valid_until) - now > ahead:
+                continue
+            subject = self.store.subject("consent", row.consent_id)
+            commits = await self.store.load(subject)
+            state = domain.replay_consent(registry.payload(e) for c in commits for e in c.events)
+            events = domain.decide_consent(state, domain.RemindOfExpiry(ahead), now)
+            if not events:
+                continue
+            _case_id, _child, tenant = await self._consent_case(row.consent_id)
+            envelopes = [
+                self._envelope(e, subject=row.consent_id, tenant=tenant, actor=system, now=now)
+                for e in events
+            ]
+            try:
+                await self._publish(
+                    row.consent_id,
+                    "consent",
+                    envelopes,
+                    expected=commits[-1].seq,
+                    key=f"remind-{row.consent_id}",
+                )
+                reminded += 1
+            except ConcurrencyConflict:
+                continue  # changed meanwhile; the next run looks again
+        return reminded
 
     async def expire_due(self) -> int:
         """Emit ``consent.expired`` for every consent past its end (a scheduled check)."""
@@ -1806,6 +2023,8 @@ _NORWEGIAN = {
     "child_is_guardian": "Barnet kan ikke være sin egen foresatte.",
     "no_longer_guardian": "Personen har ikke lenger foreldreansvar for barnet, og kan ikke "
     "gi eller trekke samtykke på vegne av barnet.",
+    "not_renewable": "Bare et samtykke som gjelder eller har utløpt, kan fornyes.",
+    "already_renewed": "Samtykket er allerede fornyet; det nye venter på signatur eller gjelder.",
 }
 
 

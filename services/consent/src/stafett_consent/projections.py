@@ -25,6 +25,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     or_,
     select,
     update,
@@ -67,6 +68,7 @@ from stafett_shared.contracts.consent import (
     ConsentActivated,
     ConsentEvent,
     ConsentExpired,
+    ConsentExpiryReminderDue,
     ConsentRefused,
     ConsentRequested,
     ConsentSigned,
@@ -236,6 +238,8 @@ consents = Table(
     Column("valid_until", UtcDateTime(), nullable=False),
     Column("evidence_method", String(32), nullable=False),
     Column("version", BigInteger, nullable=False),
+    Column("renews", String(26), nullable=True, index=True),
+    Column("reminded", Boolean, nullable=False, default=False, server_default=false()),
 )
 pending_handovers = Table(
     "pending_handovers",
@@ -926,7 +930,15 @@ class ConsentProjection(BlockingProjection):
                         "valid_until": as_utc(payload.valid_until),
                         "evidence_method": payload.evidence.method.value,
                         "version": seq,
+                        "renews": payload.renews,
+                        "reminded": False,
                     },
+                )
+            case ConsentExpiryReminderDue():
+                conn.execute(
+                    update(consents)
+                    .where(consents.c.consent_id == payload.consent_id)
+                    .values(reminded=True, version=seq)
                 )
             case ConsentSigned():
                 signed = conn.scalar(

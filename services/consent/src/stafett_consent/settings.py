@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from stafett_shared.contracts.directory import MAX_REMINDER_DAYS
 from stafett_shared.settings import ServiceSettings
 
 
@@ -16,6 +17,9 @@ class ConsentSettings(ServiceSettings):
     youth_consent_age: int = Field(default=15, ge=12, le=18)
     health_youth_consent_age: int = Field(default=16, ge=12, le=18)
     one_guardian_enough: bool = False
+    consent_reminder_days: int = Field(default=30, ge=1, le=MAX_REMINDER_DAYS)
+    """How many days before a consent ends its grantors are reminded to renew it, where the
+    organisation has set nothing itself (decision 0032)."""
     guardian_changes: bool = True
     """Administrators add and remove guardians and change parental responsibility over HTTP
     (the embedded setup). Off where an adapter of the population register publishes the

@@ -24,6 +24,8 @@ from stafett_shared.contracts.case import (
     LevelChanged,
 )
 from stafett_shared.contracts.consent import (
+    ConsentExpiryReminderDue,
+    ConsentRequested,
     ConsentWithdrawn,
     EmergencyAccessApproved,
     EmergencyAccessGranted,
@@ -54,6 +56,9 @@ TITLES: Mapping[str, str] = {
     "deadline_handover_unanswered": "En overføring har ikke fått svar",
     "deadline_inactive": "Det er lenge siden noe ble skrevet i saken",
     "deadline_holder_left_unit": "Stafettholderen har sluttet ved enheten",
+    "consent_requested": "Et samtykke venter på deg",
+    "consent_expires_soon": "Et samtykke utløper snart, og du kan fornye det",
+    "new_holder": "Saken har fått en ny stafettholder",
 }
 
 
@@ -67,6 +72,8 @@ class CaseFacts:
     unit_leaders: frozenset[str] = frozenset()
     # For a report of concern: the intake staff of the child welfare unit it was sent to.
     intake: frozenset[str] = frozenset()
+    # For notices to families: the child's guardians with parental responsibility.
+    guardians: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,8 @@ NoticeEvent = (
     | EntryCorrected
     | LevelChanged
     | ConsentWithdrawn
+    | ConsentRequested
+    | ConsentExpiryReminderDue
     | EmergencyAccessGranted
     | EmergencyAccessRequested
     | EmergencyAccessApproved
@@ -114,6 +123,8 @@ NOTICE_EVENTS: tuple[type[NoticeEvent], ...] = (
     EntryCorrected,
     LevelChanged,
     ConsentWithdrawn,
+    ConsentRequested,
+    ConsentExpiryReminderDue,
     EmergencyAccessGranted,
     EmergencyAccessRequested,
     EmergencyAccessApproved,
@@ -127,6 +138,13 @@ LEADER_EVENTS: tuple[type[NoticeEvent], ...] = (LevelChanged,)
 """The payloads whose notices may go to the unit's leaders: for any other, :func:`drafts` is
 the same without ``CaseFacts.unit_leaders``, and they need not be read."""
 
+FAMILY_EVENTS: tuple[type[NoticeEvent], ...] = (HandoverAccepted,)
+"""The payloads whose notices may go to the child's guardians: for any other, :func:`drafts`
+is the same without ``CaseFacts.guardians``, and they need not be read."""
+
+FAMILY_KINDS = frozenset({"consent_requested", "consent_expires_soon", "new_holder"})
+"""Notices to families: their link is the families' page of the case (decision 0031)."""
+
 
 def notice_case(payload: EventData) -> str | None:
     """The case a payload that may call for a notice is about; None for any other payload."""
@@ -139,7 +157,18 @@ def drafts(event: EventView, case: CaseFacts | None) -> list[Draft]:
         case HandoverRequested(case_id=case_id, to_person_id=to):
             return [Draft("handover_requested", case_id, frozenset({to} if to else ()))]
         case HandoverAccepted(case_id=case_id, from_person_id=sender):
-            return [Draft("handover_accepted", case_id, frozenset({sender} if sender else ()))]
+            accepted = Draft("handover_accepted", case_id, frozenset({sender} if sender else ()))
+            if case is None or not case.guardians:
+                return [accepted]
+            # Only that the case has a new holder, never who (decision 0032).
+            return [accepted, Draft("new_holder", case_id, case.guardians)]
+        case ConsentRequested(case_id=case_id, consent_id=consent_id, grantors=groups):
+            asked = frozenset(m for group in groups for m in group.members)
+            return [Draft("consent_requested", case_id, asked - {event.actor}, consent_id)]
+        case ConsentExpiryReminderDue(
+            case_id=case_id, consent_id=consent_id, grantor_person_ids=grantors
+        ):
+            return [Draft("consent_expires_soon", case_id, frozenset(grantors), consent_id)]
         case HandoverDeclined(case_id=case_id):
             # The case keeps its holder, who asked for the handover.
             holder = frozenset({case.holder_id}) if case else frozenset()
@@ -205,6 +234,8 @@ def action(kind: str) -> str:
 
 
 def page(kind: str, case_id: str) -> str:
+    if kind in FAMILY_KINDS:
+        return f"/familie/{case_id}"
     return PAGES.get(kind, f"/saker/{case_id}")
 
 

@@ -37,6 +37,7 @@ from stafett_shared.access import AccessClient, AccessUnavailable
 from stafett_shared.auth import Principal
 from stafett_shared.contracts.case import (
     CaseOpened,
+    ChildIdentified,
     ChildWelfareReported,
     HandoverAccepted,
     LevelChanged,
@@ -50,7 +51,14 @@ from stafett_shared.contracts.consent import (
     ConsentRequested,
     ConsentWithdrawn,
 )
-from stafett_shared.contracts.directory import RoleEnded, RoleGranted
+from stafett_shared.contracts.directory import (
+    ChildRegistered,
+    GuardianAdded,
+    GuardianRemoved,
+    ParentalResponsibilityChanged,
+    RoleEnded,
+    RoleGranted,
+)
 from stafett_shared.db import UtcDateTime, as_utc, upsert
 from stafett_shared.envelope import CloudEvent, EventData
 from stafett_shared.eventstore import StoredCommit
@@ -67,7 +75,16 @@ cases = Table(
     Column("holder_id", String(64), nullable=False),
     Column("unit_id", String(64), nullable=False),
     Column("level", Integer, nullable=False),
+    Column("child_id", String(26), nullable=True),
 )
+guardians = Table(
+    "guardians",
+    metadata,
+    Column("child_id", String(26), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+    Column("parental_responsibility", Boolean, nullable=False),
+)
+"""A child's guardians, for the notices to families (ids only; decision 0032)."""
 team = Table(
     "team",
     metadata,
@@ -211,8 +228,17 @@ class NotifyProjection(Projection):
                         "holder_id": payload.holder.person_id,
                         "unit_id": payload.unit_id,
                         "level": payload.level,
+                        "child_id": payload.child_id,
                     },
                 )
+            case (
+                ChildIdentified()
+                | ChildRegistered()
+                | GuardianAdded()
+                | ParentalResponsibilityChanged()
+                | GuardianRemoved()
+            ):
+                await self._family_facts(session, payload)
             case LevelChanged():
                 await session.execute(
                     update(cases)
@@ -271,11 +297,67 @@ class NotifyProjection(Projection):
                     .values(status=_CONSENT_STATUS[type(payload)])
                 )
 
+    async def _family_facts(self, session: AsyncSession, payload: EventData) -> None:
+        """Which child a case is about and the child's guardians (decision 0032)."""
+        match payload:
+            case ChildIdentified():
+                await session.execute(
+                    update(cases)
+                    .where(cases.c.case_id == payload.case_id)
+                    .values(child_id=payload.child_id)
+                )
+            case ChildRegistered():
+                for guardian in payload.guardians:
+                    await self._guardian(
+                        session,
+                        payload.child_id,
+                        guardian.person_id,
+                        guardian.parental_responsibility,
+                    )
+            case GuardianAdded():
+                await self._guardian(
+                    session,
+                    payload.child_id,
+                    payload.guardian.person_id,
+                    payload.guardian.parental_responsibility,
+                )
+            case ParentalResponsibilityChanged():
+                await self._guardian(
+                    session, payload.child_id, payload.person_id, payload.parental_responsibility
+                )
+            case GuardianRemoved():
+                await session.execute(
+                    delete(guardians).where(
+                        guardians.c.child_id == payload.child_id,
+                        guardians.c.person_id == payload.person_id,
+                    )
+                )
+
+    @staticmethod
+    async def _guardian(
+        session: AsyncSession, child_id: str, person_id: str, responsible: bool
+    ) -> None:
+        await upsert(
+            session,
+            guardians,
+            {
+                "child_id": child_id,
+                "person_id": person_id,
+                "parental_responsibility": responsible,
+            },
+        )
+
     async def case_facts(
-        self, session: AsyncSession, case_id: str, *, leaders: bool = True
+        self,
+        session: AsyncSession,
+        case_id: str,
+        *,
+        leaders: bool = True,
+        family: bool = False,
     ) -> domain.CaseFacts | None:
-        """The case's holder, unit, level and team in one read, and its unit's leaders when
-        ``leaders`` (see ``domain.LEADER_EVENTS``)."""
+        """The case's holder, unit, level and team in one read, its unit's leaders when
+        ``leaders`` (see ``domain.LEADER_EVENTS``), and the child's guardians with parental
+        responsibility when ``family`` (``domain.FAMILY_EVENTS``)."""
         rows = (await session.execute(_CASE_AND_TEAM, {"case_id": case_id})).all()
         if not rows:
             return None
@@ -289,6 +371,16 @@ class NotifyProjection(Projection):
                     )
                 )
             ).all()
+        responsible: Sequence[str] = ()
+        if family and row.child_id is not None:
+            responsible = (
+                await session.scalars(
+                    select(guardians.c.person_id).where(
+                        guardians.c.child_id == row.child_id,
+                        guardians.c.parental_responsibility.is_(True),
+                    )
+                )
+            ).all()
         return domain.CaseFacts(
             row.case_id,
             row.holder_id,
@@ -296,6 +388,7 @@ class NotifyProjection(Projection):
             row.level,
             frozenset(r.member for r in rows if r.member is not None),
             frozenset(unit_leaders),
+            guardians=frozenset(responsible),
         )
 
     @staticmethod
@@ -318,7 +411,8 @@ class NotifyProjection(Projection):
             return  # no notice whatever the case's facts: do not read them
         view = domain.EventView(event.id, event.subject, event.actor, payload)
         leaders = isinstance(payload, domain.LEADER_EVENTS)
-        facts = await self.case_facts(session, case_id, leaders=leaders)
+        family = isinstance(payload, domain.FAMILY_EVENTS)
+        facts = await self.case_facts(session, case_id, leaders=leaders, family=family)
         if isinstance(payload, ChildWelfareReported) and facts is not None:
             facts = replace(facts, intake=await self._intake(session, payload.unit_id))
         for draft in domain.drafts(view, facts):

@@ -41,7 +41,7 @@ from stafett_portal.directory import Directory
 __all__ = ["People", "routes"]
 
 ConsentId = Annotated[str, PathParam(pattern=ULID)]
-Answer = Annotated[str, PathParam(pattern="^(signer|nekt|trekk)$")]
+Answer = Annotated[str, PathParam(pattern="^(signer|nekt|trekk|forny)$")]
 MAX_CASES = 20  # a family's cases on one page: each one's case and consents are read
 _STAFF_BATCH = 50  # what GET /api/v1/staff answers at once
 _MAX_STAFF = 200  # names looked up for one page at most
@@ -141,6 +141,8 @@ def _mine(consent: dict[str, Any], me: str | None) -> dict[str, bool]:
         "signed": signed,
         "answer": member and status == "pending" and not signed,
         "withdraw": member and (status == "active" or (status == "pending" and signed)),
+        # About to lapse and not yet renewed: the grantor renews it (decision 0032).
+        "renew": member and status == "active" and consent.get("expires_soon") is True,
     }
 
 
@@ -151,6 +153,10 @@ def _in_force(consent: dict[str, Any], me: str | None) -> bool:
 
 def _waiting(consents: list[dict[str, Any]], me: str | None) -> list[dict[str, Any]]:
     return [c for c in consents if _mine(c, me)["answer"]]
+
+
+def _lapsing(consents: list[dict[str, Any]], me: str | None) -> list[dict[str, Any]]:
+    return [c for c in consents if _mine(c, me)["renew"]]
 
 
 async def _case(page: Page, case_id: str) -> dict[str, Any]:
@@ -193,6 +199,15 @@ _ANSWERS: dict[str, dict[str, str]] = {
         "path": "withdrawals",
         "done": "Samtykket er trukket. Tjenestene det gjaldt, har ikke lenger tilgang. "
         "Stafettholderen får beskjed.",
+    },
+    "forny": {
+        "title": "Forny samtykket",
+        "lead": "Samtykket utløper snart. Fornyer du det, lages et nytt samtykke med det samme "
+        "innholdet, som gjelder fra det gamle utløper. Alle som må signere, signerer det nye.",
+        "submit": "Ja, forny samtykket",
+        "path": "renewals",
+        "done": "Et nytt samtykke er laget. Signer det, så fortsetter samarbeidet uten opphold "
+        "når det gamle utløper.",
     },
 }
 
@@ -251,6 +266,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
             consents=consents,
             mine={c["id"]: _mine(c, me) for c in consents},
             waiting=_waiting(consents, me),
+            lapsing=_lapsing(consents, me),
             can_end=any(_in_force(c, me) for c in consents),
             people=people,
             today=_today(),
@@ -424,11 +440,13 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
         form = await _form(request, page)
         words = _ANSWERS[answer]
         reason = str(form.get("reason") or "").strip()
-        body: dict[str, Any] = {"grantor_person_id": page.session.person_id}
-        if answer != "signer" and reason:
-            body["reason"] = reason[:_REASON_MAX]
+        body: dict[str, Any] | None = {"grantor_person_id": page.session.person_id}
+        if answer == "forny":
+            body = None  # a renewal asks again for the same consent: nothing to say
+        elif answer != "signer" and reason:
+            body = {**(body or {}), "reason": reason[:_REASON_MAX]}
         try:
-            await _api(
+            written = await _api(
                 page,
                 "POST",
                 "consent",
@@ -451,6 +469,9 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
                 errors={"_form": texts.problem_sentence(exc.code, exc.status)},
                 values={"reason": reason},
             )
+        if answer == "forny" and isinstance(written, dict) and isinstance(written.get("id"), str):
+            # The new consent waits for the family's signatures: show it.
+            consent_id = written["id"]
         return redirect(page, f"/familie/{case_id}/samtykke/{consent_id}", words["done"])
 
     async def ending(page: Page, case_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -27,6 +27,7 @@ __all__ = [
     "ConsentActivated",
     "ConsentEvent",
     "ConsentExpired",
+    "ConsentExpiryReminderDue",
     "ConsentRefused",
     "ConsentRequested",
     "ConsentScope",
@@ -135,6 +136,9 @@ class ConsentRequested(ConsentEvent):
     age_applied: int
     threshold_age: int
     requested_by: str
+    renews: str | None = None
+    """The consent this one renews (decision 0032): ``valid_from`` is then that consent's
+    end, or the time of the request if it had ended. None for a consent asked for anew."""
 
 
 @registry.register
@@ -183,6 +187,18 @@ class ConsentExpired(ConsentEvent):
     consent_status: ClassVar[ConsentStatus] = "expired"
     consent_id: str
     case_id: str
+
+
+@registry.register
+class ConsentExpiryReminderDue(ConsentEvent):
+    """The consent ends at ``valid_until`` and its grantors are reminded so they can renew
+    it (the organisation's ``consent_reminder_days``). Once per consent; no status change."""
+
+    event_type: ClassVar[str] = "no.stafett.consent.expiry_reminder_due.v1"
+    consent_id: str
+    case_id: str
+    valid_until: datetime
+    grantor_person_ids: tuple[str, ...] = Field(max_length=50)
 
 
 @registry.register

@@ -102,6 +102,8 @@ class CatalogueMeasure(BaseModel):
 
 MAX_CONSENT_DAYS = 3 * 366
 """No consent is valid longer than three years, whatever an organisation sets."""
+MAX_REMINDER_DAYS = 180
+"""Grantors are reminded at most half a year before a consent ends."""
 
 
 class OrganisationSettings(BaseModel):
@@ -128,6 +130,8 @@ class OrganisationSettings(BaseModel):
     """Days a handover may wait for an answer before both sides are reminded."""
     inactive_days: int | None = Field(default=None, ge=1, le=365)
     """Days without a log entry before the holder is reminded."""
+    consent_reminder_days: int | None = Field(default=None, ge=1, le=MAX_REMINDER_DAYS)
+    """How many days before a consent ends its grantors are reminded to renew it."""
 
     @model_validator(mode="after")
     def _consistent(self) -> OrganisationSettings:
@@ -137,6 +141,9 @@ class OrganisationSettings(BaseModel):
                 "Aldersgrensen for samtykke om helse kan ikke være lavere enn den vanlige."
             )
         default, longest = self.consent_default_days, self.consent_max_days
+        reminder = self.consent_reminder_days
+        if reminder is not None and longest is not None and reminder >= longest:
+            raise ValueError("Påminnelsen må komme før det lengste et samtykke kan vare.")
         if default is not None and longest is not None and default > longest:
             raise ValueError("Vanlig varighet for samtykke kan ikke være lengre enn den lengste.")
         return self
