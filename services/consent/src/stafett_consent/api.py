@@ -368,6 +368,8 @@ class UnitOut(BaseModel):
     id: str
     name: str
     sector: Sector
+    phone: str | None = Field(default=None, description="Enhetens telefon (ikke en persons)")
+    email: str | None = Field(default=None, description="Enhetens e-post (ikke en persons)")
 
 
 class MeasureOut(BaseModel):

@@ -229,6 +229,10 @@ class UnitRegistered(_OrganisationEvent):
     unit_id: str
     name: str
     sector: Sector
+    phone: str | None = None
+    """The unit's organisational phone number, for families (not a person's)."""
+    email: str | None = None
+    """The unit's organisational e-mail address, for families (not a person's)."""
 
 
 @registry.register
@@ -238,6 +242,10 @@ class UnitChanged(_OrganisationEvent):
     unit_id: str
     name: str
     sector: Sector
+    phone: str | None = None
+    """The unit's organisational phone number, for families (not a person's)."""
+    email: str | None = None
+    """The unit's organisational e-mail address, for families (not a person's)."""
 
 
 @registry.register
