@@ -739,30 +739,26 @@ def diff_directory(
             )
         for unit in org.units:
             existing = current.units.get(unit.id)
+            contact = (unit.phone, unit.email)
             if existing is None:
-                events.append(
-                    UnitRegistered(
-                        org_id=org.id,
-                        unit_id=unit.id,
-                        name=unit.name,
-                        sector=unit.sector,
-                        phone=unit.phone,
-                        email=unit.email,
-                    )
+                kind: type[UnitRegistered | UnitChanged] = UnitRegistered
+            elif (
+                existing != (org.id, unit.name, unit.sector)
+                or current.unit_contacts.get(unit.id, (None, None)) != contact
+            ):
+                kind = UnitChanged
+            else:
+                continue
+            events.append(
+                kind(
+                    org_id=org.id,
+                    unit_id=unit.id,
+                    name=unit.name,
+                    sector=unit.sector,
+                    phone=unit.phone,
+                    email=unit.email,
                 )
-            elif existing != (org.id, unit.name, unit.sector) or current.unit_contacts.get(
-                unit.id, (None, None)
-            ) != (unit.phone, unit.email):
-                events.append(
-                    UnitChanged(
-                        org_id=org.id,
-                        unit_id=unit.id,
-                        name=unit.name,
-                        sector=unit.sector,
-                        phone=unit.phone,
-                        email=unit.email,
-                    )
-                )
+            )
     for unit_id, (org_id, _name, _sector) in sorted(current.units.items()):
         if unit_id not in unit_org:
             out.setdefault(f"org-{org_id}", []).append(UnitClosed(org_id=org_id, unit_id=unit_id))
