@@ -229,9 +229,9 @@ class UnitRegistered(_OrganisationEvent):
     unit_id: str
     name: str
     sector: Sector
-    phone: str | None = None
+    phone: str | None = Field(default=None, max_length=16)
     """The unit's organisational phone number, for families (not a person's)."""
-    email: str | None = None
+    email: str | None = Field(default=None, max_length=254)
     """The unit's organisational e-mail address, for families (not a person's)."""
 
 
@@ -242,9 +242,9 @@ class UnitChanged(_OrganisationEvent):
     unit_id: str
     name: str
     sector: Sector
-    phone: str | None = None
+    phone: str | None = Field(default=None, max_length=16)
     """The unit's organisational phone number, for families (not a person's)."""
-    email: str | None = None
+    email: str | None = Field(default=None, max_length=254)
     """The unit's organisational e-mail address, for families (not a person's)."""
 
 
