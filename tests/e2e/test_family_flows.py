@@ -206,6 +206,14 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     guri.click("link", "Arne Familiesen", "barnets-sak")
     expect(guri.page.get_by_text("Ann Kristin Allum").first).to_be_visible()
     expect(guri.page.get_by_text("lærer ved Siljan ungdomsskole").first).to_be_visible()
+    # The school's own phone and e-mail, to call or write to about the holder.
+    expect(guri.page.locator(".baton__contact")).to_have_text(
+        "Kontakt: 35 00 00 00 · ungdomsskolen@siljan.kommune.no"
+    )
+    expect(guri.page.locator('.baton__contact a[href="tel:35000000"]')).to_be_visible()
+    expect(
+        guri.page.locator('.baton__contact a[href="mailto:ungdomsskolen@siljan.kommune.no"]')
+    ).to_be_visible()
     expect(guri.page.get_by_text("Samtale hver fredag")).to_be_visible()
 
     # She reads the log: the child's own words marked as his.

@@ -369,6 +369,8 @@ class UnitOut(BaseModel):
     id: str
     name: str
     sector: Sector
+    phone: str | None = Field(default=None, description="Enhetens telefon (ikke en persons)")
+    email: str | None = Field(default=None, description="Enhetens e-post (ikke en persons)")
 
 
 class MeasureOut(BaseModel):

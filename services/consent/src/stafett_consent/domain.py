@@ -10,6 +10,7 @@ events are the consent and directory contexts' contracts, defined in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -448,12 +449,42 @@ MAX_LOGINS = 10  # per staff member
 MAX_CLIENTS = 1000  # agency clients in the region
 
 
+PHONE_PATTERN = r"^\+?[0-9][0-9 ]*[0-9]$"
+"""A unit's phone number, loosely: digits and spaces, perhaps a leading +, 8 to 16 long."""
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+"""A unit's e-mail address, loosely: one @, a domain with a dot, no spaces."""
+
+
 class UnitDoc(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=POLICY_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     sector: Sector
+    # The unit's own contact details, for families: organisational, never a person's.
+    phone: str | None = Field(default=None, max_length=16)
+    email: str | None = Field(default=None, max_length=254)
+
+    @field_validator("phone", "email", mode="before")
+    @classmethod
+    def _strip_contact(cls, value: object) -> object:
+        return value.strip() or None if isinstance(value, str) else value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is not None and not (len(value) >= 8 and re.fullmatch(PHONE_PATTERN, value)):
+            raise ValueError(
+                "Telefonnummeret må ha 8 til 16 tegn: sifre og mellomrom, gjerne med + først."
+            )
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(EMAIL_PATTERN, value):
+            raise ValueError("E-postadressen har ikke riktig form, som post@kommune.no.")
+        return value
 
 
 GuideLevel = Literal["0", "1", "2", "3"]
@@ -685,6 +716,8 @@ class DirectoryState:
     settings: dict[str, OrganisationSettings] = field(default_factory=dict)
     # unit id -> (org id, name, sector)
     units: dict[str, tuple[str, str, Sector]] = field(default_factory=dict)
+    # unit id -> (phone, email) of an open unit with contact details
+    unit_contacts: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     closed_units: dict[str, str] = field(default_factory=dict)  # unit id -> org id
     staff: dict[str, str] = field(default_factory=dict)  # person id -> name index
     roles: frozenset[tuple[str, str, StaffRole]] = frozenset()  # person, unit, role
@@ -740,16 +773,26 @@ def diff_directory(
             )
         for unit in org.units:
             existing = current.units.get(unit.id)
+            contact = (unit.phone, unit.email)
             if existing is None:
-                events.append(
-                    UnitRegistered(
-                        org_id=org.id, unit_id=unit.id, name=unit.name, sector=unit.sector
-                    )
+                kind: type[UnitRegistered | UnitChanged] = UnitRegistered
+            elif (
+                existing != (org.id, unit.name, unit.sector)
+                or current.unit_contacts.get(unit.id, (None, None)) != contact
+            ):
+                kind = UnitChanged
+            else:
+                continue
+            events.append(
+                kind(
+                    org_id=org.id,
+                    unit_id=unit.id,
+                    name=unit.name,
+                    sector=unit.sector,
+                    phone=unit.phone,
+                    email=unit.email,
                 )
-            elif existing != (org.id, unit.name, unit.sector):
-                events.append(
-                    UnitChanged(org_id=org.id, unit_id=unit.id, name=unit.name, sector=unit.sector)
-                )
+            )
     for unit_id, (org_id, _name, _sector) in sorted(current.units.items()):
         if unit_id not in unit_org:
             out.setdefault(f"org-{org_id}", []).append(UnitClosed(org_id=org_id, unit_id=unit_id))
@@ -1099,6 +1142,7 @@ def organisation_scope(
         settings={k: v for k, v in current.settings.items() if k == org_id},
         child_welfare={k: v for k, v in current.child_welfare.items() if k == org_id},
         units=units,
+        unit_contacts={u: c for u, c in current.unit_contacts.items() if u in units},
         staff={p: index for p, index in current.staff.items() if p in listed},
         roles=frozenset(r for r in current.roles if r[1] in units),
         logins=frozenset(b for b in current.logins if b[0] in listed),

@@ -381,6 +381,7 @@ class ConsentService:
         part = {
             "units": [
                 {"id": u, "name": name, "sector": sector.value}
+                | _contact(*current.unit_contacts.get(u, (None, None)))
                 for u, (_org, name, sector) in sorted(ours.items(), key=lambda i: (i[1][1], i[0]))
             ],
             "guide": dict(zip(domain.BTI_LEVELS, _guide(org.guide), strict=True)),
@@ -562,6 +563,11 @@ class ConsentService:
             },
             settings={o.org_id: _settings(o.settings) for o in orgs},
             units={u.unit_id: (u.org_id, u.name, Sector(u.sector)) for u in unit_rows},
+            unit_contacts={
+                u.unit_id: (u.phone, u.email)
+                for u in unit_rows
+                if u.phone is not None or u.email is not None
+            },
             closed_units={u.unit_id: u.org_id for u in closed_rows},
             staff={s.person_id: s.name_index for s in staff_rows},
             roles=frozenset((r.person_id, r.unit_id, StaffRole(r.role)) for r in role_rows),
@@ -2031,7 +2037,8 @@ _NORWEGIAN = {
 async def _organisations_and_units(
     session: AsyncSession,
 ) -> tuple[Sequence[Any], dict[str, list[dict[str, str]]]]:
-    """The region's organisations, and each one's open units (id, name, sector) by name."""
+    """The region's organisations, and each one's open units (id, name, sector, and the
+    contact details it has) by name."""
     orgs = (
         await session.execute(
             select(organisations).order_by(organisations.c.org_id).limit(domain.MAX_ORGANISATIONS)
@@ -2039,7 +2046,14 @@ async def _organisations_and_units(
     ).all()
     unit_rows = (
         await session.execute(
-            select(units.c.unit_id, units.c.org_id, units.c.name, units.c.sector)
+            select(
+                units.c.unit_id,
+                units.c.org_id,
+                units.c.name,
+                units.c.sector,
+                units.c.phone,
+                units.c.email,
+            )
             .where(units.c.closed.is_(False))
             .order_by(units.c.org_id, units.c.name, units.c.unit_id)
             .limit(domain.MAX_ORGANISATIONS * domain.MAX_UNITS)
@@ -2049,5 +2063,11 @@ async def _organisations_and_units(
     for unit in unit_rows:
         units_of.setdefault(unit.org_id, []).append(
             {"id": unit.unit_id, "name": unit.name, "sector": unit.sector}
+            | _contact(unit.phone, unit.email)
         )
     return orgs, units_of
+
+
+def _contact(phone: str | None, email: str | None) -> dict[str, str]:
+    """A unit's contact details as the reads show them: only those it has."""
+    return {k: v for k, v in (("phone", phone), ("email", email)) if v is not None}

@@ -143,6 +143,8 @@ units = Table(
     Column("name", String(200), nullable=False),
     Column("sector", String(32), nullable=False),
     Column("closed", Boolean, nullable=False, default=False),
+    Column("phone", String(16), nullable=True),
+    Column("email", String(254), nullable=True),
 )
 staff = Table(
     "staff",
@@ -733,6 +735,8 @@ class ConsentProjection(BlockingProjection):
                         "name": payload.name,
                         "sector": payload.sector.value,
                         "closed": False,
+                        "phone": payload.phone,
+                        "email": payload.email,
                     },
                 )
                 return self._unit_cases(conn, payload.unit_id)

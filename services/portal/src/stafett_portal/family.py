@@ -81,6 +81,18 @@ class People:
         unit = self.units.get(unit_id or "")
         return str(unit["name"]) if unit else "en enhet"
 
+    def contact(self, unit_id: str | None) -> dict[str, str]:
+        """The unit's own phone and e-mail as the families' pages link them: ``phone`` and
+        ``tel`` (digits and + only), ``email``; empty when the unit gave none."""
+        unit = self.units.get(unit_id or "") or {}
+        out: dict[str, str] = {}
+        phone, email = unit.get("phone"), unit.get("email")
+        if isinstance(phone, str) and (tel := "".join(c for c in phone if c in "+0123456789")):
+            out |= {"phone": phone, "tel": tel}
+        if isinstance(email, str) and email:
+            out["email"] = email
+        return out
+
     def org(self, org_id: str | None) -> str:
         org = self.orgs.get(org_id or "")
         return str(org["name"]) if org else "en virksomhet"

@@ -236,6 +236,10 @@ class UnitRegistered(_OrganisationEvent):
     unit_id: str
     name: str
     sector: Sector
+    phone: str | None = Field(default=None, max_length=16)
+    """The unit's organisational phone number, for families (not a person's)."""
+    email: str | None = Field(default=None, max_length=254)
+    """The unit's organisational e-mail address, for families (not a person's)."""
 
 
 @registry.register
@@ -245,6 +249,10 @@ class UnitChanged(_OrganisationEvent):
     unit_id: str
     name: str
     sector: Sector
+    phone: str | None = Field(default=None, max_length=16)
+    """The unit's organisational phone number, for families (not a person's)."""
+    email: str | None = Field(default=None, max_length=254)
+    """The unit's organisational e-mail address, for families (not a person's)."""
 
 
 @registry.register
