@@ -14,6 +14,7 @@ from stafett_consent.projections import (
     access_index,
     client_key,
     clients,
+    consents,
     emergency_requests,
     login_key,
     logins,
@@ -202,5 +203,40 @@ async def test_revision_0015_adds_organisations_own_settings_and_keeps_the_read_
             )
             kept = select(organisations.c.settings).where(organisations.c.org_id == "4010")
             assert await conn.scalar(kept) == {"youth_consent_age": 16}
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0018_keeps_who_asked_for_a_consent_and_keeps_the_read_models(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await _upgraded_keeping_the_read_models(engine, "0017", "0018")
+        at = datetime(2026, 12, 3, 16, 0, tzinfo=UTC)
+        row = {
+            "case_id": "C" * 26,
+            "child_id": "B" * 26,
+            "status": "pending",
+            "scope": {"org_ids": ["4010"], "sectors": ["health"], "purpose": "enc:v2:x"},
+            "grantors": [],
+            "signed": [],
+            "rule": "guardians",
+            "age_applied": 12,
+            "valid_from": at,
+            "valid_until": at,
+            "evidence_method": "digital_signature",
+            "version": 43,
+        }
+        async with engine.begin() as conn:
+            await conn.execute(
+                consents.insert().values(consent_id="K" * 26, requested_by="p" * 64, **row)
+            )
+            # A consent learnt before the revision: who asked is unknown until a replay.
+            await conn.execute(consents.insert().values(consent_id="L" * 26, **row))
+            asked = select(consents.c.consent_id, consents.c.requested_by).order_by(
+                consents.c.consent_id
+            )
+            assert (await conn.execute(asked)).all() == [("K" * 26, "p" * 64), ("L" * 26, None)]
     finally:
         await engine.dispose()

@@ -75,6 +75,8 @@ CLIENT_NO_SCOPE = "fagsystem-uten"  # an agency client without scopes
 DECISION_SCOPE = "stafett.decisions"
 
 IGNORED_HEADERS = frozenset({"date", "server"})  # differ by time, not by the case
+ONE_CONSENT = "consent GET /api/v1/consents/{consent_id}"
+"""A consent of the case by its id: a refusal is compared with a consent that does not exist."""
 
 
 def _region() -> dict[str, Any]:
@@ -687,6 +689,7 @@ ROUTES: dict[str, Route] = {
     "consent GET /api/v1/consents": Route(
         lambda _s, w, _c: Request(f"/api/v1/consents?case_id={w.case_id}")
     ),
+    ONE_CONSENT: Route(lambda _s, w, _c: Request(f"/api/v1/consents/{w.consent_id}")),
     "consent POST /api/v1/consents/{consent_id}/signatures": Route(
         lambda s, w, c: Request(
             f"/api/v1/consents/{w.pending_consent_id}/signatures",
@@ -1004,6 +1007,8 @@ async def compare_with_missing(
     url = request.url.replace(world.case_id, missing_id)
     if world.report_id:
         url = url.replace(world.report_id, missing_id)
+    if key == ONE_CONSENT:
+        url = url.replace(world.consent_id, missing_id)
     body = request.json
     if isinstance(body, dict):
         body = {k: missing_id if v == world.case_id else v for k, v in body.items()}

@@ -40,6 +40,7 @@ from stafett_consent.policy import (
     TeamMember,
     decide,
     grants,
+    sees_consent_purpose,
 )
 from stafett_shared.contracts.directory import Sector, StaffRole
 from stafett_shared.contracts.log import Category
@@ -1828,3 +1829,31 @@ def test_a_colleague_of_the_owning_unit_on_the_team_writes_only_with_write_acces
         decision = decide(colleague, action, case, NOW)
         assert decision.permit is (access == "write"), (action, decision)
     assert not decide(colleague, Action.CASE_MANAGE, case, NOW).permit
+
+
+@pytest.mark.parametrize(
+    ("basis", "reader", "seen"),
+    [
+        ("holder", "ann", True),
+        ("unit_leader", "rektor", True),
+        ("team", "hanne", True),
+        ("emergency", "hanne", True),
+        ("auditor", "randi", True),
+        ("guardian", "mor", True),  # named a grantor
+        ("guardian", "stefar", False),  # responsible, but not named by this consent
+        ("self", "barn", False),  # reads their own case; the consent is the guardians'
+        ("self", "ungdom", True),  # named a grantor by the youth rule
+        (None, "mor", False),  # no basis: no read at all
+    ],
+)
+def test_the_purpose_is_for_staff_who_read_the_case_and_the_grantors_it_names(
+    basis: str | None, reader: str, seen: bool
+) -> None:
+    assert sees_consent_purpose(basis, reader, frozenset({"mor", "far", "ungdom"})) is seen
+
+
+def test_every_family_basis_is_held_to_the_grantors() -> None:
+    family = {rule.basis for rule in RULES if rule.gate == "family"}
+    assert family == {"guardian", "self", "youth"}
+    for basis in family:
+        assert not sees_consent_purpose(basis, "someone", frozenset({"mor"}))

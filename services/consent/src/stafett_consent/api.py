@@ -23,7 +23,7 @@ from stafett_consent.policy import Action
 from stafett_shared.auth import Principal, PrincipalDep
 from stafett_shared.contracts.access import AccessDecision
 from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN
-from stafett_shared.contracts.consent import EmergencyGround, EvidenceMethod
+from stafett_shared.contracts.consent import ConsentStatus, EmergencyGround, EvidenceMethod
 from stafett_shared.contracts.directory import MAX_CONSENT_DAYS, OrgKind, Sector, StaffRole
 from stafett_shared.contracts.log import Category
 from stafett_shared.idempotency import (
@@ -752,7 +752,66 @@ def _check_ulid(value: str) -> None:
         raise Problem(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
 
 
-@router.get("/consents", summary="Samtykker for en sak", responses=answers(404))
+class ScopeOut(BaseModel):
+    org_ids: list[str]
+    sectors: list[Sector]
+    unit_ids: list[str]
+    history_travels: bool
+    excluded_categories: list[Category]
+
+
+class GrantorsOut(BaseModel):
+    kind: Literal["guardians", "youth", "person"]
+    members: list[str]
+    needed: Literal["all", "any"]
+
+
+class EvidenceOut(BaseModel):
+    method: EvidenceMethod
+
+
+class ConsentOut(BaseModel):
+    id: str
+    case_id: str
+    status: ConsentStatus
+    scope: ScopeOut = Field(description="Hva samtykket dekker, uten formålet")
+    grantors: list[GrantorsOut]
+    signed: list[str]
+    rule: str
+    age_applied: int
+    valid_from: datetime
+    valid_until: datetime
+    evidence: EvidenceOut
+    version: int
+    requested_by: str | None = Field(
+        description="Hvem som ba om samtykket (en ansatt, eller samtykkegiveren som fornyet "
+        "det); null for samtykker lesemodellen lærte før den husket det, til den bygges på "
+        "nytt (decision 0034)"
+    )
+    renews: str | None
+    renewed_by: str | None
+    expires_soon: bool
+
+
+class ConsentsOut(BaseModel):
+    items: list[ConsentOut]
+    next_cursor: str | None
+
+
+class OneConsentOut(ConsentOut):
+    purpose: str | None = Field(
+        description="Hva samtykket er til, i klartekst: for ansatte som kan lese saken og for "
+        "samtykkegiverne; null for andre i familien, og når barnets nøkkel er slettet "
+        "(decision 0034)"
+    )
+
+
+@router.get(
+    "/consents",
+    summary="Samtykker for en sak",
+    response_model=ConsentsOut,
+    responses=answers(404),
+)
 async def get_consents(
     *,
     principal: PrincipalDep,
@@ -781,6 +840,22 @@ async def get_consents(
     )
     following = encode_cursor("consents", bound, offset + limit) if more else None
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": following}))
+
+
+@router.get(
+    "/consents/{consent_id}",
+    summary="Ett samtykke, med hva det er til",
+    description="The consent as the list shows it, with `purpose`: in clear for staff who may "
+    "read the case and for the consent's grantors, null for the rest of the family. 404 for "
+    "whoever may not read the case. Every read is recorded (decision 0034).",
+    response_model=OneConsentOut,
+    responses=answers(404),
+)
+async def get_consent(
+    *, consent_id: str, principal: PrincipalDep, service: ServiceDep
+) -> JSONResponse:
+    _check_ulid(consent_id)
+    return JSONResponse(jsonable_encoder(await service.read_consent(principal, consent_id)))
 
 
 # --- decisions -------------------------------------------------------------------------------

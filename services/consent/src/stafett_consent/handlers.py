@@ -24,6 +24,7 @@ from stafett_consent.policy import (
     EMERGENCY_REPEAT_WINDOW,
     EMERGENCY_REQUEST_LAPSES,
     Action,
+    sees_consent_purpose,
 )
 from stafett_consent.projections import (
     cases,
@@ -44,6 +45,7 @@ from stafett_consent.projections import (
 from stafett_shared.access import record_access
 from stafett_shared.auth import Principal
 from stafett_shared.canonical import canonical_json
+from stafett_shared.contracts.access import AccessDecision, ReadWhat
 from stafett_shared.contracts.consent import (
     AuditScopeGranted,
     ConsentRequested,
@@ -1453,6 +1455,62 @@ class ConsentService:
         )
         if not decision.permitted:
             raise _forbidden()
+        reminder = await self._read_recorded(principal, case_id, decision, "consents")
+        now = self.clock()
+        query = select(consents).where(consents.c.case_id == case_id)
+        if expiring_within_days is not None:
+            query = query.where(
+                consents.c.status == "active",
+                consents.c.valid_until <= now + timedelta(days=expiring_within_days),
+            )
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    query.order_by(consents.c.consent_id).offset(offset).limit(limit + 1)
+                )
+            ).all()
+            renewals = await self._live_renewals(session, [r.consent_id for r in rows[:limit]])
+        more = len(rows) > limit
+        return [_consent_body(r, renewals, now, reminder) for r in rows[:limit]], more
+
+    async def read_consent(self, principal: Principal, consent_id: str) -> dict[str, Any]:
+        """One consent as the list shows it, with ``purpose``: in clear for staff and
+        auditors who may read the case and for the grantors it names, ``None`` for the rest
+        of the family (decision 0034). 404 for whoever may not read the case. The read is
+        recorded as ``consent`` when the purpose was served, else as ``consents``."""
+        case_id, child_id, _tenant = await self._consent_case(consent_id)
+        decision = await self.decisions.check(
+            principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
+        )
+        if not decision.permitted:
+            raise _forbidden()
+        async with self.sessions() as session:
+            row = (
+                await session.execute(select(consents).where(consents.c.consent_id == consent_id))
+            ).one()
+            renewals = await self._live_renewals(session, [consent_id])
+        grantors = frozenset(m for g in row.grantors for m in g.get("members", ()))
+        shown = principal.kind == "person" and sees_consent_purpose(
+            decision.basis, principal.id, grantors
+        )
+        purpose: str | None = None
+        if shown:
+            try:
+                purpose = await self.cipher.decrypt(
+                    child_id, row.scope["purpose"], aggregate=consent_id, context="purpose"
+                )
+            except CryptoError:
+                shown = False  # the child's key is gone (erased): nothing left to read
+        reminder = await self._read_recorded(
+            principal, case_id, decision, "consent" if shown else "consents"
+        )
+        return _consent_body(row, renewals, self.clock(), reminder) | {"purpose": purpose}
+
+    async def _read_recorded(
+        self, principal: Principal, case_id: str, decision: AccessDecision, what: ReadWhat
+    ) -> timedelta:
+        """Record that ``principal`` read ``what`` of the case's consents (a read that is
+        not recorded is not served), and answer the organisation's reminder time."""
         async with self.sessions() as session:
             case = (
                 await session.execute(
@@ -1475,48 +1533,12 @@ class ConsentService:
                 principal=principal,
                 basis=decision.basis,
                 decision_id=decision.decision_id,
-                what="consents",
+                what=what,
                 service="consent",
             )
         except Exception:  # noqa: BLE001 - a read that is not recorded is not served
             raise HandlerError(503, "unavailable", "Lesingen kunne ikke registreres.") from None
-        now = self.clock()
-        query = select(consents).where(consents.c.case_id == case_id)
-        if expiring_within_days is not None:
-            query = query.where(
-                consents.c.status == "active",
-                consents.c.valid_until <= now + timedelta(days=expiring_within_days),
-            )
-        async with self.sessions() as session:
-            rows = (
-                await session.execute(
-                    query.order_by(consents.c.consent_id).offset(offset).limit(limit + 1)
-                )
-            ).all()
-            renewals = await self._live_renewals(session, [r.consent_id for r in rows[:limit]])
-        more = len(rows) > limit
-        return [
-            {
-                "id": r.consent_id,
-                "case_id": r.case_id,
-                "status": r.status,
-                "scope": {k: v for k, v in r.scope.items() if k != "purpose"},
-                "grantors": r.grantors,
-                "signed": r.signed,
-                "rule": r.rule,
-                "age_applied": r.age_applied,
-                "valid_from": r.valid_from,
-                "valid_until": r.valid_until,
-                "evidence": {"method": r.evidence_method},
-                "version": r.version,
-                "renews": r.renews,
-                "renewed_by": renewals.get(r.consent_id),
-                "expires_soon": r.status == "active"
-                and r.consent_id not in renewals
-                and as_utc(r.valid_until) - now <= reminder,
-            }
-            for r in rows[:limit]
-        ], more
+        return reminder
 
     async def remind_due(self) -> int:
         """Emit ``consent.expiry_reminder_due`` once for every active consent that ends
@@ -1961,6 +1983,32 @@ class _EmergencyFacts:
         """Who is told of a grant: the holder, the unit's leaders and the guardians, and
         ``besides`` (the requester of an approved grant), except the one who acted."""
         return tuple(sorted({holder_id, *self.leaders, *self.guardians, *besides}))
+
+
+def _consent_body(
+    row: Any, renewals: Mapping[str, str], now: datetime, reminder: timedelta
+) -> dict[str, Any]:
+    """A consent as the API answers it, without its purpose (encrypted in the read model)."""
+    return {
+        "id": row.consent_id,
+        "case_id": row.case_id,
+        "status": row.status,
+        "scope": {k: v for k, v in row.scope.items() if k != "purpose"},
+        "grantors": row.grantors,
+        "signed": row.signed,
+        "rule": row.rule,
+        "age_applied": row.age_applied,
+        "valid_from": row.valid_from,
+        "valid_until": row.valid_until,
+        "evidence": {"method": row.evidence_method},
+        "version": row.version,
+        "requested_by": row.requested_by,
+        "renews": row.renews,
+        "renewed_by": renewals.get(row.consent_id),
+        "expires_soon": row.status == "active"
+        and row.consent_id not in renewals
+        and as_utc(row.valid_until) - now <= reminder,
+    }
 
 
 def _emergency_body(event: EventData, ground: EmergencyGround | None = None) -> dict[str, Any]:

@@ -475,6 +475,20 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+FAMILY_BASES = frozenset(rule.basis for rule in RULES if rule.gate == "family")
+"""The bases on which the child's family reads the case (guardian, self, youth)."""
+
+
+def sees_consent_purpose(basis: str | None, principal_id: str, grantors: frozenset[str]) -> bool:
+    """Whether a caller whose ``case:read`` was permitted on ``basis`` sees what a consent is
+    for (decision 0034): staff and auditors who read the case do, and of the family only the
+    grantors the consent names. A guardian or youth it does not name sees that the consent
+    exists and what it covers, never its purpose."""
+    if basis is None:
+        return False
+    return basis not in FAMILY_BASES or principal_id in grantors
+
+
 def _birthday(born: date, years: int) -> date:
     try:
         return born.replace(year=born.year + years)

@@ -242,6 +242,9 @@ consents = Table(
     Column("version", BigInteger, nullable=False),
     Column("renews", String(26), nullable=True, index=True),
     Column("reminded", Boolean, nullable=False, default=False, server_default=false()),
+    # The staff member (or, for a renewal, the grantor) who asked; None until a replay for
+    # consents the read model learnt before it kept this (migration 0018).
+    Column("requested_by", String(64), nullable=True),
 )
 pending_handovers = Table(
     "pending_handovers",
@@ -936,6 +939,7 @@ class ConsentProjection(BlockingProjection):
                         "version": seq,
                         "renews": payload.renews,
                         "reminded": False,
+                        "requested_by": payload.requested_by,
                     },
                 )
             case ConsentExpiryReminderDue():

@@ -158,6 +158,7 @@ READ_WHAT = {
     "case": "saken",
     "entries": "loggen",
     "consents": "samtykkene",
+    "consent": "et samtykke og hva det er til",
     "handover": "overføringen",
 }
 

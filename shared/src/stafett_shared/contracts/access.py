@@ -28,8 +28,10 @@ __all__ = [
     "ReadWhat",
 ]
 
-ReadWhat = Literal["case", "entries", "consents", "access", "report"]
-"""What was read; ``report``: a report of concern to child welfare (never the log)."""
+ReadWhat = Literal["case", "entries", "consents", "consent", "access", "report"]
+"""What was read; ``report``: a report of concern to child welfare (never the log);
+``consents``: a case's consents as the list shows them; ``consent``: one consent with what
+it is for, its purpose (decision 0034)."""
 LookupPurpose = Literal["register_child", "open_case", "identify_child"]
 
 
