@@ -26,6 +26,7 @@ HOLDER = "ann-kristin-allum"
 NURSE = "hanne-helse"
 NOT_FOUND = "Finnes ikke, eller du har ikke tilgang"
 UNTIL = datetime.now(UTC).date() + timedelta(days=365)
+PURPOSE = "Skolen og helsesykepleier samarbeider om fraværet."
 
 
 def _after(answer: Any) -> dict[str, str]:
@@ -112,7 +113,7 @@ def _world(stafett: Running, seed: int) -> dict[str, Any]:
                     "scope": {
                         "org_ids": ["4010"],
                         "sectors": ["health"],
-                        "purpose": "Skolen og helsesykepleier samarbeider om fraværet.",
+                        "purpose": PURPOSE,
                     },
                     "valid_until": UNTIL.isoformat(),
                     "evidence": {"method": "digital_signature"},
@@ -226,6 +227,16 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     guri.click("link", "Se samtykket og svar", "samtykke")
     expect(guri.page.get_by_text("Siljan kommune")).to_be_visible()
     expect(guri.page.get_by_text(f"til og med {day(UNTIL.isoformat())}").first).to_be_visible()
+    # Who asks (name, role and unit), what it is for, and whom to call about it.
+    expect(guri.page.locator(".asker")).to_have_text(
+        "Ann Kristin Allum, lærer ved Siljan ungdomsskole, ber om samtykket."
+    )
+    expect(guri.page.get_by_text("Hen er også stafettholder i saken")).to_be_visible()
+    expect(guri.page.locator(".purpose")).to_have_text(PURPOSE)
+    expect(guri.page.locator(".baton__contact")).to_have_text(
+        "Kontakt: 35 00 00 00 · ungdomsskolen@siljan.kommune.no"
+    )
+    expect(guri.page.locator('.baton__contact a[href="tel:35000000"]')).to_be_visible()
     guri.click("link", "Signer", "samtykke-bekreft")
     guri.click("button", "Ja, jeg samtykker")
     expect(guri.page.get_by_role("status")).to_contain_text("Du har signert samtykket")
@@ -303,6 +314,7 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     assert reads[(guri_id, "entries")] >= 1, reads
     assert reads[(guri_id, "case")] >= 6, reads  # Mine barn, the case (3), consent, ending
     assert reads[(guri_id, "consents")] >= 6, reads
+    assert reads[(guri_id, "consent")] >= 3, reads  # the consent with its purpose, 3 times
     assert reads[(per_id, "consents")] >= 2, reads
     assert not any(r["reader_id"] == ola_id for r in records)
     guri.page.context.close()
@@ -374,6 +386,7 @@ def test_a_youth_signs_the_health_consent_themselves(
     sara.click("link", "Deg")
     sara.click("link", "Se samtykket og svar", "samtykke-ungdom")
     expect(sara.page.get_by_text("Barnet er gammelt nok til å bestemme selv")).to_be_visible()
+    expect(sara.page.locator(".purpose")).to_have_text("Helsesykepleier og skolen samarbeider.")
     sara.click("link", "Signer")
     sara.click("button", "Ja, jeg samtykker")
     expect(sara.page.get_by_role("status")).to_contain_text("Du har signert samtykket")

@@ -158,6 +158,21 @@ def _mine(consent: dict[str, Any], me: str | None) -> dict[str, bool]:
     }
 
 
+def _asker(consent: dict[str, Any], me: str | None) -> str | None:
+    """Who asked for the consent, as the family's page says it: ``me``, the ``youth`` or
+    ``guardian`` who renewed it, ``staff`` (named from the staff lookup), or None when the
+    consent service does not know (a consent from before it kept who asked)."""
+    asker = consent.get("requested_by")
+    if not isinstance(asker, str) or not asker:
+        return None
+    if asker == me:
+        return "me"
+    for group in consent.get("grantors") or []:
+        if asker in (group.get("members") or []):
+            return "youth" if group.get("kind") in ("youth", "person") else "guardian"
+    return "staff"
+
+
 def _in_force(consent: dict[str, Any], me: str | None) -> bool:
     """A consent this person is a grantor of that is pending or active: one they may end."""
     return me in _members(consent) and consent.get("status") in ("pending", "active")
@@ -389,8 +404,10 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
         )
 
     async def consent_of(page: Page, case_id: str, consent_id: str) -> dict[str, Any]:
-        consent = next((c for c in await _consents(page, case_id) if c["id"] == consent_id), None)
-        if consent is None:
+        """The consent with who asked and, for its grantors, what it is for (decision
+        0034); a consent of another case is as one that does not exist."""
+        consent = await _api(page, "GET", "consent", f"/api/v1/consents/{consent_id}")
+        if not isinstance(consent, dict) or consent.get("case_id") != case_id:
             raise ApiError(404, "not_found")
         return consent
 
@@ -405,7 +422,8 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
         me = page.session.person_id
         case = await _case(page, case_id)
         consent = await consent_of(page, case_id, consent_id)
-        people = await _people(page, [case.get("holder", {}).get("person_id")], orgs=True)
+        asker = consent.get("requested_by")
+        people = await _people(page, [case.get("holder", {}).get("person_id"), asker], orgs=True)
         return render(
             page,
             template,
@@ -415,6 +433,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
             name=_child_name(case, me),
             consent=consent,
             mine=_mine(consent, me),
+            asker=_asker(consent, me),
             people=people,
             **values,
         )
