@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
 from stafett_shared.auth import DevIssuer
+from stafett_shared.demo import record_citizens
 from stafett_shared.embedded import SERVICES, EmbeddedSystem, free_port
 from stafett_shared.nationalid import control_digits
 
@@ -144,3 +145,112 @@ def synthetic_id(age: int, seed: int) -> str:
         if digits is not None:
             return first + digits
         individual += 1
+
+
+def after(answer: httpx.Response) -> dict[str, str]:
+    """Read your writes: the next call waits until its service has seen this write."""
+    seq = answer.headers.get("stafett-seq")
+    return {"Stafett-Min-Seq": seq} if seq else {}
+
+
+@dataclass(frozen=True)
+class Guardian:
+    """A guardian to register with the child; ``what`` is their line on the development
+    sign-in page (None: not offered there)."""
+
+    name: str
+    age: int
+    responsible: bool = True
+    what: str | None = None
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    case_id: str
+    child_id: str
+    guardian_ids: list[str]
+    consent_id: str | None
+    last: httpx.Response
+    """The last write, for :func:`after`."""
+
+
+def family_case(
+    stafett: Running,
+    seed: int,
+    *,
+    child: str,
+    age: int,
+    guardians: Sequence[Guardian],
+    concern: str,
+    child_what: str | None = None,
+    writes: Sequence[tuple[str, str, dict[str, Any]]] = (),
+    purpose: str | None = None,
+    until: date | None = None,
+) -> FamilyCase:
+    """A family's world as the school builds it over the APIs: the child of ``age`` is
+    registered with ``guardians`` (synthetic national ids from ``seed``), the holder opens a
+    case at Siljan ungdomsskole, makes ``writes`` (service, path with ``{case_id}``, body)
+    and, given a ``purpose``, asks for consent to work with Siljan's health service through
+    ``until``. The child (given ``child_what``) and the guardians given a ``what`` are
+    offered on the development sign-in page."""
+    with stafett.api("ann-kristin-allum") as api:
+        registered = api.post(
+            f"{stafett.urls['consent']}/api/v1/children",
+            json={
+                "national_id": synthetic_id(age, seed),
+                "name": child,
+                "guardians": [
+                    {
+                        "national_id": synthetic_id(g.age, seed + i + 1),
+                        "name": g.name,
+                        "parental_responsibility": g.responsible,
+                    }
+                    for i, g in enumerate(guardians)
+                ],
+            },
+        )
+        assert registered.status_code == 201, registered.text
+        opened = api.post(
+            f"{stafett.urls['case']}/api/v1/cases",
+            json={
+                "unit_id": "siljan-ungdomsskole",
+                "level": 1,
+                "child": {"national_id": synthetic_id(age, seed)},
+                "concern": concern,
+            },
+            headers=after(registered),
+        )
+        assert opened.status_code == 201, opened.text
+        case_id = opened.json()["id"]
+        calls = [(service, path.format(case_id=case_id), body) for service, path, body in writes]
+        if purpose is not None:
+            consent: dict[str, Any] = {
+                "case_id": case_id,
+                "scope": {"org_ids": ["4010"], "sectors": ["health"], "purpose": purpose},
+                "evidence": {"method": "digital_signature"},
+            }
+            if until is not None:
+                consent["valid_until"] = until.isoformat()
+            calls.append(("consent", "/api/v1/consents", consent))
+        last = opened
+        for service, path, body in calls:
+            last = api.post(f"{stafett.urls[service]}{path}", json=body, headers=after(last))
+            assert last.status_code in (200, 201), (path, last.text)
+    child_id = registered.json()["id"]
+    guardian_ids = [g["id"] for g in registered.json()["guardians"]]
+    citizens: list[dict[str, str]] = []
+    if child_what is not None:
+        citizens.append({"id": child_id, "name": child, "what": child_what})
+    citizens += [
+        {"id": person_id, "name": g.name, "what": g.what}
+        for person_id, g in zip(guardian_ids, guardians, strict=True)
+        if g.what is not None
+    ]
+    record_citizens(stafett.system.data_dir, citizens)
+    return FamilyCase(
+        case_id=case_id,
+        child_id=child_id,
+        guardian_ids=guardian_ids,
+        consent_id=last.json()["id"] if purpose is not None else None,
+        last=last,
+    )

@@ -16,10 +16,19 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from stafett_portal.app import day
-from stafett_shared.demo import load_demo, record_citizens
+from stafett_shared.demo import load_demo
 from stafett_shared.settings import CommonSettings
 
-from .conftest import PHONE, REGION, Running, accessible, new_page, synthetic_id
+from .conftest import (
+    PHONE,
+    REGION,
+    Guardian,
+    Running,
+    accessible,
+    after,
+    family_case,
+    new_page,
+)
 from .test_portal_layout import NARROW, measure
 
 HOLDER = "ann-kristin-allum"
@@ -27,12 +36,6 @@ NURSE = "hanne-helse"
 NOT_FOUND = "Finnes ikke, eller du har ikke tilgang"
 UNTIL = datetime.now(UTC).date() + timedelta(days=365)
 PURPOSE = "Skolen og helsesykepleier samarbeider om fraværet."
-
-
-def _after(answer: Any) -> dict[str, str]:
-    """Read your writes: the next call waits until its service has seen this write."""
-    seq = answer.headers.get("stafett-seq")
-    return {"Stafett-Min-Seq": seq} if seq else {}
 
 
 def _items(answer: Any) -> list[dict[str, Any]]:
@@ -43,57 +46,32 @@ def _world(stafett: Running, seed: int) -> dict[str, Any]:
     """The school registers Arne with three guardians (the third without parental
     responsibility), opens a case, writes in the log, adds the nurse to the team and asks
     for consent to work with the health service."""
-    with stafett.api(HOLDER) as api:
-        registered = api.post(
-            f"{stafett.urls['consent']}/api/v1/children",
-            json={
-                "national_id": synthetic_id(12, seed),
-                "name": "Arne Familiesen",
-                "guardians": [
-                    {
-                        "national_id": synthetic_id(41, seed + 1),
-                        "name": "Guri Familiesen",
-                        "parental_responsibility": True,
-                    },
-                    {
-                        "national_id": synthetic_id(43, seed + 2),
-                        "name": "Per Familiesen",
-                        "parental_responsibility": True,
-                    },
-                    {
-                        "national_id": synthetic_id(45, seed + 3),
-                        "name": "Ola Uten",
-                        "parental_responsibility": False,
-                    },
-                ],
-            },
-        )
-        assert registered.status_code == 201, registered.text
-        child = registered.json()
-        opened = api.post(
-            f"{stafett.urls['case']}/api/v1/cases",
-            json={
-                "unit_id": "siljan-ungdomsskole",
-                "level": 1,
-                "child": {"national_id": synthetic_id(12, seed)},
-                "concern": "Arne er borte hver mandag.",
-            },
-            headers=_after(registered),
-        )
-        assert opened.status_code == 201, opened.text
-        case_id = opened.json()["id"]
-        now = datetime.now(UTC).isoformat()
-        calls: list[tuple[str, dict[str, Any]]] = [
+    now = datetime.now(UTC).isoformat()
+    built = family_case(
+        stafett,
+        seed,
+        child="Arne Familiesen",
+        age=12,
+        guardians=[
+            Guardian("Guri Familiesen", 41, what="Foresatt til Arne"),
+            Guardian("Per Familiesen", 43, what="Foresatt til Arne"),
+            Guardian("Ola Uten", 45, responsible=False, what="Uten foreldreansvar"),
+        ],
+        concern="Arne er borte hver mandag.",
+        writes=[
             (
-                f"{stafett.urls['log']}/api/v1/logs/{case_id}/entries",
+                "log",
+                "/api/v1/logs/{case_id}/entries",
                 {"kind": "observation", "text": "Arne var stille i timen.", "occurred_at": now},
             ),
             (
-                f"{stafett.urls['log']}/api/v1/logs/{case_id}/entries",
+                "log",
+                "/api/v1/logs/{case_id}/entries",
                 {"kind": "child_voice", "text": "Jeg vil spille fotball.", "occurred_at": now},
             ),
             (
-                f"{stafett.urls['case']}/api/v1/cases/{case_id}/measures",
+                "case",
+                "/api/v1/cases/{case_id}/measures",
                 {
                     "title": "Samtale hver fredag",
                     "goal": "Arne har en voksen å snakke med.",
@@ -103,38 +81,19 @@ def _world(stafett: Running, seed: int) -> dict[str, Any]:
                 },
             ),
             (
-                f"{stafett.urls['case']}/api/v1/cases/{case_id}/team",
+                "case",
+                "/api/v1/cases/{case_id}/team",
                 {"person_id": NURSE, "unit_id": "siljan-helsestasjon", "access": "read"},
             ),
-            (
-                f"{stafett.urls['consent']}/api/v1/consents",
-                {
-                    "case_id": case_id,
-                    "scope": {
-                        "org_ids": ["4010"],
-                        "sectors": ["health"],
-                        "purpose": PURPOSE,
-                    },
-                    "valid_until": UNTIL.isoformat(),
-                    "evidence": {"method": "digital_signature"},
-                },
-            ),
-        ]
-        answer = opened
-        for url, body in calls:
-            answer = api.post(url, json=body, headers=_after(answer))
-            assert answer.status_code in (200, 201), (url, answer.text)
-        consent_id = answer.json()["id"]  # the last: the consent asked for
-    guardians = [g["id"] for g in child["guardians"]]
-    record_citizens(
-        stafett.system.data_dir,
-        [
-            {"id": guardians[0], "name": "Guri Familiesen", "what": "Foresatt til Arne"},
-            {"id": guardians[1], "name": "Per Familiesen", "what": "Foresatt til Arne"},
-            {"id": guardians[2], "name": "Ola Uten", "what": "Uten foreldreansvar"},
         ],
+        purpose=PURPOSE,
+        until=UNTIL,
     )
-    return {"case_id": case_id, "guardians": guardians, "consent_id": consent_id}
+    return {
+        "case_id": built.case_id,
+        "guardians": built.guardian_ids,
+        "consent_id": built.consent_id,
+    }
 
 
 def _consent_status(stafett: Running, case_id: str, wanted: str) -> None:
@@ -327,59 +286,18 @@ def test_a_youth_signs_the_health_consent_themselves(
     """At 16 a consent that covers health needs the youth's own signature (the youth rule):
     the youth signs in, finds their own case and signs; the guardian sees it."""
     seed = int(time.time()) % 1000 + 650
-    with stafett.api(HOLDER) as api:
-        registered = api.post(
-            f"{stafett.urls['consent']}/api/v1/children",
-            json={
-                "national_id": synthetic_id(17, seed),
-                "name": "Sara Ungdom",
-                "guardians": [
-                    {
-                        "national_id": synthetic_id(47, seed + 1),
-                        "name": "Mona Ungdom",
-                        "parental_responsibility": True,
-                    }
-                ],
-            },
-        )
-        assert registered.status_code == 201, registered.text
-        youth_id = registered.json()["id"]
-        guardian_id = registered.json()["guardians"][0]["id"]
-        opened = api.post(
-            f"{stafett.urls['case']}/api/v1/cases",
-            json={
-                "unit_id": "siljan-ungdomsskole",
-                "level": 1,
-                "child": {"national_id": synthetic_id(17, seed)},
-                "concern": "Sara sover dårlig og er ofte sliten.",
-            },
-            headers=_after(registered),
-        )
-        assert opened.status_code == 201, opened.text
-        case_id = opened.json()["id"]
-        asked = api.post(
-            f"{stafett.urls['consent']}/api/v1/consents",
-            json={
-                "case_id": case_id,
-                "scope": {
-                    "org_ids": ["4010"],
-                    "sectors": ["health"],
-                    "purpose": "Helsesykepleier og skolen samarbeider.",
-                },
-                "valid_until": UNTIL.isoformat(),
-                "evidence": {"method": "digital_signature"},
-            },
-            headers=_after(opened),
-        )
-        assert asked.status_code == 201, asked.text
-        consent_id = asked.json()["id"]
-    record_citizens(
-        stafett.system.data_dir,
-        [
-            {"id": youth_id, "name": "Sara Ungdom", "what": "Ungdom, 17 år"},
-            {"id": guardian_id, "name": "Mona Ungdom", "what": "Foresatt til Sara"},
-        ],
+    built = family_case(
+        stafett,
+        seed,
+        child="Sara Ungdom",
+        age=17,
+        child_what="Ungdom, 17 år",
+        guardians=[Guardian("Mona Ungdom", 47, what="Foresatt til Sara")],
+        concern="Sara sover dårlig og er ofte sliten.",
+        purpose="Helsesykepleier og skolen samarbeider.",
+        until=UNTIL,
     )
+    case_id, consent_id = built.case_id, built.consent_id
 
     sara = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
     sara.sign_in("Sara Ungdom", home="Min sak")
@@ -409,63 +327,25 @@ def test_a_guardian_renews_a_consent_about_to_lapse_and_signs_the_renewal(
     one, which holds from the day the old one ends (decision 0032)."""
     seed = int(time.time()) % 1000 + 450
     soon = datetime.now(UTC).date() + timedelta(days=20)
-    with stafett.api(HOLDER) as api:
-        registered = api.post(
-            f"{stafett.urls['consent']}/api/v1/children",
-            json={
-                "national_id": synthetic_id(9, seed),
-                "name": "Tor Fornyesen",
-                "guardians": [
-                    {
-                        "national_id": synthetic_id(39, seed + 1),
-                        "name": "Liv Fornyesen",
-                        "parental_responsibility": True,
-                    }
-                ],
-            },
-        )
-        assert registered.status_code == 201, registered.text
-        guardian_id = registered.json()["guardians"][0]["id"]
-        opened = api.post(
-            f"{stafett.urls['case']}/api/v1/cases",
-            json={
-                "unit_id": "siljan-ungdomsskole",
-                "level": 1,
-                "child": {"national_id": synthetic_id(9, seed)},
-                "concern": "Tor er ofte borte.",
-            },
-            headers=_after(registered),
-        )
-        assert opened.status_code == 201, opened.text
-        case_id = opened.json()["id"]
-        asked = api.post(
-            f"{stafett.urls['consent']}/api/v1/consents",
-            json={
-                "case_id": case_id,
-                "scope": {
-                    "org_ids": ["4010"],
-                    "sectors": ["health"],
-                    "purpose": "Helsesykepleier og skolen samarbeider.",
-                },
-                "valid_until": soon.isoformat(),
-                "evidence": {"method": "digital_signature"},
-            },
-            headers=_after(opened),
-        )
-        assert asked.status_code == 201, asked.text
-        old_id = asked.json()["id"]
+    built = family_case(
+        stafett,
+        seed,
+        child="Tor Fornyesen",
+        age=9,
+        guardians=[Guardian("Liv Fornyesen", 39, what="Foresatt til Tor")],
+        concern="Tor er ofte borte.",
+        purpose="Helsesykepleier og skolen samarbeider.",
+        until=soon,
+    )
+    case_id, old_id, (guardian_id,) = built.case_id, built.consent_id, built.guardian_ids
     with stafett.api(guardian_id) as api:
         signed = api.post(
             f"{stafett.urls['consent']}/api/v1/consents/{old_id}/signatures",
             json={"grantor_person_id": guardian_id},
-            headers=_after(asked),
+            headers=after(built.last),
         )
         assert signed.status_code == 201, signed.text
     _consent_status(stafett, case_id, "active")
-    record_citizens(
-        stafett.system.data_dir,
-        [{"id": guardian_id, "name": "Liv Fornyesen", "what": "Foresatt til Tor"}],
-    )
 
     liv = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
     liv.sign_in("Liv Fornyesen")

@@ -11,55 +11,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from stafett_shared.demo import record_citizens
-
-from .conftest import PHONE, Running, accessible, new_page, synthetic_id
-from .test_family_flows import Family, _after
+from .conftest import PHONE, Guardian, Running, accessible, family_case, new_page
+from .test_family_flows import Family
 
 HOLDER = "ann-kristin-allum"
 WORDS = "Jeg vil fortsette med fotball, og jeg vil at noen spør meg før de bestemmer."
 NOT_FOUND = "Finnes ikke, eller du har ikke tilgang"
-
-
-def _youth_case(stafett: Running, seed: int) -> tuple[str, str, str]:
-    """Arne, 16, with his mother; the school opens a case. Its id, his and hers."""
-    with stafett.api(HOLDER) as api:
-        registered = api.post(
-            f"{stafett.urls['consent']}/api/v1/children",
-            json={
-                "national_id": synthetic_id(16, seed),
-                "name": "Arne Stemme",
-                "guardians": [
-                    {
-                        "national_id": synthetic_id(44, seed + 1),
-                        "name": "Guri Stemme",
-                        "parental_responsibility": True,
-                    }
-                ],
-            },
-        )
-        assert registered.status_code == 201, registered.text
-        youth_id = registered.json()["id"]
-        guardian_id = registered.json()["guardians"][0]["id"]
-        opened = api.post(
-            f"{stafett.urls['case']}/api/v1/cases",
-            json={
-                "unit_id": "siljan-ungdomsskole",
-                "level": 1,
-                "child": {"national_id": synthetic_id(16, seed)},
-                "concern": "Arne har sluttet på fotballen og er mye borte.",
-            },
-            headers=_after(registered),
-        )
-        assert opened.status_code == 201, opened.text
-    record_citizens(
-        stafett.system.data_dir,
-        [
-            {"id": youth_id, "name": "Arne Stemme", "what": "Ungdom, 16 år"},
-            {"id": guardian_id, "name": "Guri Stemme", "what": "Foresatt til Arne"},
-        ],
-    )
-    return opened.json()["id"], youth_id, guardian_id
 
 
 @pytest.mark.slow
@@ -67,7 +24,16 @@ def test_a_youth_of_16_writes_what_matters_and_the_holder_sees_it_as_his_own(
     browser: Browser, stafett: Running, screenshots: Path | None
 ) -> None:
     seed = int(time.time()) % 1000 + 850
-    case_id, _youth_id, _guardian_id = _youth_case(stafett, seed)
+    # Arne, 16, with his mother; the school opens a case.
+    case_id = family_case(
+        stafett,
+        seed,
+        child="Arne Stemme",
+        age=16,
+        child_what="Ungdom, 16 år",
+        guardians=[Guardian("Guri Stemme", 44, what="Foresatt til Arne")],
+        concern="Arne har sluttet på fotballen og er mye borte.",
+    ).case_id
 
     arne = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
     arne.sign_in("Arne Stemme", home="Min sak")
