@@ -32,7 +32,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stafett_shared import rpc
-from stafett_shared.access import REQUEST_MIN_SEQ
+from stafett_shared.access import REQUEST_MIN_SEQ, AccessClient
 from stafett_shared.auth import DevIssuer, PrincipalDep, TokenVerifier
 from stafett_shared.crypto import (
     KEY_SUBJECT,
@@ -112,6 +112,19 @@ class Runtime:
     """On a SQLite file: an engine for small reads and writes on the event loop itself
     (:mod:`stafett_shared.loopdb`); None on PostgreSQL."""
     extras: dict[str, Any] = field(default_factory=dict)
+
+    async def access_client(self, *, permit_cache_s: float) -> AccessClient:
+        """The service's client of the consent service's decisions: asking in the service's
+        own name, with the deployment's timeout, and listening for announcements that
+        access changed, so a permit taken away is never answered from its cache."""
+        access = AccessClient(
+            self.nc,
+            service=self.spec.name,
+            timeout_s=self.settings.consent_timeout_s,
+            permit_cache_s=permit_cache_s,
+        )
+        await access.listen()
+        return access
 
 
 async def stop_tasks(tasks: Sequence[asyncio.Task[Any]]) -> None:

@@ -10,7 +10,6 @@ from stafett_case.deadlines import DeadlinePolicy, publish_due
 from stafett_case.handlers import CaseService
 from stafett_case.projections import CaseProjection
 from stafett_case.settings import CaseSettings
-from stafett_shared.access import AccessClient
 from stafett_shared.crypto import BlindIndex, FieldCipher, load_or_create_kek
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
@@ -41,13 +40,7 @@ async def _start(runtime: Runtime) -> None:
     kek = runtime.settings.kek_bytes() or load_or_create_kek(
         runtime.settings.data_dir / "keys" / "kek"
     )
-    access = AccessClient(
-        runtime.nc,
-        service=runtime.spec.name,
-        timeout_s=runtime.settings.consent_timeout_s,
-        permit_cache_s=settings.permit_cache_s,
-    )
-    await access.listen()
+    access = await runtime.access_client(permit_cache_s=settings.permit_cache_s)
     service = CaseService(
         store=runtime.store,
         cipher=runtime.cipher,

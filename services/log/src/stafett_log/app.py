@@ -10,7 +10,6 @@ from stafett_log.checkpoints import Checkpointer
 from stafett_log.handlers import LogService
 from stafett_log.projections import LogProjection
 from stafett_log.settings import LogSettings
-from stafett_shared.access import AccessClient
 from stafett_shared.crypto import FieldCipher, load_or_create_signing_key, load_signing_key
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
@@ -28,13 +27,7 @@ def _projection(_cipher: FieldCipher, _settings: ServiceSettings) -> LogProjecti
 async def _start(runtime: Runtime) -> None:
     settings = runtime.service
     assert isinstance(settings, LogSettings)
-    access = AccessClient(
-        runtime.nc,
-        service=runtime.spec.name,
-        timeout_s=runtime.settings.consent_timeout_s,
-        permit_cache_s=settings.permit_cache_s,
-    )
-    await access.listen()
+    access = await runtime.access_client(permit_cache_s=settings.permit_cache_s)
     service = LogService(
         store=runtime.store,
         cipher=runtime.cipher,

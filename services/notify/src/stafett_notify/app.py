@@ -14,7 +14,6 @@ from stafett_notify.delivery import Deliverer, RetryPolicy, SmtpSettings
 from stafett_notify.egress import webhook_client
 from stafett_notify.projections import NotifyProjection, cases, consents
 from stafett_notify.settings import NotifySettings
-from stafett_shared.access import AccessClient
 from stafett_shared.crypto import FieldCipher
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.envelope import CloudEvent
@@ -98,13 +97,7 @@ async def _start(runtime: Runtime) -> None:
     assert isinstance(settings, NotifySettings)
     projection = runtime.projector.projection
     assert isinstance(projection, NotifyProjection)
-    projection.access = AccessClient(
-        runtime.nc,
-        service=runtime.spec.name,
-        timeout_s=runtime.settings.consent_timeout_s,
-        permit_cache_s=settings.permit_cache_s,
-    )
-    await projection.access.listen()
+    projection.access = await runtime.access_client(permit_cache_s=settings.permit_cache_s)
     projection.link_base = settings.link_base.rstrip("/")
     delivery = deliverer(runtime)
     await delivery.ensure_streams()
