@@ -1,6 +1,7 @@
 """`python -m stafett_<service> migrate`: the deployment's migration job, on SQLite and
-PostgreSQL. It needs the database only (no NATS), brings the schema to the newest revision,
-and a second run finds nothing to do."""
+PostgreSQL. In production it needs the database only (no NATS, no KEK), brings the schema to
+the newest revision, and a second run finds nothing to do. Every other command of a service
+refuses to start in production without the KEK."""
 
 from __future__ import annotations
 
@@ -36,22 +37,34 @@ def _head(service: str) -> str:
     return head
 
 
-def _migrate(service: str, url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "STAFETT_DATA_DIR": str(data_dir),
-        f"STAFETT_{service.upper()}_DATABASE_URL": url,
-        # Nothing here may reach NATS: an address where nothing listens proves it.
-        "STAFETT_NATS_URL": "nats://127.0.0.1:9",
-    }
+ISSUER = "https://login.example.no"
+PRODUCTION = {
+    "STAFETT_ENV": "production",
+    "STAFETT_ISSUERS": f'[{{"issuer": "{ISSUER}"}}]',
+    "STAFETT_ADMINS": f'["{ISSUER}|admin-oid"]',
+    # Nothing here may reach NATS: an address where nothing listens proves it.
+    "STAFETT_NATS_URL": "nats://127.0.0.1:9",
+    "STAFETT_NATS_USER": "case",
+    "STAFETT_NATS_PASSWORD": "pcase",
+}
+
+
+def _run(
+    service: str, command: str, data_dir: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STAFETT_")}
     return subprocess.run(
-        [sys.executable, "-m", f"stafett_{service}", "migrate"],
-        env=env,
+        [sys.executable, "-m", f"stafett_{service}", command],
+        env={**clean, **PRODUCTION, "STAFETT_DATA_DIR": str(data_dir), **env},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def _migrate(service: str, url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return _run(service, "migrate", data_dir, **{f"STAFETT_{service.upper()}_DATABASE_URL": url})
 
 
 def _revision(url: str) -> str | None:
@@ -78,13 +91,16 @@ def test_migrate_brings_the_schema_to_the_newest_revision_without_nats(
 
 
 def test_an_unknown_command_names_migrate_among_the_commands(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "stafett_case", "migrat"],
-        env={**os.environ, "STAFETT_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run("case", "migrat", tmp_path)
     assert result.returncode == 2
     assert "migrate" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["rebuild", "quarantine"])
+def test_a_service_refuses_to_start_in_production_without_the_kek(
+    command: str, tmp_path: Path
+) -> None:
+    result = _run("case", command, tmp_path, STAFETT_CASE_DATABASE_URL=f"sqlite:///{tmp_path}/c.db")
+    assert result.returncode != 0
+    assert "production needs STAFETT_KEK" in result.stderr
+    assert not (tmp_path / "keys").exists()  # and made no development key of its own

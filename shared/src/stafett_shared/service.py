@@ -227,6 +227,7 @@ async def open_runtime(
     spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings
 ) -> AsyncIterator[Runtime]:
     """Wire a service's collaborators; the caller decides whether to serve or to rebuild."""
+    settings.check_kek()
     nc = await connect_nats(settings, spec.name)
     url = database_url(settings, service, spec.name)
     engine = create_engine(url)
