@@ -54,7 +54,8 @@ def _render(values: dict[str, Any] | None, *, upgrade: bool = False) -> list[Man
         )
     return [
         doc
-        for _, text in sorted(rendered.items())
+        for name, text in sorted(rendered.items())
+        if name.endswith(".yaml")  # not NOTES.txt
         for doc in yaml.safe_load_all(text)
         if doc  # a template that renders nothing
     ]
