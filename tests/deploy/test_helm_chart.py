@@ -200,6 +200,9 @@ def test_only_the_services_hold_the_kek_and_only_the_log_its_signing_key(
     log = _named(manifests, "Deployment")["stafett-log"]
     volumes = {v["name"]: v for v in log["spec"]["template"]["spec"]["volumes"]}
     assert volumes["log-signing"]["secret"]["secretName"] == "stafett-log-signing-key"
+    # Owned by root, group fsGroup: the service (uid 10001, group 10001) reads it, no one else.
+    assert volumes["log-signing"]["secret"]["defaultMode"] == 0o440
+    assert log["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 10001
 
 
 def test_each_service_has_its_own_nats_user_and_database(manifests: list[Manifest]) -> None:
