@@ -101,9 +101,16 @@ def test_production_accepts_the_dev_issuer_explicitly_turned_off() -> None:
     assert not _production(dev_issuer=False).dev_issuer_enabled
 
 
-def test_production_refuses_a_missing_kek() -> None:
-    with pytest.raises(ValidationError, match="STAFETT_KEK"):
-        _production(kek=None)
+def test_production_refuses_a_service_without_a_kek() -> None:
+    settings = _production(kek=None)  # the portal's settings: it holds no key
+
+    with pytest.raises(SettingsError, match="STAFETT_KEK"):
+        settings.check_kek()
+
+
+def test_production_with_a_kek_and_development_without_pass_the_kek_check() -> None:
+    _production().check_kek()
+    CommonSettings().check_kek()
 
 
 def test_production_refuses_to_run_without_issuers() -> None:
@@ -113,7 +120,7 @@ def test_production_refuses_to_run_without_issuers() -> None:
 
 def test_production_refusals_are_settings_errors() -> None:
     with pytest.raises(ValidationError) as caught:
-        _production(kek=None)
+        _production(issuers=[])
 
     assert isinstance(caught.value.errors()[0]["ctx"]["error"], SettingsError)
 
@@ -177,9 +184,10 @@ def test_production_from_the_environment_refuses_a_missing_kek(
 ) -> None:
     monkeypatch.setenv("STAFETT_ENV", "production")
     monkeypatch.setenv("STAFETT_ISSUERS", '[{"issuer": "https://login.example.no"}]')
+    monkeypatch.setenv("STAFETT_ADMINS", '["https://login.example.no|0c1f-admin-oid"]')
 
-    with pytest.raises(ValidationError, match="STAFETT_KEK"):
-        CommonSettings()
+    with pytest.raises(SettingsError, match="STAFETT_KEK"):
+        CommonSettings().check_kek()
 
 
 def test_an_unknown_environment_name_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -151,8 +151,7 @@ def test_sign_out_ends_the_session(client: TestClient) -> None:
 def test_production_needs_oidc_https_and_a_session_key(tmp_path: Path) -> None:
     common = CommonSettings(
         env="production",
-        data_dir=tmp_path,
-        kek=SecretStr("A" * 43 + "="),
+        data_dir=tmp_path,  # and no KEK: the portal holds no key and is not given one
         issuers=[IssuerSettings(issuer="https://login.example.no")],
         admins=["https://login.example.no|0c1f-admin-oid"],
     )

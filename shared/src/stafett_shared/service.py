@@ -240,6 +240,7 @@ async def open_runtime(
     spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings
 ) -> AsyncIterator[Runtime]:
     """Wire a service's collaborators; the caller decides whether to serve or to rebuild."""
+    settings.check_kek()
     nc = await connect_nats(settings, spec.name)
     url = database_url(settings, service, spec.name)
     engine = create_engine(url)
@@ -642,14 +643,16 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
 
 
 def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
-    """Entry point of a service process: ``serve`` (default), ``rebuild``, ``quarantine``
-    or one of the service's own commands."""
+    """Entry point of a service process: ``serve`` (default), ``migrate``, ``rebuild``,
+    ``quarantine`` or one of the service's own commands."""
     args = list(sys.argv[1:] if argv is None else argv)
     settings = CommonSettings()
     service = spec.settings_type()
     configure_logging(spec.name, settings.log_level, json=settings.log_json)
     configure_tracing(spec.name, settings.otel_exporter)
     command = args[0] if args else "serve"
+    if command == "migrate":
+        return asyncio.run(_migrate(spec, settings, service))
     if command == "rebuild":
         return asyncio.run(_rebuild(spec, settings, service))
     if command == "quarantine":
@@ -657,7 +660,7 @@ def run_service(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     if command in spec.commands:
         return asyncio.run(_command(spec, settings, service, command))
     if command != "serve":
-        usage = "|".join(["serve", "rebuild", "quarantine", *spec.commands])
+        usage = "|".join(["serve", "migrate", "rebuild", "quarantine", *spec.commands])
         print(f"usage: python -m stafett_{spec.name} [{usage}]", file=sys.stderr)  # noqa: T201
         return 2
     app = create_app(spec, settings, service)
@@ -677,6 +680,19 @@ async def _command(
 ) -> int:
     async with open_runtime(spec, settings, service) as runtime:
         return await spec.commands[command](runtime)
+
+
+async def _migrate(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> int:
+    """Bring the service's database schema to the newest revision and stop: the deployment's
+    migration job, run before new processes start. Needs the database only, not NATS; a
+    service also migrates at start, where this finds nothing left to do."""
+    engine = create_engine(database_url(settings, service, spec.name))
+    try:
+        await run_migrations(engine, spec.migrations)
+    finally:
+        await engine.dispose()
+    print(f"{spec.name}: database schema up to date")  # noqa: T201
+    return 0
 
 
 async def _rebuild(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> int:

@@ -168,8 +168,6 @@ class CommonSettings(BaseSettings):
             return self
         if self.dev_issuer:
             raise SettingsError("production refuses the development token issuer")
-        if self.kek is None:
-            raise SettingsError("production needs STAFETT_KEK (development keys are refused)")
         if not self.issuers:
             raise SettingsError("production needs at least one issuer in STAFETT_ISSUERS")
         if tuple(self.admins) == DEFAULT_ADMINS or any(
@@ -187,6 +185,14 @@ class CommonSettings(BaseSettings):
         if unknown := sorted(org_issuers - configured):
             raise SettingsError(f"STAFETT_ORG_ADMINS names issuers not configured: {unknown}")
         return self
+
+    def check_kek(self) -> None:
+        """Refuse, in production, a process that holds keys without ``STAFETT_KEK``: it would
+        otherwise make a development key of its own. Called by every service before it
+        connects; not in the validator, because the portal shares these settings and never
+        holds a key, so it is not given the KEK."""
+        if self.production and self.kek is None:
+            raise SettingsError("production needs STAFETT_KEK (development keys are refused)")
 
     def check_nats_credentials(self) -> None:
         """Refuse, in production, a NATS connection without credentials of its own (a user
