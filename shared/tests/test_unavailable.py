@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stafett_shared.access import AccessUnavailable
 from stafett_shared.crypto import KeyUnavailable
 from stafett_shared.eventstore import StoreUnavailable
-from stafett_shared.problems import install_problem_handlers
+from stafett_shared.problems import Problem, install_problem_handlers
 from stafett_shared.rpc import RpcUnavailable
 from stafett_shared.service import (
     UnavailableMiddleware,
@@ -100,3 +100,19 @@ async def test_an_unavailable_dependency_is_503_with_retry_after_a_defect_500(
         assert answer.status_code == 500
         assert "retry-after" not in answer.headers
         assert answer.json()["code"] == "internal_error"
+
+
+async def test_every_503_says_when_to_ask_again() -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/busy")
+    async def busy() -> None:
+        raise Problem(503, "unavailable", "Tilgangen kunne ikke registreres; prøv igjen.")
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        answer = await client.get("/busy")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+    assert answer.headers["content-type"] == "application/problem+json"
