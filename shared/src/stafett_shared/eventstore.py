@@ -338,6 +338,18 @@ class EventStore:
             raise DuplicateAppend(subject, int(ack.seq))
         return AppendResult(subject=subject, seq=int(ack.seq))
 
+    def repeat_of(
+        self, subject: str, commits: Sequence[StoredCommit], key: str | ClientKey | None
+    ) -> StoredCommit | None:
+        """The commit among an aggregate's ``commits`` that a request with this idempotency
+        key stored before, if any. A request sent again after its answer was lost (the
+        service died between storing and answering) must get the first answer, though its
+        command would now be refused: the handover it accepts waits no longer."""
+        message_id = self._message_id(subject, key, creates=False)
+        if message_id is None:
+            return None
+        return next((c for c in reversed(commits) if c.idempotency_key == message_id), None)
+
     @staticmethod
     def _message_id(subject: str, key: str | ClientKey | None, *, creates: bool) -> str | None:
         if key is None:

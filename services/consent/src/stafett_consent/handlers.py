@@ -70,7 +70,12 @@ from stafett_shared.contracts.directory import (
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
-from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
+from stafett_shared.eventstore import (
+    ConcurrencyConflict,
+    DuplicateAppend,
+    EventStore,
+    StoredCommit,
+)
 from stafett_shared.ids import new_id, new_untimed_id
 from stafett_shared.logging import get_logger
 from stafett_shared.lookups import LookupLimit, record_lookup
@@ -90,6 +95,15 @@ REMINDER_BATCH = 500  # consents looked at per run of the expiry loop
 
 # Refusals are problem documents; the API renders them as they are.
 HandlerError = Problem
+
+
+def _consent_written(consent_id: str, seq: int, commits: Sequence[StoredCommit]) -> Written:
+    """The answer to a grantor's action stored at ``seq``: the consent's status then."""
+    then = domain.replay_consent(
+        registry.payload(e) for c in commits if c.seq <= seq for e in c.events
+    )
+    status = then.status.value if then.status else "pending"
+    return Written(consent_id, seq, seq, {"id": consent_id, "status": status})
 
 
 def _grantor_command(  # noqa: PLR0917 - the fields of the three commands
@@ -1374,6 +1388,10 @@ class ConsentService:
         subject = self.store.subject("consent", consent_id)
         for _attempt in range(MAX_RETRIES):
             commits = await self.store.load(subject)
+            repeat = self.store.repeat_of(subject, commits, idempotency_key)
+            if repeat is not None:
+                await self.projector.catch_up()
+                return _consent_written(consent_id, repeat.seq, commits)
             version = commits[-1].seq if commits else 0
             if if_match is not None and if_match != version:
                 raise HandlerError(409, "version_conflict", "Samtykket er endret av noen andre.")
