@@ -139,6 +139,31 @@ async def test_a_retry_after_a_crash_answers_with_the_stored_entry(
     assert [e["id"] for e in read.json()["items"]] == [stored.data["entry_id"]]
 
 
+async def test_a_retried_retraction_after_a_crash_answers_as_the_first_though_retracted_now(
+    consent: ConsentHarness,
+    case_service: CaseHarness,
+    log_service: LogHarness,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = log_service
+    case_id, _ = await _log_case(consent, case_service, log)
+    url = f"/api/v1/logs/{case_id}/entries"
+    written = await log.client.post(
+        url, json=_entry("Skrevet i feil sak."), headers=log.auth(HOLDER)
+    )
+    assert written.status_code == 201, written.text
+    retract = f"{url}/{written.json()['id']}/retractions"
+    body = {"reason": "Feil sak."}
+    _lose_the_next_answer(log.runtime.extras["idempotency"], monkeypatch)
+    await _post_and_lose(log.client, retract, json=body, headers=_headers(log, HOLDER, "undo-0001"))
+    retry = await log.client.post(retract, json=body, headers=_headers(log, HOLDER, "undo-0001"))
+    assert retry.status_code == 201, retry.text
+    commits = await _log_commits(consent, case_id)
+    assert len(commits) == 2  # the entry and one retraction
+    assert retry.json()["seq"] == commits[1].seq
+    assert retry.json()["hash"] == commits[1].events[0].hash
+
+
 async def test_a_retried_case_opening_after_a_crash_answers_with_the_case_it_opened(
     consent: ConsentHarness, case_service: CaseHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1886,6 +1886,18 @@ class ConsentService:
         payloads = [registry.payload(e) for c in commits for e in c.events]
         version = commits[-1].seq if commits else 0
         requested = next((p for p in payloads if isinstance(p, EmergencyAccessRequested)), None)
+        repeat = self.store.repeat_of(subject, commits, idempotency_key)
+        if repeat is not None and requested is not None:
+            # Approved by this request before its answer was lost: the first answer.
+            await self.projector.catch_up()
+            approved = next(
+                p
+                for p in (registry.payload(e) for e in repeat.events)
+                if isinstance(p, EmergencyAccessApproved)
+            )
+            return Written(
+                grant_id, repeat.seq, repeat.seq, _emergency_body(approved, requested.ground)
+            )
         if requested is None or any(isinstance(p, EmergencyAccessApproved) for p in payloads):
             raise HandlerError(409, "not_pending", "Forespørselen venter ikke på godkjenning.")
         if now - requested.requested_at >= EMERGENCY_REQUEST_LAPSES:
