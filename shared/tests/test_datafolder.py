@@ -6,7 +6,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -132,18 +133,7 @@ def test_stafett_token_and_demo_refuse_without_a_running_system(places: Path) ->
 
 
 @dataclass
-class FakeProcess:
-    marker: Path
-    seen: list[bool] = field(default_factory=list)
-
-    def poll(self) -> int | None:
-        self.seen.append(self.marker.exists())
-        return 1  # the service "stopped", which ends `up`
-
-
-@dataclass
 class FakeService:
-    process: FakeProcess
     name: str = "case"
     url: str = "http://127.0.0.1:1"
 
@@ -156,12 +146,19 @@ class FakeSystem:
     def __init__(self, data_dir: Path, *, nats_port: int) -> None:
         self.data_dir = data_dir
         self.nats = type("Nats", (), {"url": f"nats://127.0.0.1:{nats_port}"})()
-        self.running = [FakeService(FakeProcess(marker_path()))]
+        self.running = [FakeService()]
         self.stopped = False
+        self.seen: list[bool] = []
         FakeSystem.last = self
 
     def start(self) -> None:
         with_key(self.data_dir)
+
+    def supervise(self, report: Callable[[str], None]) -> None:
+        """Whether the folder is announced while `up` runs; then a Ctrl-C ends it."""
+        del report
+        self.seen.append(marker_path().exists())
+        raise KeyboardInterrupt
 
     def stop(self) -> None:
         self.stopped = True
@@ -180,5 +177,5 @@ def test_up_announces_its_data_folder_while_it_runs(
     assert result.exit_code == 0, result.output
     system = FakeSystem.last
     assert system is not None and system.stopped
-    assert system.running[0].process.seen == [True]
+    assert system.seen == [True]
     assert not marker_path().exists()

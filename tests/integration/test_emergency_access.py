@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import delete
 
 from stafett_consent.testing import ConsentHarness, region_with_porsgrunn
 from stafett_notify.testing import NotifyHarness
@@ -21,6 +22,7 @@ from stafett_shared.contracts.consent import (
     EmergencyGround,
 )
 from stafett_shared.envelope import EventData, registry
+from stafett_shared.idempotency import idempotency_table
 from stafett_shared.ids import new_id
 
 HOLDER = "ann-kristin-allum"  # teacher, Siljan ungdomsskole (owns the cases)
@@ -353,3 +355,27 @@ async def test_the_holder_the_leader_and_the_guardians_are_told_nothing_confiden
     for secret in ("Kari", "Per", "Nordmann", "savnet", REASON, "missing_child", NURSE):
         assert secret not in text
     assert all(n["case_id"] == case_id for notices in inboxes.values() for n in notices)
+
+
+async def test_an_approval_sent_again_with_its_key_gets_the_first_answer(
+    consent: ConsentHarness,
+) -> None:
+    """As after a service died between storing the approval and answering it: the approval
+    sent again with the same Idempotency-Key is answered as the first, not as not pending."""
+    case_id, _seq = await consent.open_case()
+    await consent.past_emergency_grant(NURSE, case_id, days_ago=3)
+    asked = await _emergency(consent, NURSE, case_id)
+    assert asked.status_code == 201, asked.text
+    url = f"/api/v1/emergency-access/{asked.json()['id']}/approval"
+    keyed = {**consent.auth(LEADER), "Idempotency-Key": "approval-0001"}
+    approved = await consent.client.post(url, headers=keyed)
+    assert approved.status_code == 201, approved.text
+    # The kept answer is lost with the process that had it; the stream keeps the key.
+    async with consent.runtime.sessions() as session, session.begin():
+        await session.execute(delete(idempotency_table))
+    again = await consent.client.post(url, headers=keyed)
+    assert again.status_code == 201, again.text
+    assert again.json() == approved.json()
+    assert again.headers["Stafett-Seq"] == approved.headers["Stafett-Seq"]
+    unkeyed = await _approve(consent, LEADER, asked.json()["id"])
+    assert (unkeyed.status_code, unkeyed.json()["code"]) == (409, "not_pending")

@@ -139,6 +139,31 @@ async def test_a_retry_after_a_crash_answers_with_the_stored_entry(
     assert [e["id"] for e in read.json()["items"]] == [stored.data["entry_id"]]
 
 
+async def test_a_retried_retraction_after_a_crash_answers_as_the_first_though_retracted_now(
+    consent: ConsentHarness,
+    case_service: CaseHarness,
+    log_service: LogHarness,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = log_service
+    case_id, _ = await _log_case(consent, case_service, log)
+    url = f"/api/v1/logs/{case_id}/entries"
+    written = await log.client.post(
+        url, json=_entry("Skrevet i feil sak."), headers=log.auth(HOLDER)
+    )
+    assert written.status_code == 201, written.text
+    retract = f"{url}/{written.json()['id']}/retractions"
+    body = {"reason": "Feil sak."}
+    _lose_the_next_answer(log.runtime.extras["idempotency"], monkeypatch)
+    await _post_and_lose(log.client, retract, json=body, headers=_headers(log, HOLDER, "undo-0001"))
+    retry = await log.client.post(retract, json=body, headers=_headers(log, HOLDER, "undo-0001"))
+    assert retry.status_code == 201, retry.text
+    commits = await _log_commits(consent, case_id)
+    assert len(commits) == 2  # the entry and one retraction
+    assert retry.json()["seq"] == commits[1].seq
+    assert retry.json()["hash"] == commits[1].events[0].hash
+
+
 async def test_a_retried_case_opening_after_a_crash_answers_with_the_case_it_opened(
     consent: ConsentHarness, case_service: CaseHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -212,6 +237,58 @@ async def test_two_guardians_signing_with_one_key_both_sign(
     assert by_father.json()["status"] == "active"
     commits = await consent.store.load(consent.store.subject("consent", consent_id))
     assert [e.type for c in commits for e in c.events].count("no.stafett.consent.signed.v1") == 2
+
+
+async def test_a_retried_signature_after_a_crash_answers_as_the_first_though_signed_now(
+    consent: ConsentHarness, case_service: CaseHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guardian has signed by the time the retry comes, which the consent would now
+    refuse: the retry is answered as the signature it repeats, and nothing more is stored."""
+    consent_id, mother, father = await _consent_for_two(consent, case_service)
+    _lose_the_next_answer(consent.runtime.extras["idempotency"], monkeypatch)
+    url = f"/api/v1/consents/{consent_id}/signatures"
+    await _post_and_lose(
+        consent.client,
+        url,
+        json={"grantor_person_id": mother},
+        headers={**consent.auth(mother), "Idempotency-Key": "crash-signature-1"},
+    )
+    retry = await _sign(consent, consent_id, mother, "crash-signature-1")
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["status"] == "pending"  # as it was after her signature alone
+    signed = await _sign(consent, consent_id, father, "crash-signature-2")
+    assert signed.json()["status"] == "active"
+    commits = await consent.store.load(consent.store.subject("consent", consent_id))
+    kinds = [e.type for c in commits for e in c.events]
+    assert kinds.count("no.stafett.consent.signed.v1") == 2
+    assert retry.headers["Stafett-Seq"] == str(commits[1].seq)
+
+
+async def test_a_retried_acceptance_after_a_crash_answers_as_the_first_though_taken_now(
+    consent: ConsentHarness, case_service: CaseHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handover waits no longer when the retry comes: it is answered as the acceptance
+    it repeats, not refused as a handover that does not wait."""
+    case = case_service
+    opened = await case.open_case()
+    await consent.runtime.projector.wait_for(opened["seq"], 10)
+    asked = await case.client.post(
+        f"/api/v1/cases/{opened['id']}/handovers",
+        json={"to_person_id": LEADER, "to_unit_id": "siljan-ungdomsskole", "note": "Ta over."},
+        headers=case.auth(HOLDER),
+    )
+    assert asked.status_code == 201, asked.text
+    url = f"/api/v1/cases/{opened['id']}/handovers/{asked.json()['id']}/accept"
+    _lose_the_next_answer(case.runtime.extras["idempotency"], monkeypatch)
+    await _post_and_lose(case.client, url, headers=_headers(case, LEADER, "crash-accept-1"))
+    retry = await case.client.post(url, headers=_headers(case, LEADER, "crash-accept-1"))
+    assert retry.status_code in (200, 201), retry.text
+    commits = await consent.store.load(consent.store.subject("case", opened["id"]))
+    kinds = [e.type for c in commits for e in c.events]
+    assert kinds.count("no.stafett.case.handover_accepted.v1") == 1
+    assert retry.headers["Stafett-Seq"] == str(commits[-1].seq)
+    view = await case.client.get(f"/api/v1/cases/{opened['id']}", headers=case.auth(LEADER))
+    assert view.json()["holder"]["person_id"] == LEADER
 
 
 async def test_a_client_key_equal_to_the_expiry_jobs_id_does_not_suppress_the_expiry(

@@ -88,6 +88,7 @@ def test_development_sign_in_then_a_service_down_is_a_page_not_a_crash(
     assert signed.headers["location"] == "/saker"
     response = client.get("/saker")
     assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
     assert "Prøv igjen om litt" in response.text
     assert "Traceback" not in response.text
 

@@ -70,7 +70,11 @@ def up(
     ] = None,
     no_demo: Annotated[bool, typer.Option("--no-demo", help="Ikke last demoregionen.")] = False,
 ) -> None:
-    """Start Stafett lokalt: NATS med JetStream og de fire tjenestene på SQLite."""
+    """Start Stafett lokalt: NATS med JetStream og de fire tjenestene på SQLite.
+
+    En prosess som stopper uventet, startes igjen (med økende ventetid om den stopper igjen
+    og igjen); NATS på samme port og med samme lager, så ingenting går tapt.
+    """
     settings = CommonSettings()
     if settings.production:
         err.print("[red]`stafett up` er for utvikling; STAFETT_ENV=production er satt.[/red]")
@@ -100,11 +104,9 @@ def up(
             _load_region(system, settings, folder, document)
         _print_addresses(system)
         console.print("Avslutt med Ctrl-C.")
+        # A process that dies is started again, and the console says so (names only).
+        system.supervise(lambda line: err.print(f"[yellow]{escape(line)}[/yellow]"))
         while True:
-            for service in system.running:
-                if service.process.poll() is not None:
-                    err.print(f"[red]{service.name} stoppet uventet; se {folder}/logs[/red]")
-                    raise KeyboardInterrupt
             time.sleep(0.5)
     except KeyboardInterrupt:
         stopping = True

@@ -225,6 +225,13 @@ class EventStore:
     def nc(self) -> NATS:
         return self._nc
 
+    def _connected(self) -> None:
+        """Fail at once while the connection to NATS is down (it is being re-made): a
+        request would wait out its timeout in the client's buffer, and the caller is better
+        told at once to try again."""
+        if not self._nc.is_connected:
+            raise StoreUnavailable("not connected to NATS")
+
     def subject(self, context: str, aggregate_id: str) -> str:
         """The subject of one aggregate."""
         if context not in CONTEXTS:
@@ -262,6 +269,7 @@ class EventStore:
 
     async def last_seq(self) -> int:
         """The stream's last sequence (0 when empty)."""
+        self._connected()
         try:
             info = await self._js.stream_info(self.stream)
         except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
@@ -303,6 +311,7 @@ class EventStore:
         msg_id = self._message_id(subject, idempotency_key, creates=creates)
         if msg_id is not None:
             headers["Nats-Msg-Id"] = msg_id
+        self._connected()
         with _tracer.start_as_current_span(
             "eventstore.append",
             kind=SpanKind.PRODUCER,
@@ -328,6 +337,18 @@ class EventStore:
         if ack.duplicate:
             raise DuplicateAppend(subject, int(ack.seq))
         return AppendResult(subject=subject, seq=int(ack.seq))
+
+    def repeat_of(
+        self, subject: str, commits: Sequence[StoredCommit], key: str | ClientKey | None
+    ) -> StoredCommit | None:
+        """The commit among an aggregate's ``commits`` that a request with this idempotency
+        key stored before, if any. A request sent again after its answer was lost (the
+        service died between storing and answering) must get the first answer, though its
+        command would now be refused: the handover it accepts waits no longer."""
+        message_id = self._message_id(subject, key, creates=False)
+        if message_id is None:
+            return None
+        return next((c for c in reversed(commits) if c.idempotency_key == message_id), None)
 
     @staticmethod
     def _message_id(subject: str, key: str | ClientKey | None, *, creates: bool) -> str | None:
@@ -380,6 +401,7 @@ class EventStore:
     async def version(self, subject: str) -> int:
         """The aggregate's version: the stream sequence of its last commit (0 when new)."""
         request = json.dumps({"last_by_subj": subject}).encode()
+        self._connected()
         try:
             msg = await self._nc.request(
                 f"$JS.API.DIRECT.GET.{self.stream}", request, timeout=self._timeout
@@ -404,6 +426,7 @@ class EventStore:
         self, subject_filter: str, start: int, limit: int | None, *, decode: bool
     ) -> AsyncIterator[StoredCommit]:
         api = f"$JS.API.DIRECT.GET.{self.stream}"
+        self._connected()
         inbox = self._nc.new_inbox()
         remaining = limit
         next_seq = start

@@ -114,9 +114,10 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update(extra or {})
-    return JSONResponse(
-        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_CONTENT_TYPE
-    )
+    sent = dict(headers or {})
+    if status == 503 and not any(name.lower() == "retry-after" for name in sent):
+        sent["Retry-After"] = "1"  # a 503 always says when to ask again
+    return JSONResponse(body, status_code=status, headers=sent, media_type=PROBLEM_CONTENT_TYPE)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

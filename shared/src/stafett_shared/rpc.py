@@ -70,6 +70,9 @@ async def request(
         f"{subject} request", kind=SpanKind.CLIENT, attributes={"messaging.system": "nats"}
     ):
         headers = dict(inject_headers({}))
+        if not nc.is_connected:
+            # Reconnecting: the request would wait out its timeout in the client's buffer.
+            raise RpcUnavailable("not connected to NATS")
         try:
             msg = await nc.request(subject, body, timeout=timeout, headers=headers)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import hashlib
 import importlib.metadata
+import math
 import re
 import ssl
 import sys
@@ -20,6 +21,8 @@ from typing import Any
 
 import nats
 import nats.errors
+import nats.js.errors
+import sqlalchemy.exc
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -32,8 +35,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stafett_shared import rpc
-from stafett_shared.access import REQUEST_MIN_SEQ, AccessClient
-from stafett_shared.auth import DevIssuer, PrincipalDep, TokenVerifier
+from stafett_shared.access import REQUEST_MIN_SEQ, AccessClient, AccessUnavailable
+from stafett_shared.auth import DevIssuer, IdentityUnavailable, PrincipalDep, TokenVerifier
 from stafett_shared.crypto import (
     KEY_SUBJECT,
     BlindIndex,
@@ -62,9 +65,109 @@ from stafett_shared.schemas import schemas_router
 from stafett_shared.settings import CommonSettings, ServiceSettings
 from stafett_shared.telemetry import FASTAPI_TELEMETRY, TracingMiddleware, configure_tracing
 
-__all__ = ["Runtime", "ServiceSpec", "connect_nats", "create_app", "run_service", "stop_tasks"]
+__all__ = [
+    "UNAVAILABLE_ERRORS",
+    "Runtime",
+    "ServiceSpec",
+    "connect_nats",
+    "create_app",
+    "install_unavailable_handlers",
+    "is_unavailable",
+    "run_service",
+    "stop_tasks",
+]
 
 _log = get_logger("stafett.service")
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    StoreUnavailable,
+    KeyUnavailable,
+    AccessUnavailable,
+    IdentityUnavailable,
+    rpc.RpcUnavailable,
+    # NATS gone, going or not answering (nats.errors.TimeoutError is a TimeoutError).
+    TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.NoServersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.errors.UnexpectedEOF,
+    nats.js.errors.ServiceUnavailableError,
+    # The database gone or busy: a lost connection, a lock not had in time, a full pool.
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    ConnectionError,
+)
+"""What a service raises when the event store, NATS, the database or another service is
+unavailable for a moment: answered 503 with ``Retry-After`` (never 500), on every route, by
+:func:`install_unavailable_handlers`. Nothing else means "try again"."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or, for a group, every exception in it) says a dependency is
+    unavailable for a moment rather than that Stafett has a defect."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_unavailable(inner) for inner in exc.exceptions)
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+def install_unavailable_handlers(app: FastAPI) -> None:
+    """503 ``unavailable`` with ``Retry-After: 1`` (application/problem+json) for every error
+    of :data:`UNAVAILABLE_ERRORS` raised in a route or a dependency. Add
+    :class:`UnavailableMiddleware` too for what surfaces in a middleware."""
+
+    async def _unavailable(_request: Request, exc: Exception) -> Response:
+        return unavailable_response(exc)
+
+    for error in UNAVAILABLE_ERRORS:
+        if issubclass(error, Exception):
+            app.add_exception_handler(error, _unavailable)
+
+
+def unavailable_response(exc: BaseException) -> Response:
+    """The answer to an unavailable dependency. The log line names the error's type, never
+    its message (which may hold an id)."""
+    _log.warning("dependency_unavailable", error_type=type(exc).__name__)
+    return problem_response(
+        503,
+        "unavailable",
+        "En tjeneste Stafett trenger svarer ikke akkurat nå; prøv igjen om litt.",
+        headers={"Retry-After": "1"},
+    )
+
+
+class UnavailableMiddleware:
+    """For an unavailable dependency met outside the routes' handlers (in a middleware such
+    as ``Stafett-Min-Seq``'s, a lost database connection of any kind, a group of errors):
+    the same 503, if no answer has started; anything else goes on to the 500 handler."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def _send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        except Exception as exc:
+            if started or not is_unavailable(exc):
+                raise
+            await unavailable_response(exc)(scope, receive, send)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -332,8 +435,45 @@ def _whoami_router() -> APIRouter:
     return router
 
 
+class _ReadinessProbe:
+    """The stream's and the database's state for ``/readyz``, asked at most once a second
+    (callers at the same moment share one probe) and each within a short timeout, so that
+    readiness answers at once whatever is down."""
+
+    def __init__(self, *, every_s: float = 1.0, timeout_s: float = 1.0) -> None:
+        self.every_s = every_s
+        self.timeout_s = timeout_s
+        self._checked_at = -math.inf
+        self._checks: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    async def checks(self, runtime: Runtime) -> dict[str, str]:
+        async with self._lock:
+            if time.monotonic() - self._checked_at >= self.every_s:
+                self._checks = {
+                    "stream": await self._check(runtime.projector.refresh_stream_position()),
+                    "database": await self._check(_select_one(runtime)),
+                }
+                self._checked_at = time.monotonic()
+            return dict(self._checks)
+
+    async def _check(self, probe: Awaitable[None]) -> str:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await probe
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            return "unavailable"
+        return "ok"
+
+
+async def _select_one(runtime: Runtime) -> None:
+    async with runtime.sessions() as session:
+        await session.execute(text("SELECT 1"))
+
+
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["drift"])
+    probe = _ReadinessProbe()
 
     @router.get("/healthz", summary="Prosessen lever")
     async def healthz() -> dict[str, str]:
@@ -346,19 +486,10 @@ def _health_router() -> APIRouter:
     )
     async def readyz(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
-        checks: dict[str, str] = {}
-        checks["nats"] = "ok" if runtime.nc.is_connected else "disconnected"
-        try:
-            await runtime.projector.refresh_stream_position()
-            checks["stream"] = "ok"
-        except Exception:  # noqa: BLE001 - any failure means not ready
-            checks["stream"] = "unavailable"
-        try:
-            async with runtime.sessions() as session:
-                await session.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception:  # noqa: BLE001 - any failure means not ready
-            checks["database"] = "unavailable"
+        checks = {
+            "nats": "ok" if runtime.nc.is_connected else "disconnected",
+            **await probe.checks(runtime),
+        }
         caught_up = runtime.projector.caught_up_within(5.0)
         checks["projection"] = "ok" if caught_up else f"behind by {runtime.projector.lag}"
         if all(value == "ok" for value in checks.values()):
@@ -606,6 +737,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
         telemetry=FASTAPI_TELEMETRY,
     )
     install_problem_handlers(app)
+    install_unavailable_handlers(app)
     install_openapi(app)  # errors, headers and security as the service really answers
 
     @app.exception_handler(ProjectionBehind)
@@ -634,6 +766,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
     app.include_router(schemas_router(spec.contexts))  # the same events' JSON Schema
 
     app.add_middleware(MinSeqMiddleware, wait_s=settings.min_seq_wait_s)
+    app.add_middleware(UnavailableMiddleware)  # outside Stafett-Min-Seq's wait
     app.add_middleware(ResponseHeadersMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=spec.body_limits

@@ -171,6 +171,10 @@ class CaseService:
         subject = self.store.subject("case", case_id)
         for _attempt in range(MAX_RETRIES):
             commits = await self.store.load(subject)
+            before = None if tenant else self.store.repeat_of(subject, commits, idempotency_key)
+            if before is not None:
+                await self.projector.catch_up()
+                return await self._stored(before.seq)
             version = commits[-1].seq if commits else 0
             if if_match is not None and if_match != version:
                 raise HandlerError(409, "version_conflict", "Saken er endret av noen andre.")

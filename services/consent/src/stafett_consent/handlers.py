@@ -72,7 +72,12 @@ from stafett_shared.contracts.directory import (
 from stafett_shared.crypto import BlindIndex, CryptoError, FieldCipher
 from stafett_shared.db import as_utc
 from stafett_shared.envelope import CloudEvent, EventData, registry
-from stafett_shared.eventstore import ConcurrencyConflict, DuplicateAppend, EventStore
+from stafett_shared.eventstore import (
+    ConcurrencyConflict,
+    DuplicateAppend,
+    EventStore,
+    StoredCommit,
+)
 from stafett_shared.ids import new_id, new_untimed_id
 from stafett_shared.logging import get_logger
 from stafett_shared.lookups import LookupLimit, record_lookup
@@ -92,6 +97,15 @@ REMINDER_BATCH = 500  # consents looked at per run of the expiry loop
 
 # Refusals are problem documents; the API renders them as they are.
 HandlerError = Problem
+
+
+def _consent_written(consent_id: str, seq: int, commits: Sequence[StoredCommit]) -> Written:
+    """The answer to a grantor's action stored at ``seq``: the consent's status then."""
+    then = domain.replay_consent(
+        registry.payload(e) for c in commits if c.seq <= seq for e in c.events
+    )
+    status = then.status.value if then.status else "pending"
+    return Written(consent_id, seq, seq, {"id": consent_id, "status": status})
 
 
 def _grantor_command(  # noqa: PLR0917 - the fields of the three commands
@@ -1376,6 +1390,10 @@ class ConsentService:
         subject = self.store.subject("consent", consent_id)
         for _attempt in range(MAX_RETRIES):
             commits = await self.store.load(subject)
+            repeat = self.store.repeat_of(subject, commits, idempotency_key)
+            if repeat is not None:
+                await self.projector.catch_up()
+                return _consent_written(consent_id, repeat.seq, commits)
             version = commits[-1].seq if commits else 0
             if if_match is not None and if_match != version:
                 raise HandlerError(409, "version_conflict", "Samtykket er endret av noen andre.")
@@ -1890,6 +1908,18 @@ class ConsentService:
         payloads = [registry.payload(e) for c in commits for e in c.events]
         version = commits[-1].seq if commits else 0
         requested = next((p for p in payloads if isinstance(p, EmergencyAccessRequested)), None)
+        repeat = self.store.repeat_of(subject, commits, idempotency_key)
+        if repeat is not None and requested is not None:
+            # Approved by this request before its answer was lost: the first answer.
+            await self.projector.catch_up()
+            approved = next(
+                p
+                for p in (registry.payload(e) for e in repeat.events)
+                if isinstance(p, EmergencyAccessApproved)
+            )
+            return Written(
+                grant_id, repeat.seq, repeat.seq, _emergency_body(approved, requested.ground)
+            )
         if requested is None or any(isinstance(p, EmergencyAccessApproved) for p in payloads):
             raise HandlerError(409, "not_pending", "Forespørselen venter ikke på godkjenning.")
         if now - requested.requested_at >= EMERGENCY_REQUEST_LAPSES:

@@ -107,6 +107,27 @@ def region_with_porsgrunn(*staff: dict[str, Any]) -> dict[str, Any]:
     return region
 
 
+def child_registration(age_years: int, guardians: list[tuple[str, bool]]) -> dict[str, Any]:
+    """The body of ``POST /api/v1/children``: a child of ``age_years`` and their guardians
+    (name, parental responsibility), with synthetic national ids."""
+    today = datetime.now(UTC)
+    born = today.replace(year=today.year - age_years, day=min(today.day, 28)) - _days(40)
+    return {
+        "national_id": synthetic_national_id(born),
+        "name": "Ola Nordmann",
+        "guardians": [
+            {
+                "national_id": synthetic_national_id(
+                    born.replace(year=born.year - 30), 200 + 10 * i
+                ),
+                "name": name,
+                "parental_responsibility": responsible,
+            }
+            for i, (name, responsible) in enumerate(guardians)
+        ],
+    }
+
+
 def synthetic_national_id(born: datetime, individual: int = 123) -> str:
     """A synthetic national id (month + 80) for a birth date, with valid control digits."""
     from stafett_shared.nationalid import control_digits
@@ -180,22 +201,7 @@ class ConsentHarness:
     async def register_child(
         self, age_years: int, guardians: list[tuple[str, bool]], *, by: str = "ann-kristin-allum"
     ) -> tuple[str, list[str], dict[str, Any]]:
-        today = datetime.now(UTC)
-        born = today.replace(year=today.year - age_years, day=min(today.day, 28)) - _days(40)
-        body = {
-            "national_id": synthetic_national_id(born),
-            "name": "Ola Nordmann",
-            "guardians": [
-                {
-                    "national_id": synthetic_national_id(
-                        born.replace(year=born.year - 30), 200 + 10 * i
-                    ),
-                    "name": name,
-                    "parental_responsibility": responsible,
-                }
-                for i, (name, responsible) in enumerate(guardians)
-            ],
-        }
+        body = child_registration(age_years, guardians)
         response = await self.client.post("/api/v1/children", json=body, headers=self.auth(by))
         assert response.status_code in (200, 201), response.text
         data = response.json()

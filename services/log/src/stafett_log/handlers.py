@@ -295,6 +295,9 @@ class LogService:
             for _attempt in range(MAX_RETRIES):
                 state, head_seq, head_hash = await self._head(case_id, refers_to)
                 if if_match is not None and head_seq != if_match:
+                    if (repeat := await self._repeat(subject, idempotency_key)) is not None:
+                        event, payload, seq = repeat
+                        break
                     # What this process knows of the chain may lag behind it, never run
                     # ahead: ask the stream, and read again once the read model has it.
                     await self._stands_at(subject, if_match, head_seq)
@@ -304,6 +307,9 @@ class LogService:
                 try:
                     events = domain.decide(state, facts, command, now)
                 except domain.LogError as exc:
+                    if (repeat := await self._repeat(subject, idempotency_key)) is not None:
+                        event, payload, seq = repeat
+                        break
                     raise HandlerError(
                         exc.status, exc.code, _NORWEGIAN.get(exc.code, str(exc))
                     ) from None
@@ -352,6 +358,22 @@ class LogService:
         if head is not None and head[0] > head_seq:
             head_seq, head_hash = head
         return state, head_seq, head_hash
+
+    async def _repeat(
+        self, subject: str, key: ClientKey | None
+    ) -> tuple[CloudEvent, EventData, int] | None:
+        """What a request with this key stored before, if it did: a request sent again
+        after its answer was lost gets the first answer, though the chain has moved on (its
+        If-Match no longer holds) or its command would now be refused (the entry it
+        retracts is retracted)."""
+        if key is None:
+            return None
+        repeat = self.store.repeat_of(subject, await self.store.load(subject, decode=False), key)
+        if repeat is None:
+            return None
+        self._heads.pop(subject.rsplit(".", 1)[-1], None)
+        event, payload = await self._stored(repeat.seq, subject)
+        return event, payload, repeat.seq
 
     async def _stands_at(self, subject: str, if_match: int, known: int) -> None:
         """The chain's version is ``if_match`` though this process knew it at ``known``:

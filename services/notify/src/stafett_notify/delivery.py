@@ -229,7 +229,10 @@ class Deliverer:
                     while True:
                         try:
                             messages = await sub.fetch(batch, timeout=1.0)
-                        except nats.errors.TimeoutError:
+                        except TimeoutError:
+                            # An idle queue. nats-py says so with its own TimeoutError or,
+                            # when the server's "no messages" comes as the time runs out,
+                            # with asyncio's: both are TimeoutError, neither is a fault.
                             continue
                         for msg in messages:
                             await self.handle(msg)

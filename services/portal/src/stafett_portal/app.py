@@ -7,6 +7,7 @@ exactly as for any other client. The portal keeps no case data and writes no eve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -30,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stafett_portal import texts
 from stafett_portal.actions import ACTIONS, OSLO, Action, CaseContext
-from stafett_portal.backend import ApiError, Backend
+from stafett_portal.backend import ApiError, Backend, ServiceName
 from stafett_portal.charts import bar_chart
 from stafett_portal.directory import Directory, Me
 from stafett_portal.forms import Field, FormResult, national_id_field, read_form
@@ -356,6 +357,8 @@ def render(page: Page, template: str, status: int = 200, **values: Any) -> Respo
         },
         status_code=status,
     )
+    if status == 503:
+        response.headers["Retry-After"] = "1"  # a service Stafett needs is down for a moment
     return _store(portal, response, page.session)
 
 
@@ -504,10 +507,10 @@ def _routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists every page
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
         portal = _portal(request)
-        checks = {
-            name: await portal.backend.healthy(name)
-            for name in ("case", "log", "consent", "notify")
-        }
+        names: tuple[ServiceName, ...] = ("case", "log", "consent", "notify")
+        # At once and together: one service that does not answer costs its timeout once.
+        healthy = await asyncio.gather(*(portal.backend.healthy(name) for name in names))
+        checks = dict(zip(names, healthy, strict=True))
         if all(checks.values()):
             return Response('{"status":"ready"}', media_type="application/json")
         body = ",".join(f'"{k}":"{"ok" if v else "unavailable"}"' for k, v in checks.items())

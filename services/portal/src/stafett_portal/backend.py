@@ -100,7 +100,7 @@ class Backend:
 
     async def healthy(self, service: ServiceName) -> bool:
         try:
-            response = await self._http.get(self._urls[service] + "/healthz", timeout=2.0)
+            response = await self._http.get(self._urls[service] + "/healthz", timeout=1.0)
         except httpx.HTTPError:
             return False
         return response.status_code == 200
