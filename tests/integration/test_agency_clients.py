@@ -173,6 +173,20 @@ async def test_a_client_reads_only_while_a_consent_names_its_agency_and_every_tr
     assert ("case", "client_consent") in recorded
     assert ("entries", "client_consent") in recorded
 
+    # Asked over HTTP about itself, the answer counts its token's scopes the same way.
+    for scopes, answer in ((BOTH, "permit"), (("stafett:case.read",), "deny")):
+        asked_about_itself = await consent.client.post(
+            "/api/v1/decisions",
+            json={
+                "principal": {"id": NAV_SYSTEM, "kind": "client"},
+                "action": "log:read",
+                "resource": {"case_id": case_id},
+            },
+            headers=_as(consent, NAV_SYSTEM, "stafett.decisions", *scopes),
+        )
+        assert asked_about_itself.status_code == 200, asked_about_itself.text
+        assert asked_about_itself.json()["decision"] == answer, asked_about_itself.text
+
     # Its token without the log's scope: the case, not the log (404, recorded).
     case_only, no_log = await _reads(case, log, case_id, NAV_SYSTEM, "stafett:case.read")
     assert case_only.status_code == 200, case_only.text

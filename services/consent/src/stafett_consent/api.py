@@ -1117,7 +1117,8 @@ async def _evaluate(  # noqa: PLR0917 - mirrors the AuthZEN request's four parts
     context: AzContext | None,
 ) -> dict[str, Any]:
     kind: Literal["person", "client"] = "client" if subject.type == "client" else "person"
-    _may_ask(caller, PrincipalRef(id=subject.id, kind=kind))
+    asked = PrincipalRef(id=subject.id, kind=kind)
+    _may_ask(caller, asked)
     case_id = resource.id
     entry_id = None
     if resource.type == "entry":
@@ -1134,6 +1135,7 @@ async def _evaluate(  # noqa: PLR0917 - mirrors the AuthZEN request's four parts
             principal_kind=kind,
             entry_id=entry_id,
             min_seq=context.min_seq if context else None,
+            scopes=_subject_scopes(caller, asked),
         )
     except ProjectionBehind:
         raise _behind() from None
