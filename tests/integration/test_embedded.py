@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import jwt
 import nats
 import pytest
 from typer.testing import CliRunner
@@ -79,10 +80,39 @@ def test_the_embedded_system_starts_nats_the_portal_and_four_ready_services(
         )
         assert demo.exit_code == 0, demo.output
         assert "Sak på nivå 1" in demo.output
+        _nav_grenlands_token_is_as_registered(urls, demo.output)
     finally:
         system.stop()
     assert all(p.process.poll() is not None for p in system.running) or not system.running
     assert system.nats.process is not None and system.nats.process.poll() is not None
+
+
+def _nav_grenlands_token_is_as_registered(urls: dict[str, str], demo_output: str) -> None:
+    """`stafett token --client` mints the demo's NAV client a Maskinporten-shaped token with
+    the scopes and consumer the region document registers (decision 0039): the services take
+    it as that client, and with no consent naming NAV Grenland it reads no case."""
+    minted = CliRunner().invoke(
+        app, ["token", "--client", "client-nav-grenland", "--consent-url", urls["consent"]]
+    )
+    assert minted.exit_code == 0, minted.output
+    token = minted.output.strip()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["client_id"] == "client-nav-grenland"
+    assert claims["scope"].split() == ["stafett:case.read", "stafett:log.read"]
+    assert claims["consumer"] == {"authority": "iso6523-actorid-upis", "ID": "0192:889640782"}
+    case_id = demo_output.split("Sak på nivå 1: ")[1].split(maxsplit=1)[0]
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(timeout=10) as client:
+        who = client.get(f"{urls['case']}/api/v1/whoami", headers=auth)
+        assert who.status_code == 200, who.text
+        assert (who.json()["kind"], who.json()["id"]) == ("client", "client-nav-grenland")
+        refused = client.get(f"{urls['case']}/api/v1/cases/{case_id}", headers=auth)
+        assert refused.status_code == 404, refused.text
+    unknown = CliRunner().invoke(
+        app, ["token", "--client", "client-ukjent", "--consent-url", urls["consent"]]
+    )
+    assert unknown.exit_code == 1
+    assert "ikke registrert" in unknown.output
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """The authorization matrix (issue 16, item 4): every route of every service's OpenAPI
-document × thirteen callers, against a real world on real NATS and the four services.
+document × fourteen callers, against a real world on real NATS and the four services.
 
 The expected answers are the table beside this file (``authorization_matrix.md``): one row
 per route, one column per caller, the status written out. The route list comes from each
@@ -57,6 +57,7 @@ CALLERS = (
     "child_under_15",
     "client_scope",
     "client_no_scope",
+    "client_consent",
     "admin_other_org",
 )
 
@@ -72,6 +73,8 @@ ADMIN = "admin"  # STAFETT_ADMINS: the region's administrator, staff of no organ
 ORG_ADMIN = "porsgrunn-admin"  # STAFETT_ORG_ADMINS: Porsgrunn kommune's administrator
 CLIENT_SCOPE = "fagsystem-med"  # an agency client with stafett.decisions
 CLIENT_NO_SCOPE = "fagsystem-uten"  # an agency client without scopes
+CLIENT_CONSENT = "client-fylket-vgs"  # the county's registered school system (decision 0039)
+READ_SCOPES = ("stafett:case.read", "stafett:log.read")
 DECISION_SCOPE = "stafett.decisions"
 
 IGNORED_HEADERS = frozenset({"date", "server"})  # differ by time, not by the case
@@ -80,8 +83,10 @@ ONE_CONSENT = "consent GET /api/v1/consents/{consent_id}"
 
 
 def _region() -> dict[str, Any]:
-    """The test region with a second municipality, a colleague and an auditor."""
-    return region_with_porsgrunn(
+    """The test region with a second municipality, a colleague, an auditor and the county's
+    school system, registered to read where a consent names the county's upper secondary
+    schools."""
+    region = region_with_porsgrunn(
         {
             "id": OTHER_MUNICIPALITY,
             "name": "Petter Porsgrunn",
@@ -98,6 +103,20 @@ def _region() -> dict[str, Any]:
             "roles": [{"unit_id": "siljan-barnevern", "role": "coordinator"}],
         },
     )
+    region["clients"] = [
+        {
+            "id": CLIENT_CONSENT,
+            "name": "Fylkets skoleadministrative system",
+            "org_id": "40",
+            "issuer": "https://maskinporten.no/",
+            "client_id": "fylket-vgs",
+            "consumer_org": "974568039",
+            "scopes": list(READ_SCOPES),
+            "sectors": ["upper_secondary"],
+            "purposes": ["consent"],
+        }
+    ]
+    return region
 
 
 # --- the world -----------------------------------------------------------------------------------
@@ -150,6 +169,8 @@ class Stack:
             return self.consent.token(CLIENT_SCOPE, client=True, scopes=(DECISION_SCOPE,))
         if caller == "client_no_scope":
             return self.consent.token(CLIENT_NO_SCOPE, client=True)
+        if caller == "client_consent":
+            return self.consent.token(CLIENT_CONSENT, client=True, scopes=READ_SCOPES)
         return self.consent.token(self.person(caller))
 
     def person(self, caller: str) -> str:
@@ -162,6 +183,7 @@ class Stack:
             "other_municipality": OTHER_MUNICIPALITY,
             "client_scope": CLIENT_SCOPE,
             "client_no_scope": CLIENT_NO_SCOPE,
+            "client_consent": CLIENT_CONSENT,
             "admin_other_org": ORG_ADMIN,
             "region_admin": ADMIN,  # for the setup only: no column
         }

@@ -29,6 +29,7 @@ from stafett_consent.policy import (
     Action,
     AuditScope,
     CaseFacts,
+    ClientFacts,
     ConsentFacts,
     Decision,
     EmergencyGrant,
@@ -42,7 +43,7 @@ from stafett_consent.policy import (
     grants,
     sees_consent_purpose,
 )
-from stafett_shared.contracts.directory import Sector, StaffRole
+from stafett_shared.contracts.directory import ClientPurpose, ClientScope, Sector, StaffRole
 from stafett_shared.contracts.log import Category
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -57,6 +58,7 @@ YOUTH_AGE_16 = PolicySettings(youth_age=16)
 SILJAN = "4010"
 COUNTY = "40"
 OTHER_MUNICIPALITY = "3805"
+NAV_GRENLAND = "nav-grenland"
 
 SCHOOL = "siljan-ungdomsskole"
 HEALTH = "siljan-helsestasjon"
@@ -107,6 +109,21 @@ def emergency(person_id: str, valid_from: datetime, valid_until: datetime) -> Pr
         roles=(role(HEALTH, StaffRole.HEALTH_NURSE),),
         emergency=(EmergencyGrant(f"grant-{person_id}", CASE_ID, valid_from, valid_until),),
     )
+
+
+BOTH_SCOPES = frozenset(ClientScope)
+
+
+def system(
+    client_id: str,
+    org_id: str,
+    *sectors: Sector,
+    scopes: frozenset[ClientScope] = BOTH_SCOPES,
+    purposes: frozenset[ClientPurpose] = frozenset({ClientPurpose.CONSENT}),
+) -> PrincipalFacts:
+    """An agency's registered client, with the scopes both registered and in its token."""
+    facts = ClientFacts(org_id, frozenset(sectors), scopes, purposes)
+    return PrincipalFacts(id=client_id, kind="client", client=facts)
 
 
 def auditor(person_id: str, org_id: str | None, until: datetime, *cases: str) -> PrincipalFacts:
@@ -181,6 +198,24 @@ PEOPLE: dict[str, PrincipalFacts] = {
     ),
     "client-named-nurse": PrincipalFacts(
         id="nurse", kind="client", roles=(role(HEALTH, StaffRole.HEALTH_NURSE),)
+    ),
+    # agencies' registered clients (decision 0039): the municipality's health records
+    # system, NAV Grenland's case system, and variants without a scope, ground or service
+    "health-system": system("client-journal", SILJAN, Sector.HEALTH),
+    "health-system-case-scope": system(
+        "client-journal-case", SILJAN, Sector.HEALTH, scopes=frozenset({ClientScope.CASE_READ})
+    ),
+    "health-system-no-scope": system(
+        "client-journal-none", SILJAN, Sector.HEALTH, scopes=frozenset()
+    ),
+    "health-system-no-ground": system(
+        "client-journal-nogrounds", SILJAN, Sector.HEALTH, purposes=frozenset()
+    ),
+    "school-system": system("client-school", SILJAN, Sector.SCHOOL),
+    "county-health-system": system("client-county-health", COUNTY, Sector.HEALTH),
+    "nav-system": system("client-nav-grenland", NAV_GRENLAND, Sector.NAV),
+    "health-and-cw-system": system(
+        "client-journal-cw", SILJAN, Sector.HEALTH, Sector.CHILD_WELFARE
     ),
 }
 
@@ -281,6 +316,10 @@ CONSENT_STATES: dict[str, tuple[ConsentFacts, ...]] = {
     "ppt-4010": (consent("k-ppt", {SILJAN}, {Sector.PPT}),),
     "upsec-40": (consent("k-vgs", {COUNTY}, {Sector.UPPER_SECONDARY}),),
     "upsec-4010": (consent("k-vgs2", {SILJAN}, {Sector.UPPER_SECONDARY}),),
+    "nav-grenland": (consent("k-nav", {NAV_GRENLAND}, {Sector.NAV}),),
+    "nav-grenland-expired": (
+        consent("k-nav-old", {NAV_GRENLAND}, {Sector.NAV}, valid_until=NOW - DAY),
+    ),
     "all-services": (
         consent(
             "k-all",
@@ -384,6 +423,225 @@ AUDIT = Action.AUDIT_READ
 # consent but lacks the permission gets "consent_required" today, which a consent would not
 # cure (reported). The rows pin only the denial.
 WRONG_PERMISSION = "no_basis"
+
+# --- agencies' clients (decision 0039): a consent naming the organisation and a service of
+# the client, and the scope of the action; reads only, entries as for a team member --------
+CLIENT_ROWS: list[Row] = [
+    Row(
+        what="health-system-with-consent-reads-case",
+        who="health-system",
+        consent="health-4010",
+        action=R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="health-system-with-consent-reads-log",
+        who="health-system",
+        consent="health-4010",
+        action=LOG_R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="health-system-without-consent-reads-case",
+        who="health-system",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="health-system-after-withdrawal-reads-case",
+        who="health-system",
+        consent="withdrawn",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="health-system-expired-consent-reads-case",
+        who="health-system",
+        consent="health-4010-expired",
+        action=R,
+        then=deny("basis_not_in_force"),
+    ),
+    Row(
+        what="health-system-consent-not-yet-in-force-reads-log",
+        who="health-system",
+        consent="health-4010-not-yet",
+        action=LOG_R,
+        then=deny("basis_not_in_force"),
+    ),
+    Row(
+        what="health-system-consent-ends-now-reads-case",
+        who="health-system",
+        consent="health-4010-ends-now",
+        action=R,
+        then=deny("basis_not_in_force"),
+    ),
+    Row(
+        what="health-system-case-scope-reads-case",
+        who="health-system-case-scope",
+        consent="health-4010",
+        action=R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="health-system-case-scope-reads-log",
+        who="health-system-case-scope",
+        consent="health-4010",
+        action=LOG_R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="health-system-no-scope-reads-case",
+        who="health-system-no-scope",
+        consent="health-4010",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="health-system-serving-no-ground-reads-case",
+        who="health-system-no-ground",
+        consent="health-4010",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="school-system-with-health-consent-reads-case",
+        who="school-system",
+        consent="health-4010",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="school-system-with-school-consent-reads-log",
+        who="school-system",
+        consent="school-only-4010",
+        action=LOG_R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="county-health-system-with-municipal-consent-reads-case",
+        who="county-health-system",
+        consent="health-4010",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="county-health-system-with-county-consent-reads-case",
+        who="county-health-system",
+        consent="health-40",
+        action=R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="health-system-consent-narrowed-to-units-reads-case",
+        who="health-system",
+        consent="health-4010-nurse-unit",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="nav-system-with-nav-consent-reads-case",
+        who="nav-system",
+        consent="nav-grenland",
+        action=R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="nav-system-with-expired-nav-consent-reads-log",
+        who="nav-system",
+        consent="nav-grenland-expired",
+        action=LOG_R,
+        then=deny("basis_not_in_force"),
+    ),
+    Row(
+        what="nav-system-with-every-municipal-service-consent-reads-case",
+        who="nav-system",
+        consent="all-services",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="nav-system-reads-unknown-case",
+        who="nav-system",
+        consent="nav-grenland",
+        case="unknown",
+        action=R,
+        then=deny("no_basis"),
+    ),
+    Row(
+        what="health-system-reads-plain-entry",
+        who="health-system",
+        consent="health-4010",
+        entry="plain",
+        action=LOG_R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="health-system-reads-health-entry",
+        who="health-system",
+        consent="health-4010",
+        entry="health-by-nurse",
+        action=LOG_R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="health-system-reads-child-welfare-entry",
+        who="health-system",
+        consent="health-4010",
+        entry="cw-by-cw-worker",
+        action=LOG_R,
+        then=deny("category_restricted"),
+    ),
+    Row(
+        what="health-and-cw-system-reads-child-welfare-entry",
+        who="health-and-cw-system",
+        consent="health-4010",
+        entry="cw-by-cw-worker",
+        action=LOG_R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="health-system-reads-health-entry-the-consent-excludes",
+        who="health-system",
+        consent="health-4010-excl-health",
+        entry="health-by-nurse",
+        action=LOG_R,
+        then=deny("category_excluded"),
+    ),
+    Row(
+        what="school-system-reads-health-entry",
+        who="school-system",
+        consent="school-only-4010",
+        entry="health-by-holder",
+        action=LOG_R,
+        then=deny("category_restricted"),
+    ),
+    Row(
+        what="health-system-reads-entry-restricted-from-the-family",
+        who="health-system",
+        consent="health-4010",
+        entry="restricted",
+        action=LOG_R,
+        then=permit("client_consent"),
+    ),
+    Row(
+        what="health-system-reads-entry-of-another-case",
+        who="health-system",
+        consent="health-4010",
+        entry="other-case",
+        action=LOG_R,
+        then=deny("no_basis"),
+    ),
+    *(
+        Row(
+            what=f"health-system-with-every-consent-may-not-{action.value.replace(':', '-')}",
+            who="health-and-cw-system",
+            consent="all-services",
+            action=action,
+            then=deny("no_basis"),
+        )
+        for action in (W, APPEND, MANAGE, CONSENT, RESTRICT, AUDIT, REPORT, HANDOVER, OWN_VOICE)
+    ),
+]
 
 ROWS: list[Row] = [
     # --- health nurse on the team (read access): consent decides ---------------------------
@@ -1616,6 +1874,7 @@ ROWS: list[Row] = [
         action=R,
         then=deny("no_basis"),
     ),
+    *CLIENT_ROWS,
 ]
 
 
@@ -1654,19 +1913,25 @@ def test_policy_row(row: Row) -> None:
 
 
 def test_a_client_gets_nothing_from_a_person_rule_whatever_its_facts() -> None:
-    # Every rule relates persons only; a client with a person's id and that person's facts
-    # has no grant on any case, for any action.
-    assert all(rule.kinds == {"person"} for rule in RULES)
+    # Every rule relates persons or clients, never both; a client with a person's id and
+    # that person's facts, but no registration, has no grant on any case, for any action.
+    assert all(rule.kinds in ({"person"}, {"client"}) for rule in RULES)
     for who, facts in PEOPLE.items():
-        if facts.kind != "client":
+        if facts.kind != "client" or facts.client is not None:
             continue
-        for case_key in CASES:
-            for consent_state in CONSENT_STATES:
-                case = case_for(case_key, consent_state)
-                if case is None:
-                    continue
-                for action in Action:
-                    assert grants(facts, case, action) == [], (who, case_key, action)
+        for case_key, case in _every_case():
+            for action in Action:
+                assert grants(facts, case, action) == [], (who, case_key, action)
+
+
+def _every_case() -> list[tuple[str, CaseFacts]]:
+    """Every case of the world with every consent state: (case key, facts)."""
+    return [
+        (case_key, case)
+        for case_key in CASES
+        for consent_state in CONSENT_STATES
+        if (case := case_for(case_key, consent_state)) is not None
+    ]
 
 
 def test_table_is_large_and_ids_are_unique() -> None:
@@ -1857,3 +2122,19 @@ def test_every_family_basis_is_held_to_the_grantors() -> None:
     assert family == {"guardian", "self", "youth"}
     for basis in family:
         assert not sees_consent_purpose(basis, "someone", frozenset({"mor"}))
+
+
+def test_a_registered_client_is_given_reads_on_a_consent_only() -> None:
+    # Whatever the case and its consents, a registered client's grants are reads on the
+    # client rule alone, each with the consent that gives it; a person never gets it.
+    for who, facts in PEOPLE.items():
+        for _case_key, case in _every_case():
+            for action in Action:
+                got = grants(facts, case, action)
+                if facts.client is None:
+                    assert all(g.basis != "client_consent" for g in got), (who, action)
+                    continue
+                assert all(g.basis == "client_consent" for g in got), (who, action)
+                assert all(g.consent_id is not None for g in got), (who, action)
+                if got:
+                    assert action in {Action.CASE_READ, Action.LOG_READ}, (who, action)

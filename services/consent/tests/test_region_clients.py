@@ -4,6 +4,7 @@ registered again when it changes, none when nothing changed)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from stafett_consent.domain import (
     MAX_CLIENTS,
+    ClientAccess,
     DirectoryState,
     RegionDocument,
     StaffName,
@@ -231,3 +233,65 @@ def test_the_client_events_round_trip_through_the_event_registry() -> None:
         assert registry.payload(envelope) == event
         assert event.subject() == "stafett.ev.directory.client-nav-tiltak"
     assert ClientRegistered.owner == ClientUnregistered.owner == "consent"
+
+
+READS = ["stafett:case.read", "stafett:log.read"]
+
+
+def test_what_a_client_may_use_is_registered_with_it_and_a_change_registers_it_again() -> None:
+    """Decision 0039: scopes, services and legal grounds travel in the registration; the
+    same lists in another order are no change."""
+    access: dict[str, Any] = {"scopes": READS, "sectors": ["nav"], "purposes": ["consent"]}
+    document = RegionDocument.model_validate(_document(_client(**access)))
+    (registered,) = diff_directory(_known(NAV), document, _names(document))["client-nav-tiltak"]
+    assert isinstance(registered, ClientRegistered)
+    assert (registered.scopes, registered.sectors, registered.purposes) == (
+        tuple(READS),
+        ("nav",),
+        ("consent",),
+    )
+    known = replace(
+        _known(NAV),
+        client_access={
+            "client-nav-tiltak": ClientAccess(
+                registered.scopes, registered.sectors, registered.purposes
+            )
+        },
+    )
+    same = RegionDocument.model_validate(
+        _document(_client(**{**access, "scopes": list(reversed(READS))}))
+    )
+    assert diff_directory(known, same, _names(same)) == {}
+    fewer = RegionDocument.model_validate(_document(_client(**{**access, "scopes": READS[:1]})))
+    (again,) = diff_directory(known, fewer, _names(fewer))["client-nav-tiltak"]
+    assert isinstance(again, ClientRegistered) and again.scopes == (READS[0],)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"scopes": ["stafett:case.write"]},
+        {"sectors": ["police"]},
+        {"purposes": ["law"]},
+        {"scopes": [*READS, READS[0]]},  # more than there are
+    ],
+)
+def test_an_unknown_scope_service_or_ground_refuses_the_document(field: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        RegionDocument.model_validate(_document(_client(**field)))
+
+
+def test_a_registration_from_before_0039_still_reads() -> None:
+    """An event without the new fields (published before them) reads as no scopes, no
+    services and no grounds: no case data."""
+    payload = ClientRegistered.model_validate(
+        {
+            "client": "client-nav-tiltak",
+            "org_id": "nav-vest",
+            "name": "NAVs tiltakssystem",
+            "issuer": MASKINPORTEN,
+            "client_id": "nav-system",
+            "consumer_org": ORG,
+        }
+    )
+    assert (payload.scopes, payload.sectors, payload.purposes) == ((), (), ())

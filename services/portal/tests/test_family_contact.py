@@ -3,6 +3,9 @@ with a tel: link of digits and + only."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from stafett_portal.directory import Directory
 from stafett_portal.family import People, _asker
 
 
@@ -49,3 +52,28 @@ def test_who_asked_for_a_consent_is_said_from_the_familys_side() -> None:
     assert asker("sara", me="sara") == "me"
     assert asker(None) is None  # a consent from before the service kept who asked
     assert asker("") is None
+
+
+def test_an_agencys_system_is_named_by_its_organisation_on_both_who_read_pages() -> None:
+    card: dict[str, Any] = {
+        "id": "client-nav-grenland",
+        "name": "NAV Grenlands saksbehandlingssystem",
+        "roles": [],
+        "client": {"org_id": "nav-grenland", "org_name": "NAV Grenland"},
+    }
+    people = People(me="guri", staff={card["id"]: card, "hanne": {"id": "hanne", "roles": []}})
+    assert people.system("client-nav-grenland") == "NAV Grenland (fagsystem)"
+    assert people.system_name("client-nav-grenland") == "NAV Grenlands saksbehandlingssystem"
+    # A system the directory no longer names, or a person's card, is no agency's name.
+    assert people.system("client-borte") == "Et fagsystem"
+    assert people.system("hanne") == "Et fagsystem"
+    assert people.system_name("hanne") == ""
+
+    directory = Directory.from_answer(
+        {
+            "organisations": [{"id": "nav-grenland", "name": "NAV Grenland", "units": []}],
+            "clients": [{"id": "client-nav-grenland", "org_id": "nav-grenland"}, {"id": 7}],
+        }
+    )
+    assert directory.client_name("client-nav-grenland") == "NAV Grenland (fagsystem)"
+    assert directory.client_name("client-borte") == "Et fagsystem"

@@ -62,6 +62,19 @@ The message names no case and no person."""
 FILTER_SUBJECT = "stafett.rpc.consent.filter"
 
 
+def _principal(principal: Principal) -> dict[str, Any]:
+    """The principal as a decision request names it: a client with its token's scopes, of
+    which the consent service counts only those the directory registers (decision 0039)."""
+    named: dict[str, Any] = {"id": principal.id, "kind": principal.kind}
+    if principal.kind == "client":
+        named["scopes"] = sorted(principal.scopes)
+    return named
+
+
+def _scope_key(principal: Principal) -> str:
+    return " ".join(sorted(principal.scopes)) if principal.kind == "client" else ""
+
+
 class AccessUnavailable(Exception):
     """The consent service did not answer, or its read model is behind: fail closed."""
 
@@ -85,7 +98,9 @@ class AccessClient:
         self._timeout = timeout_s
         self._ttl = permit_cache_s
         self._clock = clock
-        self._cache: dict[tuple[str, str, str, str, str | None], tuple[float, AccessDecision]] = {}
+        self._cache: dict[
+            tuple[str, str, str, str, str | None, str], tuple[float, AccessDecision]
+        ] = {}
         self._subscription: Subscription | None = None
 
     async def listen(self) -> None:
@@ -112,7 +127,7 @@ class AccessClient:
         min_seq: int | None = None,
     ) -> AccessDecision:
         min_seq = min_seq or REQUEST_MIN_SEQ.get()
-        key = (principal.kind, principal.id, action, case_id, entry_id)
+        key = (principal.kind, principal.id, action, case_id, entry_id, _scope_key(principal))
         now = self._clock()
         if self._subscription is not None and self._subscription.pending_msgs:
             self._cache.clear()  # an announcement arrived that its callback has not seen yet
@@ -120,7 +135,7 @@ class AccessClient:
         if cached is not None and not min_seq and now - cached[0] < self._ttl:
             return cached[1]
         payload: dict[str, Any] = {
-            "principal": {"id": principal.id, "kind": principal.kind},
+            "principal": _principal(principal),
             "action": action,
             "resource": {"case_id": case_id, "entry_id": entry_id},
             "asked_by": self._service,

@@ -119,6 +119,13 @@ _CONSUMER_AUTHORITY = "iso6523-actorid-upis"
 _CONSUMER_ORG_PREFIX = "0192:"  # ISO 6523 ICD of Enhetsregisteret's organisation numbers
 
 
+def consumer_claim(org_number: str) -> dict[str, str]:
+    """Maskinporten's ``consumer`` claim for an organisation number."""
+    if not ORG_NUMBER_PATTERN.fullmatch(org_number):
+        raise ValueError("an organisation number has nine digits")
+    return {"authority": _CONSUMER_AUTHORITY, "ID": _CONSUMER_ORG_PREFIX + org_number}
+
+
 def _consumer_org(consumer: object) -> str | None:
     """The organisation number in Maskinporten's ``consumer`` claim (``{"authority":
     "iso6523-actorid-upis", "ID": "0192:<nine digits>"}``), None when there is no claim;
@@ -185,8 +192,10 @@ class DevIssuer:
         scopes: Sequence[str] = (),
         ttl_s: int = 8 * 3600,
         now: float | None = None,
+        consumer_org: str | None = None,
     ) -> str:
-        """A signed token for a person id or, with ``client``, an agency client id."""
+        """A signed token for a person id or, with ``client``, an agency client id (with
+        Maskinporten's ``consumer`` when ``consumer_org`` names the organisation number)."""
         if not PERSON_ID_PATTERN.fullmatch(subject):
             raise ValueError("subject may hold only letters, digits and '-'")
         issued = int(now if now is not None else time.time())
@@ -201,6 +210,8 @@ class DevIssuer:
         if client:
             claims["client_id"] = subject
             claims["scope"] = " ".join(scopes)
+            if consumer_org is not None:
+                claims["consumer"] = consumer_claim(consumer_org)
         return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})
 
 

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -239,25 +239,65 @@ def demo(
 def token(
     person: Annotated[str, typer.Argument(help="Person-id (eller klient-id med --client).")],
     client: Annotated[bool, typer.Option(help="Lag et klienttoken for et fagsystem.")] = False,
-    scope: Annotated[list[str] | None, typer.Option(help="Scope for klienttoken.")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="Scope for klienttoken (uten: de klienten er registrert med)."),
+    ] = None,
     hours: Annotated[int, typer.Option(min=1, max=24)] = 8,
+    consent_url: Annotated[str, typer.Option(help="Samtykketjenesten (for --client).")] = (
+        "http://127.0.0.1:8103"
+    ),
 ) -> None:
     """Skriv ut et utviklingstoken for den kjørende Stafett. Nektes i produksjon.
 
     Datamappen er STAFETT_DATA_DIR, ellers mappen til `stafett up` som kjører, ellers ./var;
-    en ny nøkkel lages aldri.
+    en ny nøkkel lages aldri. Et klienttoken er som Maskinportens: `scope` og `consumer`
+    (organisasjonsnummeret) slik klienten er registrert i regionsdokumentet.
     """
     settings = CommonSettings()
     if settings.production or not settings.dev_issuer_enabled:
         err.print("[red]Utviklingsutstederen er slått av (produksjon).[/red]")
         raise typer.Exit(2)
     issuer = _dev_issuer(settings)
+    consumer: str | None = None
+    scopes = list(scope or [])
+    if client:
+        registered = _registered_client(issuer, settings, consent_url, person)
+        consumer = str(registered.get("consumer_org") or "") or None
+        if scope is None:
+            scopes = [str(s) for s in registered.get("scopes") or []]
     try:
-        value = issuer.issue(person, client=client, scopes=scope or [], ttl_s=hours * 3600)
+        value = issuer.issue(
+            person, client=client, scopes=scopes, ttl_s=hours * 3600, consumer_org=consumer
+        )
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     sys.stdout.write(value + "\n")
+
+
+def _registered_client(
+    issuer: DevIssuer, settings: CommonSettings, consent_url: str, client_id: str
+) -> dict[str, Any]:
+    """The client as the running system's directory registers it (its scopes and consumer),
+    asked for as the development administrator."""
+    import httpx
+
+    admin = settings.dev_admin or "admin"
+    auth = {"Authorization": f"Bearer {issuer.issue(admin, ttl_s=60)}"}
+    try:
+        answer = httpx.get(f"{consent_url}/api/v1/directory", headers=auth, timeout=30)
+    except httpx.HTTPError:
+        err.print(f"[red]Fant ikke samtykketjenesten på {escape(consent_url)}.[/red]")
+        raise typer.Exit(1) from None
+    if answer.status_code != 200:
+        err.print(f"[red]Kunne ikke lese katalogen ({answer.status_code}).[/red]")
+        raise typer.Exit(1)
+    for registered in answer.json().get("clients") or []:
+        if isinstance(registered, dict) and registered.get("id") == client_id:
+            return registered
+    err.print(f"[red]Klienten {escape(client_id)} er ikke registrert i katalogen.[/red]")
+    raise typer.Exit(1)
 
 
 @projections.command("rebuild")

@@ -148,6 +148,23 @@ class GrantorActionIn(_In):
 class PrincipalRef(_In):
     id: str = Field(pattern=PERSON)
     kind: Literal["person", "client"] = "person"
+    scopes: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="A client's token's scopes; only those its registration lists count "
+        "(decision 0039). Left out: the asking client's own, when it asks about itself.",
+    )
+
+
+def _subject_scopes(caller: Principal, subject: PrincipalRef) -> frozenset[str]:
+    """The scopes a decision about ``subject`` counts (a client's; a person has none)."""
+    if subject.kind != "client":
+        return frozenset()
+    if subject.scopes is not None:
+        return frozenset(subject.scopes)
+    if caller.kind == "client" and caller.id == subject.id:
+        return caller.scopes
+    return frozenset()
 
 
 class ResourceIn(_In):
@@ -447,10 +464,20 @@ class StaffRoleCard(BaseModel):
     org_name: str
 
 
+class ClientCardOrg(BaseModel):
+    org_id: str
+    org_name: str
+
+
 class StaffCard(BaseModel):
     id: str
     name: str | None = Field(description="None når navnet ikke kan leses (nøkkelen er slettet)")
     roles: list[StaffRoleCard]
+    client: ClientCardOrg | None = Field(
+        default=None,
+        description="An agency's client (`client-…`, decision 0039): the organisation it "
+        "belongs to; `name` is the client's as the region document gives it.",
+    )
 
 
 class StaffCardsOut(BaseModel):
@@ -461,7 +488,8 @@ class StaffCardsOut(BaseModel):
     "/staff",
     summary="Ansatte ved id: navn, rolle, enhet og virksomhet (for alle personer)",
     description="For the families' pages: who holds the baton and who read the log. At most "
-    f"{domain.MAX_STAFF_CARDS} ids (`id`, repeated); ids that are not staff are left out. "
+    f"{domain.MAX_STAFF_CARDS} ids (`id`, repeated); ids that are not staff are left out; "
+    "an agency's client is named with its organisation (`client`). "
     "The staff directory is no case data; only persons may ask (decision 0031).",
     response_model=StaffCardsOut,
     responses=answers(403, 422),
@@ -875,6 +903,7 @@ async def post_decision(
             principal_kind=subject.kind,
             entry_id=body.resource.entry_id,
             min_seq=body.min_seq,
+            scopes=_subject_scopes(principal, subject),
         )
     except ProjectionBehind:
         raise _behind() from None
@@ -912,7 +941,11 @@ async def get_decision_records(
     cursor: Cursor = None,
 ) -> JSONResponse:
     out = await decisions.check(
-        principal.id, Action.AUDIT_READ, case_id, principal_kind=principal.kind
+        principal.id,
+        Action.AUDIT_READ,
+        case_id,
+        principal_kind=principal.kind,
+        scopes=principal.scopes,
     )
     if not out.permitted:
         raise Problem(404, "not_found", "Finnes ikke, eller du har ikke tilgang.")
@@ -1084,7 +1117,8 @@ async def _evaluate(  # noqa: PLR0917 - mirrors the AuthZEN request's four parts
     context: AzContext | None,
 ) -> dict[str, Any]:
     kind: Literal["person", "client"] = "client" if subject.type == "client" else "person"
-    _may_ask(caller, PrincipalRef(id=subject.id, kind=kind))
+    asked = PrincipalRef(id=subject.id, kind=kind)
+    _may_ask(caller, asked)
     case_id = resource.id
     entry_id = None
     if resource.type == "entry":
@@ -1101,6 +1135,7 @@ async def _evaluate(  # noqa: PLR0917 - mirrors the AuthZEN request's four parts
             principal_kind=kind,
             entry_id=entry_id,
             min_seq=context.min_seq if context else None,
+            scopes=_subject_scopes(caller, asked),
         )
     except ProjectionBehind:
         raise _behind() from None

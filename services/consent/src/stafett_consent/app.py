@@ -69,6 +69,20 @@ def _principal(payload: dict[str, Any]) -> tuple[str, Literal["person", "client"
     raise RpcRemoteError("bad_request", "principal is missing")
 
 
+def _scopes(payload: dict[str, Any]) -> frozenset[str]:
+    """A client's token's scopes as the asking service read them (decision 0039); anything
+    that is not a short list of strings counts as none (fail closed)."""
+    raw = payload.get("principal")
+    scopes = raw.get("scopes") if isinstance(raw, dict) else None
+    if not isinstance(scopes, list) or len(scopes) > MAX_SCOPES:
+        return frozenset()
+    return frozenset(s for s in scopes if isinstance(s, str) and len(s) <= MAX_SCOPE_CHARS)
+
+
+MAX_SCOPES = 50
+MAX_SCOPE_CHARS = 200
+
+
 def _action(payload: dict[str, Any]) -> Action:
     try:
         return Action(str(payload.get("action")))
@@ -217,6 +231,7 @@ async def _start(runtime: Runtime) -> None:
                 entry_id=entry_id if isinstance(entry_id, str) else None,
                 min_seq=_min_seq(payload),
                 asked_by=_asked_by(payload),
+                scopes=_scopes(payload),
             )
         except ProjectionStale:
             raise RpcRemoteError("unavailable", "the read model lags the stream") from None

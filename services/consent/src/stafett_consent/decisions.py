@@ -174,6 +174,8 @@ class _Question:
     case_id: str
     entry_id: str | None
     asked_by: str | None = None
+    scopes: frozenset[str] = frozenset()
+    """A client's token's scopes (only those its registration lists count)."""
 
 
 def _record_row(q: _Question, decision: Decision) -> dict[str, Any]:
@@ -352,16 +354,26 @@ class DecisionPoint:
         entry_id: str | None = None,
         min_seq: int | None = None,
         asked_by: str | None = None,
+        scopes: frozenset[str] = frozenset(),
     ) -> AccessDecision:
         """Decide and record; ``asked_by`` is the service that asked over NATS (None: the
-        principal itself, over HTTP), named in the record and in its event."""
+        principal itself, over HTTP), named in the record and in its event. ``scopes`` are
+        a client's token's scopes (decision 0039)."""
         if min_seq:
             await self._projector.wait_for(min_seq, self._wait)
         self._ensure_current()
         now = self._clock()
         decision_id = new_id()
         question = _Question(
-            decision_id, now, principal_id, principal_kind, action, case_id, entry_id, asked_by
+            decision_id,
+            now,
+            principal_id,
+            principal_kind,
+            action,
+            case_id,
+            entry_id,
+            asked_by,
+            frozenset(scopes) if principal_kind == "client" else frozenset(),
         )
         decision, case_org, recorded = await self.run(self._decide_and_record, question)
         if recorded and case_org is not None and decision.permit and decision.basis == "auditor":
@@ -450,7 +462,7 @@ class DecisionPoint:
             if decision is not None:
                 return decision, case_org
         case = load_case_facts(conn, q.case_id)
-        principal = load_principal_facts(conn, q.principal_id, q.principal_kind)
+        principal = load_principal_facts(conn, q.principal_id, q.principal_kind, q.scopes)
         case_org = case.org_id if case else None
         if q.entry_id is None:
             return decide(principal, q.action, case, q.now, settings=self._settings), case_org

@@ -45,7 +45,9 @@ from stafett_shared.contracts.directory import (
     MAX_CONSENT_DAYS,
     CatalogueMeasure,
     ChildRegistered,
+    ClientPurpose,
     ClientRegistered,
+    ClientScope,
     ClientUnregistered,
     GuardianAdded,
     GuardianRecord,
@@ -623,6 +625,20 @@ class ClientDoc(BaseModel):
     issuer: ConfiguredIssuer
     client_id: TokenClaim
     consumer_org: str = Field(min_length=9, max_length=9)
+    scopes: tuple[ClientScope, ...] = Field(default=(), max_length=len(ClientScope))
+    """The scopes it may use (decision 0039): a token's scope counts only where listed."""
+    sectors: tuple[Sector, ...] = Field(default=(), max_length=len(Sector))
+    """The services it works for: a consent must name its organisation and one of them."""
+    purposes: tuple[ClientPurpose, ...] = Field(default=(), max_length=len(ClientPurpose))
+    """The legal grounds it serves; none gives it no case data."""
+
+    @property
+    def access(self) -> ClientAccess:
+        return ClientAccess(
+            tuple(sorted(set(self.scopes))),
+            tuple(sorted(set(self.sectors))),
+            tuple(sorted(set(self.purposes))),
+        )
 
     @field_validator("consumer_org")
     @classmethod
@@ -634,6 +650,16 @@ class ClientDoc(BaseModel):
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.issuer, self.client_id, self.consumer_org)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAccess:
+    """A registered client's scopes, the services it works for and its legal grounds, as
+    the region document lists them (sorted, so that a reordered list is no change)."""
+
+    scopes: tuple[ClientScope, ...] = ()
+    sectors: tuple[Sector, ...] = ()
+    purposes: tuple[ClientPurpose, ...] = ()
 
 
 class RegionDocument(BaseModel):
@@ -724,6 +750,8 @@ class DirectoryState:
     logins: frozenset[tuple[str, str, str]] = frozenset()  # person, issuer, subject
     # client id -> (org id, name, issuer, client id of the issuer, consumer organisation)
     clients: dict[str, tuple[str, str, str, str, str]] = field(default_factory=dict)
+    # client id -> what it may be given (decision 0039); a client not here has none
+    client_access: dict[str, ClientAccess] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -869,7 +897,11 @@ def _diff_clients(
                 )
             )
     for client in document.clients:
-        if current.clients.get(client.id) != wanted[client.id]:
+        if (
+            current.clients.get(client.id) != wanted[client.id]
+            or current.client_access.get(client.id, ClientAccess()) != client.access
+        ):
+            access = client.access
             out.setdefault(client.id, []).append(
                 ClientRegistered(
                     client=client.id,
@@ -878,6 +910,9 @@ def _diff_clients(
                     issuer=client.issuer,
                     client_id=client.client_id,
                     consumer_org=client.consumer_org,
+                    scopes=access.scopes,
+                    sectors=access.sectors,
+                    purposes=access.purposes,
                 )
             )
 
@@ -1147,6 +1182,7 @@ def organisation_scope(
         roles=frozenset(r for r in current.roles if r[1] in units),
         logins=frozenset(b for b in current.logins if b[0] in listed),
         clients=ours,
+        client_access={c: a for c, a in current.client_access.items() if c in ours},
     )
     document = RegionDocument(
         region=region,

@@ -62,6 +62,8 @@ from stafett_shared.contracts.directory import (
     MAX_REMINDER_DAYS,
     CatalogueMeasure,
     ChildRegistered,
+    ClientPurpose,
+    ClientScope,
     GuardianRecord,
     Guide,
     OrganisationSettings,
@@ -78,7 +80,7 @@ from stafett_shared.eventstore import (
     EventStore,
     StoredCommit,
 )
-from stafett_shared.ids import new_id, new_untimed_id
+from stafett_shared.ids import CLIENT_ID_PREFIX, new_id, new_untimed_id
 from stafett_shared.logging import get_logger
 from stafett_shared.lookups import LookupLimit, record_lookup
 from stafett_shared.msgid import ClientKey
@@ -294,7 +296,12 @@ class ConsentService:
         self, principal: Principal, action: Action, case_id: str, min_seq: int | None = None
     ) -> None:
         decision = await self.decisions.check(
-            principal.id, action, case_id, principal_kind=principal.kind, min_seq=min_seq
+            principal.id,
+            action,
+            case_id,
+            principal_kind=principal.kind,
+            scopes=principal.scopes,
+            min_seq=min_seq,
         )
         if decision.reason == "not_recorded":
             raise HandlerError(503, "unavailable", "Tilgangen kunne ikke registreres; prøv igjen.")
@@ -302,7 +309,11 @@ class ConsentService:
             return
         if action != Action.CASE_READ:
             reader = await self.decisions.check(
-                principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
+                principal.id,
+                Action.CASE_READ,
+                case_id,
+                principal_kind=principal.kind,
+                scopes=principal.scopes,
             )
             if reader.permitted:
                 # They may read the case and so know it exists: say what is refused.
@@ -431,6 +442,7 @@ class ConsentService:
                     "issuer": issuer,
                     "client_id": client_id,
                     "consumer_org": consumer,
+                    **_access_fields(current.client_access.get(cid)),
                 }
                 for cid, (client_org, name, issuer, client_id, consumer) in sorted(
                     current.clients.items()
@@ -592,6 +604,7 @@ class ConsentService:
                 c.client: (c.org_id, c.name, c.issuer, c.client_id, c.consumer_org)
                 for c in client_rows
             },
+            client_access={c.client: _client_access(c) for c in client_rows},
         )
 
     async def login_of(self, issuer: str, subject: str) -> str | None:
@@ -691,6 +704,11 @@ class ConsentService:
                     .limit(domain.MAX_STAFF)
                 )
             ).all()
+            client_rows = (
+                await session.execute(
+                    select(clients).order_by(clients.c.client).limit(domain.MAX_CLIENTS)
+                )
+            ).all()
         roles_of: dict[str, list[dict[str, str]]] = {}
         for role in role_rows:
             roles_of.setdefault(role.person_id, []).append(
@@ -716,6 +734,16 @@ class ConsentService:
             "staff": [
                 {"id": person_id, "name": name, "roles": roles_of.get(person_id, [])}
                 for person_id, name in names.items()
+            ],
+            "clients": [
+                {
+                    "id": row.client,
+                    "name": row.name,
+                    "org_id": row.org_id,
+                    "consumer_org": row.consumer_org,
+                }
+                | _access_fields(_client_access(row))
+                for row in client_rows
             ],
         }
 
@@ -791,7 +819,39 @@ class ConsentService:
         return [
             {"id": person_id, "name": name, "roles": roles_of.get(person_id, [])}
             for person_id, name in names.items()
-        ]
+        ] + await self._client_cards([c for c in wanted if c.startswith(CLIENT_ID_PREFIX)])
+
+    async def _client_cards(self, client_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Agencies' clients among the ids asked for, by the name the region document gives
+        them and their organisation's (decision 0039): who read, when a system read."""
+        if not client_ids:
+            return []
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        clients.c.client,
+                        clients.c.name,
+                        organisations.c.org_id,
+                        organisations.c.name.label("org_name"),
+                    )
+                    .join(organisations, organisations.c.org_id == clients.c.org_id)
+                    .where(clients.c.client.in_(list(client_ids)))
+                    .order_by(clients.c.client, clients.c.registration)
+                )
+            ).all()
+        cards: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            cards.setdefault(
+                row.client,
+                {
+                    "id": row.client,
+                    "name": row.name,
+                    "roles": [],
+                    "client": {"org_id": row.org_id, "org_name": row.org_name},
+                },
+            )
+        return list(cards.values())
 
     async def _staff_names(self, people: Sequence[tuple[str, str | None]]) -> dict[str, str | None]:
         """Decrypt staff names, a bounded number at a time; a name that cannot be read (its
@@ -1469,7 +1529,11 @@ class ConsentService:
         days. ``expires_soon`` marks an active consent within the organisation's reminder
         time that no renewal waits for or follows (decision 0032)."""
         decision = await self.decisions.check(
-            principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
+            principal.id,
+            Action.CASE_READ,
+            case_id,
+            principal_kind=principal.kind,
+            scopes=principal.scopes,
         )
         if not decision.permitted:
             raise _forbidden()
@@ -1498,7 +1562,11 @@ class ConsentService:
         recorded as ``consent`` when the purpose was served, else as ``consents``."""
         case_id, child_id, _tenant = await self._consent_case(consent_id)
         decision = await self.decisions.check(
-            principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
+            principal.id,
+            Action.CASE_READ,
+            case_id,
+            principal_kind=principal.kind,
+            scopes=principal.scopes,
         )
         if not decision.permitted:
             raise _forbidden()
@@ -1694,7 +1762,11 @@ class ConsentService:
                 "Du har allerede bedt om nødtilgang til saken, og den venter på godkjenning.",
             )
         reader = await self.decisions.check(
-            principal.id, Action.CASE_READ, case_id, principal_kind=principal.kind
+            principal.id,
+            Action.CASE_READ,
+            case_id,
+            principal_kind=principal.kind,
+            scopes=principal.scopes,
         )
         if reader.permitted:
             raise HandlerError(409, "access_exists", "Du har allerede tilgang til å lese saken.")
@@ -2149,3 +2221,25 @@ async def _organisations_and_units(
 def _contact(phone: str | None, email: str | None) -> dict[str, str]:
     """A unit's contact details as the reads show them: only those it has."""
     return {k: v for k, v in (("phone", phone), ("email", email)) if v is not None}
+
+
+def _client_access(row: Any) -> domain.ClientAccess:
+    """A client's scopes, services and legal grounds as the read model keeps them (None
+    before decision 0039: none), with the values this version does not know left out."""
+    scopes = {s.value for s in ClientScope}
+    sectors = {s.value for s in Sector}
+    purposes = {p.value for p in ClientPurpose}
+    return domain.ClientAccess(
+        tuple(sorted({ClientScope(v) for v in row.scopes or () if v in scopes})),
+        tuple(sorted({Sector(v) for v in row.sectors or () if v in sectors})),
+        tuple(sorted({ClientPurpose(v) for v in row.purposes or () if v in purposes})),
+    )
+
+
+def _access_fields(access: domain.ClientAccess | None) -> dict[str, list[str]]:
+    access = access or domain.ClientAccess()
+    return {
+        "scopes": [scope.value for scope in access.scopes],
+        "sectors": [sector.value for sector in access.sectors],
+        "purposes": [purpose.value for purpose in access.purposes],
+    }

@@ -23,10 +23,10 @@ from enum import StrEnum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from stafett_shared.contracts.directory import Sector, StaffRole
+from stafett_shared.contracts.directory import ClientPurpose, ClientScope, Sector, StaffRole
 from stafett_shared.contracts.log import Category
 
-POLICY_VERSION = "2026-12-18.1"
+POLICY_VERSION = "2026-12-19.1"
 OSLO = ZoneInfo("Europe/Oslo")
 EMERGENCY_DURATION = timedelta(hours=24)
 EMERGENCY_REPEAT_WINDOW = timedelta(days=30)
@@ -107,6 +107,27 @@ class EmergencyGrant:
     valid_until: datetime
 
 
+# What each scope a client may hold opens (decision 0039): one action each, reads only.
+SCOPE_ACTIONS: Mapping[ClientScope, frozenset[Action]] = {
+    ClientScope.CASE_READ: frozenset({Action.CASE_READ}),
+    ClientScope.LOG_READ: frozenset({Action.LOG_READ}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFacts:
+    """An agency's client as the directory registers it, with the scopes of the token it
+    came with: only scopes both registered and in the token count."""
+
+    org_id: str
+    sectors: frozenset[Sector] = frozenset()
+    scopes: frozenset[ClientScope] = frozenset()
+    purposes: frozenset[ClientPurpose] = frozenset()
+
+    def may(self, action: Action) -> bool:
+        return any(action in SCOPE_ACTIONS[scope] for scope in self.scopes)
+
+
 @dataclass(frozen=True, slots=True)
 class PrincipalFacts:
     """What the directory and the consent service know about the caller."""
@@ -117,6 +138,8 @@ class PrincipalFacts:
     guardian_of: Mapping[str, bool] = field(default_factory=dict)  # child id -> responsibility
     audit_scopes: tuple[AuditScope, ...] = ()
     emergency: tuple[EmergencyGrant, ...] = ()
+    client: ClientFacts | None = None
+    """A registered client's facts (kind ``client``); None: no client the directory knows."""
 
     def has_role_at(self, unit_id: str, role: StaffRole | None = None) -> bool:
         return any(r.unit_id == unit_id and (role is None or r.role == role) for r in self.roles)
@@ -151,6 +174,15 @@ class ConsentFacts:
             member.org_id in self.org_ids
             and member.sector in self.sectors
             and (not self.unit_ids or member.unit_id in self.unit_ids)
+        )
+
+    def covers_client(self, client: ClientFacts) -> bool:
+        """The consent names the client's organisation and a service it works for; a consent
+        narrowed to named units names staff's units, never an organisation's system."""
+        return (
+            client.org_id in self.org_ids
+            and bool(self.sectors & client.sectors)
+            and not self.unit_ids
         )
 
 
@@ -199,6 +231,8 @@ class PolicySettings:
 
 # --- grants and decisions ----------------------------------------------------------------------
 
+Gate = Literal["staff", "team", "family", "auditor", "client"]
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:
@@ -207,7 +241,7 @@ class Grant:
     consent_id: str | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-    gate: Literal["staff", "team", "family", "auditor"] = "staff"
+    gate: Gate = "staff"
     excluded_categories: frozenset[Category] = frozenset()
 
     def holds_at(self, now: datetime) -> bool:
@@ -258,6 +292,15 @@ def _own_unit(access: Literal["read", "write"]) -> Relation:
     return relation
 
 
+def _consent_windows(c: CaseFacts, covers: Callable[[ConsentFacts], bool]) -> list[Window]:
+    """The windows of the case's consents that cover the principal, with what they exclude."""
+    return [
+        Window(k.valid_from, k.valid_until, k.consent_id, k.excluded_categories)
+        for k in c.consents
+        if covers(k)
+    ]
+
+
 def _team(access: Literal["read", "write"]) -> Relation:
     def relation(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
         member = c.team.get(p.id)
@@ -265,11 +308,7 @@ def _team(access: Literal["read", "write"]) -> Relation:
             return []
         if access == "write" and member.access != "write":
             return []
-        return [
-            Window(k.valid_from, k.valid_until, k.consent_id, k.excluded_categories)
-            for k in c.consents
-            if k.covers(member)
-        ]
+        return _consent_windows(c, lambda k: k.covers(member))
 
     return relation
 
@@ -353,6 +392,21 @@ def _staff(p: PrincipalFacts, _c: CaseFacts, _s: PolicySettings) -> list[Window]
     return _ALWAYS if p.kind == "person" and p.roles else []
 
 
+def _client_consent(action: Action) -> Relation:
+    """An agency's client that serves consents, holding the scope of ``action``: while a
+    consent in force names its organisation and a service it works for (decision 0039)."""
+
+    def relation(p: PrincipalFacts, c: CaseFacts, _s: PolicySettings) -> list[Window]:
+        client = p.client
+        if client is None or ClientPurpose.CONSENT not in client.purposes:
+            return []
+        if not client.may(action):
+            return []
+        return _consent_windows(c, lambda k: k.covers_client(client))
+
+    return relation
+
+
 Kind = Literal["person", "client"]
 PERSONS: frozenset[Kind] = frozenset({"person"})
 
@@ -362,10 +416,13 @@ class Rule:
     basis: str
     actions: frozenset[Action]
     relation: Relation
-    gate: Literal["staff", "team", "family", "auditor"]
+    gate: Gate
     why: str
     kinds: frozenset[Kind] = PERSONS
-    """The kinds of principal the rule relates; every rule today relates persons only."""
+    """The kinds of principal the rule relates: persons, or agencies' clients (never both)."""
+
+
+CLIENTS: frozenset[Kind] = frozenset({"client"})
 
 
 MANAGE = frozenset({Action.CASE_MANAGE, Action.CONSENT_MANAGE})
@@ -472,6 +529,18 @@ RULES: tuple[Rule, ...] = (
         "child welfare intake staff read and acknowledge the reports sent to their service, "
         "never the log",
     ),
+    *(
+        Rule(
+            "client_consent",
+            frozenset({action}),
+            _client_consent(action),
+            "client",
+            "an agency's system reads, within its scope, while a consent names its "
+            "organisation and service",
+            kinds=CLIENTS,
+        )
+        for action in (Action.CASE_READ, Action.LOG_READ)
+    ),
 )
 
 
@@ -532,6 +601,17 @@ def _entry_gate(
         if entry.restricted_until is not None and now < entry.restricted_until:
             return "entry_restricted"
         return None
+    if grant.gate == "client":
+        # As a team member covered by the consent: its exclusions, then the sectors the
+        # client works for (helsepersonelloven § 21, barnevernsloven § 13-1).
+        if entry.category is None:
+            return None
+        if entry.category in grant.excluded_categories:
+            return "category_excluded"
+        client = principal.client
+        if client is None or CATEGORY_SECTOR[entry.category] not in client.sectors:
+            return "category_restricted"
+        return None
     if entry.category is None or (principal.kind == "person" and entry.author_id == principal.id):
         return None
     if grant.gate == "team" and entry.category in grant.excluded_categories:
@@ -590,4 +670,17 @@ def decide(
             "consent_required",
             "team member outside the owning unit without a consent that covers them",
         )
+    if principal.kind == "client":
+        return Decision(False, None, "no_basis", _client_detail(principal.client, action))
     return Decision(False, None, "no_basis", "no rule relates the principal to the case")
+
+
+def _client_detail(client: ClientFacts | None, action: Action) -> str:
+    """Why a client was refused, for the decision record only (the caller sees 404)."""
+    if client is None:
+        return "no client the directory registers"
+    if ClientPurpose.CONSENT not in client.purposes:
+        return "the client serves no legal ground that gives case data"
+    if not client.may(action):
+        return "no scope both registered for the client and in its token covers the action"
+    return "no consent in force names the client's organisation and a service it works for"

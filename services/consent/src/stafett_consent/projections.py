@@ -38,6 +38,7 @@ from stafett_consent.policy import (
     Action,
     AuditScope,
     CaseFacts,
+    ClientFacts,
     ConsentFacts,
     Decision,
     EmergencyGrant,
@@ -79,7 +80,9 @@ from stafett_shared.contracts.consent import (
 )
 from stafett_shared.contracts.directory import (
     ChildRegistered,
+    ClientPurpose,
     ClientRegistered,
+    ClientScope,
     ClientUnregistered,
     DirectoryEvent,
     GuardianAdded,
@@ -183,11 +186,15 @@ clients = Table(
     Column("issuer", String(500), nullable=False),
     Column("client_id", String(255), nullable=False),
     Column("consumer_org", String(9), nullable=False),
+    Column("scopes", JSON, nullable=True),  # [ClientScope]; None: none
+    Column("sectors", JSON, nullable=True),  # [Sector]
+    Column("purposes", JSON, nullable=True),  # [ClientPurpose]
 )
 """The agency clients the directory registers: a client issuer's (issuer, client id,
 consumer organisation) to the client's directory id (``client``), keyed by
 :func:`client_key`; ``issued_as`` (:func:`login_key` of issuer and client id) finds a token
-that names no consumer (docs/decisions/0023-citizens-and-clients.md)."""
+that names no consumer (docs/decisions/0023-citizens-and-clients.md). ``scopes``,
+``sectors`` and ``purposes`` are what the access policy may give it (decision 0039)."""
 children = Table(
     "children",
     metadata,
@@ -421,10 +428,18 @@ def _youth_age(settings: object) -> int | None:
 
 
 def load_principal_facts(
-    conn: Connection, principal_id: str, kind: str = "person"
+    conn: Connection,
+    principal_id: str,
+    kind: str = "person",
+    token_scopes: Iterable[str] = (),
 ) -> PrincipalFacts:
+    """What the read models know of a person, or of a client: a client's facts are its
+    registration, with only the scopes both registered and in its token
+    (``token_scopes``; decision 0039)."""
     if kind == "client":
-        return PrincipalFacts(id=principal_id, kind="client")
+        return PrincipalFacts(
+            id=principal_id, kind="client", client=_client_facts(conn, principal_id, token_scopes)
+        )
     who = {"principal_id": principal_id}
     role_rows = conn.execute(_ROLES, who).all()
     guardian_rows = conn.execute(_GUARDIAN_OF, who).all()
@@ -455,6 +470,31 @@ def load_principal_facts(
             for g in grant_rows
         ),
     )
+
+
+def _client_facts(
+    conn: Connection, client_id: str, token_scopes: Iterable[str]
+) -> ClientFacts | None:
+    row = conn.execute(
+        select(clients.c.org_id, clients.c.scopes, clients.c.sectors, clients.c.purposes)
+        .where(clients.c.client == client_id)
+        .order_by(clients.c.registration)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    asked = set(token_scopes)
+    return ClientFacts(
+        org_id=row.org_id,
+        sectors=frozenset(Sector(v) for v in row.sectors or () if v in _SECTORS),
+        scopes=frozenset(ClientScope(v) for v in row.scopes or () if v in _SCOPES and v in asked),
+        purposes=frozenset(ClientPurpose(v) for v in row.purposes or () if v in _PURPOSES),
+    )
+
+
+_SECTORS = frozenset(Sector)
+_SCOPES = frozenset(ClientScope)
+_PURPOSES = frozenset(ClientPurpose)
 
 
 def load_entry_facts(conn: Connection, entry_id: str) -> EntryFacts | None:
@@ -1107,6 +1147,9 @@ def _apply_client(conn: Connection, payload: ClientRegistered | ClientUnregister
                 "issuer": payload.issuer,
                 "client_id": payload.client_id,
                 "consumer_org": payload.consumer_org,
+                "scopes": [scope.value for scope in payload.scopes],
+                "sectors": [sector.value for sector in payload.sectors],
+                "purposes": [purpose.value for purpose in payload.purposes],
             },
         )
         return

@@ -54,6 +54,8 @@ class Directory:
     organisations: list[dict[str, Any]] = field(default_factory=list)
     units: dict[str, Unit] = field(default_factory=dict)
     people: dict[str, Person] = field(default_factory=dict)
+    clients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Agencies' clients (decision 0039): id -> {name, org_id}."""
     fetched_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -87,7 +89,17 @@ class Directory:
             directory.people[person["id"]] = Person(
                 person["id"], str(person.get("name") or person["id"]), roles
             )
+        for client in body.get("clients") or []:
+            if isinstance(client, dict) and isinstance(client.get("id"), str):
+                directory.clients[client["id"]] = client
         return directory
+
+    def client_name(self, client_id: str | None) -> str:
+        """An agency's system by its organisation: «NAV Grenland (fagsystem)»."""
+        client = self.clients.get(client_id or "")
+        if client is None:
+            return "Et fagsystem"
+        return f"{self.org_name(client.get('org_id'))} (fagsystem)"
 
     def person_name(self, person_id: str | None) -> str:
         if not person_id:

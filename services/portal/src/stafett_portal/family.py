@@ -77,6 +77,19 @@ class People:
             for r in chosen
         )
 
+    def system(self, client_id: str | None) -> str:
+        """An agency's system by its organisation: «NAV Grenland (fagsystem)»."""
+        card = self.staff.get(client_id or "") or {}
+        client = card.get("client")
+        if isinstance(client, dict) and client.get("org_name"):
+            return f"{client['org_name']} (fagsystem)"
+        return "Et fagsystem"
+
+    def system_name(self, client_id: str | None) -> str:
+        """The system's own name, as the region document gives it."""
+        card = self.staff.get(client_id or "") or {}
+        return str(card.get("name") or "") if card.get("client") else ""
+
     def unit(self, unit_id: str | None) -> str:
         unit = self.units.get(unit_id or "")
         return str(unit["name"]) if unit else "en enhet"
@@ -391,7 +404,8 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
         )
         items = answer.get("items", []) if isinstance(answer, dict) else []
         people = await _people(
-            page, [r.get("reader_id") for r in items if r.get("reader_kind") == "person"]
+            page,
+            [r.get("reader_id") for r in items if r.get("reader_kind") in ("person", "client")],
         )
         return render(
             page,

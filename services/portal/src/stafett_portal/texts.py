@@ -152,6 +152,7 @@ READ_BASES = {
     "handover_addressee": "fordi de er bedt om å overta stafetten",
     "duty_to_report": "etter opplysningsplikten til barnevernet",
     "related_staff": "som ansatt i sakens kommune eller virksomhet, eller i samme sektor",
+    "client_consent": "som fagsystem for en tjeneste som et samtykke dekker",
 }
 
 READ_WHAT = {

@@ -21,7 +21,9 @@ from stafett_shared.envelope import registry
 __all__ = [
     "CatalogueMeasure",
     "ChildRegistered",
+    "ClientPurpose",
     "ClientRegistered",
+    "ClientScope",
     "ClientUnregistered",
     "DirectoryEvent",
     "GuardianAdded",
@@ -320,6 +322,26 @@ class LoginUnbound(_LoginEvent):
     event_type: ClassVar[str] = "no.stafett.directory.login_unbound.v1"
 
 
+class ClientScope(StrEnum):
+    """What an agency's client may ask for (Maskinporten style ``prefix:name``; decision
+    0039). Each scope opens the actions the consent service maps it to, never more: a
+    client's grant needs both a basis (its purposes) and the scope of the action."""
+
+    CASE_READ = "stafett:case.read"
+    """The case: level, holder, team, measures, consents (``case:read``)."""
+    LOG_READ = "stafett:log.read"
+    """The stafettlogg's entries (``log:read``), within the categories its sectors open."""
+
+
+class ClientPurpose(StrEnum):
+    """The legal grounds an agency's client serves: on which basis it may be given case
+    data at all (decision 0039)."""
+
+    CONSENT = "consent"
+    """Samtykke (forvaltningsloven § 13 a nr. 1): a consent in force names the client's
+    organisation and one of the services (sectors) it serves."""
+
+
 class _ClientEvent(DirectoryEvent):
     """An agency's client as the region document registers it (``clients``): its directory
     id (``client``, always ``client-…``, never a staff id), the Stafett organisation it
@@ -343,6 +365,12 @@ class ClientRegistered(_ClientEvent):
 
     event_type: ClassVar[str] = "no.stafett.directory.client_registered.v1"
     name: str = Field(min_length=1, max_length=200)
+    scopes: tuple[ClientScope, ...] = Field(default=(), max_length=len(ClientScope))
+    """The scopes it may use (a token's scopes count only where registered here)."""
+    sectors: tuple[Sector, ...] = Field(default=(), max_length=len(Sector))
+    """The services it works for: a consent must name one of them."""
+    purposes: tuple[ClientPurpose, ...] = Field(default=(), max_length=len(ClientPurpose))
+    """The legal grounds it serves; none: it is given no case data (as before 0039)."""
 
 
 @registry.register
