@@ -189,14 +189,23 @@ def database_url(settings: CommonSettings, service: ServiceSettings, name: str) 
     return f"sqlite:///{(settings.data_dir / f'{name}.db').resolve()}"
 
 
+def current_kek(settings: CommonSettings) -> bytes:
+    """The current key-encryption key: ``STAFETT_KEK``, or the development key."""
+    return settings.kek_bytes() or load_or_create_kek(settings.data_dir / "keys" / "kek")
+
+
+def blind_index(settings: CommonSettings) -> BlindIndex:
+    """The blind index of national ids and names: under ``STAFETT_BLIND_INDEX_KEY``, or
+    the key derived from the current KEK."""
+    return BlindIndex.with_key(settings.blind_index_secret(current_kek(settings)))
+
+
 def key_store(
     settings: CommonSettings, nc: NATS, *, service: str, writes: bool = False
 ) -> KeyStore:
     """The service's key store: the consent service's writes the bucket; every other
     service's only reads it and has the consent service make a key it lacks."""
-    kek = settings.kek_bytes()
-    if kek is None:
-        kek = load_or_create_kek(settings.data_dir / "keys" / "kek")
+    kek = current_kek(settings)
 
     async def ask_consent(owner: str) -> None:
         try:
@@ -215,7 +224,7 @@ def key_store(
 
     return KeyStore(
         nc.jetstream(),
-        {settings.kek_id: kek},
+        settings.kek_ring(kek),
         settings.kek_id,
         replicas=settings.stream_replicas,
         create_via=None if writes else ask_consent,
@@ -241,7 +250,6 @@ async def open_runtime(
         timeout_s=settings.consent_timeout_s,
         cache_s=settings.login_cache_s,
     )
-    kek = settings.kek_bytes() or load_or_create_kek(settings.data_dir / "keys" / "kek")
     verifier = TokenVerifier(
         settings.issuers,
         dev_issuer=DevIssuer.load_or_create(settings.data_dir)
@@ -255,7 +263,7 @@ async def open_runtime(
         logins=logins,
         citizens=logins.citizen,
         clients=logins.client,
-        blind_index=BlindIndex(kek),
+        blind_index=blind_index(settings),
         verified_for_s=settings.login_cache_s,
     )
     try:

@@ -11,12 +11,12 @@ from stafett_case.handlers import CaseService
 from stafett_case.projections import CaseProjection
 from stafett_case.settings import CaseSettings
 from stafett_shared.access import AccessClient
-from stafett_shared.crypto import BlindIndex, FieldCipher, load_or_create_kek
+from stafett_shared.crypto import FieldCipher
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
 from stafett_shared.lookups import LookupLimit
-from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
+from stafett_shared.service import Runtime, ServiceSpec, blind_index, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings
 
 _log = get_logger("stafett.case")
@@ -38,9 +38,6 @@ def deadline_policy(settings: CaseSettings) -> DeadlinePolicy:
 async def _start(runtime: Runtime) -> None:
     settings = runtime.service
     assert isinstance(settings, CaseSettings)
-    kek = runtime.settings.kek_bytes() or load_or_create_kek(
-        runtime.settings.data_dir / "keys" / "kek"
-    )
     access = AccessClient(
         runtime.nc,
         service=runtime.spec.name,
@@ -51,7 +48,7 @@ async def _start(runtime: Runtime) -> None:
     service = CaseService(
         store=runtime.store,
         cipher=runtime.cipher,
-        index=BlindIndex(kek),
+        index=blind_index(runtime.settings),
         sessions=runtime.sessions,
         projector=runtime.projector,
         access=access,
