@@ -49,6 +49,8 @@ from stafett_shared.eventstore import EventStore, StoreUnavailable
 from stafett_shared.logging import configure_logging, get_logger
 from stafett_shared.logins import LoginDirectory
 from stafett_shared.loopdb import loop_engine
+from stafett_shared.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from stafett_shared.metrics import configure_metrics, exposition, watch_projector
 from stafett_shared.openapi import install_openapi
 from stafett_shared.problems import (
     BodySizeLimitMiddleware,
@@ -283,6 +285,7 @@ async def open_runtime(
             blocking_engine=blocking,
             loop_engine=on_loop,
         )
+        watch_projector(projector)
         yield Runtime(
             spec=spec,
             settings=settings,
@@ -328,6 +331,12 @@ def _whoami_router() -> APIRouter:
 
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["drift"])
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        # Counts, positions and durations only, labelled by projection, reason or service
+        # (stafett_shared.metrics); for the scraper on the internal network.
+        return Response(content=exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @router.get("/healthz", summary="Prosessen lever")
     async def healthz() -> dict[str, str]:
@@ -567,6 +576,8 @@ class MinSeqMiddleware:
 
 
 def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> FastAPI:
+    configure_metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(spec, settings, service) as runtime:

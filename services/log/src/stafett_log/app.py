@@ -60,6 +60,7 @@ async def _start(runtime: Runtime) -> None:
         replicas=runtime.settings.stream_replicas,
     )
     await checkpointer.ensure_stream()
+    await checkpointer.latest()  # the newest checkpoint's age is watched from the start
     runtime.extras.update(
         log=service,
         checkpoints=checkpointer,

@@ -34,6 +34,7 @@ from stafett_log.checkpoint import (
 )
 from stafett_log.projections import TILE_LEAVES, checkpoints, leaves, tiles
 from stafett_shared.db import upsert
+from stafett_shared.metrics import watch_checkpoints
 from stafett_shared.projector import Projector
 
 STREAM = "CHECKPOINTS"
@@ -74,6 +75,8 @@ class Checkpointer:
         self.key_id = key_id(origin, public)
         self.vkey = vkey(origin, public)
         self._vkeys: dict[str, str | None] = {self.key_id: self.vkey}
+        self._newest: tuple[float, int] | None = None  # time (epoch s) and tree size
+        watch_checkpoints(self, self.newest)
         self._range = merkle.CompactRange()
         # One checkpoint at a time: two would both extend the range by the same new leaves.
         self._making = asyncio.Lock()
@@ -190,6 +193,7 @@ class Checkpointer:
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self.origin, self._key)
         now = datetime.now(UTC)
         self._vkeys[self.key_id] = self.vkey
+        self._newest = (now.timestamp(), size)
         async with self._writer() as session, session.begin():
             await upsert(
                 session,
@@ -229,6 +233,11 @@ class Checkpointer:
             "vkey": signer_vkey,
         }
 
+    def newest(self) -> tuple[float, int] | None:
+        """The newest checkpoint's time (seconds since the epoch) and tree size, as this
+        instance last made or read it: for the ``stafett_checkpoint_age_seconds`` metric."""
+        return self._newest
+
     async def latest(self) -> dict[str, Any] | None:
         async with self._sessions() as session:
             row = (
@@ -238,6 +247,9 @@ class Checkpointer:
             ).first()
         if row is None:
             return None
+        when = row.created_at.timestamp()
+        if self._newest is None or self._newest[0] < when:
+            self._newest = (when, int(row.tree_size))
         return await self._describe(row.tree_size, bytes(row.root_hash), row.note, row.created_at)
 
     async def inclusion(self, seq: int, tree_size: int) -> dict[str, Any]:
