@@ -19,7 +19,7 @@ from nats.aio.client import Client as NATS
 from sqlalchemy import select
 
 from stafett_case.testing import CaseHarness
-from stafett_consent.testing import ConsentHarness
+from stafett_consent.testing import ConsentHarness, fresh_consent, running_consent
 from stafett_log import merkle
 from stafett_log.checkpoint import CheckpointError, parse_vkey, verify_checkpoint
 from stafett_log.projections import entries
@@ -34,7 +34,8 @@ from stafett_shared.crypto import (
     load_or_create_signing_key,
 )
 from stafett_shared.eventstore import EventStore, StoredCommit
-from stafett_shared.testing.servers import start_nats
+from stafett_shared.projector import ProjectionAhead
+from stafett_shared.testing.servers import NatsHandle, start_nats
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -365,3 +366,41 @@ async def test_a_new_signing_key_signs_from_now_on_and_old_checkpoints_keep_thei
     assert periods[1]["first_tree_size"] == new["tree_size"]
     assert [p["checkpoints"] for p in periods] == [1, 1]
     assert periods[0]["last_time"] <= periods[1]["first_time"]
+
+
+async def test_a_read_model_ahead_of_a_restored_stream_stops_the_service_until_rebuilt(
+    private_nats_server: NatsHandle, database_url: str, tmp_path: Path
+) -> None:
+    """A stream restored from an older backup ends before what the read model applied: the
+    service refuses to start rather than skip the events that take those sequences again."""
+    url = private_nats_server.url
+    database = database_url
+    async with fresh_consent(url, database, tmp_path) as consent:
+        await consent.register_child(12, [("Mor", True)])
+        position = await consent.runtime.projector.position()
+    assert position > 1
+    # The stream as an older backup had it: the region document only.
+    async with fresh_consent(url, f"sqlite:///{tmp_path / 'other.db'}", tmp_path / "o"):
+        pass
+    nc = await nats.connect(url)
+    try:
+        last = await EventStore(nc).last_seq()
+    finally:
+        await nc.close()
+    assert last < position
+    with pytest.raises(ProjectionAhead) as refused:
+        async with running_consent(url, database, tmp_path):
+            pass
+    assert (refused.value.position, refused.value.last_seq) == (position, last)
+
+    rebuilt = await _cli(
+        *("projections", "rebuild", "consent"),
+        env={
+            "STAFETT_NATS_URL": url,
+            "STAFETT_DATA_DIR": str(tmp_path),
+            "STAFETT_CONSENT_DATABASE_URL": database,
+        },
+    )
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    async with running_consent(url, database, tmp_path) as consent:
+        assert await consent.runtime.projector.position() == last

@@ -588,6 +588,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
                 if settings.rate_limit_per_s > 0
                 else None
             )
+            await runtime.projector.check_not_ahead()  # after a restore of an older stream
             await runtime.projector.catch_up()
             runtime.projector.start()
             if spec.on_start is not None:
