@@ -304,3 +304,17 @@ def test_a_kek_change_without_the_blind_index_key_is_refused_in_production() -> 
         CommonSettings(**common, other_keks={"kek-1": "c2hvcnQ="}, blind_index_key=key)
     settings = CommonSettings(**common, other_keks={"kek-1": key}, blind_index_key=key)
     assert set(settings.kek_ring(bytes(32))) == {"kek-1", "kek-2"}
+
+
+def test_empty_kek_change_settings_are_none_and_a_malformed_one_is_not_echoed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STAFETT_OTHER_KEKS", "")
+    monkeypatch.setenv("STAFETT_BLIND_INDEX_KEY", " ")
+    settings = CommonSettings()
+    assert settings.other_keks == {} and settings.blind_index_key is None
+    secret = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("STAFETT_OTHER_KEKS", "{kek-0: " + secret + "}")
+    with pytest.raises(ValidationError) as caught:
+        CommonSettings()
+    assert secret not in str(caught.value)

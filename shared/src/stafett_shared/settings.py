@@ -8,13 +8,14 @@ issuers and a key-encryption key supplied by the operator.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stafett_shared.crypto import derive_blind_index_key
 
@@ -64,7 +65,10 @@ class IssuerSettings(BaseModel):
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STAFETT_", extra="ignore")
+    # Settings hold secrets (the KEK, passwords): an error names the field, never the value.
+    model_config = SettingsConfigDict(
+        env_prefix="STAFETT_", extra="ignore", hide_input_in_errors=True
+    )
 
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path("var")
@@ -89,7 +93,7 @@ class CommonSettings(BaseSettings):
     stream_replicas: int = Field(default=1, ge=1, le=5)
     kek: SecretStr | None = None  # base64 of 32 bytes
     kek_id: str = "kek-1"
-    other_keks: dict[str, SecretStr] = Field(default_factory=dict)
+    other_keks: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     """Key-encryption keys besides the current one that still unwrap data keys, never wrap
     one (``STAFETT_OTHER_KEKS``: JSON, id to base64). Used while a KEK is changed
     (docs/operators.md, "Key rotation"): the coming one before it becomes current, the old
@@ -131,6 +135,19 @@ class CommonSettings(BaseSettings):
     """How long a service takes a login's binding in the directory (issuer and subject to a
     staff member), and a token verified through it, on trust: a login the region document
     no longer binds stops working within this time."""
+
+    @field_validator("other_keks", mode="before")
+    @classmethod
+    def _other_keks(cls, value: object) -> object:
+        """JSON from the environment; empty (a compose file's unset default) is none."""
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("blind_index_key", mode="before")
+    @classmethod
+    def _blind_index_key(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def production(self) -> bool:
