@@ -37,7 +37,8 @@ from stafett_shared.eventstore import EventStore, StoredCommit
 from stafett_shared.projector import ProjectionAhead
 from stafett_shared.testing.servers import NatsHandle, start_nats
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""For the tests of what NATS holds: their read models are the harness's, not the subject."""
 
 CLI = [sys.executable, "-m", "stafett_shared.cli"]
 PREFIXES = {
@@ -104,6 +105,7 @@ async def _owners(log: LogHarness) -> dict[str, str]:
     return {row.entry_id: row.key_owner for row in rows}
 
 
+@SQLITE
 async def test_a_backup_restored_into_a_fresh_server_verifies_every_chain_and_decrypts(
     consent: ConsentHarness,
     case_service: CaseHarness,
@@ -192,6 +194,7 @@ async def test_a_backup_restored_into_a_fresh_server_verifies_every_chain_and_de
         await source.close()
 
 
+@SQLITE
 async def test_a_damaged_backup_is_refused_and_restores_nothing(
     consent: ConsentHarness, tmp_path: Path
 ) -> None:
@@ -222,6 +225,7 @@ async def test_a_damaged_backup_is_refused_and_restores_nothing(
     assert refused.returncode == 1
 
 
+@SQLITE
 async def test_the_kek_is_changed_without_changing_an_event(
     consent: ConsentHarness,
     case_service: CaseHarness,
@@ -310,6 +314,7 @@ async def test_the_kek_is_changed_without_changing_an_event(
         await nc.close()
 
 
+@SQLITE
 async def test_a_new_signing_key_signs_from_now_on_and_old_checkpoints_keep_their_key(
     consent: ConsentHarness, case_service: CaseHarness, tmp_path: Path
 ) -> None:
@@ -374,7 +379,7 @@ async def test_a_read_model_ahead_of_a_restored_stream_stops_the_service_until_r
     """A stream restored from an older backup ends before what the read model applied: the
     service refuses to start rather than skip the events that take those sequences again."""
     url = private_nats_server.url
-    database = database_url
+    database = database_url  # SQLite and PostgreSQL: the position is in the read model
     async with fresh_consent(url, database, tmp_path) as consent:
         await consent.register_child(12, [("Mor", True)])
         position = await consent.runtime.projector.position()
