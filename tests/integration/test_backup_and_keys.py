@@ -142,6 +142,7 @@ async def test_a_backup_restored_into_a_fresh_server_verifies_every_chain_and_de
             # Restoring over streams that exist changes nothing and says so.
             twice = await _cli("restore", str(backup_file), env=env)
             assert twice.returncode == 1, twice.stdout + twice.stderr
+            assert "exists; nothing was restored" in twice.stderr
             target = await nats.connect(fresh.url)
             try:
                 # Every message as it was: sequence, subject, bytes, headers, stored time.

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import nats.js.errors
 from nats.aio.client import Client as NATS
 
 __all__ = [
@@ -226,10 +227,15 @@ async def restore(
     """Restore the streams of a backup into a JetStream that has none of them.
 
     Each snapshot's SHA-256 is checked before anything is sent. ``replicas`` replaces the
-    replica count the streams had (a cluster's three restored on one node, say). A stream
-    that exists already is refused by the server and left as it is."""
+    replica count the streams had (a cluster's three restored on one node, say). If any of
+    the streams exists, nothing is restored."""
     manifest = read_manifest(path)
     wanted = [s for s in manifest["streams"] if streams is None or s["name"] in streams]
+    js = nc.jetstream()
+    for entry in wanted:  # all or nothing: no stream is restored beside one that exists
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.stream_info(str(entry["name"]))
+            raise BackupError(f"the stream {entry['name']} exists; nothing was restored")
     restored: list[StreamBackup] = []
     with tarfile.open(path, mode="r:") as archive:
         for entry in wanted:
