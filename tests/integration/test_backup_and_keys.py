@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +207,10 @@ async def test_a_damaged_backup_is_refused_and_restores_nothing(
     made = await _cli("backup", str(backup_file), *only, env={"STAFETT_NATS_URL": source_url})
     assert made.returncode == 0, made.stdout + made.stderr
     raw = bytearray(backup_file.read_bytes())
-    # Flip a byte inside the first snapshot (past the tar header and backup.json).
-    middle = raw.index(b"stream.tar.s2") + 1024
+    # Flip a byte inside the last snapshot: the first, whole one is not restored either.
+    with tarfile.open(backup_file) as archive:
+        last = archive.getmember("KV_STAFETT_KEYS/stream.tar.s2")
+    middle = last.offset_data + last.size // 2
     raw[middle] ^= 0xFF
     damaged = tmp_path / "damaged.backup"
     damaged.write_bytes(bytes(raw))

@@ -236,20 +236,18 @@ async def restore(
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.stream_info(str(entry["name"]))
             raise BackupError(f"the stream {entry['name']} exists; nothing was restored")
+    _check_sums(path, wanted)  # every snapshot whole before the first is sent
     restored: list[StreamBackup] = []
     with tarfile.open(path, mode="r:") as archive:
         for entry in wanted:
             name = str(entry["name"])
-            meta_file = archive.extractfile(f"{name}/backup.json")
-            snapshot = archive.extractfile(f"{name}/stream.tar.s2")
+            try:
+                meta_file = archive.extractfile(f"{name}/backup.json")
+                snapshot = archive.extractfile(f"{name}/stream.tar.s2")
+            except KeyError:
+                meta_file = snapshot = None
             if meta_file is None or snapshot is None:
                 raise BackupError(f"the backup lacks the snapshot of {name}")
-            digest = hashlib.sha256()
-            while block := snapshot.read(1 << 20):
-                digest.update(block)
-            if digest.hexdigest() != entry["sha256"]:
-                raise BackupError(f"the snapshot of {name} is damaged (SHA-256 differs)")
-            snapshot.seek(0)
             meta = json.loads(meta_file.read())
             config = dict(meta["config"])
             if replicas is not None:
@@ -266,6 +264,23 @@ async def restore(
                 )
             )
     return restored
+
+
+def _check_sums(path: Path, wanted: list[dict[str, Any]]) -> None:
+    with tarfile.open(path, mode="r:") as archive:
+        for entry in wanted:
+            name = str(entry["name"])
+            try:
+                snapshot = archive.extractfile(f"{name}/stream.tar.s2")
+            except KeyError:
+                snapshot = None
+            if snapshot is None:
+                raise BackupError(f"the backup lacks the snapshot of {name}")
+            digest = hashlib.sha256()
+            while block := snapshot.read(1 << 20):
+                digest.update(block)
+            if digest.hexdigest() != entry["sha256"]:
+                raise BackupError(f"the snapshot of {name} is damaged (SHA-256 differs)")
 
 
 async def _restore_stream(
