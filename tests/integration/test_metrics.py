@@ -4,6 +4,7 @@ checkpoint's age, labelled by projection and reason only, never by an id."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -24,6 +25,7 @@ ALLOWED_LABELS = {
     "otel_scope_version",
     "otel_scope_schema_url",
 }
+UNIT = "siljan-ungdomsskole"
 ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
@@ -95,3 +97,46 @@ async def test_metrics_report_position_lag_quarantine_and_checkpoint_age_without
         assert await _samples(client)
         openapi = (await client.get("/openapi.json")).json()
         assert "/metrics" not in openapi["paths"]
+
+
+async def test_the_consent_lag_shows_before_and_while_decisions_fail_closed(
+    consent: ConsentHarness,
+) -> None:
+    case_id, _ = await consent.open_case(holder="ann-kristin-allum", unit_id=UNIT)
+    decisions = consent.runtime.extras["decisions"]
+    decisions.max_lag_s = 0.5
+    body = {
+        "principal": "ann-kristin-allum",
+        "action": "case:read",
+        "resource": {"case_id": case_id},
+    }
+    headers = consent.auth("stafett-case", client=True, scopes=("stafett.decisions",))
+    before = await _samples(consent.client)
+    assert _value(before, "stafett_projector_behind_seconds", stafett_projection="consent") == 0
+    refused_before = sum(
+        v
+        for (name, _), v in before.items()
+        if name == "stafett_consent_decisions_unavailable_total"
+    )
+
+    projector = consent.runtime.projector
+    await projector.stop()  # the consent projection stops following the stream
+    try:
+        await consent.publish_case_event(
+            case_id, "team_member_removed", {"case_id": case_id, "person_id": "nobody"}
+        )
+        for _ in range(100):  # the decision point looks at the stream's end every second
+            answer = await consent.client.post("/api/v1/decisions", json=body, headers=headers)
+            if answer.status_code == 503:
+                break
+            await asyncio.sleep(0.1)
+        assert answer.status_code == 503
+        during = await _samples(consent.client)
+        assert (
+            _value(during, "stafett_projector_behind_seconds", stafett_projection="consent")
+            > decisions.max_lag_s
+        )
+        assert _value(during, "stafett_projector_lag", stafett_projection="consent") >= 1
+        assert _value(during, "stafett_consent_decisions_unavailable_total") > refused_before
+    finally:
+        projector.start()

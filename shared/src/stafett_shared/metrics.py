@@ -13,7 +13,9 @@ attribute, so a metric cannot carry personal data (``test_metrics`` checks the l
 * ``stafett_projector_quarantined_total`` – messages a read model refused and skipped
   (``stafett_shared.projector``), by projection and reason;
 * ``stafett_checkpoint_age_seconds`` and ``stafett_checkpoint_tree_size`` – the log
-  service's newest signed checkpoint.
+  service's newest signed checkpoint;
+* ``stafett_consent_decisions_unavailable_total`` – decisions the consent service refused
+  because its read model lagged too long (``stafett_consent.decisions``).
 """
 
 from __future__ import annotations
