@@ -72,8 +72,9 @@ def backup_command(
         typer.Option(help="Strøm å ta med (kan gjentas); standard: CHECKPOINTS, EVENTS, nøklene."),
     ] = None,
 ) -> None:
-    """Ta sikkerhetskopi av hendelsesstrømmen, sjekkpunktene og nøkkelbøtta (JetStreams
-    egne øyeblikksbilder: sekvensnumre, subjects, headere og tider følger med)."""
+    """Ta sikkerhetskopi av hendelsesstrømmen, sjekkpunktene og nøkkelbøtta.
+
+    JetStreams egne øyeblikksbilder: sekvensnumre, subjects, headere og tider følger med."""
     from stafett_shared.backup import backup
 
     if output.exists():
@@ -137,8 +138,9 @@ def keys_status() -> None:
 
 @keys.command("rewrap")
 def keys_rewrap() -> None:
-    """Pakk hver datanøkkel inn på nytt under gjeldende KEK (STAFETT_KEK_ID); ingen
-    hendelse endres. Trygt å kjøre flere ganger og mens tjenestene går."""
+    """Pakk hver datanøkkel inn på nytt under gjeldende KEK; ingen hendelse endres.
+
+    Trygt å kjøre flere ganger og mens tjenestene går."""
 
     async def work(nc: NATS, settings: CommonSettings) -> dict[str, int]:
         store = await _key_store(nc, settings)
@@ -154,7 +156,8 @@ def keys_rewrap() -> None:
 
 @keys.command("blind-index-key")
 def keys_blind_index_key() -> None:
-    """Skriv ut blindindeksens nøkkel (base64) slik den er nå, til STAFETT_BLIND_INDEX_KEY.
+    """Skriv ut blindindeksens nøkkel (base64), til STAFETT_BLIND_INDEX_KEY.
+
     Gjør det før KEK byttes: indeksene i strømmen kan aldri endres."""
     from stafett_shared.service import current_kek
 
