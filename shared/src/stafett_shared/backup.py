@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import tempfile
 from collections.abc import Sequence
@@ -55,6 +56,7 @@ FORMAT = "stafett-backup/1"
 DEFAULT_STREAMS = ("CHECKPOINTS", "EVENTS", "KV_STAFETT_KEYS")
 """What a backup holds, in the order it is taken (see the module's text)."""
 MANIFEST = "stafett-backup.json"
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CHUNK = 128 * 1024
 _API_TIMEOUT_S = 30.0
 _CHUNK_TIMEOUT_S = 30.0
@@ -214,6 +216,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise BackupError(f"{path.name} is not a Stafett backup") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupError(f"{path.name} is not a backup of format {FORMAT}")
+    streams = manifest.get("streams")
+    if not isinstance(streams, list) or not all(
+        isinstance(s, dict)
+        and isinstance(s.get("name"), str)
+        and _STREAM_NAME.fullmatch(s["name"])
+        and isinstance(s.get("sha256"), str)
+        for s in streams
+    ):
+        raise BackupError(f"the manifest of {path.name} is malformed")
     return manifest
 
 
