@@ -36,6 +36,7 @@ __all__ = [
     "CONTENT_TYPE",
     "configure_metrics",
     "exposition",
+    "unwatch",
     "watch_checkpoints",
     "watch_projector",
 ]
@@ -51,6 +52,12 @@ _lock = threading.Lock()
 def watch_projector(projector: Projector) -> None:
     """Report this read model's position, lag and time behind (while it exists)."""
     _projectors.add(projector)
+
+
+def unwatch(owner: object) -> None:
+    """Stop reporting a projector or checkpointer (its service stops)."""
+    _projectors.discard(owner)  # type: ignore[arg-type]
+    _checkpoints[:] = [(ref, newest) for ref, newest in _checkpoints if ref() is not owner]
 
 
 def watch_checkpoints(owner: object, newest: Callable[[], tuple[float, int] | None]) -> None:

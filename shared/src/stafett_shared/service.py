@@ -50,7 +50,7 @@ from stafett_shared.logging import configure_logging, get_logger
 from stafett_shared.logins import LoginDirectory
 from stafett_shared.loopdb import loop_engine
 from stafett_shared.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from stafett_shared.metrics import configure_metrics, exposition, watch_projector
+from stafett_shared.metrics import configure_metrics, exposition, unwatch, watch_projector
 from stafett_shared.openapi import install_openapi
 from stafett_shared.problems import (
     BodySizeLimitMiddleware,
@@ -310,6 +310,7 @@ async def open_runtime(
         with contextlib.suppress(Exception):
             await nc.close()
         if projector is not None:
+            unwatch(projector)
             await projector.aclose()
         await asyncio.to_thread(blocking.dispose)
         if on_loop is not None:

@@ -15,6 +15,7 @@ from stafett_shared.crypto import FieldCipher, load_or_create_signing_key, load_
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
+from stafett_shared.metrics import unwatch
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings, SettingsError
 
@@ -81,6 +82,8 @@ async def _start(runtime: Runtime) -> None:
 
 async def _stop(runtime: Runtime) -> None:
     await stop_tasks(runtime.extras.get("tasks", []))
+    if "checkpoints" in runtime.extras:
+        unwatch(runtime.extras["checkpoints"])
 
 
 SPEC = ServiceSpec(
