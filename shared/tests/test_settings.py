@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -292,3 +293,36 @@ def test_production_refuses_organisation_administrators_it_cannot_trust(
 ) -> None:
     with pytest.raises(ValidationError, match=r"organisation administrators|STAFETT_ORG_ADMINS"):
         _production(org_admins=org_admins)
+
+
+def test_a_kek_change_without_the_blind_index_key_is_refused_in_production() -> None:
+    key = base64.b64encode(os.urandom(32)).decode()
+    common: dict[str, Any] = {
+        "env": "production",
+        "kek": key,
+        "kek_id": "kek-2",
+        "issuers": [{"issuer": "https://login.example.org", "audience": "stafett"}],
+        "admins": ["https://login.example.org|admin"],
+    }
+    with pytest.raises(ValueError, match="STAFETT_BLIND_INDEX_KEY"):
+        CommonSettings(**common, other_keks={"kek-1": key})
+    with pytest.raises(ValueError, match="current"):
+        CommonSettings(**common, other_keks={"kek-2": key}, blind_index_key=key).kek_ring(bytes(32))
+    with pytest.raises(ValueError, match="32 bytes"):
+        CommonSettings(**common, other_keks={"kek-1": "c2hvcnQ="}, blind_index_key=key)
+    settings = CommonSettings(**common, other_keks={"kek-1": key}, blind_index_key=key)
+    assert set(settings.kek_ring(bytes(32))) == {"kek-1", "kek-2"}
+
+
+def test_empty_kek_change_settings_are_none_and_a_malformed_one_is_not_echoed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STAFETT_OTHER_KEKS", "")
+    monkeypatch.setenv("STAFETT_BLIND_INDEX_KEY", " ")
+    settings = CommonSettings()
+    assert settings.other_keks == {} and settings.blind_index_key is None
+    secret = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("STAFETT_OTHER_KEKS", "{kek-0: " + secret + "}")
+    with pytest.raises(ValidationError) as caught:
+        CommonSettings()
+    assert secret not in str(caught.value)

@@ -24,6 +24,7 @@ from stafett_shared.datafolder import (
     withdraw_running,
 )
 from stafett_shared.embedded import PROJECTING, EmbeddedSystem
+from stafett_shared.opscli import backup_command, keys, restore_command
 from stafett_shared.settings import CommonSettings
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ audit = typer.Typer(
 app.add_typer(audit, name="audit")
 notify = typer.Typer(help="Varsler.", no_args_is_help=True)
 app.add_typer(notify, name="notify")
+app.add_typer(keys, name="keys")
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 
 
 @notify.command("redrive")

@@ -51,6 +51,7 @@ __all__ = [
     "KeyShredded",
     "KeyStore",
     "KeyUnavailable",
+    "derive_blind_index_key",
     "generate_kek",
     "load_or_create_kek",
     "load_or_create_signing_key",
@@ -205,10 +206,7 @@ class KeyStore:
     def _unwrap(self, owner: str, value: bytes) -> bytes:
         if value == _TOMBSTONE:
             raise KeyShredded(owner)
-        try:
-            record = json.loads(value)
-        except ValueError as exc:
-            raise CryptoError("a wrapped data key is unreadable") from exc
+        record = _record(value)
         kek = self._keks.get(record["kek"])
         if kek is None:
             raise CryptoError(f"no key-encryption key {record['kek']!r} is configured")
@@ -267,6 +265,61 @@ class KeyStore:
             return key
         raise KeyUnavailable("the key made for the owner cannot be read")
 
+    async def wrapped_by(self) -> dict[str, int]:
+        """How many data keys each KEK id wraps, and how many were shredded
+        (``"shredded"``): what ``stafett keys status`` shows during a KEK change."""
+        counts: dict[str, int] = {}
+        for name in await self._names():
+            try:
+                entry = await self._kv.get(name)
+            except nats.js.errors.KeyNotFoundError:
+                continue
+            kind = "shredded" if entry.value == _TOMBSTONE else _record(entry.value)["kek"]
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    async def rewrap(self) -> dict[str, int]:
+        """Wrap every data key that another KEK wraps under the current one; no event and no
+        data key changes, only the wrapping in the bucket.
+
+        Each key is replaced only if it is still the revision that was read, so a key
+        shredded meanwhile stays shredded. Safe to run again (or while the services run):
+        a key already under the current KEK is left alone. Answers what was done:
+        ``rewrapped``, ``current`` (already under it), ``shredded``."""
+        if self._create_via is not None:
+            raise CryptoError("only the key bucket's writer rewraps keys")
+        done = {"rewrapped": 0, "current": 0, "shredded": 0}
+        for name in await self._names():
+            owner = name.removeprefix("owner.")
+            while True:
+                try:
+                    entry = await self._kv.get(name)
+                except nats.js.errors.KeyNotFoundError:
+                    break
+                assert entry.value is not None
+                if entry.value == _TOMBSTONE:
+                    done["shredded"] += 1
+                    break
+                if _record(entry.value)["kek"] == self._current:
+                    done["current"] += 1
+                    break
+                key = self._unwrap(owner, entry.value)
+                try:
+                    await self._kv.update(name, self._wrap(owner, key), last=entry.revision)
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # changed meanwhile (shredded, or rewrapped by another run)
+                done["rewrapped"] += 1
+                break
+        self._cache.clear()
+        return done
+
+    async def _names(self) -> list[str]:
+        try:
+            names = await self._kv.keys()
+        except nats.js.errors.NoKeysError:
+            return []
+        return sorted(n for n in names if n.startswith("owner."))
+
     async def shred(self, owner: str) -> None:
         """Erase the owner's data key for good (end of retention)."""
         if self._create_via is not None:
@@ -283,6 +336,17 @@ class KeyStore:
             except nats.js.errors.KeyNotFoundError:
                 pass
             await self._kv.put(name, _TOMBSTONE)
+
+
+def _record(value: bytes | None) -> dict[str, str]:
+    """A wrapped key's record: ``{"v", "kek", "n", "w"}``."""
+    try:
+        record = json.loads(value or b"")
+    except ValueError as exc:
+        raise CryptoError("a wrapped data key is unreadable") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("kek"), str):
+        raise CryptoError("a wrapped data key is unreadable")
+    return record
 
 
 class FieldCipher:
@@ -344,15 +408,34 @@ class FieldCipher:
         return value.startswith((_PREFIX, _PREFIX_V1))
 
 
+def derive_blind_index_key(kek: bytes) -> bytes:
+    """The blind indexes' key as derived from a KEK (HKDF-SHA256). One way: it does not
+    give the KEK back, so it may outlive a KEK that is changed."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"stafett blind index v1"
+    ).derive(kek)
+
+
 class BlindIndex:
     """A keyed hash (HMAC-SHA256) of a personal value, so that an encrypted value can still be
     found and compared ("is this national id registered?") without decrypting anything.
-    The key is derived from the KEK; without it the index cannot be brute-forced."""
+    The key is derived from the KEK (or given, ``with_key``, once the KEK has been changed:
+    the indexes in the stream never change); without it the index cannot be brute-forced."""
 
     def __init__(self, kek: bytes) -> None:
-        self._key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"stafett blind index v1"
-        ).derive(kek)
+        self._key = derive_blind_index_key(kek)
+
+    @classmethod
+    def with_key(cls, index_key: bytes) -> BlindIndex:
+        """An index under ``index_key`` itself (``STAFETT_BLIND_INDEX_KEY``)."""
+        index = cls.__new__(cls)
+        index._key = index_key
+        return index
+
+    def fingerprint(self) -> str:
+        """Eight hex digits that tell two index keys apart without revealing either: the
+        index of a fixed text. Compare it before and after a KEK is changed."""
+        return self("stafett", context="fingerprint")[:8]
 
     def __call__(self, value: str, *, context: str) -> str:
         mac = hmac.HMAC(self._key, hashes.SHA256())

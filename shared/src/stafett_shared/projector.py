@@ -62,6 +62,7 @@ from stafett_shared.telemetry import start_consumer_span
 __all__ = [
     "BlockingProjection",
     "Projection",
+    "ProjectionAhead",
     "ProjectionBehind",
     "ProjectionStale",
     "Projector",
@@ -83,6 +84,21 @@ class ProjectionBehind(Exception):
         super().__init__(f"projection at {position}, wanted {wanted}")
         self.wanted = wanted
         self.position = position
+
+
+class ProjectionAhead(Exception):
+    """The read model has applied stream sequences the stream does not hold: the stream was
+    restored from an older backup (or made anew). Serving from it would skip the events
+    that take those sequences again, so the service refuses to start until the read model is
+    rebuilt or restored from a dump taken before the backup."""
+
+    def __init__(self, position: int, last_seq: int) -> None:
+        super().__init__(
+            f"read model at sequence {position}, the stream ends at {last_seq}: rebuild it "
+            "(stafett projections rebuild SERVICE) or restore an older database dump"
+        )
+        self.position = position
+        self.last_seq = last_seq
 
 
 class ProjectionStale(ProjectionBehind):
@@ -722,6 +738,19 @@ class Projector:
             await asyncio.wait({task}, timeout=0.5)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             task.result()
+
+    async def check_not_ahead(self) -> None:
+        """Refuse a read model that is ahead of the stream (``ProjectionAhead``)."""
+        position = await self.position()
+        last_seq = await self.store.last_seq()
+        if position > last_seq:
+            _log.error(
+                "projection_ahead_of_stream",
+                projection=self.name,
+                position=position,
+                stream_last_seq=last_seq,
+            )
+            raise ProjectionAhead(position, last_seq)
 
     async def refresh_stream_position(self) -> None:
         """Observe the stream's end, so ``lag`` and ``behind_for`` are current (readiness

@@ -52,6 +52,8 @@ from stafett_shared.eventstore import EventStore, StoreUnavailable
 from stafett_shared.logging import configure_logging, get_logger
 from stafett_shared.logins import LoginDirectory
 from stafett_shared.loopdb import loop_engine
+from stafett_shared.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from stafett_shared.metrics import configure_metrics, exposition, unwatch, watch_projector
 from stafett_shared.openapi import install_openapi
 from stafett_shared.problems import (
     BodySizeLimitMiddleware,
@@ -305,14 +307,23 @@ def database_url(settings: CommonSettings, service: ServiceSettings, name: str) 
     return f"sqlite:///{(settings.data_dir / f'{name}.db').resolve()}"
 
 
+def current_kek(settings: CommonSettings) -> bytes:
+    """The current key-encryption key: ``STAFETT_KEK``, or the development key."""
+    return settings.kek_bytes() or load_or_create_kek(settings.data_dir / "keys" / "kek")
+
+
+def blind_index(settings: CommonSettings) -> BlindIndex:
+    """The blind index of national ids and names: under ``STAFETT_BLIND_INDEX_KEY``, or
+    the key derived from the current KEK."""
+    return BlindIndex.with_key(settings.blind_index_secret(current_kek(settings)))
+
+
 def key_store(
     settings: CommonSettings, nc: NATS, *, service: str, writes: bool = False
 ) -> KeyStore:
     """The service's key store: the consent service's writes the bucket; every other
     service's only reads it and has the consent service make a key it lacks."""
-    kek = settings.kek_bytes()
-    if kek is None:
-        kek = load_or_create_kek(settings.data_dir / "keys" / "kek")
+    kek = current_kek(settings)
 
     async def ask_consent(owner: str) -> None:
         try:
@@ -331,7 +342,7 @@ def key_store(
 
     return KeyStore(
         nc.jetstream(),
-        {settings.kek_id: kek},
+        settings.kek_ring(kek),
         settings.kek_id,
         replicas=settings.stream_replicas,
         create_via=None if writes else ask_consent,
@@ -358,7 +369,6 @@ async def open_runtime(
         timeout_s=settings.consent_timeout_s,
         cache_s=settings.login_cache_s,
     )
-    kek = settings.kek_bytes() or load_or_create_kek(settings.data_dir / "keys" / "kek")
     verifier = TokenVerifier(
         settings.issuers,
         dev_issuer=DevIssuer.load_or_create(settings.data_dir)
@@ -372,7 +382,7 @@ async def open_runtime(
         logins=logins,
         citizens=logins.citizen,
         clients=logins.client,
-        blind_index=BlindIndex(kek),
+        blind_index=blind_index(settings),
         verified_for_s=settings.login_cache_s,
     )
     try:
@@ -392,6 +402,7 @@ async def open_runtime(
             blocking_engine=blocking,
             loop_engine=on_loop,
         )
+        watch_projector(projector)
         yield Runtime(
             spec=spec,
             settings=settings,
@@ -416,6 +427,7 @@ async def open_runtime(
         with contextlib.suppress(Exception):
             await nc.close()
         if projector is not None:
+            unwatch(projector)
             await projector.aclose()
         await asyncio.to_thread(blocking.dispose)
         if on_loop is not None:
@@ -474,6 +486,12 @@ async def _select_one(runtime: Runtime) -> None:
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["drift"])
     probe = _ReadinessProbe()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        # Counts, positions and durations only, labelled by projection, reason or service
+        # (stafett_shared.metrics); for the scraper on the internal network.
+        return Response(content=exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @router.get("/healthz", summary="Prosessen lever")
     async def healthz() -> dict[str, str]:
@@ -704,6 +722,8 @@ class MinSeqMiddleware:
 
 
 def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSettings) -> FastAPI:
+    configure_metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(spec, settings, service) as runtime:
@@ -714,6 +734,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings, service: ServiceSett
                 if settings.rate_limit_per_s > 0
                 else None
             )
+            await runtime.projector.check_not_ahead()  # after a restore of an older stream
             await runtime.projector.catch_up()
             runtime.projector.start()
             if spec.on_start is not None:

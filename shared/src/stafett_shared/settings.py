@@ -8,13 +8,16 @@ issuers and a key-encryption key supplied by the operator.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stafett_shared.crypto import derive_blind_index_key
 
 __all__ = [
     "DEV_ISSUER",
@@ -62,7 +65,10 @@ class IssuerSettings(BaseModel):
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STAFETT_", extra="ignore")
+    # Settings hold secrets (the KEK, passwords): an error names the field, never the value.
+    model_config = SettingsConfigDict(
+        env_prefix="STAFETT_", extra="ignore", hide_input_in_errors=True
+    )
 
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path("var")
@@ -87,6 +93,16 @@ class CommonSettings(BaseSettings):
     stream_replicas: int = Field(default=1, ge=1, le=5)
     kek: SecretStr | None = None  # base64 of 32 bytes
     kek_id: str = "kek-1"
+    other_keks: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    """Key-encryption keys besides the current one that still unwrap data keys, never wrap
+    one (``STAFETT_OTHER_KEKS``: JSON, id to base64). Used while a KEK is changed
+    (docs/operators.md, "Key rotation"): the coming one before it becomes current, the old
+    one until ``stafett keys rewrap`` has wrapped every data key under the new one."""
+    blind_index_key: SecretStr | None = None
+    """Base64 of the 32-byte key of the blind indexes (``STAFETT_BLIND_INDEX_KEY``). Without
+    it the key is derived from the KEK, which is right until the KEK is first changed: blind
+    indexes are in events and subjects and can never change, so before a KEK is changed the
+    derived key is set here (``stafett keys blind-index-key``) and kept for good."""
     dev_issuer: bool | None = None  # default: on in development, refused in production
     issuers: list[IssuerSettings] = Field(default_factory=list)
     admins: list[str] = Field(default_factory=lambda: list(DEFAULT_ADMINS))
@@ -119,6 +135,19 @@ class CommonSettings(BaseSettings):
     """How long a service takes a login's binding in the directory (issuer and subject to a
     staff member), and a token verified through it, on trust: a login the region document
     no longer binds stops working within this time."""
+
+    @field_validator("other_keks", mode="before")
+    @classmethod
+    def _other_keks(cls, value: object) -> object:
+        """JSON from the environment; empty (a compose file's unset default) is none."""
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("blind_index_key", mode="before")
+    @classmethod
+    def _blind_index_key(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def production(self) -> bool:
@@ -161,6 +190,8 @@ class CommonSettings(BaseSettings):
     def _refuse_unsafe_production(self) -> CommonSettings:
         if self.kek is not None:
             self.kek_bytes()  # a malformed key is refused at start, not at first use
+        self.kek_ring(bytes(32))  # so are other keys and the blind index key
+        self.blind_index_secret(bytes(32))
         for entry in self.admins:
             _admin_login(entry)  # a malformed entry is refused at start
         org_admin_logins(self.org_admins)  # so is a malformed organisation administrator
@@ -168,6 +199,11 @@ class CommonSettings(BaseSettings):
             return self
         if self.dev_issuer:
             raise SettingsError("production refuses the development token issuer")
+        if self.other_keks and self.blind_index_key is None:
+            raise SettingsError(
+                "a KEK is being changed (STAFETT_OTHER_KEKS): set STAFETT_BLIND_INDEX_KEY "
+                "first (stafett keys blind-index-key), or every blind index would change"
+            )
         if not self.issuers:
             raise SettingsError("production needs at least one issuer in STAFETT_ISSUERS")
         if tuple(self.admins) == DEFAULT_ADMINS or any(
@@ -213,13 +249,36 @@ class CommonSettings(BaseSettings):
     def kek_bytes(self) -> bytes | None:
         if self.kek is None:
             return None
-        try:
-            raw = base64.b64decode(self.kek.get_secret_value(), validate=True)
-        except ValueError as exc:
-            raise SettingsError("STAFETT_KEK must be base64") from exc
-        if len(raw) != 32:
-            raise SettingsError("STAFETT_KEK must be base64 of exactly 32 bytes")
-        return raw
+        return _key32(self.kek, "STAFETT_KEK")
+
+    def kek_ring(self, current: bytes) -> dict[str, bytes]:
+        """Every key-encryption key by id: the current one (``current``, the bytes of
+        ``STAFETT_KEK`` or the development key) and ``STAFETT_OTHER_KEKS``."""
+        ring = {self.kek_id: current}
+        for kid, key in self.other_keks.items():
+            if kid == self.kek_id:
+                raise SettingsError("STAFETT_OTHER_KEKS names the current STAFETT_KEK_ID")
+            if not kid or len(kid) > 64 or not kid.isprintable() or '"' in kid:
+                raise SettingsError("a KEK id is 1 to 64 printable characters")
+            ring[kid] = _key32(key, f"STAFETT_OTHER_KEKS[{kid}]")
+        return ring
+
+    def blind_index_secret(self, kek: bytes) -> bytes:
+        """The key of the blind indexes: ``STAFETT_BLIND_INDEX_KEY``, else derived from
+        ``kek`` (the current KEK)."""
+        if self.blind_index_key is not None:
+            return _key32(self.blind_index_key, "STAFETT_BLIND_INDEX_KEY")
+        return derive_blind_index_key(kek)
+
+
+def _key32(value: SecretStr, name: str) -> bytes:
+    try:
+        raw = base64.b64decode(value.get_secret_value(), validate=True)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be base64") from exc
+    if len(raw) != 32:
+        raise SettingsError(f"{name} must be base64 of exactly 32 bytes")
+    return raw
 
 
 REMINDER_FIELDS = ("level0_days", "evaluation_warning_days", "handover_days", "inactive_days")

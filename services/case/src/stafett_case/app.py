@@ -10,12 +10,12 @@ from stafett_case.deadlines import DeadlinePolicy, publish_due
 from stafett_case.handlers import CaseService
 from stafett_case.projections import CaseProjection
 from stafett_case.settings import CaseSettings
-from stafett_shared.crypto import BlindIndex, FieldCipher, load_or_create_kek
+from stafett_shared.crypto import FieldCipher
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
 from stafett_shared.lookups import LookupLimit
-from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
+from stafett_shared.service import Runtime, ServiceSpec, blind_index, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings
 
 _log = get_logger("stafett.case")
@@ -37,14 +37,11 @@ def deadline_policy(settings: CaseSettings) -> DeadlinePolicy:
 async def _start(runtime: Runtime) -> None:
     settings = runtime.service
     assert isinstance(settings, CaseSettings)
-    kek = runtime.settings.kek_bytes() or load_or_create_kek(
-        runtime.settings.data_dir / "keys" / "kek"
-    )
     access = await runtime.access_client(permit_cache_s=settings.permit_cache_s)
     service = CaseService(
         store=runtime.store,
         cipher=runtime.cipher,
-        index=BlindIndex(kek),
+        index=blind_index(runtime.settings),
         sessions=runtime.sessions,
         projector=runtime.projector,
         access=access,

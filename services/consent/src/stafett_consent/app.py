@@ -27,12 +27,10 @@ from stafett_consent.settings import ConsentSettings
 from stafett_shared.access import CHECK_SUBJECT, FILTER_SUBJECT, SERVICES, announce_access_changed
 from stafett_shared.crypto import (
     KEY_SUBJECT,
-    BlindIndex,
     FieldCipher,
     KeyShredded,
     KeyStore,
     KeyUnavailable,
-    load_or_create_kek,
 )
 from stafett_shared.db import create_sync_engine, sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
@@ -42,7 +40,7 @@ from stafett_shared.logins import LOGIN_SUBJECT, answer_login
 from stafett_shared.lookups import LookupLimit
 from stafett_shared.projector import ProjectionBehind, ProjectionStale
 from stafett_shared.rpc import Handler, RpcRemoteError, serve
-from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
+from stafett_shared.service import Runtime, ServiceSpec, blind_index, run_service, stop_tasks
 from stafett_shared.settings import RegionReminderTimes, ServiceSettings
 
 _log = get_logger("stafett.consent")
@@ -187,14 +185,11 @@ async def _start(runtime: Runtime) -> None:
     settings = runtime.service
     assert isinstance(settings, ConsentSettings)
     _announce_access_changes(runtime)
-    kek = runtime.settings.kek_bytes() or load_or_create_kek(
-        runtime.settings.data_dir / "keys" / "kek"
-    )
     decisions = await _decision_point(runtime, settings)
     service = ConsentService(
         store=runtime.store,
         cipher=runtime.cipher,
-        index=BlindIndex(kek),
+        index=blind_index(runtime.settings),
         sessions=runtime.sessions,
         projector=runtime.projector,
         decisions=decisions,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from opentelemetry import metrics
 from sqlalchemy import (
     Column,
     Index,
@@ -123,6 +124,11 @@ LAG_WATCH_S = 1.0
 """How often the decision point looks at the stream's end, so that a projector that no
 longer reads is seen to fall behind even when nothing else looks."""
 _log = get_logger("stafett.consent.decisions")
+_unavailable = metrics.get_meter("stafett.consent").create_counter(
+    "stafett.consent.decisions_unavailable",
+    unit="{decision}",
+    description="Access decisions refused because the consent read model lagged too long",
+)
 _T = TypeVar("_T")
 
 
@@ -274,6 +280,7 @@ class DecisionPoint:
         """Fail closed while the read model lags the stream beyond ``max_lag_s``."""
         behind = self._projector.behind_for()
         if behind > self.max_lag_s:
+            _unavailable.add(1)
             raise ProjectionStale(
                 self._projector.known_position + self._projector.lag,
                 self._projector.known_position,

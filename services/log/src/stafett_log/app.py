@@ -14,6 +14,7 @@ from stafett_shared.crypto import FieldCipher, load_or_create_signing_key, load_
 from stafett_shared.db import sessionmaker, writer
 from stafett_shared.idempotency import IdempotencyStore
 from stafett_shared.logging import get_logger
+from stafett_shared.metrics import unwatch
 from stafett_shared.service import Runtime, ServiceSpec, run_service, stop_tasks
 from stafett_shared.settings import ServiceSettings, SettingsError
 
@@ -53,6 +54,7 @@ async def _start(runtime: Runtime) -> None:
         replicas=runtime.settings.stream_replicas,
     )
     await checkpointer.ensure_stream()
+    await checkpointer.latest()  # the newest checkpoint's age is watched from the start
     runtime.extras.update(
         log=service,
         checkpoints=checkpointer,
@@ -73,6 +75,8 @@ async def _start(runtime: Runtime) -> None:
 
 async def _stop(runtime: Runtime) -> None:
     await stop_tasks(runtime.extras.get("tasks", []))
+    if "checkpoints" in runtime.extras:
+        unwatch(runtime.extras["checkpoints"])
 
 
 SPEC = ServiceSpec(

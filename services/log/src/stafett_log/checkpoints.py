@@ -23,10 +23,18 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from sqlalchemy import false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from stafett_log import merkle
-from stafett_log.checkpoint import Checkpoint, key_id, sign_checkpoint, vkey
+from stafett_log import keys, merkle
+from stafett_log.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    key_id,
+    parse_signed_note,
+    sign_checkpoint,
+    vkey,
+)
 from stafett_log.projections import TILE_LEAVES, checkpoints, leaves, tiles
 from stafett_shared.db import upsert
+from stafett_shared.metrics import watch_checkpoints
 from stafett_shared.projector import Projector
 
 STREAM = "CHECKPOINTS"
@@ -66,6 +74,9 @@ class Checkpointer:
         self.public_key = public
         self.key_id = key_id(origin, public)
         self.vkey = vkey(origin, public)
+        self._vkeys: dict[str, str | None] = {self.key_id: self.vkey}
+        self._newest: tuple[float, int] | None = None  # time (epoch s) and tree size
+        watch_checkpoints(self, self.newest)
         self._range = merkle.CompactRange()
         # One checkpoint at a time: two would both extend the range by the same new leaves.
         self._making = asyncio.Lock()
@@ -91,6 +102,8 @@ class Checkpointer:
                         duplicate_window=120.0,
                     )
                 )
+        # The stream says which public key signs from now on (stafett_log.keys).
+        await keys.announce(self._js, self.key_id, self.vkey)
 
     async def _tree(
         self, size: int, *points: int
@@ -179,6 +192,8 @@ class Checkpointer:
         root = self._range.root()
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self.origin, self._key)
         now = datetime.now(UTC)
+        self._vkeys[self.key_id] = self.vkey
+        self._newest = (now.timestamp(), size)
         async with self._writer() as session, session.begin():
             await upsert(
                 session,
@@ -191,20 +206,37 @@ class Checkpointer:
             note.encode(),
             headers={"Nats-Msg-Id": f"checkpoint-{size}-{root.hex()}"},
         )
-        return self._describe(size, root, note, now)
+        return await self._describe(size, root, note, now)
 
-    def _describe(self, size: int, root: bytes, note: str, when: datetime) -> dict[str, Any]:
+    async def _describe(self, size: int, root: bytes, note: str, when: datetime) -> dict[str, Any]:
+        """A checkpoint as the API shows it, with the key that signed *it*: after the
+        signing key was changed, an older checkpoint names the older key."""
         signature_line = note.rstrip("\n").rsplit("\n", 1)[-1]
+        signer, signer_vkey = self.key_id, self.vkey
+        try:
+            _checkpoint, signatures = parse_signed_note(note)
+            signer = next(s.key_id for s in signatures if s.key_name == self.origin)
+        except (CheckpointError, StopIteration):
+            pass
+        if signer != self.key_id:
+            if signer not in self._vkeys:
+                self._vkeys[signer] = await keys.announced_vkey(self._js, signer)
+            signer_vkey = self._vkeys[signer] or ""
         return {
             "tree_size": size,
             "root_hash": base64.b64encode(root).decode(),
             "time": when,
-            "key_id": self.key_id,
+            "key_id": signer,
             "signature": signature_line.rsplit(" ", 1)[-1],
             "note": note,
             "origin": self.origin,
-            "vkey": self.vkey,
+            "vkey": signer_vkey,
         }
+
+    def newest(self) -> tuple[float, int] | None:
+        """The newest checkpoint's time (seconds since the epoch) and tree size, as this
+        instance last made or read it: for the ``stafett_checkpoint_age_seconds`` metric."""
+        return self._newest
 
     async def latest(self) -> dict[str, Any] | None:
         async with self._sessions() as session:
@@ -215,7 +247,10 @@ class Checkpointer:
             ).first()
         if row is None:
             return None
-        return self._describe(row.tree_size, bytes(row.root_hash), row.note, row.created_at)
+        when = row.created_at.timestamp()
+        if self._newest is None or self._newest[0] < when:
+            self._newest = (when, int(row.tree_size))
+        return await self._describe(row.tree_size, bytes(row.root_hash), row.note, row.created_at)
 
     async def inclusion(self, seq: int, tree_size: int) -> dict[str, Any]:
         if not 1 <= seq <= tree_size:
