@@ -123,11 +123,10 @@ class LocalPostgres:
         )
 
     def start(self) -> None:
-        data = self.folder / "data"
         self._run(
             str(self.bin_dir / "initdb"),
             "-D",
-            str(data),
+            str(self.folder / "data"),
             "-U",
             "postgres",
             "--auth=trust",
@@ -135,6 +134,11 @@ class LocalPostgres:
             "UTF8",
             "--no-sync",
         )
+        self.launch()
+
+    def launch(self) -> None:
+        """Start the server on the data folder ``start`` made (again, after a stop)."""
+        data = self.folder / "data"
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
