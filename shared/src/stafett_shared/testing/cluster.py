@@ -446,7 +446,7 @@ class _LocalServer(ClusterPostgres):
         if user is not None:
             entry = pwd.getpwnam(user)
             os.chown(folder, entry.pw_uid, entry.pw_gid)
-        self.server = LocalPostgres(bin_dir, folder, free_port(), user)
+        self.server = LocalPostgres(bin_dir, folder, free_port(), user, durable=True)
         self.server.start()
         self.admin_url = self.server.url
 
