@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from nats.aio.client import Client as NATS
@@ -602,20 +601,17 @@ async def rows(url: str, tables: tuple[Table, ...]) -> dict[str, list[tuple[Any,
     return found
 
 
-async def rebuilt_database(system: ClusterSystem, name: str) -> str:
-    """A new, empty database for ``name``, owned by its role: a rebuild's destination."""
-    postgres = system.postgres
-    assert postgres is not None
-    live = system.databases[name]
-    fresh = f"{live.rpartition('/')[2]}_rebuilt"
-    owner = live.split("://", 1)[1].split(":", 1)[0]
-    conn = await asyncpg.connect(postgres.admin_url)
-    try:
-        owned = f' OWNER "{owner}"' if postgres.fresh else ""
-        await conn.execute(f'CREATE DATABASE "{fresh}"{owned}')
-    finally:
-        await conn.close()
-    return f"{live.rpartition('/')[0]}/{fresh}"
+def unhandled_errors(folder: Path) -> Counter[str]:
+    """What each service logged as an unhandled error (a 500): the exception's type."""
+    found: Counter[str] = Counter()
+    for path in sorted(folder.glob("*.log")):
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if '"unhandled_error"' not in line:
+                    continue
+                record = json.loads(line)
+                found[f"{path.stem}: {record.get('error_type')}"] += 1
+    return found
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -703,12 +699,12 @@ async def _run(system: ClusterSystem, tmp_path: Path, say: Callable[[str], None]
             for f in faults
             if f.name.split()[-1] in PROJECTING
         ]
-        service_of_lane = {"read": None, "handover": "case", "consent": "consent"}
 
         def while_its_service_was_down(s: Seen) -> bool:
-            service = "log" if s.lane.startswith("append") else service_of_lane.get(s.lane)
-            if s.lane == "read":
-                service = "log" if s.op == "read_log" else "case"
+            if s.lane.startswith("append") or s.op == "read_log":
+                service = "log"
+            else:
+                service = "consent" if s.lane == "consent" else "case"
             return any(  # begun before the process came back, ended after it was killed
                 name == service and s.started <= end and s.ended >= begin
                 for begin, end, name in killed_services
@@ -846,7 +842,7 @@ async def _run(system: ClusterSystem, tmp_path: Path, say: Callable[[str], None]
     # Each read model equals a fresh rebuild from the stream.
     differing: list[str] = []
     for name in PROJECTING:
-        target = await rebuilt_database(system, name)
+        target = await system.empty_database(name)
         env = {**system.service_env(name), f"STAFETT_{name.upper()}_DATABASE_URL": target}
         rebuilt = await asyncio.to_thread(run_cli, env, "projections", "rebuild", name)
         assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
@@ -874,6 +870,9 @@ async def _run(system: ClusterSystem, tmp_path: Path, say: Callable[[str], None]
         for what, count in Counter(f"{s.lane} {s.op}: {s.detail[:160]}" for s in seen).items():
             problems.append(f"{kind} ({count}x) {what}")
     problems += [f"no answer: {s.lane} {s.op} {s.detail}" for s in unexplained_silence]
+    if errors:
+        causes = unhandled_errors(system.folder / "logs")
+        say(f"what the services logged as unhandled: {dict(causes) or 'nothing'}")
     problems += [f"wrong answer: {line}" for line in load.wrong]
     for line in problems:
         say(f"PROBLEM {line}")

@@ -72,6 +72,19 @@ DEPLOY = Path(__file__).resolve().parents[4] / "deploy"
 
 NODE_NAMES = ("nats-1", "nats-2", "nats-3")
 
+_CHOSEN: set[int] = set()
+
+
+def _port() -> int:
+    """A free port no other part of a cluster in this process was given: the system hands
+    out a port again once it is closed, and every part holds its port for the whole run."""
+    for _ in range(100):
+        port = free_port()
+        if port not in _CHOSEN:
+            _CHOSEN.add(port)
+            return port
+    raise RuntimeError("no free port")
+
 
 def _password() -> str:
     """As deploy/README.md says to make them: letters and digits, beginning with a letter."""
@@ -196,9 +209,9 @@ class NatsNode:
 
     name: str
     folder: Path
-    client_port: int = field(default_factory=free_port)
-    cluster_port: int = field(default_factory=free_port)
-    http_port: int = field(default_factory=free_port)
+    client_port: int = field(default_factory=_port)
+    cluster_port: int = field(default_factory=_port)
+    http_port: int = field(default_factory=_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -412,6 +425,18 @@ class ClusterPostgres:
     """Whether the server is the run's own: ``init.sql`` makes its roles and databases."""
     cannot_kill: str | None = None
     """Why the server cannot be killed, or None when it can."""
+    created: list[str]
+    """Databases made on a server that is not the run's own, dropped at the end."""
+
+    async def create_database(self, name: str, owner: str | None = None) -> None:
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            owned = f' OWNER "{owner}"' if owner else ""
+            await conn.execute(f'CREATE DATABASE "{name}"{owned}')
+        finally:
+            await conn.close()
+        if not self.fresh:
+            self.created.append(name)
 
     def kill(self) -> None:
         raise NotImplementedError
@@ -446,9 +471,10 @@ class _LocalServer(ClusterPostgres):
         if user is not None:
             entry = pwd.getpwnam(user)
             os.chown(folder, entry.pw_uid, entry.pw_gid)
-        self.server = LocalPostgres(bin_dir, folder, free_port(), user, durable=True)
+        self.server = LocalPostgres(bin_dir, folder, _port(), user, durable=True)
         self.server.start()
         self.admin_url = self.server.url
+        self.created = []
 
     def _postmaster(self) -> int | None:
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -501,10 +527,11 @@ class _ContainerServer(ClusterPostgres):
 
         # A fixed host port: a container started again keeps its data and its address.
         self.container = PostgresContainer("postgres:16-alpine", driver=None).with_bind_ports(
-            5432, free_port()
+            5432, _port()
         )
         self.container.start()
         self.admin_url = self.container.get_connection_url()
+        self.created = []
 
     def kill(self) -> None:
         self.container.get_wrapped_container().kill()  # SIGKILL
@@ -521,6 +548,18 @@ class _ExternalServer(ClusterPostgres):
         self.admin_url = url
         self.fresh = False
         self.cannot_kill = "STAFETT_TEST_DATABASE_URL names a server this test did not start"
+        self.created = []
+
+    def close(self) -> None:
+        async def drop() -> None:
+            conn = await asyncpg.connect(self.admin_url)
+            try:
+                for name in self.created:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
 
 
 def start_cluster_postgres() -> ClusterPostgres | None:
@@ -590,12 +629,8 @@ async def prepare_databases(postgres: ClusterPostgres, secrets_: Secrets) -> dic
             for name in PROJECTING
         }
     suffix = secrets.token_hex(4)
-    conn = await asyncpg.connect(postgres.admin_url)
-    try:
-        for name in PROJECTING:
-            await conn.execute(f'CREATE DATABASE "stafett_{name}_{suffix}"')
-    finally:
-        await conn.close()
+    for name in PROJECTING:
+        await postgres.create_database(f"stafett_{name}_{suffix}")
     base = postgres.admin_url.rpartition("/")[0]
     return {name: f"{base}/stafett_{name}_{suffix}" for name in PROJECTING}
 
@@ -631,7 +666,7 @@ class ClusterSystem:
         self.nats: NatsCluster | None = None
         self.postgres: ClusterPostgres | None = None
         self.databases: dict[str, str] = {}
-        self.services = {name: ServiceNode(name, free_port()) for name in PROJECTING}
+        self.services = {name: ServiceNode(name, _port()) for name in PROJECTING}
 
     @property
     def cluster(self) -> NatsCluster:
@@ -691,6 +726,8 @@ class ClusterSystem:
 
     def start_service(self, name: str) -> None:
         service = self.services[name]
+        if port_in_use(service.port):
+            raise RuntimeError(f"{name}: port {service.port} is taken")
         with (self.folder / "logs" / f"{name}.log").open("ab") as log:
             service.process = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", f"stafett_{name}"],
@@ -744,6 +781,17 @@ class ClusterSystem:
                     raise TimeoutError("not ready in time: " + ", ".join(waiting))
                 time.sleep(0.2)
         return time.monotonic() - started
+
+    async def empty_database(self, name: str) -> str:
+        """A new, empty database beside ``name``'s, owned by the same role: the destination
+        of a rebuild to compare with."""
+        if self.postgres is None:
+            raise RuntimeError("not started")
+        live = self.databases[name]
+        empty = f"{live.rpartition('/')[2]}_rebuilt"
+        owner = live.split("://", 1)[1].split(":", 1)[0] if self.postgres.fresh else None
+        await self.postgres.create_database(empty, owner)
+        return f"{live.rpartition('/')[0]}/{empty}"
 
     def stop(self) -> None:
         for service in self.services.values():  # all at once, then wait for each
