@@ -329,19 +329,6 @@ class EventStore:
             raise DuplicateAppend(subject, int(ack.seq))
         return AppendResult(subject=subject, seq=int(ack.seq))
 
-    def stored_by(
-        self, subject: str, commits: Sequence[StoredCommit], key: str | ClientKey | None
-    ) -> StoredCommit | None:
-        """The commit among ``commits`` of the aggregate ``subject`` that a write with this
-        idempotency key stored before, or None. A repeat whose first answer never reached the
-        caller (the process died after the append, or NATS acknowledged too late) is known
-        by it before the command is decided again on a state that already holds it, where
-        it would be refused (a second signature, an accepted handover accepted again)."""
-        msg_id = self._message_id(subject, key, creates=False)
-        if msg_id is None:
-            return None
-        return next((c for c in reversed(commits) if c.idempotency_key == msg_id), None)
-
     @staticmethod
     def _message_id(subject: str, key: str | ClientKey | None, *, creates: bool) -> str | None:
         if key is None:

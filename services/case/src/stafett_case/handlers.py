@@ -171,9 +171,6 @@ class CaseService:
         subject = self.store.subject("case", case_id)
         for _attempt in range(MAX_RETRIES):
             commits = await self.store.load(subject)
-            stored = self.store.stored_by(subject, commits, idempotency_key)
-            if stored is not None:  # a repeat whose first answer was lost: answered as then
-                return await self._stored(stored.seq)
             version = commits[-1].seq if commits else 0
             if if_match is not None and if_match != version:
                 raise HandlerError(409, "version_conflict", "Saken er endret av noen andre.")

@@ -1374,15 +1374,6 @@ class ConsentService:
         subject = self.store.subject("consent", consent_id)
         for _attempt in range(MAX_RETRIES):
             commits = await self.store.load(subject)
-            repeat = self.store.stored_by(subject, commits, idempotency_key)
-            if repeat is not None:
-                # Answered as the first time: the consent as that commit left it.
-                before = [c for c in commits if c.seq <= repeat.seq]
-                first = domain.replay_consent(registry.payload(e) for c in before for e in c.events)
-                status = first.status.value if first.status else "pending"
-                return Written(
-                    consent_id, repeat.seq, repeat.seq, {"id": consent_id, "status": status}
-                )
             version = commits[-1].seq if commits else 0
             if if_match is not None and if_match != version:
                 raise HandlerError(409, "version_conflict", "Samtykket er endret av noen andre.")
