@@ -4,7 +4,7 @@ Runs as the NATS operator user (``admin`` in deploy/nats/cluster.conf), because 
 own users may neither create nor change a stream. Safe to run again: what exists is verified,
 never changed. Reads:
 
-    STAFETT_NATS_URL          nats://host:4222
+    STAFETT_NATS_URL          nats://host:4222 (or several, comma-separated)
     STAFETT_NATS_USER         the operator user
     STAFETT_NATS_PASSWORD     its password
     STAFETT_NATS_TLS_CA       the CA of the servers' certificates (TLS when set)
@@ -44,7 +44,9 @@ from stafett_shared.eventstore import (
 CHECKPOINTS = "CHECKPOINTS"
 CHECKPOINTS_PREFIX = "stafett.checkpoints"
 NOTIFY = "NOTIFY"
-NOTIFY_PREFIX = "stafett.notify"
+NOTIFY_PREFIX = "stafett.notify.work"
+NOTIFY_DLQ = "NOTIFY_DLQ"
+NOTIFY_DLQ_PREFIX = "stafett.notify.dlq"
 WAIT_S = 120.0
 
 
@@ -62,12 +64,28 @@ def checkpoints_config(replicas: int) -> StreamConfig:
 
 
 def notify_config(replicas: int) -> StreamConfig:
-    """The notify service's work queue and dead letters: not audit data, consumed and gone."""
+    """The notify service's work queue: not audit data, consumed and gone."""
     return StreamConfig(
         name=NOTIFY,
         description="Stafett notification work queue (not audit data)",
         subjects=[f"{NOTIFY_PREFIX}.>"],
         retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=120.0,
+        max_msg_size=1024 * 1024,
+    )
+
+
+def notify_dlq_config(replicas: int) -> StreamConfig:
+    """The notify service's dead letters, kept until ``stafett notify redrive`` moves them
+    back to the work queue (stafett_notify.delivery: its own subjects, apart from the work
+    queue's, which a work-queue stream may not share)."""
+    return StreamConfig(
+        name=NOTIFY_DLQ,
+        description="Stafett notifications that could not be delivered (not audit data)",
+        subjects=[f"{NOTIFY_DLQ_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         num_replicas=replicas,
         duplicate_window=120.0,
@@ -115,8 +133,10 @@ def _tls() -> ssl.SSLContext | None:
 
 
 async def connect() -> NATS:
+    # One URL or several, comma-separated, as the services take them.
+    urls = os.environ.get("STAFETT_NATS_URL", "nats://127.0.0.1:4222")
     return await nats.connect(
-        os.environ.get("STAFETT_NATS_URL", "nats://127.0.0.1:4222"),
+        [url.strip() for url in urls.split(",") if url.strip()],
         user=os.environ.get("STAFETT_NATS_USER") or None,
         password=os.environ.get("STAFETT_NATS_PASSWORD") or None,
         tls=_tls(),
@@ -150,6 +170,7 @@ async def setup(replicas: int) -> None:
         say(f"KV {KEY_BUCKET}: present")
         await ensure(js, checkpoints_config(replicas), CHECKPOINTS_PREFIX)
         await ensure(js, notify_config(replicas), None)
+        await ensure(js, notify_dlq_config(replicas), None)
     finally:
         await nc.close()
 

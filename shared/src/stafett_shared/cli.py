@@ -357,11 +357,11 @@ async def _export(output: Path, settings: CommonSettings) -> int:
     import base64
     import json
 
-    import nats as nats_client
-
     from stafett_shared.eventstore import EventStore
+    from stafett_shared.service import connect_nats
 
-    nc = await nats_client.connect(settings.nats_url)
+    # As the services connect: every URL of a cluster, the user's credentials, TLS.
+    nc = await connect_nats(settings, "audit-export", wait_s=10.0)
     written = 0
     try:
         store = EventStore(nc, stream=settings.stream, subject_prefix=settings.subject_prefix)

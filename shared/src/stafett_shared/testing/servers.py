@@ -112,6 +112,10 @@ class LocalPostgres:
     folder: Path
     port: int
     user: str | None
+    durable: bool = False
+    """Whether a commit survives the server's crash, as in production. Off, commits are
+    acknowledged before the write-ahead log is written (fast, for tests that never kill
+    the server); on, for tests that ``kill -9`` it."""
 
     @property
     def url(self) -> str:
@@ -123,11 +127,10 @@ class LocalPostgres:
         )
 
     def start(self) -> None:
-        data = self.folder / "data"
         self._run(
             str(self.bin_dir / "initdb"),
             "-D",
-            str(data),
+            str(self.folder / "data"),
             "-U",
             "postgres",
             "--auth=trust",
@@ -135,10 +138,15 @@ class LocalPostgres:
             "UTF8",
             "--no-sync",
         )
+        self.launch()
+
+    def launch(self) -> None:
+        """Start the server on the data folder ``start`` made (again, after a stop)."""
+        data = self.folder / "data"
+        fast = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
+            f"{'' if self.durable else fast}-c max_connections=200"
         )
         self._run(
             str(self.bin_dir / "pg_ctl"),
