@@ -31,6 +31,18 @@ def _invalidated() -> sqlalchemy.exc.DBAPIError:
     return sqlalchemy.exc.DBAPIError("SELECT 1", {}, _Lost(), connection_invalidated=True)
 
 
+class _PgError(Exception):
+    """A driver's error with PostgreSQL's SQLSTATE, as asyncpg's and psycopg's carry it."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__("a server error")
+        self.sqlstate = sqlstate
+
+
+def _pg(sqlstate: str) -> sqlalchemy.exc.DBAPIError:
+    return sqlalchemy.exc.DBAPIError("SELECT 1", {}, _PgError(sqlstate))
+
+
 UNAVAILABLE: dict[str, BaseException] = {
     "store": StoreUnavailable("JetStream did not answer"),
     "key": KeyUnavailable("the key store did not answer"),
@@ -45,11 +57,16 @@ UNAVAILABLE: dict[str, BaseException] = {
     "database-locked": sqlalchemy.exc.OperationalError("UPDATE x", {}, _Lost()),
     "database-gone": sqlalchemy.exc.InterfaceError("SELECT 1", {}, _Lost()),
     "database-invalidated": _invalidated(),
+    "database-starting": _pg("57P03"),
+    "database-shut-down": _pg("57P01"),
+    "database-connection-failure": _pg("08006"),
+    "database-too-many": _pg("53300"),
     "group": ExceptionGroup("both", [StoreUnavailable("a"), nats.errors.TimeoutError()]),
 }
 DEFECTS: dict[str, Exception] = {
     "value": ValueError("a defect"),
     "integrity": sqlalchemy.exc.IntegrityError("INSERT", {}, _Lost()),
+    "database-syntax": _pg("42601"),
     "mixed-group": ExceptionGroup("one defect", [StoreUnavailable("a"), KeyError("b")]),
 }
 

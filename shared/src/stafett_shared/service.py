@@ -114,9 +114,24 @@ def is_unavailable(exc: BaseException) -> bool:
     unavailable for a moment rather than that Stafett has a defect."""
     if isinstance(exc, BaseExceptionGroup):
         return all(is_unavailable(inner) for inner in exc.exceptions)
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and (
+        exc.connection_invalidated or _unavailable_sqlstate(exc)
+    ):
         return True
     return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+"""PostgreSQL's own words for "not now": shut down by an administrator or by a crash, not yet
+accepting connections (starting or recovering), too many connections. Class 08 (a
+connection exception) counts as well."""
+
+
+def _unavailable_sqlstate(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    """Whether the driver's error carries a SQLSTATE that says the server is unavailable for a
+    moment (asyncpg's adapted errors and psycopg's carry ``sqlstate``)."""
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and (state in _UNAVAILABLE_SQLSTATES or state.startswith("08"))
 
 
 def install_unavailable_handlers(app: FastAPI) -> None:
