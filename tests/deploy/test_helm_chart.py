@@ -28,7 +28,12 @@ CLUSTER_CONF = ROOT / "deploy" / "nats" / "cluster.conf"
 SERVICES = ("case", "log", "consent", "notify")
 PROCESSES = (*SERVICES, "portal")
 OLDEST_KUBERNETES = "1.27.0"  # Chart.yaml kubeVersion
-CUSTOM_KINDS = {("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", "Database")}
+CUSTOM_KINDS = {
+    ("postgresql.cnpg.io/v1", "Cluster"),
+    ("postgresql.cnpg.io/v1", "Database"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+}
+KEY_SETTINGS = ("STAFETT_KEK", "STAFETT_BLIND_INDEX_KEY", "STAFETT_OTHER_KEKS")
 
 Manifest = dict[str, Any]
 
@@ -38,7 +43,27 @@ def _grenland() -> dict[str, Any]:
     return values
 
 
-VALUE_SETS = {"default": None, "grenland": _grenland()}
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base`` as Helm merges values: maps key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both else value
+    return merged
+
+
+VALUE_SETS = {
+    "default": None,
+    "grenland": _grenland(),
+    # Grenland while its KEK is changed, scraped by pod annotations instead.
+    "key-change": _merged(
+        _grenland(),
+        {
+            "secrets": {"otherKeks": {"name": "stafett-other-keks", "key": "other-keks"}},
+            "metrics": {"scrape": "annotations"},
+        },
+    ),
+}
 
 
 def _render(values: dict[str, Any] | None, *, upgrade: bool = False) -> list[Manifest]:
@@ -62,8 +87,21 @@ def _render(values: dict[str, Any] | None, *, upgrade: bool = False) -> list[Man
 
 
 @pytest.fixture(scope="module", params=sorted(VALUE_SETS))
-def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
-    return _render(VALUE_SETS[request.param])
+def value_set(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="module")
+def manifests(value_set: str) -> list[Manifest]:
+    return _render(VALUE_SETS[value_set])
+
+
+def _values(value_set: str) -> dict[str, Any]:
+    """The values a set renders with: the chart's defaults under the set's own."""
+    with helm.Chart.load(CHART) as chart:
+        defaults: dict[str, Any] = chart.values
+    return _merged(defaults, VALUE_SETS[value_set] or {})
 
 
 def _named(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
@@ -104,6 +142,15 @@ def test_the_values_schema_refuses_what_the_chart_cannot_run() -> None:
         {"postgres": {"sslMode": "allow"}},
         {"secrets": {"kek": {"name": "Not A Name", "key": "kek"}}},
         {"unknownSetting": True},
+        {"secrets": {"blindIndexKey": {"name": "Not A Name", "key": "blind-index-key"}}},
+        {"secrets": {"blindIndexKey": {"name": "stafett-blind-index-key", "key": ""}}},
+        # keys that only unwrap without the blind index key fixed: every index would change
+        {"secrets": {"otherKeks": {"name": "stafett-other-keks", "key": "other-keks"}}},
+        {"metrics": {"scrape": "prometheus"}},
+        {"metrics": {"serviceMonitor": {"interval": "often"}}},
+        # scraped behind NetworkPolicies that name no monitoring namespace
+        {"metrics": {"scrape": "annotations"}},
+        {"networkPolicy": {"monitoringPods": {"app": ["prometheus"]}}},
     ]
     with helm.Chart.load(CHART) as chart:
         for values in bad:
@@ -144,7 +191,7 @@ def test_the_kubernetes_schemas_refuse_a_wrong_manifest(manifests: list[Manifest
 
 def test_stafett_makes_no_secret_and_writes_no_secret_value(manifests: list[Manifest]) -> None:
     assert not [m for m in manifests if m["kind"] == "Secret"]
-    secret_like = re.compile(r"PASSWORD|_KEK$|SESSION_KEY|_OIDC$")
+    secret_like = re.compile(r"PASSWORD|_KEKS?$|_KEY$|_OIDC$")
     for workload in _workloads(manifests):
         for container in _containers(workload):
             for name, entry in _env(container).items():
@@ -196,6 +243,7 @@ def test_only_the_services_hold_the_kek_and_only_the_log_its_signing_key(
         env = _env(container)
         holds_keys = workload["kind"] == "Deployment" and name != "stafett-portal"
         assert ("STAFETT_KEK" in env) == holds_keys, name
+        assert not (set(KEY_SETTINGS) & set(env)) or holds_keys, name
         assert ("STAFETT_LOG_SIGNING_KEY_FILE" in env) == (name == "stafett-log"), name
     log = _named(manifests, "Deployment")["stafett-log"]
     volumes = {v["name"]: v for v in log["spec"]["template"]["spec"]["volumes"]}
@@ -203,6 +251,40 @@ def test_only_the_services_hold_the_kek_and_only_the_log_its_signing_key(
     # Owned by root, group fsGroup: the service (uid 10001, group 10001) reads it, no one else.
     assert volumes["log-signing"]["secret"]["defaultMode"] == 0o440
     assert log["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 10001
+
+
+def test_the_key_settings_come_from_their_secrets_to_the_services_only(
+    manifests: list[Manifest], value_set: str
+) -> None:
+    secrets = _values(value_set)["secrets"]
+    deployments = _named(manifests, "Deployment")
+    wanted = {
+        setting: {"name": ref["name"], "key": ref["key"]}
+        for setting, ref in zip(
+            KEY_SETTINGS,
+            (secrets["kek"], secrets["blindIndexKey"], secrets["otherKeks"]),
+            strict=True,
+        )
+        if ref["name"]  # an unnamed optional Secret: the setting is not passed at all
+    }
+    assert "STAFETT_KEK" in wanted
+    for service in SERVICES:
+        env = _env(_containers(deployments[f"stafett-{service}"])[0])
+        # Never `optional`: a Secret named but missing stops the pod instead of starting it
+        # with the blind index derived from the KEK, or without a key it needs.
+        assert {s: env[s]["valueFrom"]["secretKeyRef"] for s in KEY_SETTINGS if s in env} == wanted
+    portal = _env(_containers(deployments["stafett-portal"])[0])
+    assert not set(KEY_SETTINGS) & set(portal)
+
+
+def test_a_key_change_passes_both_keys_and_none_is_passed_by_default() -> None:
+    def passed(value_set: str) -> set[str]:
+        case = _named(_render(VALUE_SETS[value_set]), "Deployment")["stafett-case"]
+        return set(KEY_SETTINGS) & set(_env(_containers(case)[0]))
+
+    assert passed("default") == {"STAFETT_KEK"}
+    assert passed("grenland") == {"STAFETT_KEK", "STAFETT_BLIND_INDEX_KEY"}
+    assert passed("key-change") == set(KEY_SETTINGS)
 
 
 def test_each_service_has_its_own_nats_user_and_database(manifests: list[Manifest]) -> None:
@@ -253,7 +335,11 @@ def _policy_for(policies: dict[str, Manifest], labels: dict[str, str]) -> list[M
     return [p for p in policies.values() if selects(p)]
 
 
-def test_only_the_portal_is_reachable_from_outside(manifests: list[Manifest]) -> None:
+def test_only_the_portal_is_reachable_from_outside(
+    manifests: list[Manifest], value_set: str
+) -> None:
+    values = _values(value_set)
+    scraped = bool(values["metrics"]["scrape"])
     assert all(s["spec"]["type"] == "ClusterIP" for s in _named(manifests, "Service").values())
     ingresses = list(_named(manifests, "Ingress").values())
     backends = {
@@ -272,11 +358,27 @@ def test_only_the_portal_is_reachable_from_outside(manifests: list[Manifest]) ->
         component = labels["app.kubernetes.io/component"]
         ingress = policy["spec"].get("ingress", [])
         if component in SERVICES:
-            (rule,) = ingress
+            rule, *scrape = ingress
             (peer,) = rule["from"]
             assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "portal"
+            # /metrics: from Prometheus's namespaces (and pods) only, and only when scraped.
+            assert len(scrape) == scraped
+            for rule in scrape:
+                assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+                assert rule["from"] == _monitoring_peers(values)
         elif component != "portal":
             assert ingress == []  # jobs take no connections
+
+
+def _monitoring_peers(values: dict[str, Any]) -> list[dict[str, Any]]:
+    policy = values["networkPolicy"]
+    pods = {"podSelector": {"matchLabels": policy["monitoringPods"]}}
+    peers = [
+        {"namespaceSelector": {"matchLabels": labels}, **(pods if policy["monitoringPods"] else {})}
+        for labels in policy["monitoringFrom"]
+    ]
+    assert all(p["namespaceSelector"]["matchLabels"] for p in peers)  # never "any namespace"
+    return peers
 
 
 def test_each_service_reaches_nats_and_postgres_and_the_portal_neither(
@@ -296,6 +398,73 @@ def test_each_service_reaches_nats_and_postgres_and_the_portal_neither(
     clients = nats["from"][0]["podSelector"]["matchExpressions"]
     components = next(e["values"] for e in clients if e["key"] == "app.kubernetes.io/component")
     assert sorted(components) == sorted([*SERVICES, "stream-setup"])
+
+
+# --- Metrics ---------------------------------------------------------------------------------
+
+
+def _selected(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    expressions = selector.get("matchExpressions", [])
+    assert all(e["operator"] == "In" for e in expressions)
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()) and all(
+        labels.get(e["key"]) in e["values"] for e in expressions
+    )
+
+
+def test_prometheus_scrapes_the_services_and_never_the_portal(
+    manifests: list[Manifest], value_set: str
+) -> None:
+    values = _values(value_set)
+    scrape = values["metrics"]["scrape"]
+    monitors = list(_named(manifests, "ServiceMonitor").values())
+    annotated = {
+        d["metadata"]["name"]
+        for d in _named(manifests, "Deployment").values()
+        if "prometheus.io/scrape" in d["spec"]["template"]["metadata"].get("annotations", {})
+    }
+    services = {f"stafett-{s}" for s in SERVICES}
+    how = {"default": "", "grenland": "serviceMonitor", "key-change": "annotations"}
+    assert scrape == how[value_set]
+    assert len(monitors) == (scrape == "serviceMonitor")
+    assert annotated == (services if scrape == "annotations" else set())
+    for name in annotated:
+        deployment = _named(manifests, "Deployment")[name]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        (port,) = _containers(deployment)[0]["ports"]
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port["containerPort"]),
+            "prometheus.io/path": "/metrics",
+        }
+    for monitor in monitors:
+        spec = monitor["spec"]
+        assert spec["namespaceSelector"] == {"matchNames": ["stafett"]}
+        chosen = {
+            name: service
+            for name, service in _named(manifests, "Service").items()
+            if _selected(spec["selector"], service["metadata"]["labels"])
+        }
+        assert set(chosen) == services  # the portal serves no /metrics
+        (endpoint,) = spec["endpoints"]
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["scheme"] == "http"
+        for service in chosen.values():
+            assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+        # The Prometheus Operator finds it by the labels the region names.
+        labels = values["metrics"]["serviceMonitor"]["labels"]
+        assert labels.items() <= monitor["metadata"]["labels"].items()
+
+
+def test_unscraped_services_take_nothing_from_the_monitoring_namespace() -> None:
+    values = _merged(_grenland(), {"metrics": {"scrape": ""}})
+    policies = _named(_render(values), "NetworkPolicy")
+    for service in SERVICES:
+        (only,) = policies[f"stafett-{service}"]["spec"]["ingress"]
+        assert "namespaceSelector" not in only["from"][0]
+    # NATS's monitoring port stays open to it.
+    scrape = policies["stafett-nats"]["spec"]["ingress"][-1]
+    assert scrape["ports"] == [{"port": 8222, "protocol": "TCP"}]
+    assert scrape["from"] == _monitoring_peers(_merged(_values("grenland"), values))
 
 
 # --- NATS and PostgreSQL ----------------------------------------------------------------------

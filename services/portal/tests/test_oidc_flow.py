@@ -456,6 +456,19 @@ def test_a_person_signs_in_through_the_issuer_and_lands_on_their_cases(
     assert provider.refusals == []
 
 
+def test_the_portal_serves_no_metrics_signed_in_or_not(portal: TestClient) -> None:
+    """The portal is what the Ingress exposes: the services' /metrics (no token) must not be
+    reachable through it, and it has none of its own (deploy/helm/stafett)."""
+    for signed_in in (False, True):
+        if signed_in:
+            assert _location(_sign_in(portal)) == "/saker"
+        for path in ("/metrics", "/metrics/", "/metrics?format=prometheus"):
+            answer = portal.get(path)
+            assert answer.status_code == 404, (path, answer.status_code)
+            assert answer.headers["content-type"].startswith("text/html")
+            assert "stafett_projector" not in answer.text and "# TYPE" not in answer.text
+
+
 @pytest.fixture
 def two_issuers(
     served: tuple[Provider, str], provider: Provider, tmp_path: Path

@@ -121,6 +121,33 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
+{{/* A setting read from a Secret, left out when the Secret's name is empty:
+     (dict "env" "STAFETT_KEK" "ref" .Values.secrets.kek). */}}
+{{- define "stafett.secretEnv" -}}
+{{- if .ref.name -}}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .ref.name }}
+      key: {{ .ref.key }}
+{{- end -}}
+{{- end -}}
+
+{{/* The keys a service holds, the portal never: the KEK, its id and, while set, the fixed
+     blind index key and the keys that only unwrap (docs/operators.md, "Key rotation"). */}}
+{{- define "stafett.keyEnv" -}}
+{{- $secrets := .Values.secrets -}}
+{{ include "stafett.secretEnv" (dict "env" "STAFETT_KEK" "ref" $secrets.kek) }}
+- name: STAFETT_KEK_ID
+  value: {{ .Values.region.kekId | quote }}
+{{- with include "stafett.secretEnv" (dict "env" "STAFETT_BLIND_INDEX_KEY" "ref" $secrets.blindIndexKey) }}
+{{ . }}
+{{- end }}
+{{- with include "stafett.secretEnv" (dict "env" "STAFETT_OTHER_KEKS" "ref" $secrets.otherKeks) }}
+{{ . }}
+{{- end }}
+{{- end -}}
+
 {{- define "stafett.natsCaVolume" -}}
 {{- if .Values.natsConnection.tls.enabled }}
 - name: nats-ca
