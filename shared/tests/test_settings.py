@@ -305,12 +305,18 @@ def test_a_kek_change_without_the_blind_index_key_is_refused_in_production() -> 
         "admins": ["https://login.example.org|admin"],
     }
     with pytest.raises(ValueError, match="STAFETT_BLIND_INDEX_KEY"):
-        CommonSettings(**common, other_keks={"kek-1": key})
+        CommonSettings(**common, other_keks={"kek-1": SecretStr(key)})
     with pytest.raises(ValueError, match="current"):
-        CommonSettings(**common, other_keks={"kek-2": key}, blind_index_key=key).kek_ring(bytes(32))
+        CommonSettings(
+            **common, other_keks={"kek-2": SecretStr(key)}, blind_index_key=SecretStr(key)
+        ).kek_ring(bytes(32))
     with pytest.raises(ValueError, match="32 bytes"):
-        CommonSettings(**common, other_keks={"kek-1": "c2hvcnQ="}, blind_index_key=key)
-    settings = CommonSettings(**common, other_keks={"kek-1": key}, blind_index_key=key)
+        CommonSettings(
+            **common, other_keks={"kek-1": SecretStr("c2hvcnQ=")}, blind_index_key=SecretStr(key)
+        )
+    settings = CommonSettings(
+        **common, other_keks={"kek-1": SecretStr(key)}, blind_index_key=SecretStr(key)
+    )
     assert set(settings.kek_ring(bytes(32))) == {"kek-1", "kek-2"}
 
 
