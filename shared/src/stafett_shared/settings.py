@@ -17,8 +17,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from stafett_shared.crypto import derive_blind_index_key
-
 __all__ = [
     "DEV_ISSUER",
     "REMINDER_FIELDS",
@@ -268,6 +266,10 @@ class CommonSettings(BaseSettings):
         ``kek`` (the current KEK)."""
         if self.blind_index_key is not None:
             return _key32(self.blind_index_key, "STAFETT_BLIND_INDEX_KEY")
+        # Imported here: the settings are read by domain modules, which load no I/O library,
+        # and the crypto module holds the key store on NATS.
+        from stafett_shared.crypto import derive_blind_index_key
+
         return derive_blind_index_key(kek)
 
 
