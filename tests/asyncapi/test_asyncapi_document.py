@@ -20,8 +20,8 @@ from referencing.jsonschema import DRAFT7
 
 from stafett_shared.asyncapi import (
     CHANNELS,
+    FEED,
     WEBHOOK_NOTICES,
-    Channel,
     asyncapi_document,
     asyncapi_yaml,
     cloudevents_channel,
@@ -164,17 +164,7 @@ class _Probe(BaseModel):
 def test_a_cloudevents_channel_describes_the_envelope_with_each_models_type_and_data(
     official_schema: dict[str, Any],
 ) -> None:
-    base = Channel(
-        key="probe",
-        address="/api/v1/probe",
-        server="webhook",
-        title="Probe",
-        description="A channel of integration events.",
-        operation="receiveProbe",
-        operation_summary="Receive probes.",
-        messages=(),
-    )
-    channel = cloudevents_channel(base, [_Probe], lambda model: model.kind)  # type: ignore[attr-defined]
+    channel = cloudevents_channel(FEED, [_Probe], lambda model: model.kind)  # type: ignore[attr-defined]
     document = asyncapi_document((*CHANNELS, channel))
 
     assert list(jsonschema.Draft7Validator(official_schema).iter_errors(document)) == []
@@ -203,5 +193,7 @@ def test_a_cloudevents_channel_describes_the_envelope_with_each_models_type_and_
     assert list(validator.iter_errors(event)) == []
     assert list(validator.iter_errors({**event, "type": "no.stafett.probe.other.v1"}))
     assert list(validator.iter_errors({**event, "data": {"case_id": "x"}}))
+    assert document["channels"]["feed"]["address"] == "/api/v1/feed"
+    assert document["servers"]["api"]["protocol"] == "https"
     # The channels given before are kept as they were.
     assert document["channels"][WEBHOOK_NOTICES.key]["address"] is None

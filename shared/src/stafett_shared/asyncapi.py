@@ -17,12 +17,14 @@ describes (:data:`CHANNELS`):
 
 The event stream (``stafett.ev.>``) is not here: it tells which cases exist, so no agency
 subscribes to it; each service's ``/asyncapi.json`` describes it for the services inside a
-deployment. An integration event set (the feed's) is added as one more entry of
-:data:`CHANNELS`, made by :func:`cloudevents_channel` from its models.
+deployment. The feed's integration events (decision 0041) are added as one more entry of
+:data:`CHANNELS`: ``cloudevents_channel(FEED, FEED_TYPES.values(), lambda m: m.feed_type,
+envelope=<the feed's CloudEvent model>)``, one message per type.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -90,6 +92,14 @@ SERVERS: Mapping[str, Mapping[str, Any]] = {
         "description": "The URL you gave in `POST /api/v1/webhooks` (notify service): the "
         "notify service connects to it. HTTPS to a public address in production.",
         "variables": {"host": {"description": "The host of the URL you registered."}},
+    },
+    "api": {
+        "host": "{host}",
+        "protocol": "https",
+        "title": "Stafett's API",
+        "description": "The consent service's API, with a client token (docs/integrators.md, "
+        '"Agency systems").',
+        "variables": {"host": {"description": "The host the region gives its API."}},
     },
     "nats": {
         "host": "{host}:4222",
@@ -165,6 +175,23 @@ ACCESS_CHANGED = Channel(
     ),
 )
 
+FEED = Channel(
+    key="feed",
+    address="/api/v1/feed",
+    server="api",
+    title="The event feed",
+    description="`GET /api/v1/feed?after=<cursor>&types=…&limit=…&wait=…` answers "
+    '`{"events": [...], "next": <cursor>}`: each event one of the messages here, in CloudEvents '
+    "structured JSON, of the cases where the client's basis holds (decision 0041). Keep `next` "
+    "and send it as `after`; an event may come again after a lost answer: drop a repeated `id`.",
+    operation="receiveFeedEvent",
+    operation_summary="Follow the feed: long-poll with `wait`, de-duplicate on the event's `id`.",
+    messages=(),
+    operation_bindings={"http": {"method": "GET", "bindingVersion": HTTP_BINDING}},
+)
+"""The feed's channel without its messages: :func:`cloudevents_channel` adds one per
+integration event type, from the feed's models and its envelope model."""
+
 CHANNELS: tuple[Channel, ...] = (WEBHOOK_NOTICES, ACCESS_CHANGED)
 """Everything a client can receive, in the document's order."""
 
@@ -196,7 +223,7 @@ def cloudevents_channel(
                 key=name.replace(".", "_"),
                 name=name,
                 title=model.__name__,
-                summary=(model.__doc__ or name).strip().split("\n\n")[0],
+                summary=" ".join(inspect.cleandoc(model.__doc__ or name).split("\n\n")[0].split()),
                 content_type=content_type,
                 payload=typed,
             )
