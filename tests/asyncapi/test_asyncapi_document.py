@@ -17,7 +17,9 @@ import yaml
 from pydantic import BaseModel
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
+from typer.testing import CliRunner
 
+from stafett_shared import cli
 from stafett_shared.asyncapi import (
     CHANNELS,
     FEED,
@@ -79,6 +81,18 @@ def test_the_committed_document_is_what_the_generator_makes() -> None:
     assert COMMITTED.read_text(encoding="utf-8") == asyncapi_yaml(), (
         "docs/asyncapi.yaml is out of date: run `stafett asyncapi --out docs/asyncapi.yaml`"
     )
+
+
+def test_the_command_writes_the_document_to_a_file_or_to_standard_output(tmp_path: Path) -> None:
+    out = tmp_path / "asyncapi.yaml"
+
+    written = CliRunner().invoke(cli.app, ["asyncapi", "--out", str(out)])
+    printed = CliRunner().invoke(cli.app, ["asyncapi"])
+
+    assert written.exit_code == 0, written.output
+    assert out.read_text(encoding="utf-8") == asyncapi_yaml()
+    assert printed.exit_code == 0
+    assert printed.stdout == asyncapi_yaml()
 
 
 def test_the_document_is_valid_against_the_official_asyncapi_3_schema(
