@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
+ASYNCAPI_CHECK = ROOT / "tests" / "asyncapi"
 DISTRIBUTIONS = [
     "shared[dev]",
     "services/case",
@@ -253,6 +255,48 @@ def ensure_chromium() -> None:
         print("Kunne ikke installere Chromium med apt-get.", file=sys.stderr, flush=True)
 
 
+def ensure_asyncapi_schemas() -> None:
+    """tests/asyncapi validates docs/asyncapi.yaml against the official AsyncAPI JSON Schemas,
+    which only the npm package @asyncapi/specs ships: install it with npm, at the version
+    tests/asyncapi/package-lock.json pins, when it is missing (Debian's npm by apt as root,
+    as in CI, when npm itself is missing)."""
+    lock = json.loads((ASYNCAPI_CHECK / "package-lock.json").read_text(encoding="utf-8"))
+    wanted = lock["packages"]["node_modules/@asyncapi/specs"]["version"]
+    installed = ASYNCAPI_CHECK / "node_modules" / "@asyncapi" / "specs" / "package.json"
+    if (
+        installed.exists()
+        and json.loads(installed.read_text(encoding="utf-8")).get("version") == wanted
+    ):
+        return
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if not shutil.which("npm") and root and shutil.which("apt-get"):
+        print("Installerer npm for kontrollen av AsyncAPI-dokumentet (apt-get) …", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(
+            ["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL, env=env, check=False
+        )
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "npm"],
+            stdout=subprocess.DEVNULL,
+            env=env,
+            check=False,
+        )
+    npm = shutil.which("npm")
+    if npm is None:
+        print(
+            "npm mangler: AsyncAPI-dokumentet kan ikke kontrolleres.", file=sys.stderr, flush=True
+        )
+        return
+    print("$ npm ci (tests/asyncapi: @asyncapi/specs)", flush=True)
+    result = subprocess.run(
+        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=ASYNCAPI_CHECK,
+        check=False,
+    )
+    if result.returncode != 0:
+        print("Kunne ikke installere @asyncapi/specs med npm.", file=sys.stderr, flush=True)
+
+
 def run_tests(extra: list[str]) -> int:
     if _run("ruff", "check", ".") != 0 or _run("ruff", "format", "--check", ".") != 0:
         return 1
@@ -263,6 +307,7 @@ def run_tests(extra: list[str]) -> int:
     if _run("mypy", *targets) != 0:
         return 1
     ensure_chromium()
+    ensure_asyncapi_schemas()
     code = _run("pytest", *extra)
     if code == 5:  # pytest found no test: that is a failure here, not a pass
         print("pytest collected no tests", file=sys.stderr)

@@ -23,6 +23,7 @@ from stafett_consent.testing import ConsentHarness
 from stafett_log.testing import LogHarness
 from stafett_notify.projections import deliveries, inbox
 from stafett_notify.testing import Mailbox, NotifyHarness
+from stafett_shared.contracts.webhook import WebhookHeaders, WebhookNotice
 from stafett_shared.embedded import free_port
 
 SECRET = "webhook-secret-0123456789"
@@ -66,6 +67,9 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver(failures=2)
     yield server
     server.close()
+
+
+_WEBHOOK_HEADERS = [f.alias for f in WebhookHeaders.model_fields.values() if f.alias]
 
 
 def _verify_signature(headers: dict[str, str], body: bytes) -> bool:
@@ -333,6 +337,9 @@ async def test_a_webhook_that_fails_twice_gets_the_third_attempt_with_a_valid_si
     await asyncio.sleep(0.3)
     headers, body = receiver.calls[2]
     assert _verify_signature(headers, body)
+    # What docs/asyncapi.yaml describes, from the same models.
+    WebhookHeaders.model_validate({name: headers[name] for name in _WEBHOOK_HEADERS})
+    assert WebhookNotice.model_validate_json(body).case_id == world["case_id"]
     first_id = receiver.calls[0][0]["Stafett-Delivery-Id"]
     assert {h["Stafett-Delivery-Id"] for h, _b in receiver.calls[:3]} == {first_id}
     listed = await notify.client.get(

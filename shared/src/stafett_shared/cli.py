@@ -518,6 +518,23 @@ _CONSENT_WORDS = {
 }
 
 
+@app.command("asyncapi")
+def asyncapi_command(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Skriv dokumentet hit (ellers til stdout).")
+    ] = None,
+) -> None:
+    """AsyncAPI 3-dokumentet over alt et fagsystem kan motta (webhooks og NATS)."""
+    from stafett_shared.asyncapi import asyncapi_yaml
+
+    text = asyncapi_yaml()
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"Skrev {out}.")
+
+
 def main() -> None:
     app()
 

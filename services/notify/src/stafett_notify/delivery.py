@@ -53,6 +53,7 @@ from stafett_notify.projections import (
     preferences,
     webhooks,
 )
+from stafett_shared.contracts.webhook import WebhookHeaders, WebhookNotice
 from stafett_shared.crypto import CryptoError, FieldCipher
 from stafett_shared.db import upsert
 from stafett_shared.logging import get_logger
@@ -412,21 +413,18 @@ class Deliverer:
             )
         except CryptoError as exc:
             raise DeliveryFailed("the webhook secret cannot be read") from exc
-        body = json.dumps(
-            {**notice.as_json(), "delivery_id": work["delivery_id"]},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
+        # The body and headers are the contract's models (stafett_shared.contracts.webhook),
+        # which the AsyncAPI document describes.
+        delivery_id = str(work["delivery_id"])
+        body = WebhookNotice(**notice.as_json(), delivery_id=delivery_id).model_dump_json()
+        content = body.encode()
         timestamp = int(self._clock())
+        headers = WebhookHeaders(
+            signature=sign_webhook(secret, timestamp, content), delivery_id=delivery_id
+        )
         try:
             response = await self._http.post(
-                hook.url,
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Stafett-Signature": sign_webhook(secret, timestamp, body),
-                    "Stafett-Delivery-Id": str(work["delivery_id"]),
-                },
+                hook.url, content=content, headers=headers.model_dump(by_alias=True)
             )
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"webhook: {type(exc).__name__}") from exc
