@@ -14,11 +14,12 @@ client whose ``stafett:log.read`` covers the entry.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from stafett_shared.contracts.case import CloseReason, Outcome
+from stafett_shared.contracts.consent import ConsentStatus
 from stafett_shared.contracts.directory import ClientScope
 from stafett_shared.contracts.log import Category, Kind
 
@@ -131,7 +132,7 @@ class ConsentChanged(FeedEvent):
     feed_type: ClassVar[str] = "no.stafett.feed.consent_changed.v1"
     scope: ClassVar[ClientScope] = ClientScope.CASE_READ
     consent_id: str
-    status: Literal["active", "refused", "withdrawn", "expired"]
+    status: ConsentStatus
 
 
 class EntryAppended(FeedEvent):
