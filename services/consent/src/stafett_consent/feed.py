@@ -411,7 +411,10 @@ class Feed:
             )
         except ProjectionBehind:
             raise Problem(
-                503, "behind", "Prøv igjen om litt.", headers={"Retry-After": "1"}
+                503,
+                "unavailable",
+                "Lesemodellen har ikke nådd hendelsene ennå. Prøv igjen om litt.",
+                headers={"Retry-After": "1"},
             ) from None
         state.decisions[key] = decision if decision.permitted else None
         return state.decisions[key]
