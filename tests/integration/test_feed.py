@@ -49,10 +49,15 @@ async def _feed(
     return await consent.client.get("/api/v1/feed", params=params, headers=headers)
 
 
-async def _entry(log: LogHarness, case_id: str, text: str) -> int:
+async def _entry(log: LogHarness, case_id: str, text: str, **fields: str) -> int:
     written = await log.client.post(
         f"/api/v1/logs/{case_id}/entries",
-        json={"kind": "note", "text": text, "occurred_at": datetime.now(UTC).isoformat()},
+        json={
+            "kind": "note",
+            "text": text,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            **fields,
+        },
         headers=log.auth(HOLDER),
     )
     assert written.status_code == 201, written.text
@@ -99,6 +104,8 @@ async def test_a_client_follows_only_what_its_basis_and_scopes_cover(
     )
     assert raised.status_code == 200, raised.text
     await _entry(log, other_id, "En annen sak.")
+    # A health entry: closed to a system that does not work in health.
+    await _entry(log, case_id, "Helsesykepleier: kontroll.", category="health")
     seq = await _entry(log, case_id, SECRET)
     await consent.runtime.projector.wait_for(seq, 10)
 
@@ -113,6 +120,7 @@ async def test_a_client_follows_only_what_its_basis_and_scopes_cover(
     assert {e["source"] for e in events} == {"stafett/feed"}
     assert "reason" not in batch.text
     assert "Trenger tettere" not in batch.text
+    assert "Helsesykepleier" not in batch.text
 
     # Every read of the batch is recorded, once for the case and once for its entries.
     reads = [
