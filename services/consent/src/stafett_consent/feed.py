@@ -211,10 +211,12 @@ class Feed:
             wake.set()
 
         subscription = await store.nc.subscribe(f"{self._prefix}.>", cb=woken) if wait else None
-        state = _Pass()
         try:
             while True:
                 wake.clear()
+                # Decided afresh each pass: a consent withdrawn while a request waits holds
+                # for nothing that comes after.
+                state = _Pass()
                 out, at_end = await self._pass(principal, registration, after, wanted, limit, state)
                 remaining = deadline - asyncio.get_running_loop().time()
                 if out.events or not at_end or remaining <= 0 or registration is None:
