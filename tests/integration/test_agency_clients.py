@@ -60,9 +60,18 @@ async def _case(
 
 
 async def _reads(
-    case: CaseHarness, log: LogHarness, case_id: str, client: str, *scopes: str
+    case: CaseHarness,
+    log: LogHarness,
+    case_id: str,
+    client: str,
+    *scopes: str,
+    min_seq: int | None = None,
 ) -> tuple[Any, Any]:
+    """The case and its log as ``client``; with ``min_seq``, as a client that asks to see a
+    change it knows of (``Stafett-Min-Seq``), which no cached permit answers."""
     auth = _as(case, client, *scopes)
+    if min_seq is not None:
+        auth["Stafett-Min-Seq"] = str(min_seq)
     return (
         await case.client.get(f"/api/v1/cases/{case_id}", headers=auth),
         await log.client.get(f"/api/v1/logs/{case_id}/entries", headers=auth),
@@ -185,8 +194,13 @@ async def test_a_client_reads_only_while_a_consent_names_its_agency_and_every_tr
         headers=consent.auth(guardians[0]),
     )
     assert withdrawn.status_code in (200, 201), withdrawn.text
-    await consent.runtime.projector.wait_for(int(withdrawn.headers["Stafett-Seq"]), 10)
-    after_case, after_log = await _reads(case, log, case_id, NAV_SYSTEM, *BOTH)
+    withdrawn_seq = int(withdrawn.headers["Stafett-Seq"])
+    await consent.runtime.projector.wait_for(withdrawn_seq, 10)
+    # The services forget their cached permits when they hear of the change, a moment after
+    # the answer (a permit lives a second at most); the change's sequence skips the cache.
+    after_case, after_log = await _reads(
+        case, log, case_id, NAV_SYSTEM, *BOTH, min_seq=withdrawn_seq
+    )
     assert (after_case.status_code, after_case.content) == (404, missing_case.content)
     assert (after_log.status_code, after_log.content) == (404, missing_log.content)
 
