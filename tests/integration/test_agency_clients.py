@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stafett_case.testing import CaseHarness
-from stafett_consent.testing import REGION, ConsentHarness
+from stafett_consent.testing import ConsentHarness, nav_consent, region_with_nav
 from stafett_log.testing import LogHarness
 from stafett_shared.envelope import CloudEvent
 
@@ -25,47 +25,10 @@ BOTH = ("stafett:case.read", "stafett:log.read")
 TEXT = "Eleven møtte NAV-veilederen og vil prøve sommerjobb."
 
 
-def _client(client_id: str, token_client_id: str, scopes: list[str]) -> dict[str, Any]:
-    return {
-        "id": client_id,
-        "name": "NAV Grenlands saksbehandlingssystem",
-        "org_id": "nav-grenland",
-        "issuer": "https://maskinporten.no/",
-        "client_id": token_client_id,
-        "consumer_org": "889640782",
-        "scopes": scopes,
-        "sectors": ["nav"],
-        "purposes": ["consent"],
-    }
-
-
 def _region() -> dict[str, Any]:
-    region = copy.deepcopy(REGION)
-    region["organisations"].append(
-        {
-            "id": "nav-grenland",
-            "name": "NAV Grenland",
-            "kind": "state_agency",
-            "units": [{"id": "nav-skien", "name": "NAV Skien", "sector": "nav"}],
-        }
+    return region_with_nav(
+        (NAV_SYSTEM, "nav-stafett", BOTH), (NAV_CASE_ONLY, "nav-oversikt", ("stafett:case.read",))
     )
-    region["clients"] = [
-        _client(NAV_SYSTEM, "nav-stafett", list(BOTH)),
-        _client(NAV_CASE_ONLY, "nav-oversikt", ["stafett:case.read"]),
-    ]
-    return region
-
-
-def _nav_consent(case_id: str) -> dict[str, Any]:
-    return {
-        "case_id": case_id,
-        "scope": {
-            "org_ids": ["nav-grenland"],
-            "sectors": ["nav"],
-            "purpose": "Samarbeid med NAV om sommerjobb og videre skolegang.",
-        },
-        "evidence": {"method": "digital_signature"},
-    }
 
 
 def _as(service: CaseHarness | LogHarness | ConsentHarness, client: str, *scopes: str) -> Any:
@@ -97,9 +60,18 @@ async def _case(
 
 
 async def _reads(
-    case: CaseHarness, log: LogHarness, case_id: str, client: str, *scopes: str
+    case: CaseHarness,
+    log: LogHarness,
+    case_id: str,
+    client: str,
+    *scopes: str,
+    min_seq: int | None = None,
 ) -> tuple[Any, Any]:
+    """The case and its log as ``client``; with ``min_seq``, as a client that asks to see a
+    change it knows of (``Stafett-Min-Seq``), which no cached permit answers."""
     auth = _as(case, client, *scopes)
+    if min_seq is not None:
+        auth["Stafett-Min-Seq"] = str(min_seq)
     return (
         await case.client.get(f"/api/v1/cases/{case_id}", headers=auth),
         await log.client.get(f"/api/v1/logs/{case_id}/entries", headers=auth),
@@ -150,18 +122,7 @@ async def test_a_client_reads_only_while_a_consent_names_its_agency_and_every_tr
     assert sorted(denials) == [("client", "case:read", "deny"), ("client", "log:read", "deny")]
 
     # The guardians consent to NAV Grenland: the system reads the case and the log.
-    asked = await consent.client.post(
-        "/api/v1/consents", json=_nav_consent(case_id), headers=consent.auth(HOLDER)
-    )
-    assert asked.status_code == 201, asked.text
-    for guardian in guardians:
-        signed = await consent.client.post(
-            f"/api/v1/consents/{asked.json()['id']}/signatures",
-            json={"grantor_person_id": guardian},
-            headers=consent.auth(guardian),
-        )
-        assert signed.status_code == 201, signed.text
-    await consent.runtime.projector.wait_for(int(signed.headers["Stafett-Seq"]), 10)
+    consent_id = await consent.signed_consent(nav_consent(case_id), guardians)
 
     since = await consent.store.last_seq()
     read_case, read_log = await _reads(case, log, case_id, NAV_SYSTEM, *BOTH)
@@ -228,13 +189,18 @@ async def test_a_client_reads_only_while_a_consent_names_its_agency_and_every_tr
 
     # The consent withdrawn: the system is refused again.
     withdrawn = await consent.client.post(
-        f"/api/v1/consents/{asked.json()['id']}/withdrawals",
+        f"/api/v1/consents/{consent_id}/withdrawals",
         json={"grantor_person_id": guardians[0], "reason": "Vi vil ikke lenger."},
         headers=consent.auth(guardians[0]),
     )
     assert withdrawn.status_code in (200, 201), withdrawn.text
-    await consent.runtime.projector.wait_for(int(withdrawn.headers["Stafett-Seq"]), 10)
-    after_case, after_log = await _reads(case, log, case_id, NAV_SYSTEM, *BOTH)
+    withdrawn_seq = int(withdrawn.headers["Stafett-Seq"])
+    await consent.runtime.projector.wait_for(withdrawn_seq, 10)
+    # The services forget their cached permits when they hear of the change, a moment after
+    # the answer (a permit lives a second at most); the change's sequence skips the cache.
+    after_case, after_log = await _reads(
+        case, log, case_id, NAV_SYSTEM, *BOTH, min_seq=withdrawn_seq
+    )
     assert (after_case.status_code, after_case.content) == (404, missing_case.content)
     assert (after_log.status_code, after_log.content) == (404, missing_log.content)
 

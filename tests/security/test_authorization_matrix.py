@@ -452,7 +452,8 @@ class Route:
     build: Build
     variant: str = "full"
     fresh: bool = False  # a permitted caller gets a world of its own
-    # "case", "handover", "report" or "emergency": 200+ / 200- by whether it is listed
+    # "case", "handover", "report", "emergency" or "feed": 200+ / 200- by whether it is
+    # listed (the feed: whether an event of the case is given)
     lists: str | None = None
 
 
@@ -746,6 +747,7 @@ ROUTES: dict[str, Route] = {
             {"principal": HOLDER, "action": "case:read", "case_ids": [w.case_id]},
         )
     ),
+    "consent GET /api/v1/feed": Route(_plain("/api/v1/feed?limit=500"), lists="feed"),
     "consent GET /api/v1/decision-records": Route(
         lambda _s, w, _c: Request(f"/api/v1/decision-records?case_id={w.case_id}")
     ),
@@ -903,6 +905,9 @@ def observed(route: Route, response: httpx.Response, world: World) -> str:
     status = str(response.status_code)
     if route.lists is None or response.status_code != 200:
         return status
+    if route.lists == "feed":
+        served = any(event["subject"] == world.case_id for event in response.json()["events"])
+        return f"{status}{'+' if served else '-'}"
     wanted = {
         "case": world.case_id,
         "report": world.report_id,

@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from stafett_consent import domain
 from stafett_consent.decisions import DecisionPoint
+from stafett_consent.feed import MAX_FEED_LIMIT, MAX_TYPES, MAX_WAIT, Feed, Position
 from stafett_consent.handlers import ConsentService, GuardianInput, Written
 from stafett_consent.policy import Action
 from stafett_shared.auth import Principal, PrincipalDep
@@ -25,6 +26,7 @@ from stafett_shared.contracts.access import AccessDecision
 from stafett_shared.contracts.base import ORG_ID_PATTERN, POLICY_ID_PATTERN
 from stafett_shared.contracts.consent import ConsentStatus, EmergencyGround, EvidenceMethod
 from stafett_shared.contracts.directory import MAX_CONSENT_DAYS, OrgKind, Sector, StaffRole
+from stafett_shared.contracts.feed import FEED_TYPES
 from stafett_shared.contracts.log import Category
 from stafett_shared.idempotency import (
     ClientKeyDep,
@@ -37,6 +39,7 @@ from stafett_shared.idempotency import (
 from stafett_shared.msgid import ClientKey
 from stafett_shared.openapi import answers
 from stafett_shared.paging import (
+    CURSOR_PATTERN,
     DEFAULT_LIMIT,
     Cursor,
     Limit,
@@ -957,6 +960,80 @@ async def get_decision_records(
         else None
     )
     return JSONResponse(jsonable_encoder({"items": rows, "next_cursor": next_cursor}))
+
+
+# --- the event feed for agencies' clients (decision 0041) -------------------------------------
+
+
+async def _feed(request: Request) -> Feed:
+    feed: Feed = request.app.state.runtime.extras["feed"]
+    return feed
+
+
+FEED_TYPE_NAMES = ", ".join(f"`{name}`" for name in sorted(FEED_TYPES))
+
+
+class FeedOut(BaseModel):
+    events: list[dict[str, Any]] = Field(
+        description="CloudEvents 1.0 in structured JSON, oldest first; `id` is the same every "
+        "time an event is given (at least once: use it to drop repeats)"
+    )
+    next: str = Field(description="Markøren etter disse hendelsene: gi den som `after` neste gang")
+
+
+@router.get(
+    "/feed",
+    summary="Hendelser et fagsystem kan følge (for virksomheters klienter)",
+    description="The integration events of the cases where the calling client's basis holds "
+    "(decision 0041), after `after`, at most `limit`; with `wait`, the answer waits up to so "
+    "many seconds for the first event and comes at once when there is one. A client without "
+    "scope or basis is given an empty feed; a person is 403. Every batch records one read per "
+    f"case it serves. Types: {FEED_TYPE_NAMES}.",
+    response_model=FeedOut,
+    responses=answers(403, 422),
+)
+async def get_feed(
+    *,
+    principal: PrincipalDep,
+    feed: Annotated[Feed, Depends(_feed)],
+    after: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`next` fra forrige svar, slik det ble gitt"),
+    ] = None,
+    types: Annotated[
+        str | None,
+        Query(
+            max_length=60 * MAX_TYPES,
+            description="Kommaseparerte hendelsestyper; alle typene klienten har scope for "
+            "om ingen er gitt",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_FEED_LIMIT, description="Høyst så mange")] = 100,
+    wait: Annotated[
+        int, Query(ge=0, le=MAX_WAIT, description="Sekunder å vente på den første hendelsen")
+    ] = 0,
+) -> JSONResponse:
+    if principal.kind != "client":
+        raise Problem(403, "forbidden", "Hendelsesstrømmen er for virksomheters fagsystemer.")
+    wanted = None if types is None else frozenset(types.split(","))
+    if wanted is not None and (not wanted or wanted - set(FEED_TYPES)):
+        raise Problem(
+            422,
+            "invalid_types",
+            "Ukjent hendelsestype.",
+            extra={
+                "errors": [
+                    {
+                        "loc": ["query", "types"],
+                        "type": "invalid_types",
+                        "msg": "Kjente typer: " + ", ".join(sorted(FEED_TYPES)),
+                    }
+                ]
+            },
+        )
+    position = Position.of(after, principal.id)
+    batch = await feed.batch(principal, position, types=wanted, limit=limit, wait=wait)
+    return JSONResponse({"events": batch.events, "next": batch.next.cursor(principal.id)})
 
 
 # --- emergency access and audit scopes ---------------------------------------------------------

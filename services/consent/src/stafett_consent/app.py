@@ -20,6 +20,7 @@ from stafett_consent.decisions import (
     loop_engines,
     records_url,
 )
+from stafett_consent.feed import Feed
 from stafett_consent.handlers import ConsentService
 from stafett_consent.policy import Action, PolicySettings
 from stafett_consent.projections import ConsentProjection
@@ -208,6 +209,7 @@ async def _start(runtime: Runtime) -> None:
     runtime.extras.update(
         decisions=decisions,
         consent=service,
+        feed=Feed(service, prefix=service.store.prefix),
         idempotency=IdempotencyStore(sessionmaker(writer(runtime.engine))),
     )
 

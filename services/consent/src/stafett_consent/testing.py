@@ -107,6 +107,51 @@ def region_with_porsgrunn(*staff: dict[str, Any]) -> dict[str, Any]:
     return region
 
 
+NAV_CLIENT_NAME = "NAV Grenlands saksbehandlingssystem"
+
+
+def region_with_nav(*clients: tuple[str, str, tuple[str, ...]]) -> dict[str, Any]:
+    """The test region with NAV Grenland (sector ``nav``) and its clients, each
+    ``(directory id, token client id, scopes)``, serving the ground ``consent``."""
+    region = copy.deepcopy(REGION)
+    region["organisations"].append(
+        {
+            "id": "nav-grenland",
+            "name": "NAV Grenland",
+            "kind": "state_agency",
+            "units": [{"id": "nav-skien", "name": "NAV Skien", "sector": "nav"}],
+        }
+    )
+    region["clients"] = [
+        {
+            "id": client_id,
+            "name": NAV_CLIENT_NAME,
+            "org_id": "nav-grenland",
+            "issuer": "https://maskinporten.no/",
+            "client_id": token_client_id,
+            "consumer_org": "889640782",
+            "scopes": list(scopes),
+            "sectors": ["nav"],
+            "purposes": ["consent"],
+        }
+        for client_id, token_client_id, scopes in clients
+    ]
+    return region
+
+
+def nav_consent(case_id: str) -> dict[str, Any]:
+    """A consent request for the case that names NAV Grenland and the sector ``nav``."""
+    return {
+        "case_id": case_id,
+        "scope": {
+            "org_ids": ["nav-grenland"],
+            "sectors": ["nav"],
+            "purpose": "Samarbeid med NAV om sommerjobb og videre skolegang.",
+        },
+        "evidence": {"method": "digital_signature"},
+    }
+
+
 def child_registration(age_years: int, guardians: list[tuple[str, bool]]) -> dict[str, Any]:
     """The body of ``POST /api/v1/children``: a child of ``age_years`` and their guardians
     (name, parental responsibility), with synthetic national ids."""
@@ -206,6 +251,24 @@ class ConsentHarness:
         assert response.status_code in (200, 201), response.text
         data = response.json()
         return data["id"], [g["id"] for g in data.get("guardians", [])], body
+
+    async def signed_consent(
+        self, body: dict[str, Any], guardians: list[str], *, by: str = "ann-kristin-allum"
+    ) -> str:
+        """Ask for the consent ``body`` as ``by``, have every one of ``guardians`` sign it,
+        wait until the read models have it, and answer its id."""
+        asked = await self.client.post("/api/v1/consents", json=body, headers=self.auth(by))
+        assert asked.status_code == 201, asked.text
+        consent_id = str(asked.json()["id"])
+        for guardian in guardians:
+            signed = await self.client.post(
+                f"/api/v1/consents/{consent_id}/signatures",
+                json={"grantor_person_id": guardian},
+                headers=self.auth(guardian),
+            )
+            assert signed.status_code == 201, signed.text
+            await self.runtime.projector.wait_for(int(signed.headers["Stafett-Seq"]), 10)
+        return consent_id
 
     async def publish_case_event(self, case_id: str, name: str, data: dict[str, Any]) -> int:
         event = CloudEvent(
