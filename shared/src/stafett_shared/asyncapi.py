@@ -13,13 +13,14 @@ describes (:data:`CHANNELS`):
 * the notify service's **webhook deliveries**, a signed HTTP POST of one notice to the URL a
   caller registered (:mod:`stafett_shared.contracts.webhook`);
 * **``stafett.access.changed``** on NATS, the empty message that tells a system which caches
-  access decisions to forget them.
+  access decisions to forget them;
+* the **event feed** (``GET /api/v1/feed``), one CloudEvents message per integration event
+  type (:mod:`stafett_shared.contracts.feed`).
 
 The event stream (``stafett.ev.>``) is not here: it tells which cases exist, so no agency
 subscribes to it; each service's ``/asyncapi.json`` describes it for the services inside a
-deployment. The feed's integration events (decision 0041) are added as one more entry of
-:data:`CHANNELS`: ``cloudevents_channel(FEED, FEED_TYPES.values(), lambda m: m.feed_type,
-envelope=<the feed's CloudEvent model>)``, one message per type.
+deployment. The feed's integration events (decision 0041), one message per type in
+:class:`~stafett_shared.contracts.feed.FeedCloudEvent`'s envelope, are its third channel.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import yaml
 from pydantic import BaseModel, create_model
 from pydantic.json_schema import models_json_schema
 
+from stafett_shared.contracts.feed import FEED_TYPES, FeedCloudEvent
 from stafett_shared.contracts.webhook import WebhookHeaders, WebhookNotice
 from stafett_shared.envelope import CloudEvent
 
@@ -192,9 +194,6 @@ FEED = Channel(
 """The feed's channel without its messages: :func:`cloudevents_channel` adds one per
 integration event type, from the feed's models and its envelope model."""
 
-CHANNELS: tuple[Channel, ...] = (WEBHOOK_NOTICES, ACCESS_CHANGED)
-"""Everything a client can receive, in the document's order."""
-
 
 def cloudevents_channel(
     channel: Channel,
@@ -280,6 +279,18 @@ def _message(message: Message, refs: Mapping[str, str]) -> dict[str, Any]:
     if examples:
         body["examples"] = examples
     return body
+
+
+def _feed_type(model: type[BaseModel]) -> str:
+    return str(getattr(model, "feed_type"))  # noqa: B009 - a ClassVar of every FeedEvent
+
+
+CHANNELS: tuple[Channel, ...] = (
+    WEBHOOK_NOTICES,
+    ACCESS_CHANGED,
+    cloudevents_channel(FEED, FEED_TYPES.values(), _feed_type, envelope=FeedCloudEvent),
+)
+"""Everything a client can receive, in the document's order."""
 
 
 def asyncapi_document(channels: Iterable[Channel] = CHANNELS) -> dict[str, Any]:

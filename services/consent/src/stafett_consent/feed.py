@@ -322,16 +322,13 @@ class Feed:
                 update={"text": await self._text(case_id, payload)}
             )
             entry_ids.append(payload.entry_id)
-        return {
-            "specversion": "1.0",
-            "id": event.id,
-            "source": feed.FEED_SOURCE,
-            "type": integration.feed_type,
-            "subject": case_id,
-            "time": event.time.isoformat().replace("+00:00", "Z"),
-            "datacontenttype": "application/json",
-            "data": integration.model_dump(mode="json"),
-        }
+        return feed.FeedCloudEvent(
+            id=event.id,
+            type=integration.feed_type,
+            subject=case_id,
+            time=event.time,
+            data=integration.model_dump(mode="json"),
+        ).model_dump(mode="json")
 
     async def _basis(  # noqa: PLR0917
         self,

@@ -14,7 +14,7 @@ client whose ``stafett:log.read`` covers the entry.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,7 @@ __all__ = [
     "CaseReopened",
     "ConsentChanged",
     "EntryAppended",
+    "FeedCloudEvent",
     "FeedEvent",
     "HandoverRequested",
     "HolderChanged",
@@ -43,6 +44,23 @@ FEED_SOURCE = "stafett/feed"
 """The CloudEvents ``source`` of every integration event."""
 
 _ULID = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+
+
+class FeedCloudEvent(BaseModel):
+    """One event of the feed: CloudEvents 1.0 in structured JSON. ``id`` is the stream
+    event's id (the same id again means the same event: de-duplicate on it), ``subject`` the
+    case, ``data`` the payload of the integration event ``type`` names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: Literal["stafett/feed"] = "stafett/feed"
+    type: str
+    subject: str = Field(pattern=_ULID)
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: dict[str, Any]
 
 
 class FeedEvent(BaseModel):
