@@ -1,8 +1,9 @@
-"""Guardians on their phones (issue 18): guardian one signs in, reads the log and who read
-it, and signs the consent the school asks for; guardian two signs (without JavaScript, at
-320 px); the school nurse's access follows; guardian one ends the cooperation and the
-nurse's next read is refused. A guardian without parental responsibility sees nothing of the
-child. axe-core checks every page, and each page's reads are in the access records."""
+"""Guardians on their phones (issue 18): guardian one signs in, finds the consent the school
+asks for among her notices, chooses e-mail notices, reads the log and who read it, and signs
+the consent; guardian two signs (without JavaScript, at 320 px); the school nurse's access
+follows; guardian one ends the cooperation and the nurse's next read is refused. A guardian without
+parental responsibility sees nothing of the child. axe-core checks every page, and each
+page's reads are in the access records."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .conftest import (
     accessible,
     after,
     family_case,
+    fields,
     new_page,
 )
 from .test_portal_layout import NARROW, measure
@@ -96,21 +98,48 @@ def _world(stafett: Running, seed: int) -> dict[str, Any]:
     }
 
 
-def _consent_status(stafett: Running, case_id: str, wanted: str) -> None:
-    """Until the consent service's read model has the consent at ``wanted`` (each service
-    follows the event stream on its own; the browser's next page must find it there)."""
+def _consent_status(
+    stafett: Running, case_id: str, wanted: str, consent_id: str | None = None
+) -> None:
+    """Until the consent service's read model has the consent (the case's first, or
+    ``consent_id``) at ``wanted`` (each service follows the event stream on its own; the
+    browser's next page must find it there)."""
     with stafett.api(HOLDER) as api:
         deadline = time.monotonic() + 15
         status = None
         while time.monotonic() < deadline:
-            listed = api.get(
-                f"{stafett.urls['consent']}/api/v1/consents", params={"case_id": case_id}
-            ).json()
-            status = _items(listed)[0]["status"]
+            listed = _items(
+                api.get(
+                    f"{stafett.urls['consent']}/api/v1/consents", params={"case_id": case_id}
+                ).json()
+            )
+            status = next((c["status"] for c in listed if consent_id in (None, c["id"])), None)
             if status == wanted:
                 return
             time.sleep(0.2)
     assert status == wanted
+
+
+def _notices(stafett: Running, person: str, kind: str) -> list[dict[str, Any]]:
+    """The person's notices once the notify service has one of ``kind`` (it follows the
+    event stream on its own)."""
+    with stafett.api(person) as api:
+        deadline = time.monotonic() + 20
+        items: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            items = _items(api.get(f"{stafett.urls['notify']}/api/v1/notifications").json())
+            if any(n["kind"] == kind for n in items):
+                return items
+            time.sleep(0.2)
+    raise AssertionError(f"no {kind} notice: {[n['kind'] for n in items]}")
+
+
+def _preferences(stafett: Running, person: str) -> dict[str, Any]:
+    with stafett.api(person) as api:
+        answer = api.get(f"{stafett.urls['notify']}/api/v1/preferences")
+        assert answer.status_code == 200, answer.text
+        chosen: dict[str, Any] = answer.json()
+        return chosen
 
 
 class Family:
@@ -163,6 +192,44 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     guri.sign_in("Guri Familiesen", "logg-inn")
     guri.seen("mine-barn")
     expect(guri.page.get_by_text("Et samtykke venter på svaret ditt")).to_be_visible()
+
+    # Her notices: the consent that waits for her, and nothing from the case.
+    (asked,) = [
+        n for n in _notices(stafett, guri_id, "consent_requested") if n["case_id"] == case_id
+    ]
+    assert (asked["case_id"], asked["read_at"]) == (case_id, None)
+    guri.goto("/familie")  # the menu counts the notice now that it is there
+    expect(guri.page.get_by_role("link", name="Varsler 1 uleste")).to_be_visible()
+    guri.click("link", "Varsler", "varsler")
+    notice = guri.page.locator(".notice", has_text="Et samtykke venter på deg")
+    expect(notice).to_contain_text("Ny")
+    expect(notice).not_to_contain_text("Arne")
+    # She wants e-mail too, and mistypes the address: the service's answer in plain words,
+    # nothing saved.
+    guri.page.get_by_label("Ja, send meg en e-post også").check()
+    fields(guri.page, {"E-postadresse": "guri.familiesen"})
+    guri.click("button", "Lagre valget", "varsler-feil")
+    expect(guri.page.get_by_role("alert")).to_contain_text("Skriv en gyldig e-postadresse")
+    expect(guri.page.get_by_label("E-postadresse")).to_have_attribute("aria-invalid", "true")
+    assert _preferences(stafett, guri_id)["channels"]["email"] is False
+    fields(guri.page, {"E-postadresse": "guri@familiesen.example"})
+    guri.click("button", "Lagre valget")
+    expect(guri.page.get_by_role("status")).to_contain_text("på e-post")
+    chosen = _preferences(stafett, guri_id)
+    assert chosen["channels"] == {"inbox": True, "email": True, "webhook": False}
+    assert chosen["email_address"] == "guri@familiesen.example"
+    expect(guri.page.get_by_label("E-postadresse")).to_have_value("guri@familiesen.example")
+    # The notice opens the consent it is about, and is read.
+    guri.click("button", "Se samtykket")
+    expect(guri.page).to_have_url(
+        f"{stafett.portal}/familie/{case_id}/samtykke/{world['consent_id']}"
+    )
+    (opened,) = [
+        n for n in _notices(stafett, guri_id, "consent_requested") if n["id"] == asked["id"]
+    ]
+    assert opened["read_at"] is not None
+
+    guri.goto("/familie")
     guri.click("link", "Arne Familiesen", "barnets-sak")
     expect(guri.page.get_by_text("Ann Kristin Allum").first).to_be_visible()
     expect(guri.page.get_by_text("lærer ved Siljan ungdomsskole").first).to_be_visible()
@@ -239,7 +306,7 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     ).to_be_visible()
     guri.click("button", "Trekk alle samtykkene mine")
     expect(guri.page.get_by_role("status")).to_contain_text("Du har trukket samtykkene dine")
-    _consent_status(stafett, case_id, "withdrawn")
+    _consent_status(stafett, case_id, "withdrawn", world["consent_id"])
 
     # The nurse's next read is refused, with the words for a case that does not exist.
     nurse.goto(f"{stafett.portal}/saker/{case_id}/logg")
