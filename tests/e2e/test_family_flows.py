@@ -1,7 +1,8 @@
 """Guardians on their phones (issue 18): guardian one signs in, finds the consent the school
 asks for among her notices, chooses e-mail notices, reads the log and who read it, and signs
 the consent; guardian two signs (without JavaScript, at 320 px); the school nurse's access
-follows; guardian one ends the cooperation and the nurse's next read is refused. A guardian without
+follows; guardian two says no to another consent and guardian one withdraws a third;
+guardian one ends the cooperation and the nurse's next read is refused. A guardian without
 parental responsibility sees nothing of the child. axe-core checks every page, and each
 page's reads are in the access records."""
 
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -140,6 +142,25 @@ def _preferences(stafett: Running, person: str) -> dict[str, Any]:
         assert answer.status_code == 200, answer.text
         chosen: dict[str, Any] = answer.json()
         return chosen
+
+
+def _ask(
+    stafett: Running, case_id: str, purpose: str, last: httpx.Response | None
+) -> tuple[str, httpx.Response]:
+    """The holder asks for one more consent with the health service; its id and the write."""
+    with stafett.api(HOLDER) as api:
+        asked = api.post(
+            f"{stafett.urls['consent']}/api/v1/consents",
+            json={
+                "case_id": case_id,
+                "scope": {"org_ids": ["4010"], "sectors": ["health"], "purpose": purpose},
+                "evidence": {"method": "digital_signature"},
+                "valid_until": UNTIL.isoformat(),
+            },
+            headers=after(last) if last is not None else {},
+        )
+        assert asked.status_code == 201, asked.text
+        return str(asked.json()["id"]), asked
 
 
 class Family:
@@ -287,9 +308,47 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     # The nurse's access follows the consent: she reads the log.
     nurse = new_page(browser, PHONE)
     nurse.goto(stafett.portal + "/logg-inn")
+    accessible(nurse)
     nurse.locator(f"form:has(input[value='{NURSE}']) button").click()
     nurse.goto(f"{stafett.portal}/saker/{case_id}/logg")
     expect(nurse.get_by_text("Jeg vil spille fotball.")).to_be_visible()
+    accessible(nurse)
+
+    # The school asks for two more consents; Guri signs the last one over the API.
+    refused_id, last = _ask(stafett, case_id, "Skolen deler karakterene med helsesykepleier.", None)
+    withdrawn_id, last = _ask(stafett, case_id, "Helsesykepleier deler notater med skolen.", last)
+    with stafett.api(guri_id) as api:
+        signed = api.post(
+            f"{stafett.urls['consent']}/api/v1/consents/{withdrawn_id}/signatures",
+            json={"grantor_person_id": guri_id},
+            headers=after(last),
+        )
+        assert signed.status_code == 201, signed.text
+
+    # Per, now with JavaScript (so axe checks the pages he saw without it), says no to one:
+    # the consent page and its confirmations, with a reason for the holder.
+    per = Family(new_page(browser, NARROW), stafett, None, "320px")
+    per.sign_in("Per Familiesen")
+    per.goto(f"/familie/{case_id}/samtykke/{world['consent_id']}")
+    per.goto(f"/familie/{case_id}/samtykke/{world['consent_id']}/signer")
+    per.goto(f"/familie/{case_id}/samtykke/{refused_id}")
+    expect(per.page.locator(".purpose")).to_have_text(
+        "Skolen deler karakterene med helsesykepleier."
+    )
+    per.click("link", "Si nei")
+    fields(per.page, {"Vil du si hvorfor?": "Karakterene er Arnes egen sak."})
+    per.click("button", "Ja, jeg sier nei")
+    expect(per.page.get_by_role("status")).to_contain_text("Du har sagt nei til samtykket")
+    per.page.context.close()
+    _consent_status(stafett, case_id, "refused", refused_id)
+
+    # Guri withdraws the one she signed, alone; the first consent stays in force.
+    guri.goto(f"/familie/{case_id}/samtykke/{withdrawn_id}")
+    guri.click("link", "Trekk samtykket", "samtykke-trekk")
+    guri.click("button", "Ja, trekk samtykket")
+    expect(guri.page.get_by_role("status")).to_contain_text("Samtykket er trukket")
+    _consent_status(stafett, case_id, "withdrawn", withdrawn_id)
+    _consent_status(stafett, case_id, "active", world["consent_id"])
 
     # Guri sees the nurse's read, with role and unit, and her own.
     guri.goto(f"/familie/{case_id}/lest", "hvem-har-lest")
@@ -311,6 +370,7 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     # The nurse's next read is refused, with the words for a case that does not exist.
     nurse.goto(f"{stafett.portal}/saker/{case_id}/logg")
     expect(nurse.get_by_role("heading", level=1)).to_have_text(NOT_FOUND)
+    accessible(nurse)
     nurse.context.close()
 
     # A guardian without parental responsibility sees nothing of the child.
@@ -351,7 +411,8 @@ def test_a_youth_signs_the_health_consent_themselves(
     browser: Browser, stafett: Running, screenshots: Path | None
 ) -> None:
     """At 16 a consent that covers health needs the youth's own signature (the youth rule):
-    the youth signs in, finds their own case and signs; the guardian sees it."""
+    the youth signs in, finds their own case and signs, and sees who read it; the guardian
+    sees the youth's signature."""
     seed = int(time.time()) % 1000 + 650
     built = family_case(
         stafett,
@@ -375,6 +436,9 @@ def test_a_youth_signs_the_health_consent_themselves(
     sara.click("link", "Signer")
     sara.click("button", "Ja, jeg samtykker")
     expect(sara.page.get_by_role("status")).to_contain_text("Du har signert samtykket")
+    # Who read her case: her own reads, as hers.
+    sara.goto(f"/familie/{case_id}/lest", "hvem-har-lest-ungdom")
+    expect(sara.page.locator(".readers li", has_text="Du").first).to_be_visible()
     sara.page.context.close()
 
     mona = Family(new_page(browser, PHONE), stafett, None, "telefon")
