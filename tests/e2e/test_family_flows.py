@@ -503,6 +503,56 @@ def test_a_guardian_renews_a_consent_about_to_lapse_and_signs_the_renewal(
 
 
 @pytest.mark.slow
+def test_a_guardian_is_told_of_a_new_holder_and_opens_the_childs_page_from_the_notice(
+    browser: Browser, stafett: Running, screenshots: Path | None
+) -> None:
+    """The holder hands the case over to the principal, who accepts: the guardian finds
+    «Saken har fått en ny stafettholder» among her notices, never who, and the notice leads
+    to the child's page, where the new holder is named."""
+    seed = int(time.time()) % 1000 + 50
+    built = family_case(
+        stafett,
+        seed,
+        child="Eli Overtaksen",
+        age=11,
+        guardians=[Guardian("Siv Overtaksen", 40, what="Foresatt til Eli")],
+        concern="Eli gruer seg til skolen.",
+    )
+    case_id, (guardian_id,) = built.case_id, built.guardian_ids
+    with stafett.api(HOLDER) as api:
+        asked = api.post(
+            f"{stafett.urls['case']}/api/v1/cases/{case_id}/handovers",
+            json={"to_person_id": "rolf-rektor", "to_unit_id": "siljan-ungdomsskole"},
+            headers=after(built.last),
+        )
+        assert asked.status_code == 201, asked.text
+    with stafett.api("rolf-rektor") as api:
+        accepted = api.post(
+            f"{stafett.urls['case']}/api/v1/cases/{case_id}/handovers/{asked.json()['id']}/accept",
+            headers=after(asked),
+        )
+        assert accepted.status_code == 200, accepted.text
+    _notices(stafett, guardian_id, "new_holder")
+
+    siv = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
+    siv.sign_in("Siv Overtaksen")
+    siv.click("link", "Varsler")
+    notice = siv.page.locator(".notice", has_text="Saken har fått en ny stafettholder")
+    expect(notice).to_contain_text("Du ser hvem på barnets side.")
+    expect(notice).not_to_contain_text("Eli")
+    notice.get_by_role("button", name="Se saken").click()
+    siv.page.wait_for_load_state()
+    expect(siv.page).to_have_url(f"{stafett.portal}/familie/{case_id}")
+    siv.seen()
+    expect(siv.page.locator(".baton__holder")).to_contain_text("Rolf Rektor")
+    # Read now: the menu counts nothing, and the notice has no «Ny».
+    expect(siv.page.get_by_role("link", name="Varsler", exact=True)).to_be_visible()
+    siv.page.context.close()
+    (told,) = [n for n in _notices(stafett, guardian_id, "new_holder") if n["kind"] == "new_holder"]
+    assert (told["case_id"], told["read_at"] is not None) == (case_id, True)
+
+
+@pytest.mark.slow
 def test_the_development_sign_in_lists_the_demos_guardians_and_youth(
     browser: Browser, stafett: Running
 ) -> None:
