@@ -1,8 +1,10 @@
-"""Guardians on their phones (issue 18): guardian one signs in, reads the log and who read
-it, and signs the consent the school asks for; guardian two signs (without JavaScript, at
-320 px); the school nurse's access follows; guardian one ends the cooperation and the
-nurse's next read is refused. A guardian without parental responsibility sees nothing of the
-child. axe-core checks every page, and each page's reads are in the access records."""
+"""Guardians on their phones (issue 18): guardian one signs in, finds the consent the school
+asks for among her notices, chooses e-mail notices, reads the log and who read it, and signs
+the consent; guardian two signs (without JavaScript, at 320 px); the school nurse's access
+follows; guardian two says no to another consent and guardian one withdraws a third;
+guardian one ends the cooperation and the nurse's next read is refused. A guardian without
+parental responsibility sees nothing of the child. axe-core checks every page, and each
+page's reads are in the access records."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -27,6 +30,7 @@ from .conftest import (
     accessible,
     after,
     family_case,
+    fields,
     new_page,
 )
 from .test_portal_layout import NARROW, measure
@@ -96,21 +100,67 @@ def _world(stafett: Running, seed: int) -> dict[str, Any]:
     }
 
 
-def _consent_status(stafett: Running, case_id: str, wanted: str) -> None:
-    """Until the consent service's read model has the consent at ``wanted`` (each service
-    follows the event stream on its own; the browser's next page must find it there)."""
+def _consent_status(
+    stafett: Running, case_id: str, wanted: str, consent_id: str | None = None
+) -> None:
+    """Until the consent service's read model has the consent (the case's first, or
+    ``consent_id``) at ``wanted`` (each service follows the event stream on its own; the
+    browser's next page must find it there)."""
     with stafett.api(HOLDER) as api:
         deadline = time.monotonic() + 15
         status = None
         while time.monotonic() < deadline:
-            listed = api.get(
-                f"{stafett.urls['consent']}/api/v1/consents", params={"case_id": case_id}
-            ).json()
-            status = _items(listed)[0]["status"]
+            listed = _items(
+                api.get(
+                    f"{stafett.urls['consent']}/api/v1/consents", params={"case_id": case_id}
+                ).json()
+            )
+            status = next((c["status"] for c in listed if consent_id in (None, c["id"])), None)
             if status == wanted:
                 return
             time.sleep(0.2)
     assert status == wanted
+
+
+def _notices(stafett: Running, person: str, kind: str) -> list[dict[str, Any]]:
+    """The person's notices once the notify service has one of ``kind`` (it follows the
+    event stream on its own)."""
+    with stafett.api(person) as api:
+        deadline = time.monotonic() + 20
+        items: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            items = _items(api.get(f"{stafett.urls['notify']}/api/v1/notifications").json())
+            if any(n["kind"] == kind for n in items):
+                return items
+            time.sleep(0.2)
+    raise AssertionError(f"no {kind} notice: {[n['kind'] for n in items]}")
+
+
+def _preferences(stafett: Running, person: str) -> dict[str, Any]:
+    with stafett.api(person) as api:
+        answer = api.get(f"{stafett.urls['notify']}/api/v1/preferences")
+        assert answer.status_code == 200, answer.text
+        chosen: dict[str, Any] = answer.json()
+        return chosen
+
+
+def _ask(
+    stafett: Running, case_id: str, purpose: str, last: httpx.Response | None
+) -> tuple[str, httpx.Response]:
+    """The holder asks for one more consent with the health service; its id and the write."""
+    with stafett.api(HOLDER) as api:
+        asked = api.post(
+            f"{stafett.urls['consent']}/api/v1/consents",
+            json={
+                "case_id": case_id,
+                "scope": {"org_ids": ["4010"], "sectors": ["health"], "purpose": purpose},
+                "evidence": {"method": "digital_signature"},
+                "valid_until": UNTIL.isoformat(),
+            },
+            headers=after(last) if last is not None else {},
+        )
+        assert asked.status_code == 201, asked.text
+        return str(asked.json()["id"]), asked
 
 
 class Family:
@@ -163,6 +213,44 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     guri.sign_in("Guri Familiesen", "logg-inn")
     guri.seen("mine-barn")
     expect(guri.page.get_by_text("Et samtykke venter på svaret ditt")).to_be_visible()
+
+    # Her notices: the consent that waits for her, and nothing from the case.
+    (asked,) = [
+        n for n in _notices(stafett, guri_id, "consent_requested") if n["case_id"] == case_id
+    ]
+    assert (asked["case_id"], asked["read_at"]) == (case_id, None)
+    guri.goto("/familie")  # the menu counts the notice now that it is there
+    expect(guri.page.get_by_role("link", name="Varsler 1 uleste")).to_be_visible()
+    guri.click("link", "Varsler", "varsler")
+    notice = guri.page.locator(".notice", has_text="Et samtykke venter på deg")
+    expect(notice).to_contain_text("Ny")
+    expect(notice).not_to_contain_text("Arne")
+    # She wants e-mail too, and mistypes the address: the service's answer in plain words,
+    # nothing saved.
+    guri.page.get_by_label("Ja, send meg en e-post også").check()
+    fields(guri.page, {"E-postadresse": "guri.familiesen"})
+    guri.click("button", "Lagre valget", "varsler-feil")
+    expect(guri.page.get_by_role("alert")).to_contain_text("Skriv en gyldig e-postadresse")
+    expect(guri.page.get_by_label("E-postadresse")).to_have_attribute("aria-invalid", "true")
+    assert _preferences(stafett, guri_id)["channels"]["email"] is False
+    fields(guri.page, {"E-postadresse": "guri@familiesen.example"})
+    guri.click("button", "Lagre valget")
+    expect(guri.page.get_by_role("status")).to_contain_text("på e-post")
+    chosen = _preferences(stafett, guri_id)
+    assert chosen["channels"] == {"inbox": True, "email": True, "webhook": False}
+    assert chosen["email_address"] == "guri@familiesen.example"
+    expect(guri.page.get_by_label("E-postadresse")).to_have_value("guri@familiesen.example")
+    # The notice opens the consent it is about, and is read.
+    guri.click("button", "Se samtykket")
+    expect(guri.page).to_have_url(
+        f"{stafett.portal}/familie/{case_id}/samtykke/{world['consent_id']}"
+    )
+    (opened,) = [
+        n for n in _notices(stafett, guri_id, "consent_requested") if n["id"] == asked["id"]
+    ]
+    assert opened["read_at"] is not None
+
+    guri.goto("/familie")
     guri.click("link", "Arne Familiesen", "barnets-sak")
     expect(guri.page.get_by_text("Ann Kristin Allum").first).to_be_visible()
     expect(guri.page.get_by_text("lærer ved Siljan ungdomsskole").first).to_be_visible()
@@ -220,9 +308,47 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     # The nurse's access follows the consent: she reads the log.
     nurse = new_page(browser, PHONE)
     nurse.goto(stafett.portal + "/logg-inn")
+    accessible(nurse)
     nurse.locator(f"form:has(input[value='{NURSE}']) button").click()
     nurse.goto(f"{stafett.portal}/saker/{case_id}/logg")
     expect(nurse.get_by_text("Jeg vil spille fotball.")).to_be_visible()
+    accessible(nurse)
+
+    # The school asks for two more consents; Guri signs the last one over the API.
+    refused_id, last = _ask(stafett, case_id, "Skolen deler karakterene med helsesykepleier.", None)
+    withdrawn_id, last = _ask(stafett, case_id, "Helsesykepleier deler notater med skolen.", last)
+    with stafett.api(guri_id) as api:
+        signed = api.post(
+            f"{stafett.urls['consent']}/api/v1/consents/{withdrawn_id}/signatures",
+            json={"grantor_person_id": guri_id},
+            headers=after(last),
+        )
+        assert signed.status_code == 201, signed.text
+
+    # Per, now with JavaScript (so axe checks the pages he saw without it), says no to one:
+    # the consent page and its confirmations, with a reason for the holder.
+    per = Family(new_page(browser, NARROW), stafett, None, "320px")
+    per.sign_in("Per Familiesen")
+    per.goto(f"/familie/{case_id}/samtykke/{world['consent_id']}")
+    per.goto(f"/familie/{case_id}/samtykke/{world['consent_id']}/signer")
+    per.goto(f"/familie/{case_id}/samtykke/{refused_id}")
+    expect(per.page.locator(".purpose")).to_have_text(
+        "Skolen deler karakterene med helsesykepleier."
+    )
+    per.click("link", "Si nei")
+    fields(per.page, {"Vil du si hvorfor?": "Karakterene er Arnes egen sak."})
+    per.click("button", "Ja, jeg sier nei")
+    expect(per.page.get_by_role("status")).to_contain_text("Du har sagt nei til samtykket")
+    per.page.context.close()
+    _consent_status(stafett, case_id, "refused", refused_id)
+
+    # Guri withdraws the one she signed, alone; the first consent stays in force.
+    guri.goto(f"/familie/{case_id}/samtykke/{withdrawn_id}")
+    guri.click("link", "Trekk samtykket", "samtykke-trekk")
+    guri.click("button", "Ja, trekk samtykket")
+    expect(guri.page.get_by_role("status")).to_contain_text("Samtykket er trukket")
+    _consent_status(stafett, case_id, "withdrawn", withdrawn_id)
+    _consent_status(stafett, case_id, "active", world["consent_id"])
 
     # Guri sees the nurse's read, with role and unit, and her own.
     guri.goto(f"/familie/{case_id}/lest", "hvem-har-lest")
@@ -239,11 +365,12 @@ def test_guardians_read_the_log_see_who_read_it_and_answer_the_consent(
     ).to_be_visible()
     guri.click("button", "Trekk alle samtykkene mine")
     expect(guri.page.get_by_role("status")).to_contain_text("Du har trukket samtykkene dine")
-    _consent_status(stafett, case_id, "withdrawn")
+    _consent_status(stafett, case_id, "withdrawn", world["consent_id"])
 
     # The nurse's next read is refused, with the words for a case that does not exist.
     nurse.goto(f"{stafett.portal}/saker/{case_id}/logg")
     expect(nurse.get_by_role("heading", level=1)).to_have_text(NOT_FOUND)
+    accessible(nurse)
     nurse.context.close()
 
     # A guardian without parental responsibility sees nothing of the child.
@@ -284,7 +411,8 @@ def test_a_youth_signs_the_health_consent_themselves(
     browser: Browser, stafett: Running, screenshots: Path | None
 ) -> None:
     """At 16 a consent that covers health needs the youth's own signature (the youth rule):
-    the youth signs in, finds their own case and signs; the guardian sees it."""
+    the youth signs in, finds their own case and signs, and sees who read it; the guardian
+    sees the youth's signature."""
     seed = int(time.time()) % 1000 + 650
     built = family_case(
         stafett,
@@ -308,6 +436,9 @@ def test_a_youth_signs_the_health_consent_themselves(
     sara.click("link", "Signer")
     sara.click("button", "Ja, jeg samtykker")
     expect(sara.page.get_by_role("status")).to_contain_text("Du har signert samtykket")
+    # Who read her case: her own reads, as hers.
+    sara.goto(f"/familie/{case_id}/lest", "hvem-har-lest-ungdom")
+    expect(sara.page.locator(".readers li", has_text="Du").first).to_be_visible()
     sara.page.context.close()
 
     mona = Family(new_page(browser, PHONE), stafett, None, "telefon")
@@ -369,6 +500,56 @@ def test_a_guardian_renews_a_consent_about_to_lapse_and_signs_the_renewal(
     assert (old["id"], old["renewed_by"], old["expires_soon"]) == (old_id, new["id"], False)
     assert (new["renews"], new["status"]) == (old_id, "active")
     assert new["valid_from"] == old["valid_until"]
+
+
+@pytest.mark.slow
+def test_a_guardian_is_told_of_a_new_holder_and_opens_the_childs_page_from_the_notice(
+    browser: Browser, stafett: Running, screenshots: Path | None
+) -> None:
+    """The holder hands the case over to the principal, who accepts: the guardian finds
+    «Saken har fått en ny stafettholder» among her notices, never who, and the notice leads
+    to the child's page, where the new holder is named."""
+    seed = int(time.time()) % 1000 + 50
+    built = family_case(
+        stafett,
+        seed,
+        child="Eli Overtaksen",
+        age=11,
+        guardians=[Guardian("Siv Overtaksen", 40, what="Foresatt til Eli")],
+        concern="Eli gruer seg til skolen.",
+    )
+    case_id, (guardian_id,) = built.case_id, built.guardian_ids
+    with stafett.api(HOLDER) as api:
+        asked = api.post(
+            f"{stafett.urls['case']}/api/v1/cases/{case_id}/handovers",
+            json={"to_person_id": "rolf-rektor", "to_unit_id": "siljan-ungdomsskole"},
+            headers=after(built.last),
+        )
+        assert asked.status_code == 201, asked.text
+    with stafett.api("rolf-rektor") as api:
+        accepted = api.post(
+            f"{stafett.urls['case']}/api/v1/cases/{case_id}/handovers/{asked.json()['id']}/accept",
+            headers=after(asked),
+        )
+        assert accepted.status_code == 200, accepted.text
+    _notices(stafett, guardian_id, "new_holder")
+
+    siv = Family(new_page(browser, PHONE), stafett, screenshots, "telefon")
+    siv.sign_in("Siv Overtaksen")
+    siv.click("link", "Varsler")
+    notice = siv.page.locator(".notice", has_text="Saken har fått en ny stafettholder")
+    expect(notice).to_contain_text("Du ser hvem på barnets side.")
+    expect(notice).not_to_contain_text("Eli")
+    notice.get_by_role("button", name="Se saken").click()
+    siv.page.wait_for_load_state()
+    expect(siv.page).to_have_url(f"{stafett.portal}/familie/{case_id}")
+    siv.seen()
+    expect(siv.page.locator(".baton__holder")).to_contain_text("Rolf Rektor")
+    # Read now: the menu counts nothing, and the notice has no «Ny».
+    expect(siv.page.get_by_role("link", name="Varsler", exact=True)).to_be_visible()
+    siv.page.context.close()
+    (told,) = [n for n in _notices(stafett, guardian_id, "new_holder") if n["kind"] == "new_holder"]
+    assert (told["case_id"], told["read_at"] is not None) == (case_id, True)
 
 
 @pytest.mark.slow

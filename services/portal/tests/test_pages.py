@@ -122,11 +122,15 @@ def test_a_citizen_gets_the_families_pages_and_staff_do_not(client: TestClient) 
     assert "Mine saker" not in down.text  # the families' pages never show the staff's menu
     bad = client.get("/familie/not-a-case/lest")
     assert bad.status_code == 404 and "Finnes ikke, eller du har ikke tilgang" in bad.text
+    notices = client.get("/familie/varsler")  # the notify service is down too
+    assert notices.status_code == 503 and "Prøv igjen om litt" in notices.text
+    assert client.get("/familie/varsler?fra=not a cursor").status_code == 404
 
     csrf = _csrf(client.get("/logg-inn").text)
     client.post("/logg-inn", data={"person_id": "ann-kristin-allum", "csrf": csrf})
     staff = client.get("/familie/01J0000000000000000000000A")
     assert staff.status_code == 404
+    assert client.get("/familie/varsler").status_code == 404  # staff keep /innboks
 
 
 def test_the_development_sign_in_lists_the_demos_guardians(

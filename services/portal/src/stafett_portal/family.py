@@ -11,11 +11,12 @@ service's ``/staff`` and ``/organisations`` (decision 0031), never from the staf
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,6 +38,8 @@ from stafett_portal.app import (
 )
 from stafett_portal.backend import ApiError
 from stafett_portal.directory import Directory
+from stafett_portal.forms import Field
+from stafett_shared.paging import CURSOR_PATTERN
 
 __all__ = ["People", "routes"]
 
@@ -47,6 +50,30 @@ _STAFF_BATCH = 50  # what GET /api/v1/staff answers at once
 _MAX_STAFF = 200  # names looked up for one page at most
 _REASON_MAX = 2000
 OWN_VOICE_MAX = 4000  # the log service's limit on the youth's own words (decision 0033)
+NoticeId = Annotated[str, PathParam(pattern=r"^n-[0-9a-f]{40}$")]
+NOTICES = "/api/v1/notifications"
+PREFERENCES = "/api/v1/preferences"
+MAX_UNREAD = 100  # unread notices the menu counts
+NOTICE_PAGE = 20  # notices on one page of «Varsler»
+CONSENT_NOTICES = ("consent_requested", "consent_expires_soon")
+
+EMAIL_CHOICE = Field(
+    "email",
+    "Vil du også få varslene på e-post?",
+    kind="radio",
+    options=(("ja", "Ja, send meg en e-post også"), ("nei", "Nei, bare her i Stafett")),
+)
+EMAIL_ADDRESS = Field(
+    "email_address",
+    "E-postadresse",
+    kind="email",
+    required=False,
+    needed_when="må fylles ut for e-post",
+    hint="E-posten sier bare at noe har skjedd, aldri hva som står i saken.",
+    max_length=320,
+    inputmode="email",
+    autocomplete="email",
+)
 
 
 @dataclass
@@ -133,15 +160,27 @@ async def _people(page: Page, person_ids: list[str | None], *, orgs: bool = Fals
     return people
 
 
-def _family_page(request: Request) -> Page:
-    """A signed-in guardian or youth; staff are sent to their own pages."""
+async def _family_page(request: Request) -> Page:
+    """A signed-in guardian or youth with their unread notices (the menu counts them);
+    staff are sent to their own pages."""
     portal = _portal(request)
     session = portal.sealer.open(request.cookies.get(portal.sealer.cookie_name))
     if not session.signed_in():
         raise SignInRequired
     if not session.citizen:
         raise StarletteHTTPException(404)
-    return Page(request, session, Directory(), None)
+    page = Page(request, session, Directory(), None)
+    try:
+        answer = await _api(
+            page, "GET", "notify", NOTICES, params={"unread": "true", "limit": MAX_UNREAD}
+        )
+    except ApiError as exc:
+        if exc.status == 401:
+            raise SignInRequired from None
+        return page  # the count is a courtesy: the page stands without the notify service
+    items = answer.get("items", []) if isinstance(answer, dict) else []
+    page.unread_notices = [n for n in items if isinstance(n, dict)]
+    return page
 
 
 async def _consents(page: Page, case_id: str) -> list[dict[str, Any]]:
@@ -215,6 +254,19 @@ def _today() -> str:
     return datetime.now(OSLO).date().isoformat()
 
 
+def _preference_errors(exc: ApiError) -> dict[str, str]:
+    """The notify service's 4xx on the e-mail choice as a sentence beside the field."""
+    if exc.code == "email_address_required":
+        return {"email_address": "Skriv e-postadressen du vil få varslene på."}
+    for error in exc.errors:
+        loc = error.get("loc") if isinstance(error, dict) else None
+        if loc and "email_address" in loc:
+            return {
+                "email_address": "Skriv en gyldig e-postadresse, for eksempel navn@eksempel.no."
+            }
+    return {"_form": texts.problem_sentence(exc.code, exc.status)}
+
+
 _ANSWERS: dict[str, dict[str, str]] = {
     "signer": {
         "title": "Signer samtykket",
@@ -255,7 +307,7 @@ _ANSWERS: dict[str, dict[str, str]] = {
 def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the families' pages
     @app.get("/familie", include_in_schema=False)
     async def my_children(request: Request) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         me = page.session.person_id
         listing = await _api(page, "GET", "case", "/api/v1/cases", params={"limit": MAX_CASES})
         children: list[dict[str, Any]] = []
@@ -281,12 +333,114 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
 
     @app.get("/familie/om", include_in_schema=False)
     async def about(request: Request) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         return render(page, "family/about.html", title="Om Stafett", section="om")
+
+    async def notices_view(
+        page: Page,
+        cursor: str | None = None,
+        status: int = 200,
+        *,
+        errors: dict[str, str] | None = None,
+        values: dict[str, str] | None = None,
+    ) -> Response:
+        params: dict[str, Any] = {"limit": NOTICE_PAGE}
+        if cursor:
+            params["cursor"] = cursor
+        answer = await _api(page, "GET", "notify", NOTICES, params=params)
+        items = answer.get("items", []) if isinstance(answer, dict) else []
+        if values is None:
+            chosen = await _api(page, "GET", "notify", PREFERENCES)
+            chosen = chosen if isinstance(chosen, dict) else {}
+            email = bool((chosen.get("channels") or {}).get("email"))
+            values = {
+                "email": "ja" if email else "nei",
+                "email_address": str(chosen.get("email_address") or ""),
+            }
+        return render(
+            page,
+            "family/notices.html",
+            status,
+            title="Varsler",
+            section="varsler",
+            items=[n for n in items if isinstance(n, dict)],
+            next_cursor=answer.get("next_cursor") if isinstance(answer, dict) else None,
+            older=cursor is not None,
+            email_choice=EMAIL_CHOICE,
+            email_address=EMAIL_ADDRESS,
+            values=values,
+            errors=errors or {},
+        )
+
+    @app.get("/familie/varsler", include_in_schema=False)
+    async def notices_page(
+        request: Request, fra: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None
+    ) -> Response:
+        page = await _family_page(request)
+        return await notices_view(page, fra)
+
+    @app.post("/familie/varsler", include_in_schema=False)
+    async def choose_email(request: Request) -> Response:
+        """E-mail on or off and the address: the other channels stay as they were."""
+        page = await _family_page(request)
+        form = await _form(request, page)
+        email = form.get("email") == "ja"
+        address = str(form.get("email_address") or "").strip()
+        current = await _api(page, "GET", "notify", PREFERENCES)
+        current = current if isinstance(current, dict) else {}
+        body = {
+            "channels": {
+                "inbox": True,
+                "email": email,
+                "webhook": bool((current.get("channels") or {}).get("webhook")),
+            },
+            "email_address": address or None,
+            "daily_digest": bool(current.get("daily_digest")),
+        }
+        try:
+            await _api(page, "PUT", "notify", PREFERENCES, json=body)
+        except ApiError as exc:
+            if exc.status == 401 or exc.status >= 500:
+                raise
+            return await notices_view(
+                page,
+                status=422,
+                errors=_preference_errors(exc),
+                values={"email": "ja" if email else "nei", "email_address": address[:320]},
+            )
+        return redirect(
+            page,
+            "/familie/varsler",
+            "Valget ditt er lagret. Du får varslene her i Stafett og på e-post."
+            if email
+            else "Valget ditt er lagret. Du får varslene bare her i Stafett.",
+        )
+
+    @app.post("/familie/varsler/{notice_id}", include_in_schema=False)
+    async def open_notice(request: Request, notice_id: NoticeId) -> Response:
+        """Marks the notice read; «open» goes on to what it is about: the consent that waits
+        for the person's answer or is about to lapse now, else the child's page (a notice
+        names only the case, never the consent)."""
+        page = await _family_page(request)
+        form = await _form(request, page)
+        await _api(page, "POST", "notify", f"{NOTICES}/{notice_id}/read", key=_key(form))
+        case_id = str(form.get("case_id") or "")
+        if not form.get("open") or not re.fullmatch(ULID, case_id):
+            return redirect(page, "/familie/varsler", "Varselet er merket som lest.")
+        target = f"/familie/{case_id}"
+        kind = form.get("kind")
+        if kind in CONSENT_NOTICES:
+            me = page.session.person_id
+            with contextlib.suppress(ApiError):  # else the child's page says what is left
+                consents = await _consents(page, case_id)
+                found = (_waiting if kind == "consent_requested" else _lapsing)(consents, me)
+                if found:
+                    target = f"/familie/{case_id}/samtykke/{found[0]['id']}"
+        return redirect(page, target)
 
     @app.get("/familie/{case_id}", include_in_schema=False)
     async def child_page(request: Request, case_id: CaseId) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         me = page.session.person_id
         case = await _case(page, case_id)
         consents = await _consents(page, case_id)
@@ -314,7 +468,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
 
     @app.get("/familie/{case_id}/logg", include_in_schema=False)
     async def family_log(request: Request, case_id: CaseId) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         entries = list(reversed(await _log_entries(page, case_id)))
         people = await _people(page, [e.get("author", {}).get("person_id") for e in entries])
         return render(
@@ -355,12 +509,12 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
 
     @app.get("/familie/{case_id}/hva-er-viktig", include_in_schema=False)
     async def own_voice_page(request: Request, case_id: CaseId) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         return await own_voice_view(page, case_id)
 
     @app.post("/familie/{case_id}/hva-er-viktig", include_in_schema=False)
     async def own_voice_write(request: Request, case_id: CaseId) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         form = await _form(request, page)
         text = str(form.get("text") or "").strip()
         message = None
@@ -398,7 +552,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
 
     @app.get("/familie/{case_id}/lest", include_in_schema=False)
     async def family_readers(request: Request, case_id: CaseId) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         answer = await _api(
             page, "GET", "log", f"/api/v1/logs/{case_id}/access", params={"limit": 200}
         )
@@ -454,7 +608,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
 
     @app.get("/familie/{case_id}/samtykke/{consent_id}", include_in_schema=False)
     async def consent_page(request: Request, case_id: CaseId, consent_id: ConsentId) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         return await consent_view(
             page, case_id, consent_id, "family/consent.html", title="Samtykke"
         )
@@ -463,7 +617,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
     async def consent_confirm(
         request: Request, case_id: CaseId, consent_id: ConsentId, answer: Answer
     ) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         words = _ANSWERS[answer]
         return await consent_view(
             page,
@@ -481,7 +635,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
     async def consent_answer(
         request: Request, case_id: CaseId, consent_id: ConsentId, answer: Answer
     ) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         form = await _form(request, page)
         words = _ANSWERS[answer]
         reason = str(form.get("reason") or "").strip()
@@ -526,7 +680,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
 
     @app.get("/familie/{case_id}/avslutt", include_in_schema=False)
     async def end_page(request: Request, case_id: CaseId) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         case, in_force = await ending(page, case_id)
         people = await _people(page, [case.get("holder", {}).get("person_id")], orgs=True)
         return render(
@@ -543,7 +697,7 @@ def routes(app: FastAPI) -> None:  # noqa: PLR0915 - one place lists the familie
 
     @app.post("/familie/{case_id}/avslutt", include_in_schema=False)
     async def end_cooperation(request: Request, case_id: CaseId) -> Response:
-        page = _family_page(request)
+        page = await _family_page(request)
         await _form(request, page)
         _case_view, in_force = await ending(page, case_id)
         failed = 0
