@@ -70,7 +70,8 @@ def get_token(args: argparse.Namespace) -> str:
     command = [args.stafett, "token", "--client", args.client, "--consent-url", args.consent_url]
     minted = subprocess.run(command, capture_output=True, text=True, check=False)
     if minted.returncode != 0:
-        raise SystemExit(f"stafett token failed: {minted.stderr.strip() or minted.stdout}")
+        print(f"stafett token failed: {minted.stderr.strip() or minted.stdout}", file=sys.stderr)
+        raise SystemExit(2)
     return minted.stdout.strip()
 
 
