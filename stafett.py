@@ -46,6 +46,7 @@ MYPY_TARGETS = [
     "tests",
     "bench",
     "deploy",
+    "examples",
 ]
 
 
