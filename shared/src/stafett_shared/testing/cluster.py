@@ -16,6 +16,7 @@ made for the run. Nothing here is a stand-in: kill a node, a service or PostgreS
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import contextlib
@@ -412,7 +413,7 @@ class NatsCluster:
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
-class ClusterPostgres:
+class ClusterPostgres(abc.ABC):
     """A PostgreSQL server the services use, and how it may be killed and started again.
 
     The local binaries come first here (unlike ``start_postgres``): this harness exists to
@@ -438,13 +439,15 @@ class ClusterPostgres:
         if not self.fresh:
             self.created.append(name)
 
+    @abc.abstractmethod
     def kill(self) -> None:
-        raise NotImplementedError
+        """``kill -9`` the server (only where ``cannot_kill`` is None)."""
 
+    @abc.abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the killed server again, on the same port and data."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - nothing to stop for most servers
         """Stop the server for good (nothing for one the harness did not start)."""
 
     async def wait_ready(self, timeout_s: float) -> float:
@@ -549,6 +552,12 @@ class _ExternalServer(ClusterPostgres):
         self.fresh = False
         self.cannot_kill = "STAFETT_TEST_DATABASE_URL names a server this test did not start"
         self.created = []
+
+    def kill(self) -> None:
+        raise RuntimeError(self.cannot_kill)
+
+    def start(self) -> None:
+        raise RuntimeError(self.cannot_kill)
 
     def close(self) -> None:
         async def drop() -> None:
